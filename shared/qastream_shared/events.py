@@ -1,0 +1,351 @@
+"""The event contract: CloudEvents 1.0 in Kafka binary mode, one Pydantic model per event type.
+
+Every payload model lives here, once. `EVENT_TYPES` maps the `ce_type` header to its model, and
+`encode` / `decode` are the only ways services turn events into Kafka records and back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qastream_shared.conversation import Conversation, Feedback
+from qastream_shared.scorecard import Scorecard
+
+
+class Event(BaseModel):
+    """Base for every payload. `TYPE` is the CloudEvents type, versioned with a `.vN` suffix."""
+
+    model_config = ConfigDict(extra="forbid")
+    TYPE: ClassVar[str]
+
+
+# --- qa.tenants (compacted; keyed by tenant) -------------------------------------------------
+
+
+class Role(StrEnum):
+    admin = "admin"
+    qa_lead = "qa_lead"
+    reviewer = "reviewer"
+    team_lead = "team_lead"
+    agent = "agent"
+    platform = "platform"
+
+
+class TenantUpserted(Event):
+    TYPE = "qa.tenant.upserted.v1"
+    tenant_id: str
+    name: str
+    retention_days: int | None = None
+
+
+class ApiKeyIssued(Event):
+    TYPE = "qa.apikey.issued.v1"
+    key_id: str
+    key_hash: str
+    role: Role
+    agent_id: str | None = None
+    team: str | None = None
+
+
+class ApiKeyRevoked(Event):
+    TYPE = "qa.apikey.revoked.v1"
+    key_id: str
+
+
+# --- qa.conversations ------------------------------------------------------------------------
+
+
+class ConversationIngested(Event):
+    TYPE = "qa.conversation.ingested.v1"
+    conversation: Conversation
+    ingested_at: datetime
+
+
+class ConversationUpdated(Event):
+    TYPE = "qa.conversation.updated.v1"
+    conversation_id: str
+    escalated: bool | None = None
+    reopened: bool | None = None
+    occurred_at: datetime
+
+
+class CsatRecorded(Event, Feedback):
+    """Feedback that arrives after the conversation: CSAT, NPS and/or FCR."""
+
+    TYPE = "qa.csat.recorded.v1"
+    conversation_id: str
+    recorded_at: datetime
+
+
+# --- qa.samples ------------------------------------------------------------------------------
+
+
+class Purpose(StrEnum):
+    auto = "auto"
+    manual = "manual"
+
+
+class ConversationSampled(Event):
+    """One sampling decision that picked a conversation; the redacted conversation is the work item."""
+
+    TYPE = "qa.conversation.sampled.v1"
+    conversation_id: str
+    purpose: Purpose
+    plan_id: str
+    plan_version: int
+    stratum: str | None = None
+    rule: str | None = None
+    inclusion_probability: float = Field(gt=0, le=1)
+    reason: str
+    conversation: Conversation
+    sampled_at: datetime
+
+
+# --- qa.scorecards (compacted) ---------------------------------------------------------------
+
+
+class ScorecardPublished(Event):
+    TYPE = "qa.scorecard.published.v1"
+    scorecard: Scorecard
+
+
+# --- qa.reviews ------------------------------------------------------------------------------
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    turn: int = Field(ge=0)
+    quote: str = Field(max_length=300)
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scorer: str
+    version: str
+    confidence: float = Field(ge=0, le=1)
+    evidence: list[Evidence] = Field(default_factory=list)
+    error: str | None = None
+
+
+class Rating(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category_id: str
+    value: int | None = None  # None means N/A
+    score: float | None = Field(default=None, ge=0, le=1)
+    root_causes: list[str] = Field(default_factory=list)
+    comment: str | None = None
+    provenance: Provenance | None = None  # set for AutoQA ratings
+
+
+class ReviewKind(StrEnum):
+    auto = "auto"
+    manual = "manual"
+    calibration = "calibration"
+
+
+class ReviewSubmitted(Event):
+    TYPE = "qa.review.submitted.v1"
+    review_id: str
+    conversation_id: str
+    kind: ReviewKind
+    scorecard_id: str
+    scorecard_version: int
+    reviewer_id: str | None = None
+    agent_id: str | None = None
+    team: str | None = None
+    channel: str | None = None
+    ratings: list[Rating]
+    score: float | None = Field(default=None, ge=0, le=1)
+    auto_failed: bool = False
+    passed: bool | None = None
+    inclusion_probability: float | None = Field(default=None, gt=0, le=1)
+    submitted_at: datetime
+
+
+class ReviewRevised(Event):
+    TYPE = "qa.review.revised.v1"
+    review_id: str
+    revision: int = Field(ge=1)
+    conversation_id: str
+    ratings: list[Rating]
+    score: float | None = Field(default=None, ge=0, le=1)
+    auto_failed: bool = False
+    passed: bool | None = None
+    reason: str
+    dispute_id: str | None = None
+    revised_at: datetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    m.TYPE: m
+    for m in (
+        TenantUpserted,
+        ApiKeyIssued,
+        ApiKeyRevoked,
+        ConversationIngested,
+        ConversationUpdated,
+        CsatRecorded,
+        ConversationSampled,
+        ScorecardPublished,
+        ReviewSubmitted,
+        ReviewRevised,
+    )
+}
+
+
+# --- the envelope ----------------------------------------------------------------------------
+
+
+class InvalidEvent(Exception):
+    """A record that can never be processed: it goes to the dead-letter topic with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _RawFormat:
+    """Leaves the body as bytes so Pydantic parses JSON straight into the model (one pass)."""
+
+    def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
+        return data if isinstance(data, bytes) else b""
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> Any:
+        return body
+
+
+_RAW = _RawFormat()
+
+
+def conversation_key(tenant_id: str, conversation_id: str) -> str:
+    return f"{tenant_id}:{conversation_id}"
+
+
+def deterministic_id(*parts: str) -> str:
+    """An event id derived from its cause, so a replayed decision produces the same ce_id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "qastream:" + "|".join(parts)))
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A CloudEvent carrying one of our payloads, plus the Kafka key it is routed by."""
+
+    data: Event
+    source: str
+    tenant: str
+    key: str
+    subject: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    causationid: str | None = None
+    traceparent: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.data.TYPE
+
+    def caused(self, data: Event, source: str, *, key: str | None = None, id: str | None = None) -> Envelope:
+        """A follow-up event in the same tenant and trace, recording what caused it."""
+        return Envelope(
+            data=data,
+            source=source,
+            tenant=self.tenant,
+            key=key or self.key,
+            subject=self.subject,
+            id=id or str(uuid.uuid4()),
+            causationid=self.id,
+            traceparent=self.traceparent,
+        )
+
+
+def encode(env: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Envelope → (key, value, headers) in CloudEvents Kafka binary mode."""
+    attrs: dict[str, Any] = {
+        "id": env.id,
+        "type": env.type,
+        "source": env.source,
+        "time": env.time,
+        "datacontenttype": "application/json",
+        "tenant": env.tenant,
+    }
+    if env.subject:
+        attrs["subject"] = env.subject
+    if env.causationid:
+        attrs["causationid"] = env.causationid
+    msg = ce_kafka.to_binary(CloudEvent(attrs, env.data.model_dump_json().encode()), _RAW)  # type: ignore[arg-type]
+    headers = list(msg.headers.items())
+    if env.traceparent:
+        headers.append(("traceparent", env.traceparent.encode()))
+    return env.key.encode(), msg.value, headers
+
+
+def decode(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | tuple[Any, ...]) -> Envelope:
+    """(key, value, headers) → Envelope, or InvalidEvent naming what is wrong."""
+    hdrs = {k: v for k, v in headers if v is not None}
+    if "ce_type" not in hdrs:
+        raise InvalidEvent("missing ce_type header: not a CloudEvent in binary mode")
+    try:
+        ce = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value or b""), _RAW)  # type: ignore[arg-type]
+    except Exception as exc:  # cloudevents raises several exception types for bad attributes
+        raise InvalidEvent(f"invalid CloudEvent attributes: {exc}") from exc
+    ce_type = ce.get_type()
+    model = EVENT_TYPES.get(ce_type)
+    if model is None:
+        raise InvalidEvent(f"unknown event type {ce_type!r}")
+    tenant = ce.get_extension("tenant")
+    if not tenant:
+        raise InvalidEvent("missing ce_tenant header")
+    try:
+        data = model.model_validate_json(value or b"")
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidEvent(f"{ce_type} schema violation: {errors}") from exc
+    tp = hdrs.get("traceparent")
+    return Envelope(
+        data=data,
+        source=ce.get_source(),
+        tenant=str(tenant),
+        key=(key or b"").decode(errors="replace"),
+        subject=ce.get_subject(),
+        id=ce.get_id(),
+        time=ce.get_time() or datetime.now(UTC),
+        causationid=ce.get_extension("causationid"),
+        traceparent=tp.decode() if tp else None,
+    )
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "ApiKeyIssued",
+    "ApiKeyRevoked",
+    "ConversationIngested",
+    "ConversationSampled",
+    "ConversationUpdated",
+    "CsatRecorded",
+    "Envelope",
+    "Event",
+    "Evidence",
+    "InvalidEvent",
+    "Provenance",
+    "Purpose",
+    "Rating",
+    "ReviewKind",
+    "ReviewRevised",
+    "ReviewSubmitted",
+    "Role",
+    "ScorecardPublished",
+    "TenantUpserted",
+    "conversation_key",
+    "decode",
+    "deterministic_id",
+    "encode",
+]
+

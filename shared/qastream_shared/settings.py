@@ -1,0 +1,55 @@
+"""Settings shared by every process, validated once at start (pydantic-settings, env prefix QA_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore", populate_by_name=True)
+
+    # The two standard variables win over QA_-prefixed ones so tools and CI can point us at servers.
+    database_url: str = Field(
+        default="postgresql+asyncpg://qastream@127.0.0.1:5432/qastream",
+        validation_alias="DATABASE_URL",
+    )
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    topic_prefix: str = ""
+    # Overrides the service's own schema; tests use it to isolate runs.
+    db_schema: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=0, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Mixed into API-key hashes so a stolen table of hashes cannot be brute-forced offline.
+    key_pepper: str = Field(default="qastream-dev-pepper", min_length=8)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_batch_timeout_ms: int = Field(default=100, ge=1, le=60_000)
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    consumer_backoff_max_s: float = Field(default=5.0, gt=0)
+    relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    otel_exporter: str = Field(default="none", pattern="^(none|console|otlp)$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str) -> str:
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+asyncpg://" + value[len("postgresql://") :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

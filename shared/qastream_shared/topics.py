@@ -1,0 +1,84 @@
+"""The topic registry: every topic's name, partitions and configs, created idempotently at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from qastream_shared.settings import Settings
+
+SERVICES = ("ingest", "sampler", "scoring")
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int = 3
+    compacted: bool = False
+    retention_ms: int | None = 7 * 24 * 3600 * 1000
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def kafka_configs(self) -> dict[str, str]:
+        cfg = {"min.insync.replicas": "1", **self.configs}
+        if self.compacted:
+            cfg["cleanup.policy"] = "compact"
+        elif self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+INBOUND_CONVERSATIONS = "qa.inbound.conversations"
+TENANTS = "qa.tenants"
+CONVERSATIONS = "qa.conversations"
+SAMPLES = "qa.samples"
+SCORECARDS = "qa.scorecards"
+REVIEWS = "qa.reviews"
+
+
+def dlq(service: str) -> str:
+    return f"qa.dlq.{service}"
+
+
+REGISTRY: tuple[Topic, ...] = (
+    Topic(INBOUND_CONVERSATIONS),
+    Topic(TENANTS, partitions=1, compacted=True),
+    Topic(CONVERSATIONS, retention_ms=30 * 24 * 3600 * 1000),
+    Topic(SAMPLES),
+    Topic(SCORECARDS, compacted=True),
+    # Reviews are the system of record for reporting rebuilds: keep them forever.
+    Topic(REVIEWS, retention_ms=-1),
+    *(Topic(dlq(s), partitions=1, retention_ms=30 * 24 * 3600 * 1000) for s in SERVICES),
+)
+
+
+def physical(name: str, settings: Settings) -> str:
+    """The broker-side name: a prefix isolates test runs and tenants of a shared cluster."""
+    return f"{settings.topic_prefix}{name}"
+
+
+async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create every registered topic that does not exist yet; returns the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(
+                name=physical(t.name, settings),
+                num_partitions=partitions or t.partitions,
+                replication_factor=1,
+                topic_configs=t.kafka_configs(),
+            )
+            for t in REGISTRY
+            if physical(t.name, settings) not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # a sibling process won the race; the topic is what we wanted
+        return [t.name for t in new]
+    finally:
+        await admin.close()

@@ -19,12 +19,23 @@ class ScaleKind(StrEnum):
     points = "points"
 
 
+_N_POINTS = {ScaleKind.three_point: 3, ScaleKind.four_point: 4, ScaleKind.five_point: 5}
+
+
 class Scale(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: ScaleKind
     # Only the points scale sets its own maximum; n-point scales run 1..n and binary 0..1.
     max_points: int | None = Field(default=None, ge=1, le=1000)
+
+    def bounds(self) -> tuple[int, int] | None:
+        """(min, max) chosen values, or None for a points scale without max_points (an empty scale)."""
+        if self.kind is ScaleKind.binary:
+            return 0, 1
+        if self.kind is ScaleKind.points:
+            return (0, self.max_points) if self.max_points else None
+        return 1, _N_POINTS[self.kind]
 
 
 class ScorerRef(BaseModel):
@@ -69,3 +80,35 @@ class Scorecard(BaseModel):
 
     def categories(self) -> list[Category]:
         return [c for g in self.groups for c in g.categories]
+
+
+class NaMode(StrEnum):
+    excluded = "excluded"  # an N/A category drops out of the weighted mean
+    passed = "pass"  # an N/A category counts as a full score with its weight
+
+
+class AutoFailMode(StrEnum):
+    zero = "zero"  # a failed critical category zeroes the review score
+    flag = "flag"  # the score stands; the review is only flagged auto-failed
+
+
+class ScoringMode(StrEnum):
+    accumulation = "accumulation"
+    deduction = "deduction"
+
+
+class ScoringSettings(BaseModel):
+    """A tenant's scoring rules; the engine's behaviour is a pure function of these and the ratings.
+
+    - accumulation: score = Σ(score·weight)/Σ(weight) over the counted categories.
+    - deduction: weights are points out of 100. The review starts at 100% and each counted category takes
+      off weight·(1 − score) points, floored at 0. Unlike accumulation the weights are absolute: a card
+      whose weights sum to less than 100 can never fall to 0 through deductions alone.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    pass_mark: float = Field(default=0.8, ge=0, le=1)
+    na_mode: NaMode = NaMode.excluded
+    auto_fail_mode: AutoFailMode = AutoFailMode.zero
+    scoring_mode: ScoringMode = ScoringMode.accumulation

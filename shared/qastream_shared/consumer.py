@@ -1,0 +1,320 @@
+"""The idempotent batch consumer every service runs (arroyo's rules on top of aiokafka).
+
+One Kafka batch → one database transaction holding the effects, an inbox row per event and any outbox
+rows. Offsets are committed only after that transaction commits, so a crash anywhere replays the batch
+and the inbox turns the replay into a no-op. Records that can never be processed go to the service's
+dead-letter topic (through the same outbox) with the reason, and the partition keeps flowing.
+Transient failures, such as PostgreSQL being down, are retried with backoff and never skip a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from qastream_shared.events import Envelope, InvalidEvent, decode
+from qastream_shared.outbox import add_rows, outbox_row, raw_row
+from qastream_shared.settings import Settings
+from qastream_shared.topics import dlq, physical
+
+log = logging.getLogger(__name__)
+
+MESSAGES = Counter("qa_consumer_messages_total", "Records consumed", ["service", "outcome"])
+DLQ = Counter("qa_dlq_total", "Records dead-lettered", ["service", "kind"])
+RETRIES = Counter("qa_consumer_retries_total", "Batch attempts that failed and were retried", ["service", "kind"])
+BATCH_SIZE = Histogram(
+    "qa_consumer_batch_size", "Records per batch", ["service"], buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
+)
+BATCH_SECONDS = Histogram("qa_consumer_batch_seconds", "Time to process and commit one batch", ["service"])
+LAG = Gauge("qa_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"])
+
+
+class Rejected(Exception):
+    """Raised by a handler for an event that is well-formed but can never be processed (e.g. unknown tenant).
+
+    The whole batch is rolled back and retried without that event, which is dead-lettered with the reason.
+    """
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.event_id = event_id
+        self.reason = reason
+
+
+@dataclass
+class UnitOfWork:
+    """What a handler gets: the batch's session, and an outbox to publish follow-up events through."""
+
+    session: AsyncSession
+    settings: Settings
+    outbox_table: Table
+    schema: str
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    def publish(self, topic: str, env: Envelope) -> None:
+        self.pending.append(outbox_row(topic, env, self.settings))
+
+    async def flush(self) -> None:
+        await add_rows(self.session, self.outbox_table, self.pending, self.schema)
+        self.pending.clear()
+
+
+Handler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Infrastructure trouble that retrying will cure, as opposed to a bug or a bad record."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(
+            seen,
+            OSError
+            | ConnectionError
+            | TimeoutError
+            | OperationalError
+            | InterfaceError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.AdminShutdownError
+            | asyncpg.SerializationError
+            | asyncpg.DeadlockDetectedError
+            | KafkaError,
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@dataclass
+class _Item:
+    record: ConsumerRecord[bytes, bytes]
+    env: Envelope | None
+    reason: str | None  # why it is dead-lettered, when it is
+
+    @property
+    def event_id(self) -> str:
+        if self.env is not None:
+            return self.env.id
+        r = self.record
+        return f"{r.topic}:{r.partition}:{r.offset}"
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        service: str,
+        topics: Sequence[str],
+        sessions: async_sessionmaker[AsyncSession],
+        tables: dict[str, Table],
+        schema: str,
+        handler: Handler,
+        group_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.topics = [physical(t, settings) for t in topics]
+        self.sessions = sessions
+        self.inbox: Table = tables["inbox"]
+        self.outbox: Table = tables["outbox"]
+        self.schema = schema
+        self.handler = handler
+        self.group_id = group_id or f"{settings.topic_prefix}qa-{service}"
+        self.dlq_topic = physical(dlq(service), settings)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.processed = 0
+        self.ready = asyncio.Event()
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            # Generous: a batch may wait out a database restart before it commits.
+            max_poll_interval_ms=600_000,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = self._make_consumer()
+        self.consumer = consumer
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(
+                    timeout_ms=self.settings.consumer_batch_timeout_ms,
+                    max_records=self.settings.consumer_batch_size,
+                )
+                if consumer.assignment():
+                    self.ready.set()
+                if not batch:
+                    continue
+                started = time.perf_counter()
+                records = [r for tp_records in batch.values() for r in tp_records]
+                await self._process(records, stop)
+                if stop.is_set() and not self._committed_all:
+                    break
+                await self._commit(consumer, batch)
+                BATCH_SIZE.labels(self.service).observe(len(records))
+                BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+                for tp in batch:
+                    hw = consumer.highwater(tp)
+                    pos = await consumer.position(tp)
+                    if hw is not None:
+                        LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, hw - pos))
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another member mid-batch: it replays the batch, and the inbox dedupes.
+            log.warning("offset commit failed after a rebalance (%s); the batch will be redelivered", exc)
+
+    _committed_all = True
+
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]], stop: asyncio.Event) -> None:
+        items = []
+        for r in records:
+            try:
+                items.append(_Item(r, decode(r.key, r.value, r.headers), None))
+            except InvalidEvent as exc:
+                items.append(_Item(r, None, exc.reason))
+        attempt = 0
+        delay = 0.1
+        self._committed_all = False
+        while True:
+            try:
+                await self._transaction(items)
+                self._committed_all = True
+                return
+            except Rejected as rej:
+                # Dead-letter the one event and redo the rest of the batch in a fresh transaction.
+                for it in items:
+                    if it.env is not None and it.env.id == rej.event_id and it.reason is None:
+                        it.reason = rej.reason
+                        break
+                else:
+                    raise RuntimeError(f"handler rejected unknown event {rej.event_id}") from rej
+                continue
+            except Exception as exc:
+                transient = is_transient(exc)
+                RETRIES.labels(self.service, "transient" if transient else "error").inc()
+                if not transient:
+                    attempt += 1
+                    if attempt >= self.settings.consumer_max_attempts:
+                        await self._isolate_poison(items, exc)
+                        self._committed_all = True
+                        return
+                log.warning(
+                    "batch of %d failed (%s, attempt %d); retrying in %.1fs",
+                    len(items),
+                    "transient" if transient else repr(exc),
+                    attempt,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                if stop.is_set():
+                    return
+                delay = min(delay * 2, self.settings.consumer_backoff_max_s)
+
+    async def _isolate_poison(self, items: list[_Item], first_error: Exception) -> None:
+        """A batch kept failing for a non-transient reason: find the record(s) at fault, one by one."""
+        for it in items:
+            if it.reason is not None:
+                continue
+            attempt = 0
+            delay = 0.1
+            while True:
+                try:
+                    await self._transaction([it])
+                    break
+                except Exception as exc:
+                    if is_transient(exc):
+                        await asyncio.sleep(delay)  # infrastructure wait, not a test wait
+                        delay = min(delay * 2, self.settings.consumer_backoff_max_s)
+                        continue
+                    attempt += 1
+                    if attempt >= self.settings.consumer_max_attempts:
+                        it.reason = f"handler failed {attempt} times: {exc!r}"[:1000]
+                        break
+        # Everything that still fails is dead-lettered; the rest is already committed (and inbox-deduped).
+        await self._transaction([it for it in items if it.reason is not None])
+
+    async def _transaction(self, items: list[_Item]) -> None:
+        if not items:
+            return
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, self.settings, self.outbox, self.schema)
+            ids = [it.event_id for it in items]
+            tenants = [it.env.tenant if it.env else None for it in items]
+            stmt = (
+                pg_insert(self.inbox)
+                .values([{"event_id": i, "tenant_id": t} for i, t in zip(ids, tenants, strict=True)])
+                .on_conflict_do_nothing()
+                .returning(self.inbox.c.event_id)
+            )
+            fresh = set((await session.execute(stmt)).scalars().all())
+            todo: list[Envelope] = []
+            dead = 0
+            for it in items:
+                if it.event_id not in fresh:
+                    continue  # already processed in an earlier delivery
+                if it.reason is not None:
+                    uow.pending.append(self._dead_letter_row(it))
+                    dead += 1
+                elif it.env is not None:
+                    todo.append(it.env)
+            if todo:
+                await self.handler(uow, todo)
+            await uow.flush()
+        self.processed += len(todo)
+        MESSAGES.labels(self.service, "processed").inc(len(todo))
+        MESSAGES.labels(self.service, "duplicate").inc(len(items) - len(fresh))
+        if dead:
+            MESSAGES.labels(self.service, "dead_lettered").inc(dead)
+            for it in items:
+                if it.reason is not None and it.event_id in fresh:
+                    DLQ.labels(self.service, it.reason.split(":", 1)[0][:60]).inc()
+                    log.warning("dead-lettered %s: %s", it.event_id, it.reason)
+
+    def _dead_letter_row(self, it: _Item) -> dict[str, Any]:
+        r = it.record
+        headers = [(k, v) for k, v in (r.headers or ()) if v is not None] + [
+            ("dlq_reason", (it.reason or "").encode()),
+            ("dlq_topic", r.topic.encode()),
+            ("dlq_partition", str(r.partition).encode()),
+            ("dlq_offset", str(r.offset).encode()),
+            ("dlq_service", self.service.encode()),
+        ]
+        tenant = it.env.tenant if it.env else dict(r.headers or ()).get("ce_tenant", b"").decode(errors="replace")
+        return raw_row(tenant or "unknown", self.dlq_topic, r.key, r.value or b"", headers)

@@ -1,0 +1,161 @@
+"""Transactional outbox: events are rows written in the same transaction as the effects that caused them.
+
+The relay publishes unsent rows in id order with an idempotent, acks=all producer and marks them sent.
+One relay per schema is active at a time (a Postgres advisory lock), which keeps per-key order when a
+service runs several replicas. A crash between publish and mark re-sends rows: consumers dedupe by ce_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Table, insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qastream_shared.events import Envelope, encode
+from qastream_shared.settings import Settings
+from qastream_shared.topics import physical
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter("qa_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+PENDING = Gauge("qa_outbox_pending", "Outbox rows waiting to be published at the last poll", ["service"])
+
+
+def notify_channel(schema: str) -> str:
+    return f"qa_outbox_{schema}"
+
+
+def outbox_row(topic: str, env: Envelope, settings: Settings) -> dict[str, Any]:
+    key, value, headers = encode(env)
+    return {
+        "tenant_id": env.tenant,
+        "topic": physical(topic, settings),
+        "key": key,
+        "value": value,
+        "headers": [[k, v.decode("latin-1")] for k, v in headers],
+    }
+
+
+def raw_row(
+    tenant: str, topic: str, key: bytes | None, value: bytes, headers: Iterable[tuple[str, bytes]]
+) -> dict[str, Any]:
+    """A row for a record we pass on as bytes, e.g. a dead letter carrying the original headers."""
+    return {
+        "tenant_id": tenant,
+        "topic": topic,
+        "key": key,
+        "value": value,
+        "headers": [[k, v.decode("latin-1")] for k, v in headers],
+    }
+
+
+async def add_rows(session: AsyncSession, outbox: Table, rows: list[dict[str, Any]], schema: str) -> None:
+    if not rows:
+        return
+    await session.execute(insert(outbox), rows)
+    # NOTIFY is delivered at commit, so the relay wakes exactly when rows become visible.
+    await session.execute(text(f"NOTIFY {notify_channel(schema)}"))
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": settings.producer_linger_ms,
+        "max_batch_size": 512 * 1024,
+        "max_request_size": 16 * 1024 * 1024,
+        "request_timeout_ms": 30_000,
+    }
+    opts.update(overrides)
+    return AIOKafkaProducer(**opts)
+
+
+class OutboxRelay:
+    """Publishes one schema's outbox. Safe to SIGKILL at any moment: unmarked rows are sent again."""
+
+    def __init__(self, settings: Settings, schema: str, service: str) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.service = service
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._run_leader(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # Database away: keep retrying; nothing is lost because rows stay unmarked.
+                log.warning("outbox relay: database unavailable (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _run_leader(self, stop: asyncio.Event) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self.settings.asyncpg_dsn, server_settings={"search_path": self.schema}
+        )
+        producer = make_producer(self.settings)
+        try:
+            # Blocks while another replica is the relay for this schema.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", "outbox:" + self.schema):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if stop.is_set():
+                    return
+            await conn.add_listener(notify_channel(self.schema), lambda *_: self._wake.set())
+            await producer.start()
+            last_purge = datetime.now(UTC)
+            while not stop.is_set():
+                n = await self._publish_batch(conn, producer)
+                if n < self.settings.relay_batch_size:
+                    self._wake.clear()
+                    # The NOTIFY could have landed between the select and the clear; the timeout bounds it.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 0.5 if n == 0 else 0.05)
+                if datetime.now(UTC) - last_purge > timedelta(minutes=5):
+                    await conn.execute(
+                        "DELETE FROM outbox WHERE published_at < now() - interval '1 hour'"
+                    )
+                    last_purge = datetime.now(UTC)
+        finally:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            self.settings.relay_batch_size,
+        )
+        PENDING.labels(self.service).set(len(rows))
+        if not rows:
+            return 0
+        futures = []
+        for row in rows:
+            headers = [(k, v.encode("latin-1")) for k, v in _json(row["headers"])]
+            futures.append(
+                await producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
+            )
+        await asyncio.gather(*futures)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
+        self.published += len(rows)
+        PUBLISHED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -1,0 +1,67 @@
+"""Tables every service owns a copy of in its own schema: outbox, inbox, and the tenant/key directory.
+
+They are attached to each service's MetaData so a service's Alembic history creates them in its schema.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+def add_platform_tables(metadata: MetaData) -> dict[str, Table]:
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("tenant_id", String(64), nullable=False),
+        Column("topic", Text, nullable=False),
+        Column("key", LargeBinary, nullable=True),
+        Column("value", LargeBinary, nullable=False),
+        # Header values are bytes; stored latin-1 decoded, which round-trips every byte.
+        Column("headers", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+    inbox = Table(
+        "inbox",
+        metadata,
+        # ce_id for valid events; topic/partition/offset for records that never parsed.
+        Column("event_id", Text, primary_key=True),
+        Column("tenant_id", String(64), nullable=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    api_keys = Table(
+        "api_keys",
+        metadata,
+        Column("key_id", String(64), primary_key=True),
+        Column("tenant_id", String(64), nullable=False, index=True),
+        Column("key_hash", String(128), nullable=False),
+        Column("role", String(32), nullable=False),
+        Column("agent_id", String(200), nullable=True),
+        Column("team", String(200), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+    )
+    tenants = Table(
+        "tenants",
+        metadata,
+        Column("tenant_id", String(64), primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("retention_days", BigInteger, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    return {"outbox": outbox, "inbox": inbox, "api_keys": api_keys, "tenants": tenants}

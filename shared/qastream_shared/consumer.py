@@ -35,12 +35,16 @@ log = logging.getLogger(__name__)
 
 MESSAGES = Counter("qa_consumer_messages_total", "Records consumed", ["service", "outcome"])
 DLQ = Counter("qa_dlq_total", "Records dead-lettered", ["service", "kind"])
-RETRIES = Counter("qa_consumer_retries_total", "Batch attempts that failed and were retried", ["service", "kind"])
+RETRIES = Counter(
+    "qa_consumer_retries_total", "Batch attempts that failed and were retried", ["service", "kind"]
+)
 BATCH_SIZE = Histogram(
     "qa_consumer_batch_size", "Records per batch", ["service"], buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )
 BATCH_SECONDS = Histogram("qa_consumer_batch_seconds", "Time to process and commit one batch", ["service"])
-LAG = Gauge("qa_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"])
+LAG = Gauge(
+    "qa_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"]
+)
 
 
 class Rejected(Exception):
@@ -316,5 +320,7 @@ class BatchConsumer:
             ("dlq_offset", str(r.offset).encode()),
             ("dlq_service", self.service.encode()),
         ]
-        tenant = it.env.tenant if it.env else dict(r.headers or ()).get("ce_tenant", b"").decode(errors="replace")
+        tenant = (
+            it.env.tenant if it.env else dict(r.headers or ()).get("ce_tenant", b"").decode(errors="replace")
+        )
         return raw_row(tenant or "unknown", self.dlq_topic, r.key, r.value or b"", headers)

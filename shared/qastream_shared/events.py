@@ -287,7 +287,9 @@ def encode(env: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     return env.key.encode(), msg.value, headers
 
 
-def decode(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | tuple[Any, ...]) -> Envelope:
+def decode(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | tuple[Any, ...]
+) -> Envelope:
     """(key, value, headers) → Envelope, or InvalidEvent naming what is wrong."""
     hdrs = {k: v for k, v in headers if v is not None}
     if "ce_type" not in hdrs:
@@ -348,4 +350,3 @@ __all__ = [
     "deterministic_id",
     "encode",
 ]
-

@@ -108,7 +108,9 @@ class OutboxRelay:
         producer = make_producer(self.settings)
         try:
             # Blocks while another replica is the relay for this schema.
-            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", "outbox:" + self.schema):
+            while not await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext($1))", "outbox:" + self.schema
+            ):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
                 if stop.is_set():
@@ -124,9 +126,7 @@ class OutboxRelay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), 0.5 if n == 0 else 0.05)
                 if datetime.now(UTC) - last_purge > timedelta(minutes=5):
-                    await conn.execute(
-                        "DELETE FROM outbox WHERE published_at < now() - interval '1 hour'"
-                    )
+                    await conn.execute("DELETE FROM outbox WHERE published_at < now() - interval '1 hour'")
                     last_purge = datetime.now(UTC)
         finally:
             with contextlib.suppress(Exception):

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
     relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
-    otel_exporter: str = Field(default="none", pattern="^(none|console|otlp)$")
+    otel_exporter: str = Field(default="none", pattern="^(none|console)$")
 
     @field_validator("database_url")
     @classmethod

@@ -49,12 +49,6 @@ def configure(settings: Settings, service: str) -> None:
         provider = TracerProvider(resource=Resource.create({"service.name": f"qastream-{service}"}))
         if settings.otel_exporter == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        elif settings.otel_exporter == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter,
-            )
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
 
 

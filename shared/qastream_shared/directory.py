@@ -1,0 +1,136 @@
+"""The tenant directory: every service's local copy of qa.tenants (tenants and API keys).
+
+It is read like a global table: all partitions, from the beginning, no consumer group. Upserts are
+idempotent because each event carries the final state of its row. Handlers that meet an unknown tenant
+call `wait_caught_up()` first, so a tenant created a moment ago is not mistaken for an unknown one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from qastream_shared.events import ApiKeyIssued, ApiKeyRevoked, InvalidEvent, TenantUpserted, decode
+from qastream_shared.settings import Settings
+from qastream_shared.topics import TENANTS, physical
+
+log = logging.getLogger(__name__)
+
+
+async def apply_directory_event(
+    session: AsyncSession, tables: dict[str, Table], tenant: str, data: Any
+) -> None:
+    if isinstance(data, TenantUpserted):
+        t = tables["tenants"]
+        stmt = pg_insert(t).values(
+            tenant_id=data.tenant_id, name=data.name, retention_days=data.retention_days
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.tenant_id],
+                set_={"name": data.name, "retention_days": data.retention_days},
+            )
+        )
+    elif isinstance(data, ApiKeyIssued):
+        k = tables["api_keys"]
+        values = {
+            "key_id": data.key_id,
+            "tenant_id": tenant,
+            "key_hash": data.key_hash,
+            "role": data.role.value,
+            "agent_id": data.agent_id,
+            "team": data.team,
+        }
+        await session.execute(pg_insert(k).values(**values).on_conflict_do_nothing())
+    elif isinstance(data, ApiKeyRevoked):
+        k = tables["api_keys"]
+        await session.execute(
+            update(k)
+            .where(k.c.key_id == data.key_id, k.c.tenant_id == tenant, k.c.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
+
+
+class TenantDirectory:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], tables: dict[str, Table]
+    ):
+        self.settings = settings
+        self.sessions = sessions
+        self.tables = tables
+        self.topic = physical(TENANTS, settings)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._progress = asyncio.Condition()
+        self._applied: dict[TopicPartition, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+            while not partitions and not stop.is_set():
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            self._consumer = consumer
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+                records = [r for recs in batch.values() for r in recs]
+                if records:
+                    await self._apply(records)
+                    for tp, recs in batch.items():
+                        self._applied[tp] = recs[-1].offset + 1
+                async with self._progress:
+                    self._progress.notify_all()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def _apply(self, records: list[Any]) -> None:
+        async with self.sessions() as session, session.begin():
+            for r in records:
+                try:
+                    env = decode(r.key, r.value, r.headers)
+                except InvalidEvent as exc:
+                    log.warning(
+                        "ignoring invalid tenant-directory record at offset %d: %s", r.offset, exc.reason
+                    )
+                    continue
+                await apply_directory_event(session, self.tables, env.tenant, env.data)
+
+    async def wait_caught_up(self, within: float = 30.0) -> None:
+        """Returns once everything on qa.tenants up to now is applied locally."""
+
+        async def caught_up() -> None:
+            while self._consumer is None:
+                async with self._progress:
+                    await self._progress.wait()
+            consumer = self._consumer
+            tps = list(consumer.assignment())
+            ends = await consumer.end_offsets(tps)
+            async with self._progress:
+                while any(self._applied.get(tp, 0) < ends[tp] for tp in tps):
+                    await self._progress.wait()
+
+        await asyncio.wait_for(caught_up(), within)
+
+    async def tenant_exists(self, session: AsyncSession, tenant_id: str) -> bool:
+        t = self.tables["tenants"]
+        found = (await session.execute(select(t.c.tenant_id).where(t.c.tenant_id == tenant_id))).first()
+        if found:
+            return True
+        await self.wait_caught_up()
+        return (
+            await session.execute(select(t.c.tenant_id).where(t.c.tenant_id == tenant_id))
+        ).first() is not None

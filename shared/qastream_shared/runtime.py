@@ -1,0 +1,161 @@
+"""One process of a service: migrations, topics, outbox relay, tenant directory, consumer and HTTP API.
+
+`ServiceRuntime` is usable without HTTP (tests, benchmarks); `create_app` wraps it in FastAPI's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import MetaData, Table, text
+
+from qastream_shared import http, telemetry
+from qastream_shared.consumer import BatchConsumer, Handler
+from qastream_shared.db import create_engine, session_factory
+from qastream_shared.directory import TenantDirectory
+from qastream_shared.migrations import migrate
+from qastream_shared.outbox import OutboxRelay
+from qastream_shared.settings import Settings, get_settings
+from qastream_shared.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    metadata: MetaData
+    tables: dict[str, Table]
+    migrations: str
+    consumes: Sequence[str] = ()
+    handler: Callable[[ServiceRuntime], Handler] | None = None
+    uses_directory: bool = True
+    routers: Sequence[APIRouter] = field(default_factory=list)
+    title: str = ""
+
+
+class ServiceRuntime:
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.schema = settings.db_schema or spec.name
+        self.engine = create_engine(settings, self.schema)
+        self.sessions = session_factory(self.engine)
+        self.tables = spec.tables
+        self.directory = (
+            TenantDirectory(settings, self.sessions, self.tables) if spec.uses_directory else None
+        )
+        self.relay = OutboxRelay(settings, self.schema, spec.name)
+        self.consumer: BatchConsumer | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, *, consume: bool = True) -> None:
+        await migrate(self.settings, self.schema, self.spec.migrations)
+        await ensure_topics(self.settings)
+        self._spawn(self.relay.run(self._stop), "relay")
+        if self.directory is not None:
+            self._spawn(self.directory.run(self._stop), "directory")
+        if consume and self.spec.consumes and self.spec.handler is not None:
+            self.consumer = BatchConsumer(
+                settings=self.settings,
+                service=self.spec.name,
+                topics=self.spec.consumes,
+                sessions=self.sessions,
+                tables=self.tables,
+                schema=self.schema,
+                handler=self.spec.handler(self),
+            )
+            self._spawn(self.consumer.run(self._stop), "consumer")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self.spec.name}-{name}")
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None and not self._stop.is_set():
+                log.error("%s task crashed: %r", name, t.exception(), exc_info=t.exception())
+                # A dead loop must not leave a zombie process that looks healthy.
+                self.failed = t.exception()
+
+        task.add_done_callback(done)
+        self._tasks.append(task)
+
+    failed: BaseException | None = None
+
+    async def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 15)
+        for t in self._tasks:
+            t.cancel()
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {exc.__class__.__name__}"
+        if self.consumer is not None:
+            checks["consumer"] = "ok" if self.consumer.ready.is_set() else "joining"
+        if self.failed is not None:
+            checks["tasks"] = f"failed: {self.failed!r}"
+        return checks
+
+
+def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    telemetry.configure(settings, spec.name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime(spec, settings)
+        app.state.runtime = runtime
+        app.state.sessions = runtime.sessions
+        app.state.tables = runtime.tables
+        app.state.settings = settings
+        await runtime.start(consume=consume)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=spec.title or f"qastream {spec.name}", version="1.0.0", lifespan=lifespan)
+    http.install(app)
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Any:
+        checks = await app.state.runtime.ready()
+        ok = all(v in ("ok",) for v in checks.values())
+        return (
+            http.problem(503, "Service Unavailable", **{"checks": checks}) if not ok else {"checks": checks}
+        )
+
+    for router in spec.routers:
+        app.include_router(router)
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app
+
+
+def serve(app_factory: Callable[[], FastAPI]) -> None:
+    """Entry point of `python -m qastream_<service>`."""
+    settings = get_settings()
+    uvicorn.run(
+        app_factory(),
+        host=settings.http_host,
+        port=settings.http_port or 8000,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

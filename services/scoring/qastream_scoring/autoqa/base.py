@@ -1,0 +1,98 @@
+"""What every AutoQA scorer is: a named, versioned, pure function of a conversation and its params."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from qastream_shared.conversation import Conversation, Role
+from qastream_shared.events import Evidence
+from qastream_shared.scorecard import Scale
+
+QUOTE_CHARS = 120
+_WORD = re.compile(r"[a-z']+")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A scorer's answer: a 0..1 fraction of the category's scale, or None for N/A (with the reason)."""
+
+    fraction: float | None
+    confidence: float
+    evidence: tuple[Evidence, ...] = ()
+    note: str | None = None
+
+
+def na(reason: str) -> Finding:
+    return Finding(fraction=None, confidence=1.0, note=reason)
+
+
+class ConversationView:
+    """One conversation, pre-digested once and shared by every scorer that rates it."""
+
+    def __init__(self, conversation: Conversation) -> None:
+        self.conversation = conversation
+        turns = conversation.turns
+        self.texts = [t.text for t in turns]
+        self.lower = [t.text.lower() for t in turns]
+        self.roles = [t.role for t in turns]
+        self.agent = [i for i, r in enumerate(self.roles) if r is Role.agent and self.texts[i].strip()]
+        self.customer = [i for i, r in enumerate(self.roles) if r is Role.customer and self.texts[i].strip()]
+        self.agent_set = frozenset(self.agent)
+        self.customer_set = frozenset(self.customer)
+
+    @cached_property
+    def words(self) -> list[list[str]]:
+        return [_WORD.findall(t) for t in self.lower]
+
+    def evidence(self, turn: int) -> Evidence:
+        return Evidence(turn=turn, quote=" ".join(self.texts[turn].split())[:QUOTE_CHARS])
+
+    def too_little(self) -> Finding | None:
+        """N/A when there is no exchange to judge: no agent turn or no customer turn."""
+        if not self.agent:
+            return na("no agent turn")
+        if not self.customer:
+            return na("no customer turn")
+        return None
+
+
+class Scorer(Protocol):
+    """A scorer; `parse` turns a category's raw params into whatever `score` needs (compiled once)."""
+
+    name: str
+    version: str
+
+    def parse(self, params: Mapping[str, Any], scale: Scale) -> Any:
+        """Validate and compile params; raises pydantic.ValidationError naming the bad param."""
+        ...
+
+    def can_fail(self, parsed: Any) -> bool:
+        """False when these params can never produce a score below 50% (useless on a critical category)."""
+        ...
+
+    def score(self, view: ConversationView, parsed: Any) -> Finding: ...
+
+
+def params_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    return [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+
+
+def clamp(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def phrase_pattern(phrases: Iterable[str], regexes: Iterable[str] = ()) -> re.Pattern[str] | None:
+    """One case-insensitive alternation: phrases match on word boundaries, regexes as written."""
+    parts = [r"\b" + re.escape(p.lower().strip()) + r"\b" for p in phrases if p.strip()]
+    parts += [f"(?:{r})" for r in regexes]
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+
+
+class Params(BaseModel):
+    model_config = {"extra": "forbid", "frozen": True}

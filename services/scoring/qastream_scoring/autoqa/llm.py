@@ -1,0 +1,151 @@
+"""`llm`: an optional OpenAI-compatible chat endpoint rates one category from a per-category prompt.
+
+Off by default: without an `LlmConfig` every llm category is N/A ("llm scorer is off"). With one, the
+scorer POSTs `{base_url}/chat/completions` and expects the reply's message content to be JSON:
+`{"value": <int on the category's scale> | null, "confidence": 0..1, "evidence": [turn indexes], "reason": "..."}`.
+Transport errors, 429 and 5xx are retried `retries` times; each attempt is bounded by `timeout_s`. An answer
+that is not such JSON, or a value off the scale, raises `LlmError`; the pipeline turns any error into N/A
+with the error in the provenance, so a dead endpoint costs at most (retries + 1)·timeout_s, never a review.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na
+from qastream_shared.scorecard import Scale
+
+
+class LlmError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LlmConfig:
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    api_key: str | None = None
+    timeout_s: float = 10.0
+    retries: int = 2
+    backoff_s: float = 0.2
+    max_transcript_chars: int = 12_000
+
+
+class LlmParams(Params):
+    prompt: str = Field(min_length=1, max_length=4000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    prompt: str
+    lo: int
+    hi: int
+
+
+class _Answer(BaseModel):
+    value: int | None
+    confidence: float = Field(default=0.5, ge=0, le=1)
+    evidence: list[int] = Field(default_factory=list)
+    reason: str | None = None
+
+
+SYSTEM = (
+    "You are a quality-assurance reviewer of customer-service conversations. Rate the conversation on the "
+    "question below using an integer from {lo} to {hi} ({lo} = worst, {hi} = best), or null when the "
+    "conversation gives nothing to judge it by. Answer with JSON only: "
+    '{{"value": int|null, "confidence": number 0..1, "evidence": [turn numbers], "reason": "short"}}.'
+    "\nQuestion: {prompt}"
+)
+
+
+class LlmScorer:
+    name = "llm"
+    version = "1.0.0"
+
+    def __init__(self, config: LlmConfig | None = None) -> None:
+        self.config = config
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config and config.api_key else {}
+        self._client = httpx.Client(timeout=config.timeout_s, headers=headers) if config else None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def parse(self, params: Mapping[str, Any], scale: Scale) -> _Parsed:
+        p = LlmParams.model_validate(params)
+        lo, hi = scale.bounds() or (0, 0)
+        return _Parsed(p.prompt, lo, hi)
+
+    def can_fail(self, parsed: _Parsed) -> bool:
+        return True
+
+    def score(self, view: ConversationView, parsed: _Parsed) -> Finding:
+        if self.config is None or self._client is None:
+            return na("llm scorer is off")
+        if (short := view.too_little()) is not None:
+            return short
+        content = self._ask(self.config, self._client, view, parsed)
+        try:
+            answer = _Answer.model_validate_json(_strip_fence(content))
+        except ValidationError as exc:
+            raise LlmError(f"answer is not the expected JSON: {exc.errors()[0]['msg']}: {content[:200]!r}") from None
+        if answer.value is None:
+            return na(answer.reason or "the model found nothing to judge")
+        if not parsed.lo <= answer.value <= parsed.hi:
+            raise LlmError(f"value {answer.value} is outside the scale {parsed.lo}..{parsed.hi}")
+        turns = [i for i in answer.evidence if 0 <= i < len(view.texts)][:5]
+        return Finding(
+            (answer.value - parsed.lo) / (parsed.hi - parsed.lo),
+            answer.confidence,
+            tuple(view.evidence(i) for i in turns),
+            answer.reason,
+        )
+
+    def _ask(self, config: LlmConfig, client: httpx.Client, view: ConversationView, parsed: _Parsed) -> str:
+        transcript = "\n".join(
+            f"[{i}] {role.value}: {text}" for i, (role, text) in enumerate(zip(view.roles, view.texts, strict=True))
+        )[: config.max_transcript_chars]
+        body = {
+            "model": config.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": SYSTEM.format(lo=parsed.lo, hi=parsed.hi, prompt=parsed.prompt)},
+                {"role": "user", "content": transcript},
+            ],
+        }
+        url = config.base_url.rstrip("/") + "/chat/completions"
+        last = "no attempt"
+        for attempt in range(config.retries + 1):
+            if attempt:
+                time.sleep(config.backoff_s * attempt)  # backoff between retries of a live call, not a test wait
+            try:
+                resp = client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = f"HTTP {resp.status_code}"
+                continue
+            if resp.status_code >= 400:
+                raise LlmError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            try:
+                return str(resp.json()["choices"][0]["message"]["content"])
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise LlmError(f"not a chat completion: {type(exc).__name__}: {resp.text[:200]!r}") from None
+        raise LlmError(f"endpoint unavailable after {config.retries + 1} attempts: {last}")
+
+
+def _strip_fence(content: str) -> str:
+    """Models often wrap JSON in a ``` fence despite being asked not to."""
+    s = content.strip()
+    if s.startswith("```"):
+        s = s.split("\n", 1)[1] if "\n" in s else ""
+        s = s.rsplit("```", 1)[0]
+    return s.strip() or json.dumps(None)

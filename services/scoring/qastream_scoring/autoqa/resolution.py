@@ -1,0 +1,133 @@
+"""`resolution`: did the conversation end with the customer's need met? Cue-based, from the text alone.
+
+`check` picks the question:
+- "resolved": customer confirmation and thanks in their closing turns raise the score; complaints, repeats,
+  escalation or reopen cues, the agent saying it cannot help, and abandonment (the conversation ends on a
+  customer turn nobody answered) lower it. The conversation's own `escalated`/`reopened` flags count too.
+- "solution_offered": did the agent, after the customer's request, state an outcome or a next step rather
+  than only ask questions; the agent saying it cannot help counts against.
+- "corrections": a proxy for accuracy: the customer correcting the agent ("no, I said…", "that's wrong",
+  "not what I asked") or asking the same thing again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
+from qastream_shared.scorecard import Scale
+
+
+def _cues(*phrases: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(phrases) + r")\b", re.IGNORECASE)
+
+
+CONFIRM = _cues(
+    r"thanks?", r"thank you", r"thx", r"ty", r"great", r"perfect", r"awesome", r"excellent", r"wonderful",
+    r"fantastic", r"appreciate(?:d| it)?", r"that(?:'s| is| was) (?:all|it|helpful|great|perfect|fine)",
+    r"(?:that|it) works", r"works for me", r"sounds good", r"all set", r"solved", r"resolved", r"fixed",
+    r"got it", r"helpful", r"(?:you'?ve )?been (?:a )?(?:great )?help", r"good(?:bye| day| night)?", r"bye",
+    r"ok(?:ay)?", r"cool", r"nice", r"exactly",
+)
+COMPLAIN = _cues(
+    r"not what i", r"that(?:'s| is) (?:wrong|not right|incorrect)", r"wrong", r"incorrect", r"useless",
+    r"ridiculous", r"terrible", r"horrible", r"awful", r"frustrat\w*", r"annoy\w*", r"angry", r"upset",
+    r"unacceptable", r"disappoint\w*", r"never ?mind", r"forget it", r"waste of", r"doesn'?t work",
+    r"didn'?t work", r"not working", r"still (?:not|no|doesn'?t|don'?t|haven'?t|waiting)", r"again",
+    r"i (?:already|just) (?:said|told|asked|gave)", r"i said", r"are you (?:even )?listening", r"what\?+",
+    r"confus\w*", r"not helpful", r"no help", r"hello\?+", r"anyone there", r"are you there", r"stupid",
+    r"wtf", r"seriously", r"come on", r"hurry", r"taking (?:so|too) long", r"why (?:is|are|did|can'?t)",
+)
+ESCALATE = _cues(
+    r"supervisor", r"manager", r"escalat\w*", r"complaint", r"speak to (?:a |an )?(?:human|person|someone)",
+    r"real person", r"cancel my", r"reopen\w*", r"same (?:problem|issue)", r"called before",
+)
+UNABLE = _cues(
+    r"unfortunately", r"(?:i'?m|i am|we'?re|we are) (?:very |so |really )?sorry,? but", r"unable to",
+    r"can ?not", r"can'?t", r"couldn'?t", r"could not", r"not (?:be )?(?:able|available|possible)",
+    r"no (?:\w+ )?(?:available|availability|openings?|results?|match\w*)", r"(?:isn'?t|aren'?t|wasn'?t) available",
+    r"(?:fully|already) booked", r"sold out", r"(?:don'?t|do not) have", r"(?:did not|didn'?t) find",
+    r"no longer", r"not supported", r"invalid", r"(?:was|were|been) (?:declined|denied|rejected)",
+    r"failed", r"error",
+)
+OUTCOME = _cues(
+    r"(?:i|we)(?:'ve| have)? (?:found|booked|reserved|scheduled|confirmed|sent|processed|updated|changed|"
+    r"cancel+ed|refunded|issued|placed|arranged|ordered|set up|fixed|resolved|added|created|checked)",
+    r"here (?:is|are)", r"here'?s", r"is (?:confirmed|booked|reserved|scheduled|available|ready|on (?:its|the) way)",
+    r"(?:you can|you could|you should|you'?ll|you will|try)", r"your \w+ (?:is|has been|will be)",
+    r"(?:i|we) (?:can|will|'ll) ", r"the answer is", r"it (?:is|will be) ", r"there (?:is|are) ",
+)
+
+
+class ResolutionParams(Params):
+    check: Literal["resolved", "solution_offered", "corrections"] = "resolved"
+    tail: int = 2
+
+
+class ResolutionScorer:
+    name = "resolution"
+    version = "1.0.0"
+
+    def parse(self, params: Mapping[str, Any], scale: Scale) -> ResolutionParams:
+        return ResolutionParams.model_validate(params)
+
+    def can_fail(self, parsed: ResolutionParams) -> bool:
+        return True
+
+    def score(self, view: ConversationView, parsed: ResolutionParams) -> Finding:
+        if (short := view.too_little()) is not None:
+            return short
+        if parsed.check == "solution_offered":
+            return _solution_offered(view)
+        if parsed.check == "corrections":
+            return _corrections(view)
+        return _resolved(view, parsed.tail)
+
+
+def _hits(view: ConversationView, turns: list[int], pat: re.Pattern[str]) -> list[int]:
+    return [i for i in turns if pat.search(view.texts[i])]
+
+
+def _resolved(view: ConversationView, tail: int) -> Finding:
+    conv = view.conversation
+    closing = view.customer[-tail:]
+    confirmed = _hits(view, closing, CONFIRM)
+    complained = _hits(view, view.customer, COMPLAIN)
+    escalated = _hits(view, view.customer, ESCALATE)
+    unable = _hits(view, view.agent, UNABLE)
+    abandoned = view.customer[-1] > view.agent[-1]
+    score = 0.5 + 0.4 * (len(confirmed) / len(closing))
+    score -= 0.1 * min(len(complained), 3) + 0.15 * min(len(unable), 3)
+    score -= 0.3 * (bool(escalated) or conv.escalated) + 0.3 * conv.reopened + 0.4 * abandoned
+    evidence = [*confirmed, *complained[:2], *escalated[:1], *unable[:2]]
+    if abandoned:
+        evidence.append(view.customer[-1])
+    return Finding(clamp(score + 0.1), 0.6, tuple(view.evidence(i) for i in sorted(set(evidence))))
+
+
+def _solution_offered(view: ConversationView) -> Finding:
+    after_request = [i for i in view.agent if i > view.customer[0]]
+    if not after_request:
+        return Finding(0.0, 0.7, (view.evidence(view.customer[0]),), "no agent turn after the request")
+    offers = _hits(view, after_request, OUTCOME)
+    unable = _hits(view, after_request, UNABLE)
+    score = clamp(min(len(offers), 2) / 2 - 0.25 * min(len(unable), 2))
+    return Finding(score, 0.5, tuple(view.evidence(i) for i in (offers[:2] + unable[:2])))
+
+
+def _corrections(view: ConversationView) -> Finding:
+    if len(view.customer) < 2:
+        return na("one customer turn: nothing to correct")
+    later = view.customer[1:]
+    corrected = _hits(view, later, COMPLAIN)
+    seen: set[str] = set()
+    repeats = []
+    for i in view.customer:
+        key = " ".join(view.words[i])
+        if len(key) > 15 and key in seen:
+            repeats.append(i)
+        seen.add(key)
+    n = len(set(corrected) | set(repeats))
+    return Finding(clamp(1 - 0.34 * n), 0.5, tuple(view.evidence(i) for i in sorted({*corrected, *repeats})[:3]))

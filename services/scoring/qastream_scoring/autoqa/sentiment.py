@@ -1,0 +1,98 @@
+"""`sentiment`: lexicon-based (VADER) customer sentiment shift and agent tone.
+
+- customer shift: where the customer ends (mean compound of their last `tail` turns) and how far they moved
+  from where they started (their first turn): 0.5·(1 + end) + 0.25·(end − start), clamped to 0..1.
+- agent tone: 1 for neutral-or-warm agent turns; each agent turn below `rude_below` compound costs
+  `rude_penalty`, an apology or empathy phrase earns `empathy_bonus` (capped), so a calm agent scores high.
+`customer_weight` blends the two (1 = shift only, 0 = tone only).
+VADER scores are cached by text: agent macros repeat, and no turn is scored twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
+from qastream_shared.scorecard import Scale
+
+EMPATHY = re.compile(
+    r"\b(?:sorry|apologi[sz]e|apologies|i understand|i see how|that must be|i can imagine|"
+    r"my pleasure|happy to help|glad to help|no problem|thank you for your patience|i appreciate)\b",
+    re.IGNORECASE,
+)
+
+
+class SentimentParams(Params):
+    customer_weight: float = Field(default=0.5, ge=0, le=1)
+    tail: int = Field(default=2, ge=1, le=10)
+    rude_below: float = Field(default=-0.3, ge=-1, le=1)
+    rude_penalty: float = Field(default=0.5, ge=0, le=1)
+    empathy_bonus: float = Field(default=0.1, ge=0, le=1)
+
+
+@lru_cache(maxsize=1)
+def _analyzer() -> SentimentIntensityAnalyzer:
+    return SentimentIntensityAnalyzer()
+
+
+@lru_cache(maxsize=65536)
+def compound(text: str) -> float:
+    return float(_analyzer().polarity_scores(text)["compound"])
+
+
+def customer_shift(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]] | None:
+    turns = view.customer
+    if not turns:
+        return None
+    last = turns[-tail:]
+    end = sum(compound(view.texts[i]) for i in last) / len(last)
+    start = compound(view.texts[turns[0]]) if len(turns) > len(last) else end
+    return clamp(0.5 * (1 + end) + 0.25 * (end - start)), (turns[0], *last)
+
+
+class SentimentScorer:
+    name = "sentiment"
+    version = "1.0.0"
+
+    def parse(self, params: Mapping[str, Any], scale: Scale) -> SentimentParams:
+        return SentimentParams.model_validate(params)
+
+    def can_fail(self, parsed: SentimentParams) -> bool:
+        return parsed.customer_weight > 0 or parsed.rude_penalty > 0
+
+    def score(self, view: ConversationView, parsed: SentimentParams) -> Finding:
+        if (short := view.too_little()) is not None:
+            return short
+        w = parsed.customer_weight
+        parts: list[tuple[float, float]] = []
+        evidence: list[int] = []
+        if w > 0:
+            shift = customer_shift(view, parsed.tail)
+            if shift is not None:
+                parts.append((w, shift[0]))
+                evidence += shift[1]
+        if w < 1:
+            tone = 1.0
+            worst: tuple[float, int] | None = None
+            empathic = 0
+            for i in view.agent:
+                if EMPATHY.search(view.texts[i]):
+                    empathic += 1
+                    continue  # an apology with bad news reads negative to VADER but is not rude
+                c = compound(view.texts[i])
+                if c < parsed.rude_below:
+                    tone -= parsed.rude_penalty
+                    if worst is None or c < worst[0]:
+                        worst = (c, i)
+            tone = clamp(tone - parsed.empathy_bonus + min(empathic, 2) * parsed.empathy_bonus)
+            parts.append((1 - w, tone))
+            if worst is not None:
+                evidence.append(worst[1])
+        fraction = sum(wt * s for wt, s in parts) / sum(wt for wt, _ in parts)
+        return Finding(fraction, 0.6, tuple(view.evidence(i) for i in dict.fromkeys(evidence)))

@@ -1,0 +1,332 @@
+"""PII redaction, applied to every conversation before it is stored or published.
+
+The original text is never kept: `Redactor.redact` returns a new Conversation with PII replaced by tokens
+such as `[EMAIL]`, plus how many of each kind it replaced (for metrics).
+
+Built-in detectors use the stdlib `re` with bounded quantifiers and a validation step (Luhn for cards,
+mod-97 for IBANs, shape rules for phone numbers) so ordinary numbers survive. Tenant patterns are compiled
+with RE2, which matches in linear time, so no tenant pattern can backtrack catastrophically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import re2
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from qastream_shared.conversation import Conversation, Role, Turn
+from stdnum import iban, luhn
+
+MAX_CUSTOM_PATTERNS = 50
+MAX_PATTERN_CHARS = 500
+# Bounds RE2's compiled program, so a pattern like `a{1000}{1000}` is refused instead of eating memory.
+_RE2_MAX_MEM = 8 << 20
+
+
+class PiiKind(StrEnum):
+    email = "email"
+    phone = "phone"
+    card = "card"
+    iban = "iban"
+
+
+class PolicyError(ValueError):
+    """A tenant redaction policy that cannot be used, with a message naming the pattern."""
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # errors are raised as PolicyError; RE2 would also print them to stderr
+    options.max_mem = _RE2_MAX_MEM
+    return options
+
+
+def _compile_custom(name: str, pattern: str, ignore_case: bool) -> Any:
+    options = _re2_options()
+    options.case_sensitive = not ignore_case
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise PolicyError(
+            f"custom pattern {name!r} is not a valid RE2 regular expression: {reason} "
+            "(backreferences and lookaround are not supported)"
+        ) from None
+    for probe in ("", " ", "a", "a b 1 _ -"):
+        if any(m.end() == m.start() for m in compiled.finditer(probe)):
+            raise PolicyError(f"custom pattern {name!r} matches the empty string")
+    return compiled
+
+
+class CustomPattern(BaseModel):
+    """A tenant-defined kind of PII: every match is replaced by the token for `name`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_CHARS)
+    ignore_case: bool = False
+
+    @model_validator(mode="after")
+    def _compiles(self) -> CustomPattern:
+        if self.name in PiiKind.__members__:
+            raise PolicyError(f"custom pattern name {self.name!r} is a built-in detector")
+        _compile_custom(self.name, self.pattern, self.ignore_case)
+        return self
+
+
+class RedactionPolicy(BaseModel):
+    """A tenant's redaction policy. Validating it compiles the custom patterns, so a bad one fails here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    emails: bool = True
+    phones: bool = True
+    cards: bool = True
+    ibans: bool = True
+    custom: tuple[CustomPattern, ...] = Field(default=(), max_length=MAX_CUSTOM_PATTERNS)
+    # `{kind}` is replaced by the upper-cased kind: "[{kind}]" gives "[EMAIL]", "[MEMBER_ID]".
+    token_format: str = Field(default="[{kind}]", max_length=40)
+    redact_metadata: bool = True
+
+    @field_validator("custom")
+    @classmethod
+    def _unique_names(cls, custom: tuple[CustomPattern, ...]) -> tuple[CustomPattern, ...]:
+        names = [c.name for c in custom]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise PolicyError(f"custom pattern names must be unique: {', '.join(dupes)}")
+        return custom
+
+    @field_validator("token_format")
+    @classmethod
+    def _one_kind_placeholder(cls, fmt: str) -> str:
+        if fmt.count("{kind}") != 1 or fmt.replace("{kind}", "").count("{") or "\\" in fmt:
+            raise PolicyError("token_format must contain '{kind}' exactly once and no other braces or '\\'")
+        return fmt
+
+    def token(self, kind: str) -> str:
+        return self.token_format.replace("{kind}", kind.upper())
+
+
+# --- built-in detectors ---------------------------------------------------------------------------------
+
+# RFC 5321 caps the local part at 64 and a label at 63 characters; the caps also keep matching linear.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,10}"
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+_HAS_DIGIT = re.compile(r"\d")
+# A run of digit groups joined by single spaces or dashes, long enough to hold a card number.
+_DIGIT_RUN = re.compile(r"(?<![\d])\d[\d -]{11,}\d(?![\d])")
+_DIGIT_GROUP = re.compile(r"\d+")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", re.IGNORECASE)
+_PHONE = re.compile(
+    # Not glued to a word, a price, a decimal, a time or a path.
+    r"(?<![\w+$€£¥.,:/-])"
+    r"(?:"
+    r"\+\d{7,15}"  # international, compact
+    r"|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,5}){1,5}"  # grouped
+    r"|\(\d{1,5}\)[ .-]?\d{3,8}"  # (030) 1234567
+    r"|\d{7,15}"  # bare digits: a phone only when the words before it say so
+    r")"
+    r"(?![\w:/%]|[.,]\d)"
+)
+_PHONE_CONTEXT = re.compile(
+    r"phone|call|tel\b|mobile|cell|whatsapp|sms|text me|reach me|contact|my number|fax", re.IGNORECASE
+)
+_PHONE_CONTEXT_CHARS = 30
+
+
+def _is_date(groups: list[str]) -> bool:
+    """2020-05-21 or 21.05.2020 (optionally followed by a time); two-digit years are too short for a phone."""
+    if len(groups) < 3:
+        return False
+    a, b, c = groups[:3]
+    if len(a) == 4 and len(b) <= 2 and len(c) <= 2:
+        return 1 <= int(b) <= 12 and 1 <= int(c) <= 31
+    if len(a) <= 2 and len(b) <= 2 and len(c) == 4:
+        return (int(a) <= 31 and int(b) <= 12) or (int(a) <= 12 and int(b) <= 31)
+    return False
+
+
+def _is_phone(text: str, match: re.Match[str]) -> bool:
+    candidate = match.group()
+    groups = _DIGIT_GROUP.findall(candidate)
+    digits = sum(map(len, groups))
+    if not 7 <= digits <= 15:
+        return False
+    if len(groups) == 1 and candidate[0] != "+":
+        context = text[max(0, match.start() - _PHONE_CONTEXT_CHARS) : match.start()]
+        return _PHONE_CONTEXT.search(context) is not None
+    if candidate[0] == "+" or "(" in candidate:
+        return True
+    if _is_date(groups):
+        return False
+    if len(groups) == 2:
+        if "." in candidate:  # 12345.67
+            return False
+        if "-" in candidate and len(groups[0]) == len(groups[1]) and int(groups[0]) < int(groups[1]):
+            return False  # a range: 1500-2000
+    # 1 000 000 or 1.000.000: thousands separators, not a phone.
+    return not (all(len(g) == 3 for g in groups[1:]) and ("." in candidate or len(groups[0]) <= 2))
+
+
+def _card_spans(run: str) -> list[tuple[int, int]]:
+    """Spans inside a digit run that are card numbers: 13–19 digits over whole groups, passing Luhn.
+
+    Trying every window of whole groups finds a card even when other numbers sit next to it ("qty 2 4111 ...").
+    """
+    groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(run)]
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(groups):
+        found = None
+        digits = ""
+        for j in range(i, len(groups)):
+            digits += run[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn.is_valid(digits):
+                found = j  # keep extending: prefer the longest card starting here
+        if found is None:
+            i += 1
+        else:
+            spans.append((groups[i][0], groups[found][1]))
+            i = found + 1
+    return spans
+
+
+def _iban_end(candidate: str) -> int:
+    """Length of the longest valid IBAN at the start of `candidate`, or 0.
+
+    The case-insensitive pattern may swallow a following short word ("... 0130 00 fine"), so shorter
+    prefixes made of whole groups are tried too.
+    """
+    ends = [m.end() for m in re.finditer(r"\S+", candidate)]
+    for end in reversed(ends):
+        if iban.is_valid(candidate[:end]):
+            return end
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    conversation: Conversation
+    counts: dict[str, int]  # kind → number of replacements, only kinds that occurred
+
+
+def tenant_pepper(master_pepper: str, tenant_id: str) -> bytes:
+    """The tenant's pseudonymisation key, derived so nothing per tenant has to be stored."""
+    return hmac.new(master_pepper.encode(), b"pseudonym:" + tenant_id.encode(), hashlib.sha256).digest()
+
+
+def pseudonymise(pepper: bytes, value: str) -> str:
+    """A stable pseudonym for an identifier: the same value gives the same pseudonym within a tenant."""
+    return "psn_" + hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class Redactor:
+    """A tenant's policy compiled once; `redact` is then safe to call for every conversation."""
+
+    def __init__(self, policy: RedactionPolicy, pepper: bytes) -> None:
+        self.policy = policy
+        self._pepper = pepper
+        self._tokens = {kind: policy.token(kind) for kind in PiiKind}
+        self._custom = [
+            (c.name, policy.token(c.name), _compile_custom(c.name, c.pattern, c.ignore_case))
+            for c in policy.custom
+        ]
+
+    def redact(self, conversation: Conversation) -> Redaction:
+        counts: Counter[str] = Counter()
+        turns: list[Turn] = []
+        for turn in conversation.turns:
+            update: dict[str, Any] = {}
+            text = self.redact_text(turn.text, counts)
+            if text is not turn.text:
+                update["text"] = text
+            # Customer names and handles are PII; agent, bot and system authors identify staff for QA.
+            if turn.author is not None and turn.role is Role.customer:
+                update["author"] = pseudonymise(self._pepper, turn.author)
+            turns.append(turn.model_copy(update=update) if update else turn)
+        update = {"turns": turns}
+        if conversation.customer_id is not None:
+            update["customer_id"] = pseudonymise(self._pepper, conversation.customer_id)
+        if self.policy.redact_metadata:
+            update["tags"] = [self.redact_text(tag, counts) for tag in conversation.tags]
+            update["metadata"] = self._redact_value(conversation.metadata, counts)
+        return Redaction(conversation.model_copy(update=update), {str(k): n for k, n in counts.items()})
+
+    def redact_text(self, text: str, counts: Counter[str]) -> str:
+        """`text` with PII replaced, adding to `counts`; the same object when nothing was found."""
+        policy = self.policy
+        if policy.emails and "@" in text:
+            text = self._sub(_EMAIL.subn(self._tokens[PiiKind.email], text), PiiKind.email, counts, text)
+        if _HAS_DIGIT.search(text):
+            if policy.ibans:
+                text = self._validated(text, _IBAN, PiiKind.iban, counts)
+            if policy.cards:
+                text = self._cards(text, counts)
+            if policy.phones:
+                text = self._validated(text, _PHONE, PiiKind.phone, counts)
+        for name, token, pattern in self._custom:
+            text = self._sub(pattern.subn(token, text), name, counts, text)
+        return text
+
+    @staticmethod
+    def _sub(result: tuple[str, int], kind: str, counts: Counter[str], original: str) -> str:
+        new, n = result
+        if not n:
+            return original
+        counts[kind] += n
+        return new
+
+    def _validated(self, text: str, pattern: re.Pattern[str], kind: PiiKind, counts: Counter[str]) -> str:
+        pieces: list[str] = []
+        last = 0
+        for match in pattern.finditer(text):
+            if kind is PiiKind.iban:
+                end = match.start() + _iban_end(match.group())
+                if end == match.start():
+                    continue
+            elif _is_phone(text, match):
+                end = match.end()
+            else:
+                continue
+            pieces += (text[last : match.start()], self._tokens[kind])
+            last = end
+            counts[kind] += 1
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _cards(self, text: str, counts: Counter[str]) -> str:
+        pieces: list[str] = []
+        last = 0
+        for match in _DIGIT_RUN.finditer(text):
+            for start, end in _card_spans(match.group()):
+                pieces += (text[last : match.start() + start], self._tokens[PiiKind.card])
+                last = match.start() + end
+                counts[PiiKind.card] += 1
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _redact_value(self, value: Any, counts: Counter[str]) -> Any:
+        if isinstance(value, str):
+            return self.redact_text(value, counts)
+        if isinstance(value, dict):
+            return {k: self._redact_value(v, counts) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact_value(v, counts) for v in value]
+        return value

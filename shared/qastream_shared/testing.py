@@ -1,0 +1,151 @@
+"""Helpers for integration tests and benchmarks against a real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import ConversationIngested, Envelope, conversation_key, encode
+from qastream_shared.settings import Settings
+
+T = TypeVar("T")
+DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "conversations"
+STAR = DATA_DIR / "star.jsonl"
+
+
+def isolated_settings(database_url: str, kafka_bootstrap: str, **overrides: Any) -> Settings:
+    """Settings with a unique topic prefix and schema, so tests never see each other's data."""
+    run = uuid.uuid4().hex[:10]
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "topic_prefix": f"t{run}.",
+        "db_schema": f"t_{run}",
+        "log_json": False,
+        "consumer_batch_timeout_ms": 50,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process the same settings."""
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "QA_TOPIC_PREFIX": settings.topic_prefix,
+        "QA_LOG_JSON": "false",
+        "QA_CONSUMER_BATCH_TIMEOUT_MS": str(settings.consumer_batch_timeout_ms),
+    }
+    if settings.db_schema:
+        env["QA_DB_SCHEMA"] = settings.db_schema
+    return env
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, within: float = 60.0, every: float = 0.1) -> T:
+    """Awaits until `check()` returns a truthy value; fails with the last value after `within` seconds."""
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value {last!r}")
+        await asyncio.sleep(every)
+
+
+def star_records(limit: int | None = None) -> Iterator[dict[str, Any]]:
+    with STAR.open("rb") as fh:
+        for i, line in enumerate(fh):
+            if limit is not None and i >= limit:
+                return
+            yield orjson.loads(line)
+
+
+def conversation(
+    conversation_id: str | None = None, *, agent: str = "agent-1", turns: int = 4, **extra: Any
+) -> Conversation:
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    return Conversation.model_validate(
+        {
+            "conversation_id": conversation_id or uuid.uuid4().hex,
+            "agent_ids": [agent],
+            "team": "team-a",
+            "turns": [
+                {
+                    "role": "customer" if i % 2 == 0 else "agent",
+                    "text": "Hello, I need help with my order" if i % 2 == 0 else "Happy to help, one moment",
+                    "ts": (start + timedelta(seconds=30 * i)).isoformat(),
+                }
+                for i in range(turns)
+            ],
+            **extra,
+        }
+    )
+
+
+def ingested(tenant: str, conv: Conversation, source: str = "ingest") -> Envelope:
+    return Envelope(
+        data=ConversationIngested(conversation=conv, ingested_at=datetime.now(UTC)),
+        source=source,
+        tenant=tenant,
+        key=conversation_key(tenant, conv.conversation_id),
+        subject=conv.conversation_id,
+    )
+
+
+async def produce(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k, headers=h) for k, v, h in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_envelopes(settings: Settings, topic: str, envs: list[Envelope]) -> None:
+    await produce(settings, topic, [encode(e) for e in envs])
+
+
+async def read_topic(
+    settings: Settings, topic: str, *, expect: int, within: float = 60.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Reads a topic from the beginning until at least `expect` records arrived (or fails)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        while not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + within
+        while len(out) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for recs in batch.values():
+                out.extend(recs)
+        # Drain what is left so callers also see duplicates beyond `expect`.
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for recs in batch.values():
+                out.extend(recs)
+        return out
+    finally:
+        await consumer.stop()

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
+from qastream_shared.testing import isolated_settings, settings_env
+
+from tests.integration.probe import SPEC
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings(database_url: str, kafka_bootstrap: str) -> Settings:
+    return isolated_settings(database_url, kafka_bootstrap)
+
+
+@pytest.fixture
+async def probe(settings: Settings) -> AsyncIterator[ServiceRuntime]:
+    """The probe service's schema and topics, migrated; its loops are started by each test as needed."""
+    runtime = ServiceRuntime(SPEC, settings)
+    from qastream_shared.migrations import migrate
+    from qastream_shared.topics import ensure_topics
+
+    await migrate(settings, runtime.schema, SPEC.migrations)
+    await ensure_topics(settings)
+    yield runtime
+    await runtime.engine.dispose()
+
+
+class Proc:
+    """A child process running part of a service, killable with SIGKILL."""
+
+    def __init__(self, args: list[str], settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **settings_env(settings), **(extra_env or {})}
+        self.popen = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        out = self.popen.stdout.read() if self.popen.stdout and self.popen.poll() is not None else b""
+        return out.decode(errors="replace")
+
+
+@pytest.fixture
+def spawn(settings: Settings) -> Iterator[type[Proc]]:
+    procs: list[Proc] = []
+
+    class Tracked(Proc):
+        def __init__(
+            self, args: list[str], extra_env: dict[str, str] | None = None, s: Settings | None = None
+        ):
+            super().__init__(args, s or settings, extra_env)
+            procs.append(self)
+
+    yield Tracked
+    for p in procs:
+        p.stop()

@@ -1,0 +1,195 @@
+"""The delivery guarantees of DESIGN.md, against a real Kafka broker and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+
+import pytest
+from qastream_shared.consumer import BatchConsumer
+from qastream_shared.events import decode, encode
+from qastream_shared.outbox import OutboxRelay, outbox_row
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
+from qastream_shared.testing import conversation, eventually, ingested, produce, produce_envelopes, read_topic
+from qastream_shared.topics import CONVERSATIONS, dlq, physical
+from sqlalchemy import func, insert, select
+
+from tests.integration.probe import effects, make_handler
+
+pytestmark = pytest.mark.integration
+
+
+async def count(runtime: ServiceRuntime, table: str = "effects", **where: str) -> int:
+    t = runtime.tables[table]
+    q = select(func.count()).select_from(t)
+    for k, v in where.items():
+        q = q.where(t.c[k] == v)
+    async with runtime.sessions() as s:
+        return int((await s.execute(q)).scalar_one())
+
+
+async def fill_outbox(runtime: ServiceRuntime, settings: Settings, n: int, tenant: str = "acme") -> list[str]:
+    ids = []
+    async with runtime.sessions() as s, s.begin():
+        rows = []
+        for i in range(n):
+            env = ingested(tenant, conversation(f"c{i:06d}"))
+            ids.append(env.id)
+            rows.append(outbox_row(CONVERSATIONS, env, settings))
+        for start in range(0, n, 2000):
+            await s.execute(insert(runtime.tables["outbox"]), rows[start : start + 2000])
+    return ids
+
+
+@contextlib.asynccontextmanager
+async def consuming(runtime: ServiceRuntime, settings: Settings):  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    consumer = BatchConsumer(
+        settings=settings,
+        service="probe",
+        topics=[CONVERSATIONS],
+        sessions=runtime.sessions,
+        tables=runtime.tables,
+        schema=runtime.schema,
+        handler=make_handler(runtime),
+    )
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_outbox_survives_relay_sigkill_and_consumer_sees_each_event_once(probe, settings, spawn):
+    n = 20_000
+    ids = await fill_outbox(probe, settings, n)
+    relay = spawn(["-m", "tests.integration.probe", "relay"])
+
+    async def some_published() -> int:
+        published = await count_published(probe)
+        return published if 0 < published < n else 0
+
+    await eventually(some_published, within=60, every=0.02)
+    relay.kill()  # SIGKILL mid-stream: rows sent but not yet marked will be sent again
+    assert await count_published(probe) < n
+    spawn(["-m", "tests.integration.probe", "relay"])
+    await eventually(lambda: _all_published(probe, n), within=120)
+
+    records = await read_topic(settings, physical(CONVERSATIONS, settings), expect=n)
+    seen = Counter(decode(r.key, r.value, r.headers).id for r in records)
+    assert set(seen) == set(ids)  # nothing lost
+
+    async with consuming(probe, settings):
+        await eventually(lambda: _count_at_least(probe, n), within=120)
+    assert await count(probe) == n  # effects exactly once, even if the relay re-sent some rows
+    dupes = sum(c - 1 for c in seen.values())
+    print(f"relay re-sent {dupes} records after SIGKILL; consumer applied {n} effects")
+
+
+async def count_published(runtime: ServiceRuntime) -> int:
+    t = runtime.tables["outbox"]
+    async with runtime.sessions() as s:
+        return int((await s.execute(select(func.count()).where(t.c.published_at.is_not(None)))).scalar_one())
+
+
+async def _all_published(runtime: ServiceRuntime, n: int) -> bool:
+    return await count_published(runtime) == n
+
+
+async def _count_at_least(runtime: ServiceRuntime, n: int) -> bool:
+    return await count(runtime) >= n
+
+
+async def test_batch_redelivered_after_db_commit_has_its_effects_once(probe, settings, spawn):
+    n = 300
+    await produce_envelopes(
+        settings,
+        physical(CONVERSATIONS, settings),
+        [ingested("acme", conversation(f"r{i}")) for i in range(n)],
+    )
+    crasher = spawn(["-m", "tests.integration.probe", "consume", "--crash-after-db-commit"])
+    await asyncio.get_running_loop().run_in_executor(None, crasher.popen.wait, 60)
+    assert crasher.popen.returncode == 137
+    first = await count(probe)
+    assert first > 0  # the first batch's effects were committed before the crash
+
+    async with consuming(probe, settings) as consumer:
+        await eventually(lambda: _count_at_least(probe, n), within=60)
+        # Everything is consumed again from the uncommitted offset; the inbox must skip the replayed part.
+        await eventually(lambda: _processed_all(consumer, n - first), within=30)
+    assert await count(probe) == n
+    per_event = Counter()
+    async with probe.sessions() as s:
+        for (eid,) in await s.execute(select(effects.c.event_id)):
+            per_event[eid] += 1
+    assert max(per_event.values()) == 1
+
+
+async def _processed_all(consumer: BatchConsumer, n: int) -> bool:
+    return consumer.processed >= n
+
+
+async def test_bad_records_go_to_dlq_with_reason_and_partition_keeps_flowing(probe, settings):
+    topic = physical(CONVERSATIONS, settings)
+    good = [ingested("acme", conversation(f"g{i}")) for i in range(4)]
+    _, v, h = encode(good[0])
+    same_key = b"acme:poison"
+    bad_json = (same_key, b"{not json", [(n, x) for n, x in h if n != "ce_id"] + [("ce_id", b"bad-json")])
+    unknown = (
+        same_key,
+        v,
+        [(n, b"qa.nope.v1" if n == "ce_type" else x) for n, x in h if n != "ce_id"] + [("ce_id", b"u")],
+    )
+    violation = (
+        same_key,
+        b'{"conversation": {"turns": "many"}}',
+        [(n, x) for n, x in h if n != "ce_id"] + [("ce_id", b"s")],
+    )
+    # All on one key, so on one partition, interleaved with good records.
+    good_recs = [(same_key, encode(g)[1], encode(g)[2]) for g in good]
+    await produce(
+        settings,
+        topic,
+        [good_recs[0], bad_json, good_recs[1], unknown, good_recs[2], violation, good_recs[3]],
+    )
+
+    async with consuming(probe, settings):
+        await eventually(lambda: _count_at_least(probe, 4), within=60)
+    relay_stop = asyncio.Event()
+    relay = asyncio.create_task(OutboxRelay(settings, probe.schema, "probe").run(relay_stop))
+    try:
+        dead = await read_topic(settings, physical(dlq("probe"), settings), expect=3, within=60)
+    finally:
+        relay_stop.set()
+        await relay
+    reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in dead)
+    assert len(dead) == 3
+    assert any(r.startswith("qa.conversation.ingested.v1 schema violation") for r in reasons), reasons
+    assert any("unknown event type 'qa.nope.v1'" in r for r in reasons), reasons
+    assert any("schema violation" in r and "json" in r.lower() for r in reasons), reasons
+    # Original headers travel with the dead letter.
+    assert all(dict(r.headers).get("ce_source") == b"ingest" for r in dead)
+    assert await count(probe) == 4
+
+
+async def test_poison_event_is_isolated_after_retries_and_others_commit(probe, settings, monkeypatch):
+    monkeypatch.setenv("PROBE_POISON", "poison")
+    settings.consumer_max_attempts = 2
+    envs = [ingested("acme", conversation(f"ok{i}")) for i in range(5)] + [
+        ingested("acme", conversation("poison-1"))
+    ]
+    await produce_envelopes(settings, physical(CONVERSATIONS, settings), envs)
+    async with consuming(probe, settings):
+        await eventually(lambda: _count_at_least(probe, 5), within=60)
+        await eventually(lambda: _dead_lettered(probe), within=60)
+    assert await count(probe) == 5
+
+
+async def _dead_lettered(runtime: ServiceRuntime) -> bool:
+    t = runtime.tables["outbox"]
+    async with runtime.sessions() as s:
+        n = (await s.execute(select(func.count()).where(t.c.topic.like("%qa.dlq.probe")))).scalar_one()
+    return n == 1

@@ -340,8 +340,9 @@ class Stack:
         """Return the database URL: DATABASE_URL when set, else our own server (started if needed)."""
         external = os.environ.get("DATABASE_URL")
         if external:
-            url = Settings.model_validate({"DATABASE_URL": external}).database_url
-            self._update("postgres", {"external": True, "url": url})
+            url = sqlalchemy_url(external)
+            if not self.owns_postgres():  # never forget a server of ours that is still running
+                self._update("postgres", {"external": True, "url": url})
             return url
         with self._locked():
             return self._start_postgres()
@@ -426,7 +427,8 @@ class Stack:
         """Return the bootstrap servers: KAFKA_BOOTSTRAP_SERVERS when set, else our own broker."""
         external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if external:
-            self._update("kafka", {"external": True, "bootstrap": external})
+            if not self.owns_kafka():  # never forget a broker of ours that is still running
+                self._update("kafka", {"external": True, "bootstrap": external})
             return external
         with self._locked():
             return self._start_kafka()
@@ -548,11 +550,19 @@ class Stack:
         self.stop_kafka()
         self.stop_postgres()
 
-    def owns_postgres(self) -> bool:
-        return not self.state().get("postgres", {}).get("external", True)
+    def owns_postgres(self, url: str | None = None) -> bool:
+        """True when this state dir started the PostgreSQL at ``url`` (any, if None) and it is running."""
+        pg = self.state().get("postgres", {})
+        if pg.get("external", True) or self._pg_pid() is None:
+            return False
+        return url is None or sqlalchemy_url(url) == pg["url"]
 
-    def owns_kafka(self) -> bool:
-        return not self.state().get("kafka", {}).get("external", True)
+    def owns_kafka(self, bootstrap: str | None = None) -> bool:
+        """True when this state dir started the broker at ``bootstrap`` (any, if None) and it is running."""
+        kafka = self.state().get("kafka", {})
+        if kafka.get("external", True) or self._owned("kafka") is None:
+            return False
+        return bootstrap is None or bootstrap == kafka["bootstrap"]
 
     def status(self) -> list[ComponentStatus]:
         state = self.state()
@@ -577,6 +587,11 @@ class Stack:
                 ComponentStatus(name, proc.pid if proc else None, svc["port"], alive, False, svc["url"])
             )
         return rows
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Any postgres:// or postgresql:// URL in the postgresql+asyncpg:// form every service uses."""
+    return Settings.model_validate({"DATABASE_URL": url}).database_url
 
 
 def _has_main(module: str) -> bool:
@@ -612,4 +627,5 @@ __all__ = [
     "free_port",
     "port_open",
     "repo_root",
+    "sqlalchemy_url",
 ]

@@ -1,0 +1,105 @@
+"""The `qa` command line. Stack commands live here; other domains add theirs as sub-apps:
+
+# in qastream_<x>/cli.py:  app = typer.Typer(help="...")
+# here:                    from qastream_<x>.cli import app as x_app; app.add_typer(x_app, name="x")
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qastream_shared.stack import Stack, StackError
+from qastream_shared.topics import SERVICES
+
+app = typer.Typer(help="qastream: QA for customer-service conversations.", no_args_is_help=True)
+console = Console()
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", envvar="QA_STACK_DIR", help="Where the stack keeps its state (default: <repo>/.qa)."
+    ),
+]
+
+
+def _stack(state_dir: Path | None) -> Stack:
+    return Stack(state_dir, report=lambda msg: console.print(f"[dim]•[/] {msg}"))
+
+
+@app.command()
+def up(
+    state_dir: StateDir = None,
+    services: Annotated[
+        bool, typer.Option("--services/--no-services", help="Also start the services, or only the servers.")
+    ] = True,
+) -> None:
+    """Start PostgreSQL, Kafka and the services (reusing whatever already runs)."""
+    stack = _stack(state_dir)
+    try:
+        with console.status("starting the stack…"):
+            state = stack.up(services=SERVICES if services else ())
+    except StackError as e:
+        console.print(f"[red]qa up failed:[/] {e}")
+        raise typer.Exit(1) from e
+    console.print(f"[green]stack is up[/] (state in {stack.state_dir})")
+    console.print(f"  DATABASE_URL={state['postgres']['url']}")
+    console.print(f"  KAFKA_BOOTSTRAP_SERVERS={state['kafka']['bootstrap']}")
+    for name, svc in state.get("services", {}).items():
+        console.print(f"  {name}: {svc['url']}  (docs: {svc['url']}/docs)")
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop everything `qa up` started in this state dir; external servers are left alone."""
+    _stack(state_dir).down()
+    console.print("[green]stack is down[/]")
+
+
+@app.command()
+def status(state_dir: StateDir = None) -> None:
+    """Show each component: pid, port, whether it is alive."""
+    stack = Stack(state_dir)
+    rows = stack.status()
+    if not rows:
+        console.print(f"no stack in {stack.state_dir}; run `qa up`")
+        raise typer.Exit(1)
+    table = Table("component", "pid", "port", "alive")
+    table.add_column("address", overflow="fold")  # shown whole: it is there to be copied
+    for r in rows:
+        alive = "external" if r.external else ("[green]yes[/]" if r.alive else "[red]no[/]")
+        table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), alive, r.url)
+    console.print(table)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="postgres, kafka or a service name")],
+    state_dir: StateDir = None,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+) -> None:
+    """Print the end of a component's log (and keep printing with --follow)."""
+    path = Stack(state_dir).log_path(service)
+    if not path.exists():
+        console.print(f"[red]no log at {path}[/]")
+        raise typer.Exit(1)
+    with path.open(errors="replace") as fh:
+        for line in collections.deque(fh, maxlen=lines):
+            typer.echo(line, nl=False)
+        while follow:
+            line = fh.readline()
+            if line:
+                typer.echo(line, nl=False)
+            else:
+                time.sleep(0.2)  # tailing a file: there is no event to await
+
+
+if __name__ == "__main__":
+    app()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import collections
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated
@@ -76,6 +77,17 @@ def status(state_dir: StateDir = None) -> None:
         alive = "external" if r.external else ("[green]yes[/]" if r.alive else "[red]no[/]")
         table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), alive, r.url)
     console.print(table)
+
+
+@app.command()
+def env(state_dir: StateDir = None) -> None:
+    """Print the servers' addresses as shell exports: `eval "$(qa env)"`."""
+    state = Stack(state_dir).state()
+    if "postgres" not in state or "kafka" not in state:
+        typer.echo("no stack here; run `qa up` first", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"export DATABASE_URL={shlex.quote(state['postgres']['url'])}")
+    typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={shlex.quote(state['kafka']['bootstrap'])}")
 
 
 @app.command()

@@ -120,7 +120,7 @@ class RedactionPolicy(BaseModel):
 # RFC 5321 caps the local part at 64 and a label at 63 characters; the caps also keep matching linear.
 _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,10}"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,127}"
     r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 _HAS_DIGIT = re.compile(r"\d")
@@ -182,26 +182,24 @@ def _is_phone(text: str, match: re.Match[str]) -> bool:
 def _card_spans(run: str) -> list[tuple[int, int]]:
     """Spans inside a digit run that are card numbers: 13–19 digits over whole groups, passing Luhn.
 
-    Trying every window of whole groups finds a card even when other numbers sit next to it ("qty 2 4111 ...").
+    Every window of whole groups is tried, so a card is found even next to other numbers ("qty 2 4111 ...").
+    Longest windows win, and every valid window left over is taken too, so none remains in the output.
     """
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(run)]
-    spans: list[tuple[int, int]] = []
-    i = 0
-    while i < len(groups):
-        found = None
+    windows: list[tuple[int, int, int]] = []  # (digits, first group, last group)
+    for i in range(len(groups)):
         digits = ""
         for j in range(i, len(groups)):
             digits += run[groups[j][0] : groups[j][1]]
             if len(digits) > 19:
                 break
             if len(digits) >= 13 and luhn.is_valid(digits):
-                found = j  # keep extending: prefer the longest card starting here
-        if found is None:
-            i += 1
-        else:
-            spans.append((groups[i][0], groups[found][1]))
-            i = found + 1
-    return spans
+                windows.append((len(digits), i, j))
+    taken: list[tuple[int, int]] = []
+    for _, i, j in sorted(windows, key=lambda w: (-w[0], w[1])):
+        if all(j < a or i > b for a, b in taken):
+            taken.append((i, j))
+    return sorted((groups[i][0], groups[j][1]) for i, j in taken)
 
 
 def _iban_end(candidate: str) -> int:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import collections
+from importlib.metadata import entry_points
 import shlex
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack, StackError
 from qastream_shared.topics import SERVICES
 
@@ -111,6 +113,30 @@ def logs(
                 typer.echo(line, nl=False)
             else:
                 time.sleep(0.2)  # tailing a file: there is no event to await
+
+
+def settings_from_stack(state_dir: Path | None = None) -> Settings:
+    """Settings for CLI commands: the environment first, else the servers of the local `qa up` stack."""
+    import os
+
+    state = Stack(state_dir).state()
+    overrides: dict[str, str] = {}
+    if "DATABASE_URL" not in os.environ and "postgres" in state:
+        overrides["database_url"] = state["postgres"]["url"]
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and "kafka" in state:
+        overrides["kafka_bootstrap_servers"] = state["kafka"]["bootstrap"]
+    return Settings(**overrides)
+
+
+def service_url(name: str, state_dir: Path | None = None) -> str | None:
+    svc = Stack(state_dir).state().get("services", {}).get(name)
+    return svc["url"] if svc else None
+
+
+# Services contribute their commands through the `qastream.cli` entry point group, so this package never
+# imports a service.
+for _ep in entry_points(group="qastream.cli"):
+    _ep.load()(app)
 
 
 if __name__ == "__main__":

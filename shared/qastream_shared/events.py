@@ -60,6 +60,15 @@ class ApiKeyRevoked(Event):
     key_id: str
 
 
+# --- qa.inbound.conversations ----------------------------------------------------------------
+
+
+class InboundConversation(Conversation, Event):
+    """A conversation streamed in by a source system: the HTTP body's schema, tenant in ce_tenant."""
+
+    TYPE = "qa.inbound.conversation.v1"
+
+
 # --- qa.conversations ------------------------------------------------------------------------
 
 
@@ -190,6 +199,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TenantUpserted,
         ApiKeyIssued,
         ApiKeyRevoked,
+        InboundConversation,
         ConversationIngested,
         ConversationUpdated,
         CsatRecorded,
@@ -335,6 +345,7 @@ __all__ = [
     "Envelope",
     "Event",
     "Evidence",
+    "InboundConversation",
     "InvalidEvent",
     "Provenance",
     "Purpose",

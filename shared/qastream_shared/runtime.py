@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table, text
 
 from qastream_shared import http, telemetry
-from qastream_shared.consumer import BatchConsumer, Handler
+from qastream_shared.consumer import BatchConsumer, Handler, UnitOfWork
 from qastream_shared.db import create_engine, session_factory
 from qastream_shared.directory import TenantDirectory
 from qastream_shared.migrations import migrate
@@ -88,6 +88,14 @@ class ServiceRuntime:
         self._tasks.append(task)
 
     failed: BaseException | None = None
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction: effects plus the outbox rows they publish, committed together or not at all."""
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, self.settings, self.tables["outbox"], self.schema)
+            yield uow
+            await uow.flush()
 
     async def stop(self) -> None:
         self._stop.set()

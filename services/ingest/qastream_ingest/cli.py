@@ -1,0 +1,183 @@
+"""`qa tenant`, `qa key` and `qa import`: operator commands of the ingest service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from qastream_ingest.app import SPEC
+from qastream_ingest.importers import ImportProblem, read_conversations
+from qastream_ingest import service
+from qastream_shared.events import Role
+from qastream_shared.migrations import migrate
+from qastream_shared.runtime import ServiceRuntime
+
+console = Console()
+tenant_app = typer.Typer(help="Tenants (client companies) of this deployment.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys: stored hashed, shown once.", no_args_is_help=True)
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9\-]{1,62}$")
+
+
+def _runtime() -> ServiceRuntime:
+    from qastream_shared.cli import settings_from_stack
+
+    return ServiceRuntime(SPEC, settings_from_stack())
+
+
+async def _in_uow(fn: Any) -> Any:
+    rt = _runtime()
+    try:
+        await migrate(rt.settings, rt.schema, SPEC.migrations)
+        async with rt.unit_of_work() as uow:
+            return await fn(uow)
+    finally:
+        await rt.engine.dispose()
+
+
+@tenant_app.command("create")
+def tenant_create(
+    tenant_id: Annotated[str, typer.Argument(help="Slug: lowercase letters, digits and -")],
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    retention_days: Annotated[int | None, typer.Option(min=1, help="Purge transcripts after N days")] = None,
+) -> None:
+    """Create a tenant (idempotent)."""
+    if not TENANT_ID.match(tenant_id):
+        console.print(f"[red]invalid tenant id {tenant_id!r}[/]: use 2–63 lowercase letters, digits and -")
+        raise typer.Exit(2)
+    created = asyncio.run(_in_uow(lambda uow: service.create_tenant(uow, tenant_id, name or tenant_id, retention_days)))
+    console.print(f"tenant [bold]{tenant_id}[/] {'created' if created else 'already exists'}")
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="Tenant id")],
+    role: Annotated[Role, typer.Option(help="admin, qa_lead, reviewer, team_lead, agent or platform")],
+    agent_id: Annotated[str | None, typer.Option(help="For role agent: whose reviews it may see")] = None,
+    team: Annotated[str | None, typer.Option(help="For role team_lead: which team it may see")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key")] = False,
+) -> None:
+    """Issue an API key. The key is printed once; only its hash is stored."""
+    from qastream_ingest.tables import tables
+    from sqlalchemy import select
+
+    async def issue(uow: Any) -> tuple[str, str] | None:
+        t = tables["tenants"]
+        if (await uow.session.execute(select(t.c.tenant_id).where(t.c.tenant_id == tenant))).first() is None:
+            return None
+        result: tuple[str, str] = await service.create_key(uow, tenant, role, agent_id, team)
+        return result
+
+    issued = asyncio.run(_in_uow(issue))
+    if issued is None:
+        console.print(f"[red]no tenant {tenant!r}[/]; create it with `qa tenant create {tenant}`")
+        raise typer.Exit(1)
+    key_id, key = issued
+    if quiet:
+        typer.echo(key)
+    else:
+        console.print(f"key id [bold]{key_id}[/] ({role.value}) for tenant {tenant}; store it now, it is not shown again:")
+        typer.echo(key)
+
+
+@key_app.command("revoke")
+def key_revoke(tenant: Annotated[str, typer.Option()], key_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a key at once, in every service."""
+    done = asyncio.run(_in_uow(lambda uow: service.revoke_key(uow, tenant, key_id)))
+    console.print("revoked" if done else f"[red]no active key {key_id!r} in tenant {tenant!r}[/]")
+    if not done:
+        raise typer.Exit(1)
+
+
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, STAR JSONL or Zendesk export")],
+    url: Annotated[str | None, typer.Option(help="Ingest API base URL (default: the local stack's)")] = None,
+    key: Annotated[str | None, typer.Option(envvar="QA_API_KEY", help="API key with role admin or platform")] = None,
+    batch: Annotated[int, typer.Option(min=1, max=1000)] = 500,
+    limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N conversations")] = None,
+) -> None:
+    """Send a file's conversations through the HTTP API in batches, with a summary of what happened."""
+    from qastream_shared.cli import service_url
+
+    base = url or os.environ.get("QA_INGEST_URL") or service_url("ingest")
+    if not base or not key:
+        console.print("[red]need --url (or a running `qa up`) and --key (or QA_API_KEY)[/]")
+        raise typer.Exit(2)
+    summary = asyncio.run(_import(file, base, key, batch, limit))
+    console.print(
+        f"[green]{summary['accepted']} accepted[/], {summary['duplicate']} duplicate, "
+        f"[red]{summary['rejected']} rejected[/] ({summary['unreadable']} unreadable lines)"
+    )
+    for line in summary["problems"][:10]:
+        console.print(f"  [dim]{line}[/]")
+    if summary["failed_batches"]:
+        console.print(f"[red]{summary['failed_batches']} batches failed[/]")
+        raise typer.Exit(1)
+
+
+async def _import(file: Path, base: str, key: str, batch_size: int, limit: int | None) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    problems: list[str] = []
+    total = limit or sum(1 for _ in file.open("rb"))
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
+
+        async def send(items: list[dict[str, Any]]) -> None:
+            resp = await client.post(
+                "/v1/conversations",
+                content=orjson.dumps({"conversations": items}),
+                headers={"content-type": "application/json"},
+            )
+            if resp.status_code not in (200, 202, 422):
+                counts["failed_batches"] += 1
+                problems.append(f"batch failed: HTTP {resp.status_code} {resp.text[:200]}")
+                return
+            for r in resp.json().get("results", []):
+                counts[r["status"]] += 1
+                if r["status"] == "rejected":
+                    problems.append(f"{r.get('conversation_id')}: {r.get('reason')}")
+
+        with Progress(
+            TextColumn("[bold]importing[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
+            task = progress.add_task("import", total=total)
+            pending: list[dict[str, Any]] = []
+            with file.open("rb") as fh:
+                for n, item in enumerate(read_conversations(fh)):
+                    if limit is not None and n >= limit:
+                        break
+                    if isinstance(item, ImportProblem):
+                        counts["unreadable"] += 1
+                        problems.append(f"line {item.line}: {item.reason}")
+                        progress.advance(task)
+                        continue
+                    pending.append(item.model_dump(mode="json", exclude_none=True))
+                    if len(pending) >= batch_size:
+                        await send(pending)
+                        progress.advance(task, len(pending))
+                        pending = []
+            if pending:
+                await send(pending)
+                progress.advance(task, len(pending))
+    return {
+        "accepted": counts["accepted"],
+        "duplicate": counts["duplicate"],
+        "rejected": counts["rejected"],
+        "unreadable": counts["unreadable"],
+        "failed_batches": counts["failed_batches"],
+        "problems": problems,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(key_app, name="key")
+    app.command("import")(import_file)

@@ -1,0 +1,54 @@
+"""Ingest's own schema: stored (redacted) conversations, feedback, redaction policies, tenants and keys."""
+
+from __future__ import annotations
+
+from qastream_shared.platform_tables import add_platform_tables
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+tables = add_platform_tables(metadata)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("conversation_id", String(200), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("agent_id", String(200), nullable=True),
+    Column("team", String(200), nullable=True),
+    # The redacted conversation exactly as published; the original text is never stored.
+    Column("body", LargeBinary, nullable=False),
+    Column("redactions", JSONB, nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "conversation_id"),
+)
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("conversation_id", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+redaction_policies = Table(
+    "redaction_policies",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("policy", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+tables.update(conversations=conversations, feedback=feedback, redaction_policies=redaction_policies)
+__all__ = ["conversations", "feedback", "metadata", "redaction_policies", "tables"]

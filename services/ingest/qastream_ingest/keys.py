@@ -12,7 +12,7 @@ KEY_PREFIX = "qa"
 _KEY_ID_BYTES = 8
 _SECRET_BYTES = 32
 # token_urlsafe(32) gives 43 characters of [A-Za-z0-9_-]; the id is hex, so the first two "_" split it.
-_KEY = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{{2 * _KEY_ID_BYTES}}})_([A-Za-z0-9_-]{{43}})$")
+_KEY = re.compile(rf"{KEY_PREFIX}_([0-9a-f]{{{2 * _KEY_ID_BYTES}}})_([A-Za-z0-9_-]{{43}})")
 
 
 class InvalidApiKey(ValueError):
@@ -38,7 +38,7 @@ def generate_key(pepper: str) -> IssuedKey:
 
 def parse_key_id(key: str) -> str:
     """The key id of a presented key, to look up its stored hash; InvalidApiKey if it is malformed."""
-    match = _KEY.match(key)
+    match = _KEY.fullmatch(key)
     if match is None:
         raise InvalidApiKey("malformed API key")
     return match.group(1)

@@ -40,6 +40,7 @@ def test_wrong_key_or_pepper_does_not_verify() -> None:
         "qa_0123456789abcdef_" + "a" * 42,
         "qa_0123456789abcdef_" + "a" * 42 + "!",
         "xx_0123456789abcdef_" + "a" * 43,
+        "qa_0123456789abcdef_" + "a" * 43 + "\n",
     ],
 )
 def test_malformed_keys_are_refused(key: str) -> None:

@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import collections
-from importlib.metadata import entry_points
 import shlex
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
@@ -113,6 +113,20 @@ def logs(
                 typer.echo(line, nl=False)
             else:
                 time.sleep(0.2)  # tailing a file: there is no event to await
+
+
+@app.command()
+def asyncapi(
+    write: Annotated[bool, typer.Option("--write", help="Update shared/asyncapi.json")] = False,
+) -> None:
+    """Print (or write) the AsyncAPI document generated from the event contract."""
+    from qastream_shared import asyncapi as doc
+
+    if write:
+        doc.DOCUMENT.write_bytes(doc.render())
+        console.print(f"wrote {doc.DOCUMENT}")
+    else:
+        typer.echo(doc.render().decode(), nl=False)
 
 
 def settings_from_stack(state_dir: Path | None = None) -> Settings:

@@ -1,0 +1,55 @@
+import pytest
+from qastream_shared import asyncapi
+from qastream_shared.events import EVENT_TYPES, InvalidEvent, decode, encode
+from qastream_shared.testing import conversation, ingested
+
+
+def test_published_asyncapi_matches_the_code():
+    assert asyncapi.DOCUMENT.read_bytes() == asyncapi.render(), (
+        "run `qa asyncapi --write` and commit the result"
+    )
+
+
+def test_every_event_type_is_on_a_channel():
+    on_channels = {t for c in asyncapi.CHANNELS.values() for t in c["types"]}
+    assert on_channels == set(EVENT_TYPES)
+
+
+def test_envelope_roundtrip_keeps_attributes():
+    env = ingested("acme", conversation("c-1"))
+    env.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    key, value, headers = encode(env)
+    back = decode(key, value, headers)
+    assert (back.id, back.type, back.tenant, back.key, back.traceparent) == (
+        env.id,
+        env.type,
+        "acme",
+        "acme:c-1",
+        env.traceparent,
+    )
+    assert back.data == env.data
+    assert abs((back.time - env.time).total_seconds()) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda k, v, h: (k, b"{", h), "schema violation"),
+        (
+            lambda k, v, h: (k, v, [(n, b"qa.x.v9" if n == "ce_type" else x) for n, x in h]),
+            "unknown event type",
+        ),
+        (lambda k, v, h: (k, v, [(n, x) for n, x in h if n != "ce_tenant"]), "missing ce_tenant"),
+        (lambda k, v, h: (k, v, [(n, x) for n, x in h if n != "ce_type"]), "missing ce_type"),
+        (lambda k, v, h: (k, v, [(n, x) for n, x in h if n != "ce_source"]), "invalid CloudEvent"),
+    ],
+)
+def test_decode_names_what_is_wrong(mutate, reason):
+    k, v, h = encode(ingested("acme", conversation("c-1")))
+    with pytest.raises(InvalidEvent, match=reason):
+        decode(*mutate(k, v, h))
+
+
+def test_unknown_conversation_fields_are_kept_in_metadata():
+    c = conversation("c-2", crm_ticket="T-9")
+    assert c.metadata["crm_ticket"] == "T-9"

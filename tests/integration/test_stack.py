@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -101,3 +102,36 @@ def test_status_without_stack(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["status", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "qa up" in result.output
+
+
+FAKE_SERVICE = """
+import http.server, os
+http.server.HTTPServer(("127.0.0.1", int(os.environ["QA_HTTP_PORT"])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+def test_services_start_skip_and_stop(
+    kafka_bootstrap: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "src" / "qastream_fake"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(FAKE_SERVICE)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    monkeypatch.setenv("PYTHONPATH", str(pkg.parent))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    stack = Stack(tmp_path / "state")
+    stack.ensure_kafka()
+    stack.ensure_postgres()
+
+    urls = stack.start_services(["fake", "nonexistent"])
+    assert list(urls) == ["fake"]
+    fake = next(s for s in stack.status() if s.name == "fake")
+    assert fake.alive and fake.pid is not None
+    assert stack.start_services(["fake"]) == urls  # idempotent: the running one is reused
+    assert next(s for s in stack.status() if s.name == "fake").pid == fake.pid
+
+    assert stack.stop_services() == ["fake"]
+    assert not psutil.pid_exists(fake.pid) or psutil.Process(fake.pid).status() == psutil.STATUS_ZOMBIE
+    assert stack.log_path("fake").exists()

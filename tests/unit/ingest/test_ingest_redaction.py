@@ -240,3 +240,19 @@ def test_metadata_can_be_left_alone() -> None:
     result = Redactor(RedactionPolicy(redact_metadata=False), PEPPER).redact(conversation())
     assert result.conversation.metadata["subject"] == "help ann.lee@example.com"
     assert result.counts == {"email": 1, "card": 1, "phone": 1}
+
+
+@pytest.mark.parametrize("pattern", [r"^ref-\d+$", r"\Aref-\d+\z", r"ref-\d+"])
+def test_custom_patterns_match_each_string_on_its_own(pattern: str) -> None:
+    redactor = Redactor(RedactionPolicy(custom=[{"name": "ref", "pattern": pattern}]), PEPPER)
+    original = Conversation.model_validate(
+        {
+            "conversation_id": "c-2",
+            "turns": [{"role": "customer", "text": "hello"}, {"role": "customer", "text": "ref-123"}],
+            "metadata": {"ref": "ref-9", "other": "no"},
+        }
+    )
+    result = redactor.redact(original)
+    assert [t.text for t in result.conversation.turns] == ["hello", "[REF]"]
+    assert result.conversation.metadata == {"ref": "[REF]", "other": "no"}
+    assert result.counts == {"ref": 2}

@@ -4,8 +4,8 @@
 - "resolved": customer confirmation and thanks in their closing turns raise the score; complaints, repeats,
   escalation or reopen cues, the agent saying it cannot help, and abandonment (the conversation ends on a
   customer turn nobody answered) lower it. The conversation's own `escalated`/`reopened` flags count too.
-- "solution_offered": did the agent, after the customer's request, state an outcome or a next step rather
-  than only ask questions; the agent saying it cannot help counts against.
+- "solution_offered": did the agent, after the customer's request, state an answer or next step (half) and
+  report it carried out (the other half), rather than only ask questions; saying it cannot help counts against.
 - "corrections": a proxy for accuracy: the customer correcting the agent ("no, I said…", "that's wrong",
   "not what I asked") or asking the same thing again.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Literal
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
@@ -21,7 +22,8 @@ from qastream_shared.scorecard import Scale
 
 
 def _cues(*phrases: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(phrases) + r")\b", re.IGNORECASE)
+    """Matched against lowercased text: faster than IGNORECASE, and the cues are all lowercase."""
+    return re.compile(r"\b(?:" + "|".join(phrases) + r")\b")
 
 
 CONFIRM = _cues(
@@ -36,21 +38,27 @@ COMPLAIN = _cues(
     r"ridiculous", r"terrible", r"horrible", r"awful", r"frustrat\w*", r"annoy\w*", r"angry", r"upset",
     r"unacceptable", r"disappoint\w*", r"never ?mind", r"forget it", r"waste of", r"doesn'?t work",
     r"didn'?t work", r"not working", r"still (?:not|no|doesn'?t|don'?t|haven'?t|waiting)", r"again",
-    r"i (?:already|just) (?:said|told|asked|gave)", r"i said", r"are you (?:even )?listening", r"what\?+",
-    r"confus\w*", r"not helpful", r"no help", r"hello\?+", r"anyone there", r"are you there", r"stupid",
+    r"i (?:already|just) (?:said|told|asked|gave)", r"i said", r"are you (?:even )?listening",
+    r"confus\w*", r"not helpful", r"no help", r"anyone there", r"are you there", r"stupid",
     r"wtf", r"seriously", r"come on", r"hurry", r"taking (?:so|too) long", r"why (?:is|are|did|can'?t)",
 )
 ESCALATE = _cues(
     r"supervisor", r"manager", r"escalat\w*", r"complaint", r"speak to (?:a |an )?(?:human|person|someone)",
     r"real person", r"cancel my", r"reopen\w*", r"same (?:problem|issue)", r"called before",
 )
+# The agent delivering bad news: what it was asked for cannot be done.
 UNABLE = _cues(
-    r"unfortunately", r"(?:i'?m|i am|we'?re|we are) (?:very |so |really )?sorry,? but", r"unable to",
-    r"can ?not", r"can'?t", r"couldn'?t", r"could not", r"not (?:be )?(?:able|available|possible)",
+    r"sorry", r"unfortunately", r"apologi[sz]e", r"unable to", r"can ?not", r"can'?t", r"couldn'?t",
+    r"could not", r"not (?:be )?(?:able|available|possible)", r"unavailable",
     r"no (?:\w+ )?(?:available|availability|openings?|results?|match\w*)", r"(?:isn'?t|aren'?t|wasn'?t) available",
-    r"(?:fully|already) booked", r"sold out", r"(?:don'?t|do not) have", r"(?:did not|didn'?t) find",
-    r"no longer", r"not supported", r"invalid", r"(?:was|were|been) (?:declined|denied|rejected)",
-    r"failed", r"error",
+    r"(?:fully|already) booked", r"sold out", r"(?:did not|didn'?t) find", r"no longer", r"not supported",
+    r"(?:was|were|been) (?:declined|denied|rejected)", r"failed",
+)
+# The agent reporting the request as carried out.
+DONE = _cues(
+    r"booked", r"reserved", r"confirmed", r"scheduled", r"processed", r"refunded", r"cancel+ed", r"ordered",
+    r"placed", r"(?:has|have) been (?:sent|updated|changed|issued|set up|fixed|resolved|added|created)",
+    r"all set", r"taken care of", r"is on (?:its|the) way", r"successfully",
 )
 OUTCOME = _cues(
     r"(?:i|we)(?:'ve| have)? (?:found|booked|reserved|scheduled|confirmed|sent|processed|updated|changed|"
@@ -86,8 +94,14 @@ class ResolutionScorer:
         return _resolved(view, parsed.tail)
 
 
+@lru_cache(maxsize=131072)
+def _matches(pat: re.Pattern[str], text: str) -> bool:
+    return pat.search(text) is not None
+
+
 def _hits(view: ConversationView, turns: list[int], pat: re.Pattern[str]) -> list[int]:
-    return [i for i in turns if pat.search(view.texts[i])]
+    # Cached per text: agent macros repeat across conversations, and several checks share cues.
+    return [i for i in turns if _matches(pat, view.lower[i])]
 
 
 def _resolved(view: ConversationView, tail: int) -> Finding:
@@ -97,24 +111,26 @@ def _resolved(view: ConversationView, tail: int) -> Finding:
     complained = _hits(view, view.customer, COMPLAIN)
     escalated = _hits(view, view.customer, ESCALATE)
     unable = _hits(view, view.agent, UNABLE)
+    done = _hits(view, view.agent, DONE)
     abandoned = view.customer[-1] > view.agent[-1]
-    score = 0.5 + 0.4 * (len(confirmed) / len(closing))
-    score -= 0.1 * min(len(complained), 3) + 0.15 * min(len(unable), 3)
+    score = 0.6 + 0.15 * (len(confirmed) / len(closing)) + 0.25 * bool(done)
+    score -= 0.1 * min(len(complained), 3) + 0.2 * min(len(unable), 3)
     score -= 0.3 * (bool(escalated) or conv.escalated) + 0.3 * conv.reopened + 0.4 * abandoned
-    evidence = [*confirmed, *complained[:2], *escalated[:1], *unable[:2]]
+    evidence = [*confirmed, *done[:1], *complained[:2], *escalated[:1], *unable[:2]]
     if abandoned:
         evidence.append(view.customer[-1])
-    return Finding(clamp(score + 0.1), 0.6, tuple(view.evidence(i) for i in sorted(set(evidence))))
+    return Finding(clamp(score), 0.6, tuple(view.evidence(i) for i in sorted(set(evidence))))
 
 
 def _solution_offered(view: ConversationView) -> Finding:
     after_request = [i for i in view.agent if i > view.customer[0]]
     if not after_request:
         return Finding(0.0, 0.7, (view.evidence(view.customer[0]),), "no agent turn after the request")
-    offers = _hits(view, after_request, OUTCOME)
     unable = _hits(view, after_request, UNABLE)
-    score = clamp(min(len(offers), 2) / 2 - 0.25 * min(len(unable), 2))
-    return Finding(score, 0.5, tuple(view.evidence(i) for i in (offers[:2] + unable[:2])))
+    offers = [i for i in _hits(view, after_request, OUTCOME) if i not in unable]
+    done = _hits(view, after_request, DONE)
+    score = clamp(0.5 * bool(offers) + 0.5 * bool(done) - 0.25 * min(len(unable), 2))
+    return Finding(score, 0.5, tuple(view.evidence(i) for i in sorted({*offers[:1], *done[:1], *unable[:2]})))
 
 
 def _corrections(view: ConversationView) -> Finding:

@@ -1,9 +1,10 @@
 """`sentiment`: lexicon-based (VADER) customer sentiment shift and agent tone.
 
 - customer shift: where the customer ends (mean compound of their last `tail` turns) and how far they moved
-  from where they started (their first turn): 0.5·(1 + end) + 0.25·(end − start), clamped to 0..1.
+  from where they started (their first turn): 0.5·(1 + end) + 0.1·(end − start), clamped to 0..1.
 - agent tone: 1 for neutral-or-warm agent turns; each agent turn below `rude_below` compound costs
-  `rude_penalty`, an apology or empathy phrase earns `empathy_bonus` (capped), so a calm agent scores high.
+  `rude_penalty`. Empathy is judged where it is due: after an upset customer turn (below `rude_below`), an
+  agent reply with an apology or empathy phrase earns `empathy_bonus`, a reply without one costs it.
 `customer_weight` blends the two (1 = shift only, 0 = tone only).
 VADER scores are cached by text: agent macros repeat, and no turn is scored twice.
 """
@@ -16,22 +17,21 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+from vaderSentiment.vaderSentiment import NEGATE, SentimentIntensityAnalyzer
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
 from qastream_shared.scorecard import Scale
 
 EMPATHY = re.compile(
     r"\b(?:sorry|apologi[sz]e|apologies|i understand|i see how|that must be|i can imagine|"
-    r"my pleasure|happy to help|glad to help|no problem|thank you for your patience|i appreciate)\b",
-    re.IGNORECASE,
-)
+    r"my pleasure|happy to help|glad to help|no problem|thank you for your patience|i appreciate)\b"
+)  # matched against lowercased text
 
 
 class SentimentParams(Params):
     customer_weight: float = Field(default=0.5, ge=0, le=1)
     tail: int = Field(default=2, ge=1, le=10)
-    rude_below: float = Field(default=-0.3, ge=-1, le=1)
+    rude_below: float = Field(default=-0.3, ge=-1, le=0)
     rude_penalty: float = Field(default=0.5, ge=0, le=1)
     empathy_bonus: float = Field(default=0.1, ge=0, le=1)
 
@@ -46,6 +46,21 @@ def compound(text: str) -> float:
     return float(_analyzer().polarity_scores(text)["compound"])
 
 
+@lru_cache(maxsize=1)
+def _negative_triggers() -> frozenset[str]:
+    """Words without which VADER cannot score a text negative: negative lexicon entries and negators."""
+    lexicon = _analyzer().lexicon
+    negators = {w.lower() for w in NEGATE} | {"least", "without", "never", "no", "not"}
+    return frozenset(w for w, v in lexicon.items() if v < 0) | negators
+
+
+def below(view: ConversationView, turn: int, threshold: float) -> bool:
+    """compound(turn) < threshold (≤ 0), skipping VADER for the many turns that cannot be negative."""
+    if _negative_triggers().isdisjoint(view.words[turn]):
+        return False
+    return compound(view.texts[turn]) < threshold
+
+
 def customer_shift(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]] | None:
     turns = view.customer
     if not turns:
@@ -53,7 +68,7 @@ def customer_shift(view: ConversationView, tail: int) -> tuple[float, tuple[int,
     last = turns[-tail:]
     end = sum(compound(view.texts[i]) for i in last) / len(last)
     start = compound(view.texts[turns[0]]) if len(turns) > len(last) else end
-    return clamp(0.5 * (1 + end) + 0.25 * (end - start)), (turns[0], *last)
+    return clamp(0.5 * (1 + end) + 0.1 * (end - start)), (turns[0], *last)
 
 
 class SentimentScorer:
@@ -78,21 +93,35 @@ class SentimentScorer:
                 parts.append((w, shift[0]))
                 evidence += shift[1]
         if w < 1:
-            tone = 1.0
-            worst: tuple[float, int] | None = None
-            empathic = 0
-            for i in view.agent:
-                if EMPATHY.search(view.texts[i]):
-                    empathic += 1
-                    continue  # an apology with bad news reads negative to VADER but is not rude
-                c = compound(view.texts[i])
-                if c < parsed.rude_below:
-                    tone -= parsed.rude_penalty
-                    if worst is None or c < worst[0]:
-                        worst = (c, i)
-            tone = clamp(tone - parsed.empathy_bonus + min(empathic, 2) * parsed.empathy_bonus)
+            tone, tone_evidence = _agent_tone(view, parsed)
             parts.append((1 - w, tone))
-            if worst is not None:
-                evidence.append(worst[1])
+            evidence += tone_evidence
         fraction = sum(wt * s for wt, s in parts) / sum(wt for wt, _ in parts)
         return Finding(fraction, 0.6, tuple(view.evidence(i) for i in dict.fromkeys(evidence)))
+
+
+def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float, list[int]]:
+    tone = 1.0
+    evidence: list[int] = []
+    upset_at: int | None = None  # the customer turn still waiting for an empathic answer
+    answered = missed = 0
+    for i in sorted((*view.agent, *view.customer)):
+        if i in view.customer_set:
+            if upset_at is None and below(view, i, parsed.rude_below):
+                upset_at = i
+            continue
+        if EMPATHY.search(view.lower[i]):
+            if upset_at is not None:
+                answered += 1
+                evidence += [upset_at, i]
+                upset_at = None
+            continue  # an apology with bad news reads negative to VADER but is not rude
+        if below(view, i, parsed.rude_below):
+            tone -= parsed.rude_penalty
+            evidence.append(i)
+        if upset_at is not None:
+            missed += 1
+            evidence.append(upset_at)
+            upset_at = None
+    tone += parsed.empathy_bonus * (min(answered, 2) - min(missed, 2))
+    return clamp(tone), evidence[:4]

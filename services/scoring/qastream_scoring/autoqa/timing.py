@@ -19,10 +19,11 @@ from qastream_shared.scorecard import Scale
 
 
 class TimingParams(Params):
-    first_response_s: float | None = Field(default=60, gt=0)
-    response_gap_s: float | None = Field(default=60, gt=0)
-    handle_s: float | None = Field(default=1200, gt=0)
-    slack: float = Field(default=3.0, gt=1)
+    # Live-chat norms: answer within 30 s; a 15-minute chat is long.
+    first_response_s: float | None = Field(default=30, gt=0)
+    response_gap_s: float | None = Field(default=30, gt=0)
+    handle_s: float | None = Field(default=900, gt=0)
+    slack: float = Field(default=4.0, gt=1)
 
 
 def _measure(value: float, threshold: float, slack: float) -> float:

@@ -1,0 +1,65 @@
+"""AutoQA validity on the labelled STAR conversations, and the speed of score_conversation. Prints JSON.
+
+For each label (`user_says_task_done`, `user_says_agent_calm_helpful`) the negatives (label false) are the
+positive class of a ROC whose score is 1 − review score: AUC 1.0 means every negative ranks below every
+positive. Point-biserial r is between "label is false" and the review score, so a good scorer gives r < 0.
+Default scorecard, default settings, no llm. Labels are only read here, to measure.
+
+    uv run python bench/autoqa_validity.py [path/to/star.jsonl]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from scipy.stats import pointbiserialr
+from sklearn.metrics import roc_auc_score
+
+from qastream_scoring.autoqa import prepare, score_conversation
+from qastream_scoring.default_scorecard import default_scorecard
+from qastream_shared.conversation import Conversation
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conversations" / "star.jsonl"
+LABELS = ("user_says_task_done", "user_says_agent_calm_helpful")
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA
+    rows = [json.loads(line) for line in path.open()]
+    convs = [Conversation.model_validate({k: v for k, v in r.items() if k != "labels"}) for r in rows]
+    card = prepare(default_scorecard())
+    score_conversation(convs[0], card)  # load VADER and the word list outside the timing
+    t0 = time.perf_counter()
+    reviews = [score_conversation(c, card) for c in convs]
+    elapsed = time.perf_counter() - t0
+    scores = [r.result.score for r in reviews]
+    out: dict[str, object] = {
+        "conversations": len(convs),
+        "scored": sum(s is not None for s in scores),
+        "not_scored_too_little_content": sum(s is None for s in scores),
+        "score_conversation_per_s": round(len(convs) / elapsed),
+        "note": "first pass over the corpus: the per-text sentiment and spelling caches start empty",
+    }
+    for label in LABELS:
+        pairs = [(s, r["labels"][label]) for s, r in zip(scores, rows, strict=True)]
+        pairs = [(s, lab) for s, lab in pairs if lab is not None and s is not None]
+        negative = [0 if lab else 1 for _, lab in pairs]
+        review_score = [s for s, _ in pairs]
+        r, p = pointbiserialr(negative, review_score)
+        out[f"{label}_false"] = {
+            "n": len(pairs),
+            "negatives": sum(negative),
+            "auc": round(float(roc_auc_score(negative, [1 - s for s in review_score])), 4),
+            "point_biserial_r": round(float(r), 4),
+            "p_value": float(f"{p:.3g}"),
+            "mean_score_negatives": round(sum(s for s, n in zip(review_score, negative, strict=True) if n) / max(1, sum(negative)), 4),
+            "mean_score_positives": round(sum(s for s, n in zip(review_score, negative, strict=True) if not n) / max(1, len(negative) - sum(negative)), 4),
+        }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

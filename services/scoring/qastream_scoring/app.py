@@ -1,0 +1,29 @@
+"""The scoring service: samples in, AutoQA reviews out on qa.reviews; scorecards and reviews over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from qastream_shared.runtime import ServiceSpec, create_app
+from qastream_shared.settings import Settings
+from qastream_shared.topics import SAMPLES
+
+from qastream_scoring.api import router
+from qastream_scoring.handlers import make_handler
+from qastream_scoring.tables import metadata, tables
+
+SPEC = ServiceSpec(
+    name="scoring",
+    metadata=metadata,
+    tables=tables,
+    migrations=str(Path(__file__).parent / "migrations"),
+    consumes=[SAMPLES],
+    handler=make_handler,
+    routers=[router],
+    title="qastream scoring",
+)
+
+
+def build(settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
+    return create_app(SPEC, settings, consume=consume)

@@ -1,0 +1,278 @@
+"""Scoring's use cases: scorecard versions, tenant settings, AutoQA reviews, re-scoring.
+
+Every function runs inside the caller's unit of work; published events go through its outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import (
+    Envelope,
+    ReviewKind,
+    ReviewSubmitted,
+    ScorecardPublished,
+    conversation_key,
+    deterministic_id,
+)
+from qastream_shared.scorecard import Scorecard, ScoringSettings
+from qastream_shared.topics import REVIEWS, SCORECARDS
+from sqlalchemy import and_, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from qastream_scoring.autoqa.pipeline import AutoReview, score_conversation
+from qastream_scoring.default_scorecard import DEFAULT_SCORECARD_ID, default_scorecard
+from qastream_scoring.tables import conversations, reviews, scorecards, scoring_settings
+from qastream_scoring.validation import next_version
+
+SOURCE = "scoring"
+# Published versions are immutable, so a parsed copy can be shared by every batch that uses it.
+_PARSED: dict[tuple[str, str, int], Scorecard] = {}
+
+
+def _parse(tenant_id: str, body: Any) -> Scorecard:
+    key = (tenant_id, body["scorecard_id"], body["version"])
+    card = _PARSED.get(key)
+    if card is None:
+        card = _PARSED[key] = Scorecard.model_validate(body)
+    return card
+
+
+async def latest(uow: UnitOfWork, tenant_id: str, scorecard_id: str) -> Scorecard | None:
+    row = (
+        await uow.session.execute(
+            select(scorecards.c.body)
+            .where(scorecards.c.tenant_id == tenant_id, scorecards.c.scorecard_id == scorecard_id)
+            .order_by(scorecards.c.version.desc())
+            .limit(1)
+        )
+    ).first()
+    return _parse(tenant_id, row[0]) if row else None
+
+
+async def version(uow: UnitOfWork, tenant_id: str, scorecard_id: str, v: int) -> Scorecard | None:
+    row = (
+        await uow.session.execute(
+            select(scorecards.c.body).where(
+                scorecards.c.tenant_id == tenant_id,
+                scorecards.c.scorecard_id == scorecard_id,
+                scorecards.c.version == v,
+            )
+        )
+    ).first()
+    return _parse(tenant_id, row[0]) if row else None
+
+
+async def list_latest(uow: UnitOfWork, tenant_id: str) -> list[Scorecard]:
+    newest = (
+        select(scorecards.c.scorecard_id, func.max(scorecards.c.version).label("v"))
+        .where(scorecards.c.tenant_id == tenant_id)
+        .group_by(scorecards.c.scorecard_id)
+        .subquery()
+    )
+    rows = await uow.session.execute(
+        select(scorecards.c.body)
+        .join(
+            newest,
+            and_(scorecards.c.scorecard_id == newest.c.scorecard_id, scorecards.c.version == newest.c.v),
+        )
+        .where(scorecards.c.tenant_id == tenant_id)
+        .order_by(scorecards.c.scorecard_id)
+    )
+    return [_parse(tenant_id, r[0]) for r in rows]
+
+
+async def publish(uow: UnitOfWork, tenant_id: str, draft: Scorecard) -> Scorecard:
+    """Publishes draft as the next immutable version (InvalidScorecard when it has problems)."""
+    existing = await latest(uow, tenant_id, draft.scorecard_id)
+    card = next_version(existing, draft, datetime.now(UTC))
+    if existing is not None and card.version == existing.version:
+        return existing
+    inserted = (
+        await uow.session.execute(
+            pg_insert(scorecards)
+            .values(
+                tenant_id=tenant_id,
+                scorecard_id=card.scorecard_id,
+                version=card.version,
+                body=card.model_dump(mode="json"),
+                published_at=card.published_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(scorecards.c.version)
+        )
+    ).first()
+    if inserted is None:  # a concurrent publish took this version number: that one wins
+        found = await version(uow, tenant_id, card.scorecard_id, card.version)
+        assert found is not None
+        return found
+    uow.publish(
+        SCORECARDS,
+        Envelope(
+            data=ScorecardPublished(scorecard=card),
+            source=SOURCE,
+            tenant=tenant_id,
+            key=f"{tenant_id}:{card.scorecard_id}",
+            subject=card.scorecard_id,
+        ),
+    )
+    return card
+
+
+async def config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scorecard]:
+    """The tenant's scoring settings and active scorecard, creating the defaults on first use."""
+    row = (
+        await uow.session.execute(
+            select(scoring_settings.c.settings, scoring_settings.c.active_scorecard_id).where(
+                scoring_settings.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    if row is None:
+        await uow.session.execute(
+            pg_insert(scoring_settings)
+            .values(
+                tenant_id=tenant_id,
+                settings=ScoringSettings().model_dump(mode="json"),
+                active_scorecard_id=DEFAULT_SCORECARD_ID,
+            )
+            .on_conflict_do_nothing()
+        )
+        settings, active = ScoringSettings(), DEFAULT_SCORECARD_ID
+    else:
+        settings, active = ScoringSettings.model_validate(row[0]), row[1]
+    card = await latest(uow, tenant_id, active)
+    if card is None:
+        card = await publish(uow, tenant_id, default_scorecard())
+    return settings, card
+
+
+async def set_settings(
+    uow: UnitOfWork, tenant_id: str, settings: ScoringSettings, active: str | None
+) -> None:
+    await config(uow, tenant_id)
+    values: dict[str, Any] = {"settings": settings.model_dump(mode="json")}
+    if active is not None:
+        values["active_scorecard_id"] = active
+    await uow.session.execute(
+        scoring_settings.update().where(scoring_settings.c.tenant_id == tenant_id).values(**values)
+    )
+
+
+def review_id(tenant_id: str, conversation_id: str, auto: AutoReview) -> str:
+    """Deterministic: the same conversation under the same scorecard and scorers is one review, ever."""
+    return deterministic_id(
+        "review",
+        tenant_id,
+        conversation_id,
+        ReviewKind.auto.value,
+        auto.scorecard_id,
+        str(auto.scorecard_version),
+        orjson.dumps(auto.scorer_versions, option=orjson.OPT_SORT_KEYS).decode(),
+    )
+
+
+async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conversation]) -> None:
+    if not convs:
+        return
+    rows = {
+        c.conversation_id: {
+            "tenant_id": tenant_id,
+            "conversation_id": c.conversation_id,
+            "body": c.model_dump_json().encode(),
+            "ended_at": c.ended_at or next((t.ts for t in reversed(c.turns) if t.ts), None),
+        }
+        for c in convs
+    }
+    await uow.session.execute(pg_insert(conversations).values(list(rows.values())).on_conflict_do_nothing())
+
+
+async def auto_reviews(
+    uow: UnitOfWork,
+    tenant_id: str,
+    items: list[tuple[Conversation, float | None, Envelope | None]],
+    *,
+    settings: ScoringSettings,
+    card: Scorecard,
+) -> int:
+    """Scores each conversation, stores the reviews and publishes ReviewSubmitted; returns how many are new."""
+    now = datetime.now(UTC)
+    rows: dict[str, dict[str, Any]] = {}
+    events: dict[str, ReviewSubmitted] = {}
+    causes: dict[str, Envelope | None] = {}
+    for conv, inclusion, cause in items:
+        auto = score_conversation(conv, card, settings)
+        rid = review_id(tenant_id, conv.conversation_id, auto)
+        ev = ReviewSubmitted(
+            review_id=rid,
+            conversation_id=conv.conversation_id,
+            kind=ReviewKind.auto,
+            scorecard_id=auto.scorecard_id,
+            scorecard_version=auto.scorecard_version,
+            scorer_versions=auto.scorer_versions,
+            agent_id=conv.agent_id,
+            team=conv.team,
+            channel=conv.channel.value,
+            ratings=auto.ratings,
+            score=auto.result.score,
+            auto_failed=auto.result.auto_failed,
+            passed=auto.result.passed,
+            inclusion_probability=inclusion,
+            submitted_at=now,
+        )
+        events[rid], causes[rid] = ev, cause
+        rows[rid] = {
+            "review_id": rid,
+            "tenant_id": tenant_id,
+            "conversation_id": conv.conversation_id,
+            "kind": ReviewKind.auto.value,
+            "scorecard_id": auto.scorecard_id,
+            "scorecard_version": auto.scorecard_version,
+            "scorer_versions": auto.scorer_versions,
+            "ratings": [r.model_dump(mode="json", exclude_none=True) for r in auto.ratings],
+            "score": auto.result.score,
+            "auto_failed": auto.result.auto_failed,
+            "passed": auto.result.passed,
+            "agent_id": conv.agent_id,
+            "team": conv.team,
+            "channel": conv.channel.value,
+            "inclusion_probability": inclusion,
+            "submitted_at": now,
+        }
+    if not rows:
+        return 0
+    inserted = (
+        (
+            await uow.session.execute(
+                pg_insert(reviews)
+                .values(list(rows.values()))
+                .on_conflict_do_nothing()
+                .returning(reviews.c.review_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for rid in inserted:
+        ev = events[rid]
+        cause = causes[rid]
+        key = conversation_key(tenant_id, ev.conversation_id)
+        env = (
+            cause.caused(ev, SOURCE, key=key, id=rid)
+            if cause is not None
+            else Envelope(
+                data=ev, source=SOURCE, tenant=tenant_id, key=key, subject=ev.conversation_id, id=rid
+            )
+        )
+        uow.publish(REVIEWS, env)
+    return len(inserted)
+
+
+def review_view(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["submitted_at"] = row["submitted_at"].isoformat()
+    return out

@@ -23,10 +23,11 @@ def uniform(tenant_id: str, plan_id: str, plan_version: int, conversation_id: st
     return (int.from_bytes(digest, "big") >> 11) / _53_BITS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """One plan picked one conversation for one purpose. At most one per (conversation, purpose, plan).
 
+    Treat it as immutable (not frozen only because frozen dataclasses are slow to build on the hot path).
     `decided_at` is an event time (the conversation's, the feedback's or the slot end), never the wall clock,
     so a replay reproduces it.
     """

@@ -25,10 +25,11 @@ The state's dicts are keyed like the tables that hold them (see `SamplerState`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Literal, NamedTuple
 
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
@@ -86,8 +87,10 @@ def _utc(t: datetime) -> datetime:
 
 def conversation_time(conversation: Conversation, ingested_at: datetime) -> datetime:
     """A conversation's event time: when it ended, else its last timestamp, else when it was ingested."""
+    if conversation.ended_at is not None:
+        return _utc(conversation.ended_at)
     last_ts = next((t.ts for t in reversed(conversation.turns) if t.ts), None)
-    return _utc(conversation.ended_at or last_ts or conversation.started_at or ingested_at)
+    return _utc(last_ts or conversation.started_at or ingested_at)
 
 
 @dataclass(slots=True)
@@ -175,14 +178,19 @@ class SamplerState:
     pending: dict[tuple[str, str], Pending] = field(default_factory=dict)  # (conversation_id, plan_id)
     agent_first_seen: dict[str, datetime] = field(default_factory=dict)
     closed_to: datetime | None = None  # the watermark of the last close
+    _active: list[AnyPlan] = field(default_factory=list, repr=False)  # derived from `plans`
 
     def put_plan(self, plan: AnyPlan) -> None:
         """Install a validated plan version (create, edit and pause all come through here)."""
         self.plans[plan.plan_id] = plan
         self.plan_versions[(plan.plan_id, plan.version)] = plan
+        self._active = sorted(
+            (p for p in self.plans.values() if not p.paused), key=lambda p: (p.priority, p.plan_id)
+        )
 
     def active_plans(self) -> list[AnyPlan]:
-        return sorted((p for p in self.plans.values() if not p.paused), key=lambda p: (p.priority, p.plan_id))
+        """Unpaused current plans in priority order."""
+        return self._active
 
 
 def watermark(partition_highs: Mapping[int, datetime], partitions: int) -> datetime | None:
@@ -197,7 +205,12 @@ def watermark(partition_highs: Mapping[int, datetime], partitions: int) -> datet
 
 def period_bounds(t: datetime, period: Period) -> tuple[datetime, datetime, str]:
     """(start, end, label) of the UTC day, ISO week or calendar month containing t."""
-    day = datetime(t.year, t.month, t.day, tzinfo=UTC)
+    return _period_bounds(t.date(), period)
+
+
+@lru_cache(maxsize=4096)
+def _period_bounds(d: date, period: Period) -> tuple[datetime, datetime, str]:
+    day = datetime(d.year, d.month, d.day, tzinfo=UTC)
     if period is Period.day:
         return day, day + timedelta(days=1), day.date().isoformat()
     if period is Period.week:
@@ -222,35 +235,31 @@ def in_scope(scope: Scope, facts: ConversationFacts) -> bool:
     return scope.tags is None or not facts.tags.isdisjoint(scope.tags)
 
 
+_MATCHERS: dict[type, Callable[[Any, ConversationFacts], bool]] = {
+    CsatAtMost: lambda r, f: f.csat is not None and f.csat <= r.max,
+    NpsDetractor: lambda r, f: f.nps is not None and f.nps <= 6,
+    Escalated: lambda r, f: f.escalated,
+    Reopened: lambda r, f: f.reopened,
+    AutoScoreBelow: lambda r, f: f.auto_score is not None and f.auto_score < r.threshold,
+    AutoFail: lambda r, f: f.auto_failed,
+    NegativeSentiment: lambda r, f: f.sentiment is not None and f.sentiment < r.below,
+    HandleTimeAbove: lambda r, f: f.handle_seconds is not None and f.handle_seconds > r.seconds,
+    ChannelIs: lambda r, f: f.channel in r.channels,
+    HasTag: lambda r, f: not f.tags.isdisjoint(r.tags),
+    NewAgent: lambda r, f: False,  # needs other partitions' facts: decided by `close`
+}
+
+
 def rule_matches(rule: Rule, facts: ConversationFacts) -> bool:
     """Whether a rule holds on the facts known now. `new_agent` is decided by `close` instead."""
-    match rule:
-        case CsatAtMost():
-            return facts.csat is not None and facts.csat <= rule.max
-        case NpsDetractor():
-            return facts.nps is not None and facts.nps <= 6
-        case Escalated():
-            return facts.escalated
-        case Reopened():
-            return facts.reopened
-        case AutoScoreBelow():
-            return facts.auto_score is not None and facts.auto_score < rule.threshold
-        case AutoFail():
-            return facts.auto_failed
-        case NegativeSentiment():
-            return facts.sentiment is not None and facts.sentiment < rule.below
-        case HandleTimeAbove():
-            return facts.handle_seconds is not None and facts.handle_seconds > rule.seconds
-        case ChannelIs():
-            return facts.channel in rule.channels
-        case HasTag():
-            return not facts.tags.isdisjoint(rule.tags)
-        case NewAgent():
-            return False
+    return _MATCHERS[type(rule)](rule, facts)
 
 
 def first_matching_rule(plan: TargetedPlan, facts: ConversationFacts) -> Rule | None:
-    return next((r for r in plan.rules if rule_matches(r, facts)), None)
+    for rule in plan.rules:
+        if _MATCHERS[type(rule)](rule, facts):
+            return rule
+    return None
 
 
 def _stratum_value(by: str, facts: ConversationFacts) -> str | None:
@@ -284,7 +293,7 @@ def observe_conversation(
     facts = ConversationFacts(
         conversation_id=conv.conversation_id,
         event_time=t,
-        channel=str(conv.channel),
+        channel=conv.channel.value,
         agent_id=conv.agent_id,
         team=conv.team,
         tags=frozenset(conv.tags),
@@ -320,7 +329,15 @@ def observe_conversation(
             value = _stratum_value(plan.by, facts)
             if on_time and value is not None:
                 _pool_add(
-                    state, plan, f"{plan.by}={value}", plan.period, "quota", plan.quota, plan.slots, facts, u
+                    state,
+                    plan,
+                    f"{plan.by.value}={value}",
+                    plan.period,
+                    "quota",
+                    plan.quota,
+                    plan.slots,
+                    facts,
+                    u,
                 )
         else:
             decisions.extend(_targeted_at_ingest(state, plan, facts, u, config))
@@ -409,7 +426,7 @@ def _targeted_at_ingest(
     fb_value = _stratum_value(fallback.per, facts) if fallback is not None else None
     if rule is not None:
         if fallback is not None and fb_value is not None:
-            _pool_add(state, plan, f"{fallback.per}={fb_value}", fallback.period, "fallback",
+            _pool_add(state, plan, f"{fallback.per.value}={fb_value}", fallback.period, "fallback",
                       fallback.min_per_period, 1, facts, u, matched=True)  # fmt: skip
         if u < plan.rate:
             return [
@@ -421,7 +438,7 @@ def _targeted_at_ingest(
     new_agent = plan.new_agent_rule is not None and facts.on_time and facts.agent_id is not None
     pool = None
     if fallback is not None and fb_value is not None:
-        pool = _pool_add(state, plan, f"{fallback.per}={fb_value}", fallback.period, "fallback",
+        pool = _pool_add(state, plan, f"{fallback.per.value}={fb_value}", fallback.period, "fallback",
                          fallback.min_per_period, 1, facts, u)  # fmt: skip
     if new_agent or pool is not None:
         due = facts.event_time + config.grace if new_agent else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -236,7 +237,7 @@ class TargetedPlan(_PlanBase):
     rate: float = Field(default=1.0, gt=0, le=1)
     fallback: Fallback | None = None
 
-    @property
+    @cached_property
     def new_agent_rule(self) -> NewAgent | None:
         return next((r for r in self.rules if isinstance(r, NewAgent)), None)
 
@@ -256,7 +257,7 @@ class AutoPolicy(_Strict):
     PLAN_ID: ClassVar[str] = "auto-policy"
 
     def rate(self, channel: str) -> float:
-        return self.channel_rates.get(Channel(channel), self.default_rate)
+        return self.channel_rates.get(channel, self.default_rate)  # StrEnum keys hash as str
 
 
 # --- construction and validation --------------------------------------------------------------

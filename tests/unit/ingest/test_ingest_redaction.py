@@ -1,6 +1,9 @@
 import re
 import time
 from collections import Counter
+from datetime import date
+from datetime import time as dtime
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -70,6 +73,24 @@ def test_no_input_email_survives(before: str, email: str, after: str) -> None:
     out, counts = redact(f"{before} {email} {after}")
     assert email not in out
     assert counts["email"] >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    day=st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 12, 31)),
+    date_format=st.sampled_from(["%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d %B %Y"]),
+    clock=st.times(),
+    order=st.integers(min_value=0, max_value=10**12 - 1),
+    price=st.decimals(min_value=0, max_value=10**7, places=2),
+)
+def test_dates_times_order_ids_and_prices_are_not_pii(
+    day: date, date_format: str, clock: dtime, order: int, price: Decimal
+) -> None:
+    text = (
+        f"On {day.strftime(date_format)} at {clock.strftime('%H:%M')} order {order} cost ${price:,.2f}"
+        f" ({price:.2f} EUR, {str(price).replace('.', ',')} €)"
+    )
+    assert redact(text) == (text, {})
 
 
 # --- worked examples -------------------------------------------------------------------------------------

@@ -167,6 +167,8 @@ class ReviewSubmitted(Event):
     kind: ReviewKind
     scorecard_id: str
     scorecard_version: int
+    # Every AutoQA scorer the scorecard uses → its version, so a replay can tell which code scored it.
+    scorer_versions: dict[str, str] = Field(default_factory=dict)
     reviewer_id: str | None = None
     agent_id: str | None = None
     team: str | None = None

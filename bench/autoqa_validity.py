@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from scipy.stats import pointbiserialr
-from sklearn.metrics import roc_auc_score
-
 from qastream_scoring.autoqa import prepare, score_conversation
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_shared.conversation import Conversation
+from scipy.stats import pointbiserialr
+from sklearn.metrics import roc_auc_score
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conversations" / "star.jsonl"
 LABELS = ("user_says_task_done", "user_says_agent_calm_helpful")
@@ -44,8 +43,11 @@ def main() -> None:
         "note": "first pass over the corpus: the per-text sentiment and spelling caches start empty",
     }
     for label in LABELS:
-        pairs = [(s, r["labels"][label]) for s, r in zip(scores, rows, strict=True)]
-        pairs = [(s, lab) for s, lab in pairs if lab is not None and s is not None]
+        pairs = [
+            (s, r["labels"][label])
+            for s, r in zip(scores, rows, strict=True)
+            if s is not None and r["labels"][label] is not None
+        ]
         negative = [0 if lab else 1 for _, lab in pairs]
         review_score = [s for s, _ in pairs]
         r, p = pointbiserialr(negative, review_score)
@@ -55,8 +57,14 @@ def main() -> None:
             "auc": round(float(roc_auc_score(negative, [1 - s for s in review_score])), 4),
             "point_biserial_r": round(float(r), 4),
             "p_value": float(f"{p:.3g}"),
-            "mean_score_negatives": round(sum(s for s, n in zip(review_score, negative, strict=True) if n) / max(1, sum(negative)), 4),
-            "mean_score_positives": round(sum(s for s, n in zip(review_score, negative, strict=True) if not n) / max(1, len(negative) - sum(negative)), 4),
+            "mean_score_negatives": round(
+                sum(s for s, n in zip(review_score, negative, strict=True) if n) / max(1, sum(negative)), 4
+            ),
+            "mean_score_positives": round(
+                sum(s for s, n in zip(review_score, negative, strict=True) if not n)
+                / max(1, len(negative) - sum(negative)),
+                4,
+            ),
         }
     print(json.dumps(out, indent=2))
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
+from qastream_shared.scorecard import ScaleKind, Scorecard
 
 from qastream_scoring.autoqa.base import params_problems
 from qastream_scoring.autoqa.registry import DEFAULT_REGISTRY, Registry
-from qastream_shared.scorecard import ScaleKind, Scorecard
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +52,24 @@ def validate_scorecard(scorecard: Scorecard, registry: Registry = DEFAULT_REGIST
             scale = cat.scale
             bounds = scale.bounds()
             if bounds is None:
-                problems.append(Problem(f"{at}.scale.max_points", "empty scale: a points scale needs max_points"))
+                problems.append(
+                    Problem(f"{at}.scale.max_points", "empty scale: a points scale needs max_points")
+                )
             elif scale.kind is not ScaleKind.points and scale.max_points is not None:
-                problems.append(Problem(f"{at}.scale.max_points", f"only a points scale sets max_points, not {scale.kind}"))
+                problems.append(
+                    Problem(
+                        f"{at}.scale.max_points", f"only a points scale sets max_points, not {scale.kind}"
+                    )
+                )
             parsed = None
             scorer = None
             if cat.scorer is not None:
                 scorer = registry.get(cat.scorer.name)
                 if scorer is None:
                     known = ", ".join(registry.names())
-                    problems.append(Problem(f"{at}.scorer.name", f"unknown scorer {cat.scorer.name!r} (known: {known})"))
+                    problems.append(
+                        Problem(f"{at}.scorer.name", f"unknown scorer {cat.scorer.name!r} (known: {known})")
+                    )
                 else:
                     try:
                         parsed = scorer.parse(cat.scorer.params, scale)
@@ -70,7 +78,10 @@ def validate_scorecard(scorecard: Scorecard, registry: Registry = DEFAULT_REGIST
                             problems.append(Problem(f"{at}.scorer.params.{loc}".rstrip("."), msg))
             if cat.critical and scorer is not None and parsed is not None and not scorer.can_fail(parsed):
                 problems.append(
-                    Problem(f"{at}.critical", f"critical, but scorer {scorer.name!r} with these params can never fail it")
+                    Problem(
+                        f"{at}.critical",
+                        f"critical, but scorer {scorer.name!r} with these params can never fail it",
+                    )
                 )
     if not any(c.weight > 0 for c in scorecard.categories()):
         problems.append(Problem("groups", "weights all zero: at least one category needs a weight above 0"))
@@ -91,7 +102,9 @@ def next_version(
     """
     problems = validate_scorecard(draft, registry)
     if existing is not None and draft.scorecard_id != existing.scorecard_id:
-        problems.append(Problem("scorecard_id", f"draft is for {draft.scorecard_id!r}, not {existing.scorecard_id!r}"))
+        problems.append(
+            Problem("scorecard_id", f"draft is for {draft.scorecard_id!r}, not {existing.scorecard_id!r}")
+        )
     if problems:
         raise InvalidScorecard(problems)
     if existing is not None and _content(draft) == _content(existing):

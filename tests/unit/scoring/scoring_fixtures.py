@@ -13,7 +13,8 @@ def convo(*turns: tuple[str, str], gap_s: float = 10.0, **kw: object) -> Convers
         {
             "conversation_id": "c1",
             "turns": [
-                Turn(role=Role(r), text=t, ts=T0 + timedelta(seconds=i * gap_s)) for i, (r, t) in enumerate(turns)
+                Turn(role=Role(r), text=t, ts=T0 + timedelta(seconds=i * gap_s))
+                for i, (r, t) in enumerate(turns)
             ],
             **kw,
         }

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from qastream_scoring.engine import InvalidRating, category_score, score_review
 from qastream_shared.events import Rating
 from qastream_shared.scorecard import (
@@ -28,7 +27,9 @@ SCALES = [
 
 
 def card(*cats: Category) -> Scorecard:
-    return Scorecard(scorecard_id="sc", version=1, name="t", groups=[Group(group_id="g", name="g", categories=list(cats))])
+    return Scorecard(
+        scorecard_id="sc", version=1, name="t", groups=[Group(group_id="g", name="g", categories=list(cats))]
+    )
 
 
 def cat(cid: str, weight: int, scale: Scale, critical: bool = False) -> Category:
@@ -52,16 +53,25 @@ def test_category_score_per_scale() -> None:
 def test_worked_example_accumulation_with_na() -> None:
     # greeting binary 1 (w10) → 1.0; empathy 5-point 4 (w30) → 0.75; resolution 3-point 2 (w60) → 0.5;
     # closing N/A (w20) is excluded: (10·1 + 30·0.75 + 60·0.5) / 100 = 0.625.
-    sc = card(cat("greet", 10, SCALES[0]), cat("emp", 30, SCALES[3]), cat("res", 60, SCALES[1]), cat("close", 20, SCALES[0]))
+    sc = card(
+        cat("greet", 10, SCALES[0]),
+        cat("emp", 30, SCALES[3]),
+        cat("res", 60, SCALES[1]),
+        cat("close", 20, SCALES[0]),
+    )
     ratings = [r("greet", 1), r("emp", 4), r("res", 2), r("close", None)]
     out = score_review(sc, ratings)
     assert out.score == pytest.approx(0.625)
     assert out.passed is False and out.auto_failed is False
     assert out.category_scores == {"greet": 1.0, "emp": 0.75, "res": 0.5, "close": None}
     # N/A counted as pass: (62.5 + 20) / 120.
-    assert score_review(sc, ratings, ScoringSettings(na_mode=NaMode.passed)).score == pytest.approx(82.5 / 120)
+    assert score_review(sc, ratings, ScoringSettings(na_mode=NaMode.passed)).score == pytest.approx(
+        82.5 / 120
+    )
     # Deduction: 100 − 30·0.25 − 60·0.5 = 62.5 points; weights are points off 100.
-    assert score_review(sc, ratings, ScoringSettings(scoring_mode=ScoringMode.deduction)).score == pytest.approx(0.625)
+    assert score_review(
+        sc, ratings, ScoringSettings(scoring_mode=ScoringMode.deduction)
+    ).score == pytest.approx(0.625)
     assert score_review(sc, ratings, ScoringSettings(pass_mark=0.6)).passed is True
 
 
@@ -69,14 +79,21 @@ def test_deduction_differs_when_weights_do_not_sum_to_100() -> None:
     sc = card(cat("a", 20, SCALES[0]), cat("b", 20, SCALES[0]))
     ratings = [r("a", 0), r("b", 1)]
     assert score_review(sc, ratings).score == 0.5
-    assert score_review(sc, ratings, ScoringSettings(scoring_mode=ScoringMode.deduction)).score == pytest.approx(0.8)
+    assert score_review(
+        sc, ratings, ScoringSettings(scoring_mode=ScoringMode.deduction)
+    ).score == pytest.approx(0.8)
 
 
 def test_critical_below_half_zeroes_or_flags() -> None:
     sc = card(cat("a", 50, SCALES[0]), cat("crit", 50, SCALES[3], critical=True))
     ratings = [r("a", 1), r("crit", 2)]  # 2 on 1..5 → 0.25 < 0.5
     zeroed = score_review(sc, ratings)
-    assert (zeroed.score, zeroed.auto_failed, zeroed.passed, zeroed.failed_critical) == (0.0, True, False, ("crit",))
+    assert (zeroed.score, zeroed.auto_failed, zeroed.passed, zeroed.failed_critical) == (
+        0.0,
+        True,
+        False,
+        ("crit",),
+    )
     flagged = score_review(sc, ratings, ScoringSettings(auto_fail_mode=AutoFailMode.flag))
     assert flagged.score == pytest.approx(0.625) and flagged.auto_failed
     ok = score_review(sc, [r("a", 1), r("crit", 3)])  # exactly 50% does not fail
@@ -123,7 +140,9 @@ def reviews(draw: st.DrawFn) -> tuple[Scorecard, list[Rating]]:
 
 
 @given(reviews(), SETTINGS)
-def test_score_stays_in_unit_interval(review: tuple[Scorecard, list[Rating]], settings: ScoringSettings) -> None:
+def test_score_stays_in_unit_interval(
+    review: tuple[Scorecard, list[Rating]], settings: ScoringSettings
+) -> None:
     out = score_review(*review, settings)
     assert out.score is None or 0.0 <= out.score <= 1.0
 
@@ -161,7 +180,9 @@ def test_raising_a_rating_never_lowers_the_score(
     old = ratings[i].value if ratings[i].value is not None else lo
     new = data.draw(st.integers(old, hi))
     raised = [*ratings[:i], r(ratings[i].category_id, new), *ratings[i + 1 :]]
-    before = score_review(sc, [*ratings[:i], r(ratings[i].category_id, old), *ratings[i + 1 :]], settings).score
+    before = score_review(
+        sc, [*ratings[:i], r(ratings[i].category_id, old), *ratings[i + 1 :]], settings
+    ).score
     after = score_review(sc, raised, settings).score
     assert before is None or after is None or after >= before - 1e-12
 

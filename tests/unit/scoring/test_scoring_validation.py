@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.validation import InvalidScorecard, next_version, validate_scorecard
 from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
@@ -12,12 +11,19 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def cat(cid: str, **kw: object) -> Category:
-    base: dict[str, object] = {"category_id": cid, "name": cid, "weight": 10, "scale": Scale(kind=ScaleKind.binary)}
+    base: dict[str, object] = {
+        "category_id": cid,
+        "name": cid,
+        "weight": 10,
+        "scale": Scale(kind=ScaleKind.binary),
+    }
     return Category.model_validate(base | kw)
 
 
 def card(*cats: Category) -> Scorecard:
-    return Scorecard(scorecard_id="sc", version=1, name="t", groups=[Group(group_id="g", name="g", categories=list(cats))])
+    return Scorecard(
+        scorecard_id="sc", version=1, name="t", groups=[Group(group_id="g", name="g", categories=list(cats))]
+    )
 
 
 def paths(sc: Scorecard) -> dict[str, str]:
@@ -51,17 +57,28 @@ def test_empty_points_scale() -> None:
 
 
 def test_unknown_scorer_and_bad_params() -> None:
-    problems = paths(card(cat("a", scorer=ScorerRef(name="telepathy")), cat("b", scorer=ScorerRef(name="phrases", params={"required_regex": ["("]}))))
+    problems = paths(
+        card(
+            cat("a", scorer=ScorerRef(name="telepathy")),
+            cat("b", scorer=ScorerRef(name="phrases", params={"required_regex": ["("]})),
+        )
+    )
     assert "unknown scorer 'telepathy'" in problems["groups[0].categories[0].scorer.name"]
     assert "invalid regex" in problems["groups[0].categories[1].scorer.params.required_regex"]
-    assert "extra" in paths(card(cat("a", scorer=ScorerRef(name="timing", params={"nope": 1}))))[
-        "groups[0].categories[0].scorer.params.nope"
-    ].lower()
+    assert (
+        "extra"
+        in paths(card(cat("a", scorer=ScorerRef(name="timing", params={"nope": 1}))))[
+            "groups[0].categories[0].scorer.params.nope"
+        ].lower()
+    )
 
 
 def test_critical_category_that_cannot_fail() -> None:
     never = ScorerRef(name="phrases", params={})  # no required and no forbidden phrases: always passes
-    assert "can never fail" in paths(card(cat("a", critical=True, scorer=never)))["groups[0].categories[0].critical"]
+    assert (
+        "can never fail"
+        in paths(card(cat("a", critical=True, scorer=never)))["groups[0].categories[0].critical"]
+    )
     can = ScorerRef(name="phrases", params={"forbidden": ["idiot"]})
     assert paths(card(cat("a", critical=True, scorer=can))) == {}
     assert paths(card(cat("a", critical=True))) == {}  # rated by hand: every scale can score below 50%

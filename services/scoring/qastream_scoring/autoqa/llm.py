@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
+from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na
-from qastream_shared.scorecard import Scale
 
 
 class LlmError(RuntimeError):
@@ -95,7 +95,9 @@ class LlmScorer:
         try:
             answer = _Answer.model_validate_json(_strip_fence(content))
         except ValidationError as exc:
-            raise LlmError(f"answer is not the expected JSON: {exc.errors()[0]['msg']}: {content[:200]!r}") from None
+            raise LlmError(
+                f"answer is not the expected JSON: {exc.errors()[0]['msg']}: {content[:200]!r}"
+            ) from None
         if answer.value is None:
             return na(answer.reason or "the model found nothing to judge")
         if not parsed.lo <= answer.value <= parsed.hi:
@@ -110,13 +112,17 @@ class LlmScorer:
 
     def _ask(self, config: LlmConfig, client: httpx.Client, view: ConversationView, parsed: _Parsed) -> str:
         transcript = "\n".join(
-            f"[{i}] {role.value}: {text}" for i, (role, text) in enumerate(zip(view.roles, view.texts, strict=True))
+            f"[{i}] {role.value}: {text}"
+            for i, (role, text) in enumerate(zip(view.roles, view.texts, strict=True))
         )[: config.max_transcript_chars]
         body = {
             "model": config.model,
             "temperature": 0,
             "messages": [
-                {"role": "system", "content": SYSTEM.format(lo=parsed.lo, hi=parsed.hi, prompt=parsed.prompt)},
+                {
+                    "role": "system",
+                    "content": SYSTEM.format(lo=parsed.lo, hi=parsed.hi, prompt=parsed.prompt),
+                },
                 {"role": "user", "content": transcript},
             ],
         }
@@ -124,7 +130,9 @@ class LlmScorer:
         last = "no attempt"
         for attempt in range(config.retries + 1):
             if attempt:
-                time.sleep(config.backoff_s * attempt)  # backoff between retries of a live call, not a test wait
+                time.sleep(
+                    config.backoff_s * attempt
+                )  # backoff between retries of a live call, not a test wait
             try:
                 resp = client.post(url, json=body)
             except httpx.HTTPError as exc:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
+from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na, phrase_pattern
-from qastream_shared.scorecard import Scale
 
 
 class PhrasesParams(Params):
@@ -55,7 +55,9 @@ _NAME_INTRO = re.compile(
 )
 _ASKS_NAME = re.compile(r"\byour (?:full |first |last )?name\b", re.IGNORECASE)
 _LONE_NAME = re.compile(r"^\s*(?:it'?s\s+|i'?m\s+)?([A-Za-z][a-z]{1,20})(?:\s+[A-Za-z][a-z]{1,20})?\W*$")
-_NOT_NAMES = frozenset({"yes", "no", "ok", "okay", "sure", "hello", "hi", "thanks", "hey", "sorry", "not", "looking"})
+_NOT_NAMES = frozenset(
+    {"yes", "no", "ok", "okay", "sure", "hello", "hi", "thanks", "hey", "sorry", "not", "looking"}
+)
 
 
 class PhrasesScorer:
@@ -65,14 +67,18 @@ class PhrasesScorer:
     def parse(self, params: Mapping[str, Any], scale: Scale) -> _Compiled:
         p = PhrasesParams.model_validate(params)
         if p.require_all:
-            each = [phrase_pattern([x]) for x in p.required] + [phrase_pattern((), [r]) for r in p.required_regex]
+            each = [phrase_pattern([x]) for x in p.required] + [
+                phrase_pattern((), [r]) for r in p.required_regex
+            ]
         else:
             each = [phrase_pattern(p.required, p.required_regex)]
         required = tuple(pat for pat in each if pat is not None)
         return _Compiled(p, required, phrase_pattern(p.forbidden, p.forbidden_regex))
 
     def can_fail(self, parsed: _Compiled) -> bool:
-        return parsed.params.target == "customer_name" or bool(parsed.required) or parsed.forbidden is not None
+        return (
+            parsed.params.target == "customer_name" or bool(parsed.required) or parsed.forbidden is not None
+        )
 
     def score(self, view: ConversationView, parsed: _Compiled) -> Finding:
         if (short := view.too_little()) is not None:
@@ -80,10 +86,10 @@ class PhrasesScorer:
         if parsed.params.target == "customer_name":
             return _customer_name(view)
         p = parsed.params
-        forbidden = parsed.forbidden
-        for i in view.agent if forbidden else ():
-            if forbidden.search(view.texts[i]):
-                return Finding(0.0, 0.9, (view.evidence(i),), "forbidden phrase")
+        if parsed.forbidden is not None:
+            hit = next((i for i in view.agent if parsed.forbidden.search(view.texts[i])), None)
+            if hit is not None:
+                return Finding(0.0, 0.9, (view.evidence(hit),), "forbidden phrase")
         if not parsed.required:
             return Finding(1.0, 0.6, (), "no forbidden phrase")
         window = view.agent

@@ -30,7 +30,14 @@ class Registry:
 def default_registry(llm: LlmConfig | None = None) -> Registry:
     """Every built-in scorer; `llm` stays off (N/A) unless an endpoint is configured."""
     return Registry(
-        [PhrasesScorer(), SentimentScorer(), TimingScorer(), ResolutionScorer(), SpellingScorer(), LlmScorer(llm)]
+        [
+            PhrasesScorer(),
+            SentimentScorer(),
+            TimingScorer(),
+            ResolutionScorer(),
+            SpellingScorer(),
+            LlmScorer(llm),
+        ]
     )
 
 

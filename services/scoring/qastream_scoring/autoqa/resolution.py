@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Literal
 
-from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
 from qastream_shared.scorecard import Scale
+
+from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
 
 
 def _cues(*phrases: str) -> re.Pattern[str]:
@@ -27,45 +28,138 @@ def _cues(*phrases: str) -> re.Pattern[str]:
 
 
 CONFIRM = _cues(
-    r"thanks?", r"thank you", r"thx", r"ty", r"great", r"perfect", r"awesome", r"excellent", r"wonderful",
-    r"fantastic", r"appreciate(?:d| it)?", r"that(?:'s| is| was) (?:all|it|helpful|great|perfect|fine)",
-    r"(?:that|it) works", r"works for me", r"sounds good", r"all set", r"solved", r"resolved", r"fixed",
-    r"got it", r"helpful", r"(?:you'?ve )?been (?:a )?(?:great )?help", r"good(?:bye| day| night)?", r"bye",
-    r"ok(?:ay)?", r"cool", r"nice", r"exactly",
+    r"thanks?",
+    r"thank you",
+    r"thx",
+    r"ty",
+    r"great",
+    r"perfect",
+    r"awesome",
+    r"excellent",
+    r"wonderful",
+    r"fantastic",
+    r"appreciate(?:d| it)?",
+    r"that(?:'s| is| was) (?:all|it|helpful|great|perfect|fine)",
+    r"(?:that|it) works",
+    r"works for me",
+    r"sounds good",
+    r"all set",
+    r"solved",
+    r"resolved",
+    r"fixed",
+    r"got it",
+    r"helpful",
+    r"(?:you'?ve )?been (?:a )?(?:great )?help",
+    r"good(?:bye| day| night)?",
+    r"bye",
+    r"ok(?:ay)?",
+    r"cool",
+    r"nice",
+    r"exactly",
 )
 COMPLAIN = _cues(
-    r"not what i", r"that(?:'s| is) (?:wrong|not right|incorrect)", r"wrong", r"incorrect", r"useless",
-    r"ridiculous", r"terrible", r"horrible", r"awful", r"frustrat\w*", r"annoy\w*", r"angry", r"upset",
-    r"unacceptable", r"disappoint\w*", r"never ?mind", r"forget it", r"waste of", r"doesn'?t work",
-    r"didn'?t work", r"not working", r"still (?:not|no|doesn'?t|don'?t|haven'?t|waiting)", r"again",
-    r"i (?:already|just) (?:said|told|asked|gave)", r"i said", r"are you (?:even )?listening",
-    r"confus\w*", r"not helpful", r"no help", r"anyone there", r"are you there", r"stupid",
-    r"wtf", r"seriously", r"come on", r"hurry", r"taking (?:so|too) long", r"why (?:is|are|did|can'?t)",
+    r"not what i",
+    r"that(?:'s| is) (?:wrong|not right|incorrect)",
+    r"wrong",
+    r"incorrect",
+    r"useless",
+    r"ridiculous",
+    r"terrible",
+    r"horrible",
+    r"awful",
+    r"frustrat\w*",
+    r"annoy\w*",
+    r"angry",
+    r"upset",
+    r"unacceptable",
+    r"disappoint\w*",
+    r"never ?mind",
+    r"forget it",
+    r"waste of",
+    r"doesn'?t work",
+    r"didn'?t work",
+    r"not working",
+    r"still (?:not|no|doesn'?t|don'?t|haven'?t|waiting)",
+    r"again",
+    r"i (?:already|just) (?:said|told|asked|gave)",
+    r"i said",
+    r"are you (?:even )?listening",
+    r"confus\w*",
+    r"not helpful",
+    r"no help",
+    r"anyone there",
+    r"are you there",
+    r"stupid",
+    r"wtf",
+    r"seriously",
+    r"come on",
+    r"hurry",
+    r"taking (?:so|too) long",
+    r"why (?:is|are|did|can'?t)",
 )
 ESCALATE = _cues(
-    r"supervisor", r"manager", r"escalat\w*", r"complaint", r"speak to (?:a |an )?(?:human|person|someone)",
-    r"real person", r"cancel my", r"reopen\w*", r"same (?:problem|issue)", r"called before",
+    r"supervisor",
+    r"manager",
+    r"escalat\w*",
+    r"complaint",
+    r"speak to (?:a |an )?(?:human|person|someone)",
+    r"real person",
+    r"cancel my",
+    r"reopen\w*",
+    r"same (?:problem|issue)",
+    r"called before",
 )
 # The agent delivering bad news: what it was asked for cannot be done.
 UNABLE = _cues(
-    r"sorry", r"unfortunately", r"apologi[sz]e", r"unable to", r"can ?not", r"can'?t", r"couldn'?t",
-    r"could not", r"not (?:be )?(?:able|available|possible)", r"unavailable",
-    r"no (?:\w+ )?(?:available|availability|openings?|results?|match\w*)", r"(?:isn'?t|aren'?t|wasn'?t) available",
-    r"(?:fully|already) booked", r"sold out", r"(?:did not|didn'?t) find", r"no longer", r"not supported",
-    r"(?:was|were|been) (?:declined|denied|rejected)", r"failed",
+    r"sorry(?! to hear| for (?:the|your) (?:wait|delay|inconvenience))",
+    r"unfortunately",
+    r"apologi[sz]e",
+    r"unable to",
+    r"can ?not",
+    r"can'?t",
+    r"couldn'?t",
+    r"could not",
+    r"not (?:be )?(?:able|available|possible)",
+    r"unavailable",
+    r"no (?:\w+ )?(?:available|availability|openings?|results?|match\w*)",
+    r"(?:isn'?t|aren'?t|wasn'?t) available",
+    r"(?:fully|already) booked",
+    r"sold out",
+    r"(?:did not|didn'?t) find",
+    r"no longer",
+    r"not supported",
+    r"(?:was|were|been) (?:declined|denied|rejected)",
+    r"failed",
 )
 # The agent reporting the request as carried out.
 DONE = _cues(
-    r"booked", r"reserved", r"confirmed", r"scheduled", r"processed", r"refunded", r"cancel+ed", r"ordered",
-    r"placed", r"(?:has|have) been (?:sent|updated|changed|issued|set up|fixed|resolved|added|created)",
-    r"all set", r"taken care of", r"is on (?:its|the) way", r"successfully",
+    r"booked",
+    r"reserved",
+    r"confirmed",
+    r"scheduled",
+    r"processed",
+    r"refunded",
+    r"cancel+ed",
+    r"ordered",
+    r"placed",
+    r"(?:has|have) been (?:sent|updated|changed|issued|set up|fixed|resolved|added|created)",
+    r"all set",
+    r"taken care of",
+    r"is on (?:its|the) way",
+    r"successfully",
 )
 OUTCOME = _cues(
     r"(?:i|we)(?:'ve| have)? (?:found|booked|reserved|scheduled|confirmed|sent|processed|updated|changed|"
     r"cancel+ed|refunded|issued|placed|arranged|ordered|set up|fixed|resolved|added|created|checked)",
-    r"here (?:is|are)", r"here'?s", r"is (?:confirmed|booked|reserved|scheduled|available|ready|on (?:its|the) way)",
-    r"(?:you can|you could|you should|you'?ll|you will|try)", r"your \w+ (?:is|has been|will be)",
-    r"(?:i|we) (?:can|will|'ll) ", r"the answer is", r"it (?:is|will be) ", r"there (?:is|are) ",
+    r"here (?:is|are)",
+    r"here'?s",
+    r"is (?:confirmed|booked|reserved|scheduled|available|ready|on (?:its|the) way)",
+    r"(?:you can|you could|you should|you'?ll|you will|try)",
+    r"your \w+ (?:is|has been|will be)",
+    r"(?:i|we) (?:can|will|'ll) ",
+    r"the answer is",
+    r"it (?:is|will be) ",
+    r"there (?:is|are) ",
 )
 
 
@@ -108,7 +202,8 @@ def _resolved(view: ConversationView, tail: int) -> Finding:
     conv = view.conversation
     closing = view.customer[-tail:]
     confirmed = _hits(view, closing, CONFIRM)
-    complained = _hits(view, view.customer, COMPLAIN)
+    # The opening states the problem; complaints count once the agent has answered.
+    complained = _hits(view, [i for i in view.customer if i > view.agent[0]], COMPLAIN)
     escalated = _hits(view, view.customer, ESCALATE)
     unable = _hits(view, view.agent, UNABLE)
     done = _hits(view, view.agent, DONE)
@@ -146,4 +241,6 @@ def _corrections(view: ConversationView) -> Finding:
             repeats.append(i)
         seen.add(key)
     n = len(set(corrected) | set(repeats))
-    return Finding(clamp(1 - 0.34 * n), 0.5, tuple(view.evidence(i) for i in sorted({*corrected, *repeats})[:3]))
+    return Finding(
+        clamp(1 - 0.34 * n), 0.5, tuple(view.evidence(i) for i in sorted({*corrected, *repeats})[:3])
+    )

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
+from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
-from qastream_shared.scorecard import Scale
 
 
 class TimingParams(Params):
@@ -68,4 +68,6 @@ class TimingScorer:
             scores.append(_measure(handle, parsed.handle_s, parsed.slack))
         if not scores:
             return na("no timestamps to time")
-        return Finding(sum(scores) / len(scores), 0.9, tuple(view.evidence(i) for i in dict.fromkeys(evidence)))
+        return Finding(
+            sum(scores) / len(scores), 0.9, tuple(view.evidence(i) for i in dict.fromkeys(evidence))
+        )

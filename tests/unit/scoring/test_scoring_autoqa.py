@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+from typing import Any
+
+from qastream_scoring.autoqa import ConversationView, Finding, Registry, default_registry, score_conversation
+from qastream_scoring.autoqa.phrases import PhrasesScorer
+from qastream_scoring.autoqa.resolution import ResolutionScorer
+from qastream_scoring.autoqa.sentiment import SentimentScorer
+from qastream_scoring.autoqa.spelling import SpellingScorer
+from qastream_scoring.autoqa.timing import TimingScorer
+from qastream_scoring.default_scorecard import default_scorecard
+from qastream_shared.conversation import Conversation
+from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
+from scoring_fixtures import convo
+
+BIN = Scale(kind=ScaleKind.binary)
+
+GOOD = convo(
+    ("customer", "Hi, my name is Maria. My order never arrived and I'm really frustrated."),
+    ("agent", "Hello Maria, thank you for contacting us. I'm sorry to hear that, let me check."),
+    ("customer", "Thanks."),
+    ("agent", "I have found the parcel and a replacement has been sent; you'll have it tomorrow."),
+    ("customer", "Perfect, thank you so much!"),
+    ("agent", "You're welcome, Maria. Is there anything else? Have a great day!"),
+)
+BAD = convo(
+    ("customer", "My card was charged twice."),
+    ("agent", "Unfortunately I can't do anything about that."),
+    ("customer", "That's not what I asked. I said I was charged twice!"),
+    ("agent", "Sorry, that is not possible."),
+    ("customer", "This is useless, I want to speak to a manager."),
+    gap_s=200,
+)
+
+
+def run(scorer: Any, conv: Conversation, **params: Any) -> Finding:
+    return scorer.score(ConversationView(conv), scorer.parse(params, BIN))
+
+
+def test_phrases_required_window_and_forbidden() -> None:
+    greet = {"required": ["hello", "hi"], "window": "first", "turns": 1}
+    hit = run(PhrasesScorer(), GOOD, **greet)
+    assert hit.fraction == 1.0 and hit.evidence[0].turn == 1 and "Hello Maria" in hit.evidence[0].quote
+    assert run(PhrasesScorer(), BAD, **greet).fraction == 0.0
+    assert run(PhrasesScorer(), GOOD, required=["anything else", "goodbye"], require_all=True).fraction == 0.5
+    assert run(PhrasesScorer(), GOOD, required_regex=[r"thank(s| you) for contacting"]).fraction == 1.0
+    forbidden = run(PhrasesScorer(), GOOD, required=["hello"], forbidden=["let me check"])
+    assert forbidden.fraction == 0.0 and forbidden.evidence[0].turn == 1
+
+
+def test_phrases_customer_name() -> None:
+    assert run(PhrasesScorer(), GOOD, target="customer_name").fraction == 1.0
+    assert run(PhrasesScorer(), BAD, target="customer_name").fraction is None  # no name given: N/A
+    asked = convo(
+        ("customer", "I need a taxi"),
+        ("agent", "May I have your name?"),
+        ("customer", "Tom"),
+        ("agent", "Booked."),
+    )
+    assert run(PhrasesScorer(), asked, target="customer_name").fraction == 0.0
+
+
+def test_sentiment_shift_and_tone() -> None:
+    good, bad = run(SentimentScorer(), GOOD), run(SentimentScorer(), BAD)
+    assert good.fraction is not None and bad.fraction is not None
+    assert good.fraction > 0.8 > bad.fraction
+    rude = convo(("customer", "Where is my refund?"), ("agent", "Stop whining, it is your own stupid fault."))
+    assert run(SentimentScorer(), rude, customer_weight=0).fraction == 0.5
+    # the customer was upset and the agent acknowledged it: full tone marks
+    assert run(SentimentScorer(), GOOD, customer_weight=0).fraction == 1.0
+
+
+def test_timing_thresholds() -> None:
+    fast = run(TimingScorer(), GOOD)
+    slow = run(TimingScorer(), BAD)
+    assert fast.fraction == 1.0
+    assert slow.fraction is not None and slow.fraction < 0.4
+    no_ts = Conversation.model_validate(
+        {
+            "conversation_id": "x",
+            "turns": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "hello"}],
+        }
+    )
+    assert run(TimingScorer(), no_ts).fraction is None
+
+
+def test_resolution_checks() -> None:
+    good, bad = run(ResolutionScorer(), GOOD), run(ResolutionScorer(), BAD)
+    assert good.fraction is not None and bad.fraction is not None
+    assert good.fraction >= 0.9 and bad.fraction == 0.0
+    abandoned = convo(
+        ("customer", "hi"), ("agent", "Hello, how can I help?"), ("customer", "my bill is wrong")
+    )
+    assert (run(ResolutionScorer(), abandoned).fraction or 0) < 0.5
+    assert run(ResolutionScorer(), GOOD, check="solution_offered").fraction == 1.0
+    assert run(ResolutionScorer(), BAD, check="solution_offered").fraction == 0.0
+    assert run(ResolutionScorer(), GOOD, check="corrections").fraction == 1.0
+    assert (run(ResolutionScorer(), BAD, check="corrections").fraction or 1) < 0.5
+
+
+def test_spelling_rate() -> None:
+    clean = run(SpellingScorer(), GOOD)
+    sloppy = convo(
+        ("customer", "help"), ("agent", "I beleive your pakage was delivred yesturday to the adress.")
+    )
+    assert clean.fraction == 1.0
+    bad = run(SpellingScorer(), sloppy)
+    assert bad.fraction == 0.0 and bad.evidence[0].turn == 1
+    assert run(SpellingScorer(), convo(("customer", "hi"), ("agent", "Hello!"))).fraction is None
+
+
+def test_too_little_content_is_na_everywhere() -> None:
+    only_customer = convo(("customer", "Hello? Anyone there?"))
+    review = score_conversation(only_customer, default_scorecard())
+    assert all(r.value is None for r in review.ratings)
+    assert review.result.score is None and review.result.passed is None
+    assert {r.comment for r in review.ratings if r.provenance} == {"no agent turn"}
+
+
+def test_score_conversation_ranks_good_above_bad_with_provenance() -> None:
+    card = default_scorecard()
+    good, bad = score_conversation(GOOD, card), score_conversation(BAD, card)
+    assert good.result.score is not None and bad.result.score is not None
+    assert good.result.score > 0.8 > 0.4 > bad.result.score
+    assert good.scorecard_id == card.scorecard_id and good.scorecard_version == 1
+    assert set(good.scorer_versions) == {"phrases", "sentiment", "resolution", "timing"}
+    for rating in good.ratings:
+        assert rating.provenance is not None and rating.provenance.version
+        assert rating.score is None or 0 <= rating.score <= 1
+
+
+class Boom:
+    name = "boom"
+    version = "0.0.1"
+
+    def parse(self, params: Any, scale: Scale) -> None:
+        return None
+
+    def can_fail(self, parsed: Any) -> bool:
+        return True
+
+    def score(self, view: ConversationView, parsed: Any) -> Finding:
+        raise ZeroDivisionError("scorer bug")
+
+
+def test_a_scorer_that_throws_makes_only_its_category_na() -> None:
+    registry = Registry([*[default_registry().get(n) for n in ("phrases",)], Boom()])  # type: ignore[list-item]
+    card = Scorecard(
+        scorecard_id="sc",
+        version=3,
+        name="t",
+        groups=[
+            Group(
+                group_id="g",
+                name="g",
+                categories=[
+                    Category(
+                        category_id="greet",
+                        name="g",
+                        weight=10,
+                        scale=BIN,
+                        scorer=ScorerRef(name="phrases", params={"required": ["hello"]}),
+                    ),
+                    Category(
+                        category_id="crash",
+                        name="c",
+                        weight=90,
+                        scale=BIN,
+                        critical=True,
+                        scorer=ScorerRef(name="boom"),
+                    ),
+                    Category(category_id="manual", name="m", weight=10, scale=BIN),
+                ],
+            )
+        ],
+    )
+    review = score_conversation(GOOD, card, registry=registry)
+    by_id = {r.category_id: r for r in review.ratings}
+    assert by_id["crash"].value is None
+    assert (
+        by_id["crash"].provenance is not None
+        and by_id["crash"].provenance.error == "ZeroDivisionError: scorer bug"
+    )
+    assert by_id["manual"].value is None and by_id["manual"].provenance is None
+    assert review.result.score == 1.0 and not review.result.auto_failed
+    assert review.scorer_versions == {"boom": "0.0.1", "phrases": "1.0.0"}

@@ -11,7 +11,7 @@ import shlex
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -134,12 +134,12 @@ def settings_from_stack(state_dir: Path | None = None) -> Settings:
     import os
 
     state = Stack(state_dir).state()
-    overrides: dict[str, str] = {}
+    overrides: dict[str, Any] = {}
     if "DATABASE_URL" not in os.environ and "postgres" in state:
         overrides["database_url"] = state["postgres"]["url"]
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and "kafka" in state:
         overrides["kafka_bootstrap_servers"] = state["kafka"]["bootstrap"]
-    return Settings(**overrides)
+    return Settings.model_validate(overrides)
 
 
 def service_url(name: str, state_dir: Path | None = None) -> str | None:

@@ -25,6 +25,7 @@ from qastream_shared.events import (
     TenantUpserted,
     conversation_key,
 )
+from qastream_shared.keys import generate_key
 from qastream_shared.topics import CONVERSATIONS, TENANTS
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -268,8 +269,8 @@ async def create_key(
     uow: UnitOfWork, tenant_id: str, role: Role, agent_id: str | None = None, team: str | None = None
 ) -> tuple[str, str]:
     """Issues a key; returns (key_id, plaintext key), the only time the plaintext exists."""
-    key_id, key = auth.new_key()
-    key_hash = auth.hash_key(uow.settings.key_pepper, key)
+    issued = generate_key(uow.settings.key_pepper)
+    key_id, key, key_hash = issued.key_id, issued.key, issued.key_hash
     await uow.session.execute(
         tables["api_keys"]
         .insert()

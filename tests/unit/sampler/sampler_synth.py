@@ -7,6 +7,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 from qastream_sampler.decisions import Decision
 from qastream_sampler.engine import (
@@ -71,7 +72,7 @@ def partition_of(conversation_id: str, partitions: int = 3) -> int:
     return int.from_bytes(digest, "big") % partitions
 
 
-Event = ConversationIngested | CsatRecorded | ConversationUpdated
+Event: TypeAlias = ConversationIngested | CsatRecorded | ConversationUpdated
 
 
 def event_conversation_id(e: Event) -> str:

@@ -23,7 +23,7 @@ from qastream_shared.directory import TenantDirectory
 from qastream_shared.migrations import migrate
 from qastream_shared.outbox import OutboxRelay
 from qastream_shared.settings import Settings, get_settings
-from qastream_shared.topics import ensure_topics
+from qastream_shared.topics import dlq_topic, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ServiceRuntime:
 
     async def start(self, *, consume: bool = True) -> None:
         await migrate(self.settings, self.schema, self.spec.migrations)
-        await ensure_topics(self.settings)
+        await ensure_topics(self.settings, extra=[dlq_topic(self.spec.name)])
         self._spawn(self.relay.run(self._stop), "relay")
         if self.directory is not None:
             self._spawn(self.directory.run(self._stop), "directory")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,6 +42,10 @@ def dlq(service: str) -> str:
     return f"qa.dlq.{service}"
 
 
+def dlq_topic(service: str) -> Topic:
+    return Topic(dlq(service), partitions=1, retention_ms=30 * 24 * 3600 * 1000)
+
+
 REGISTRY: tuple[Topic, ...] = (
     Topic(INBOUND_CONVERSATIONS),
     Topic(TENANTS, partitions=1, compacted=True),
@@ -49,7 +54,7 @@ REGISTRY: tuple[Topic, ...] = (
     Topic(SCORECARDS, compacted=True),
     # Reviews are the system of record for reporting rebuilds: keep them forever.
     Topic(REVIEWS, retention_ms=-1),
-    *(Topic(dlq(s), partitions=1, retention_ms=30 * 24 * 3600 * 1000) for s in SERVICES),
+    *(dlq_topic(s) for s in SERVICES),
 )
 
 
@@ -58,8 +63,10 @@ def physical(name: str, settings: Settings) -> str:
     return f"{settings.topic_prefix}{name}"
 
 
-async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
-    """Create every registered topic that does not exist yet; returns the ones created."""
+async def ensure_topics(
+    settings: Settings, partitions: int | None = None, extra: Sequence[Topic] = ()
+) -> list[str]:
+    """Create every registered topic (and `extra` ones) that does not exist yet; returns the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -71,7 +78,7 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
                 replication_factor=1,
                 topic_configs=t.kafka_configs(),
             )
-            for t in REGISTRY
+            for t in (*REGISTRY, *extra)
             if physical(t.name, settings) not in existing
         ]
         if new:

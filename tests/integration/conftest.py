@@ -26,10 +26,10 @@ async def probe(settings: Settings) -> AsyncIterator[ServiceRuntime]:
     """The probe service's schema and topics, migrated; its loops are started by each test as needed."""
     runtime = ServiceRuntime(SPEC, settings)
     from qastream_shared.migrations import migrate
-    from qastream_shared.topics import ensure_topics
+    from qastream_shared.topics import dlq_topic, ensure_topics
 
     await migrate(settings, runtime.schema, SPEC.migrations)
-    await ensure_topics(settings)
+    await ensure_topics(settings, extra=[dlq_topic(SPEC.name)])
     yield runtime
     await runtime.engine.dispose()
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.conversation import MAX_BATCH_ITEMS, Conversation, Feedback
 from qastream_shared.events import Role
-from qastream_shared.http import problem
+from qastream_shared.http import PROBLEM, problem
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.telemetry import current_traceparent
 from sqlalchemy import select
@@ -20,13 +20,47 @@ from qastream_ingest import service
 from qastream_ingest.redaction import RedactionPolicy
 from qastream_ingest.tables import tables
 
-router = APIRouter(prefix="/v1")
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is a problem document (published as a component by app.py)."""
+    return {"description": description, "content": {PROBLEM: {"schema": PROBLEM_REF}}}
+
+
+router = APIRouter(
+    prefix="/v1",
+    responses={
+        400: problem_response("The body is not valid JSON"),
+        401: problem_response("Missing, invalid or revoked API key"),
+        403: problem_response("The key's role may not do this"),
+        422: problem_response("Invalid request; `errors` names each field"),
+    },
+)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_response("No such resource in the key's tenant")}
 
 Writer = Annotated[Principal, require(Role.admin, Role.platform)]
 Reader = Annotated[Principal, require()]
 FeedbackWriter = Annotated[Principal, require(Role.admin, Role.platform, Role.qa_lead)]
 Admin = Annotated[Principal, require(Role.admin)]
-ConversationId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s/?#]+$")]
+# NUL is excluded too: PostgreSQL text cannot hold it.
+ConversationId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s/?#\x00]+$")]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; batch answers add their per-item results."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
 
 
 class ItemResultOut(BaseModel):
@@ -95,8 +129,8 @@ _BODY_SCHEMA = {
     response_model=IngestResult,
     responses={
         200: {"model": IngestResult, "description": "Every item was already ingested; nothing changed"},
-        413: {"description": "Body too large"},
-        422: {"description": "No item is valid; the problem names each field"},
+        413: problem_response("Body over 10 MB, or more than 1,000 items"),
+        422: problem_response("No item is valid; the problem names each field and has the results"),
     },
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
@@ -165,7 +199,7 @@ async def post_conversations(request: Request, principal: Writer) -> Any:
     return JSONResponse(body, status_code=status)
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}", responses=NOT_FOUND)
 async def get_conversation(
     request: Request, conversation_id: ConversationId, principal: Reader
 ) -> dict[str, Any]:
@@ -177,7 +211,7 @@ async def get_conversation(
     return body
 
 
-@router.post("/conversations/{conversation_id}/feedback", status_code=202)
+@router.post("/conversations/{conversation_id}/feedback", status_code=202, responses=NOT_FOUND)
 async def post_feedback(
     request: Request,
     conversation_id: ConversationId,
@@ -203,7 +237,7 @@ async def post_feedback(
     return {"status": "recorded"}
 
 
-@router.post("/conversations/{conversation_id}/events", status_code=202)
+@router.post("/conversations/{conversation_id}/events", status_code=202, responses=NOT_FOUND)
 async def post_event(
     request: Request, conversation_id: ConversationId, ev: ConversationEvent, principal: FeedbackWriter
 ) -> dict[str, str]:
@@ -217,7 +251,7 @@ async def post_event(
     return {"status": "recorded"}
 
 
-@router.get("/tenant")
+@router.get("/tenant", responses=NOT_FOUND)
 async def get_tenant(request: Request, principal: Reader) -> dict[str, Any]:
     t = tables["tenants"]
     async with runtime(request).unit_of_work() as uow:
@@ -271,9 +305,9 @@ async def list_keys(request: Request, principal: Admin) -> Any:
         ]
 
 
-@router.delete("/keys/{key_id}", status_code=204)
+@router.delete("/keys/{key_id}", status_code=204, responses=NOT_FOUND)
 async def delete_key(
-    request: Request, key_id: Annotated[str, Path(max_length=64)], principal: Admin
+    request: Request, key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")], principal: Admin
 ) -> Response:
     async with runtime(request).unit_of_work() as uow:
         done = await service.revoke_key(uow, principal.tenant_id, key_id)

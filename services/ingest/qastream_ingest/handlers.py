@@ -21,7 +21,10 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
         known = set(
             (
                 await uow.session.execute(
-                    select(tenants.c.tenant_id).where(tenants.c.tenant_id.in_({e.tenant for e in events}))
+                    # A NUL would fail the whole query (PostgreSQL text cannot hold one); no tenant has it.
+                    select(tenants.c.tenant_id).where(
+                        tenants.c.tenant_id.in_({e.tenant for e in events if "\x00" not in e.tenant})
+                    )
                 )
             ).scalars()
         )
@@ -31,6 +34,8 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             if env.tenant not in known:
                 raise Rejected(env.id, f"unknown tenant {env.tenant!r}")
             conv = Conversation.model_validate(env.data.model_dump(exclude={"TYPE"}))
+            if nul := service.nul_field(conv):
+                raise Rejected(env.id, f"{nul}: must not contain NUL characters")
             by_tenant.setdefault(env.tenant, []).append((i, conv))
         for tenant, items in by_tenant.items():
             await service.accept(uow, redactors, tenant, items, traceparent=events[items[0][0]].traceparent)

@@ -71,7 +71,8 @@ class CustomPattern(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_CHARS)
+    # No NUL: the policy is stored as JSONB, which cannot hold one.
+    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_CHARS, pattern=r"^[^\x00]+$")
     ignore_case: bool = False
 
     @model_validator(mode="after")
@@ -93,7 +94,7 @@ class RedactionPolicy(BaseModel):
     ibans: bool = True
     custom: tuple[CustomPattern, ...] = Field(default=(), max_length=MAX_CUSTOM_PATTERNS)
     # `{kind}` is replaced by the upper-cased kind: "[{kind}]" gives "[EMAIL]", "[MEMBER_ID]".
-    token_format: str = Field(default="[{kind}]", max_length=40)
+    token_format: str = Field(default="[{kind}]", max_length=40, pattern=r"^[^\x00]*$")
     redact_metadata: bool = True
 
     @field_validator("custom")

@@ -54,7 +54,13 @@ def validate_items(raw_items: list[Any]) -> tuple[list[tuple[int, Conversation]]
     rejected: list[ItemResult] = []
     for i, raw in enumerate(raw_items):
         try:
-            valid.append((i, Conversation.model_validate(raw)))
+            conv = Conversation.model_validate(raw)
+            if nul := nul_field(conv):
+                cid = None if nul == "conversation_id" else conv.conversation_id
+                reason = f"{nul}: must not contain NUL characters"
+                rejected.append(ItemResult(i, "rejected", cid, reason, [{"field": nul, "message": reason}]))
+                continue
+            valid.append((i, conv))
         except ValidationError as exc:
             errors = [
                 {"field": ".".join(str(p) for p in e["loc"]) or "item", "message": e["msg"]}
@@ -71,6 +77,19 @@ def validate_items(raw_items: list[Any]) -> tuple[list[tuple[int, Conversation]]
                 )
             )
     return valid, rejected
+
+
+def nul_field(conv: Conversation) -> str | None:
+    """The first identifier holding a NUL: PostgreSQL text (here and downstream) cannot store one."""
+    if "\x00" in conv.conversation_id:
+        return "conversation_id"
+    for n, agent in enumerate(conv.agent_ids):
+        if "\x00" in agent:
+            return f"agent_ids.{n}"
+    for name in ("team", "customer_id", "language"):
+        if "\x00" in (getattr(conv, name) or ""):
+            return name
+    return None
 
 
 class Redactors:

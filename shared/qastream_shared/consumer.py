@@ -290,9 +290,11 @@ class BatchConsumer:
             fresh = set((await session.execute(stmt)).scalars().all())
             todo: list[Envelope] = []
             dead = 0
+            unclaimed = set(fresh)
             for it in items:
-                if it.event_id not in fresh:
-                    continue  # already processed in an earlier delivery
+                if it.event_id not in unclaimed:
+                    continue  # processed in an earlier delivery, or earlier in this same batch
+                unclaimed.discard(it.event_id)
                 if it.reason is not None:
                     uow.pending.append(self._dead_letter_row(it))
                     dead += 1

@@ -193,3 +193,14 @@ async def _dead_lettered(runtime: ServiceRuntime) -> bool:
     async with runtime.sessions() as s:
         n = (await s.execute(select(func.count()).where(t.c.topic.like("%qa.dlq.probe")))).scalar_one()
     return n == 1
+
+
+async def test_duplicate_event_within_one_batch_has_its_effect_once(probe, settings):
+    env = ingested("acme", conversation("dup-1"))
+    others = [ingested("acme", conversation(f"d{i}")) for i in range(3)]
+    # The same ce_id three times on one partition: a relay re-send lands them in one fetched batch.
+    await produce_envelopes(settings, physical(CONVERSATIONS, settings), [env, env, *others, env])
+    async with consuming(probe, settings) as consumer:
+        await eventually(lambda: _processed_all(consumer, 4), within=60)
+    assert await count(probe) == 4
+    assert await count(probe, conversation_id="dup-1") == 1

@@ -68,6 +68,8 @@ class UnitOfWork:
     outbox_table: Table
     schema: str
     pending: list[dict[str, Any]] = field(default_factory=list)
+    # Called when the transaction does not commit, so handlers can drop in-memory state it had changed.
+    on_rollback: list[Callable[[], None]] = field(default_factory=list)
 
     def publish(self, topic: str, env: Envelope) -> None:
         self.pending.append(outbox_row(topic, env, self.settings))
@@ -141,7 +143,9 @@ class BatchConsumer:
         self.outbox: Table = tables["outbox"]
         self.schema = schema
         self.handler = handler
-        self.group_id = group_id or f"{settings.topic_prefix}qa-{service}"
+        # A replay into a fresh schema is a new reader of the log, so it gets its own group (offsets from 0).
+        suffix = f"-{settings.db_schema}" if settings.db_schema else ""
+        self.group_id = group_id or f"{settings.topic_prefix}qa-{service}{suffix}"
         self.dlq_topic = physical(dlq(service), settings)
         self.consumer: AIOKafkaConsumer | None = None
         self.processed = 0
@@ -209,7 +213,9 @@ class BatchConsumer:
         items = []
         for r in records:
             try:
-                items.append(_Item(r, decode(r.key, r.value, r.headers), None))
+                env = decode(r.key, r.value, r.headers)
+                env.origin = (r.topic, r.partition, r.offset)
+                items.append(_Item(r, env, None))
             except InvalidEvent as exc:
                 items.append(_Item(r, None, exc.reason))
         attempt = 0
@@ -277,32 +283,15 @@ class BatchConsumer:
     async def _transaction(self, items: list[_Item]) -> None:
         if not items:
             return
-        async with self.sessions() as session, session.begin():
-            uow = UnitOfWork(session, self.settings, self.outbox, self.schema)
-            ids = [it.event_id for it in items]
-            tenants = [it.env.tenant if it.env else None for it in items]
-            stmt = (
-                pg_insert(self.inbox)
-                .values([{"event_id": i, "tenant_id": t} for i, t in zip(ids, tenants, strict=True)])
-                .on_conflict_do_nothing()
-                .returning(self.inbox.c.event_id)
-            )
-            fresh = set((await session.execute(stmt)).scalars().all())
-            todo: list[Envelope] = []
-            dead = 0
-            unclaimed = set(fresh)
-            for it in items:
-                if it.event_id not in unclaimed:
-                    continue  # processed in an earlier delivery, or earlier in this same batch
-                unclaimed.discard(it.event_id)
-                if it.reason is not None:
-                    uow.pending.append(self._dead_letter_row(it))
-                    dead += 1
-                elif it.env is not None:
-                    todo.append(it.env)
-            if todo:
-                await self.handler(uow, todo)
-            await uow.flush()
+        uow: UnitOfWork | None = None
+        try:
+            async with self.sessions() as session, session.begin():
+                uow = UnitOfWork(session, self.settings, self.outbox, self.schema)
+                todo, fresh, dead = await self._claim_and_handle(uow, items)
+        except BaseException:
+            for hook in uow.on_rollback if uow is not None else ():
+                hook()
+            raise
         self.processed += len(todo)
         MESSAGES.labels(self.service, "processed").inc(len(todo))
         MESSAGES.labels(self.service, "duplicate").inc(len(items) - len(fresh))
@@ -312,6 +301,35 @@ class BatchConsumer:
                 if it.reason is not None and it.event_id in fresh:
                     DLQ.labels(self.service, it.reason.split(":", 1)[0][:60]).inc()
                     log.warning("dead-lettered %s: %s", it.event_id, it.reason)
+
+    async def _claim_and_handle(
+        self, uow: UnitOfWork, items: list[_Item]
+    ) -> tuple[list[Envelope], set[str], int]:
+        ids = [it.event_id for it in items]
+        tenants = [it.env.tenant if it.env else None for it in items]
+        stmt = (
+            pg_insert(self.inbox)
+            .values([{"event_id": i, "tenant_id": t} for i, t in zip(ids, tenants, strict=True)])
+            .on_conflict_do_nothing()
+            .returning(self.inbox.c.event_id)
+        )
+        fresh = set((await uow.session.execute(stmt)).scalars().all())
+        todo: list[Envelope] = []
+        dead = 0
+        unclaimed = set(fresh)
+        for it in items:
+            if it.event_id not in unclaimed:
+                continue  # processed in an earlier delivery, or earlier in this same batch
+            unclaimed.discard(it.event_id)
+            if it.reason is not None:
+                uow.pending.append(self._dead_letter_row(it))
+                dead += 1
+            elif it.env is not None:
+                todo.append(it.env)
+        if todo:
+            await self.handler(uow, todo)
+        await uow.flush()
+        return todo, fresh, dead
 
     def _dead_letter_row(self, it: _Item) -> dict[str, Any]:
         r = it.record

@@ -259,6 +259,8 @@ class Envelope:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     causationid: str | None = None
     traceparent: str | None = None
+    # (topic, partition, offset) of the record it was read from; None for events not yet published.
+    origin: tuple[str, int, int] | None = None
 
     @property
     def type(self) -> str:

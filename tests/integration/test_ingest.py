@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,12 +17,20 @@ from qastream_ingest.app import SPEC
 from qastream_ingest.cli import _import
 from qastream_ingest.tables import conversations
 from qastream_shared.conversation import MAX_TURN_CHARS, MAX_TURNS
-from qastream_shared.events import Envelope, InboundConversation, Role, conversation_key, encode
+from qastream_shared.events import (
+    ConversationIngested,
+    Envelope,
+    InboundConversation,
+    Role,
+    conversation_key,
+    decode,
+    encode,
+)
 from qastream_shared.http import MAX_BODY_BYTES
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import STAR, eventually, isolated_settings, produce, read_topic, star_records
-from qastream_shared.topics import INBOUND_CONVERSATIONS, dlq, physical
+from qastream_shared.topics import CONVERSATIONS, INBOUND_CONVERSATIONS, dlq, physical
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -29,7 +38,15 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from sqlalchemy import select
 
 from tests.integration.conftest import Proc
-from tests.integration.conftest_ingest import AGENT_ID, TEAM, LiveIngest, Tenant, create_tenants
+from tests.integration.conftest_ingest import (
+    AGENT_ID,
+    TEAM,
+    LiveIngest,
+    Tenant,
+    create_tenants,
+    star_stream,
+    take,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -333,3 +350,69 @@ def inbound(tenant: str, body: dict[str, Any]) -> Envelope:
         tenant=tenant,
         key=conversation_key(tenant, body["conversation_id"]),
     )
+
+
+# --- 3. SIGKILL under load loses nothing that was answered 202 --------------------------------------
+
+
+async def test_sigkill_under_load_loses_no_accepted_conversation(
+    settings: Settings, spawn: type[Proc]
+) -> None:
+    tenant = (await create_tenants(settings, "acme"))["acme"]
+    ingest = LiveIngest(lambda args, env: spawn(args, env))
+    await ingest.start()
+    stream = star_stream()
+    accepted: set[str] = set()
+    failed_batches = 0
+    loaded = asyncio.Event()
+
+    async def client() -> None:
+        nonlocal failed_batches
+        async with httpx.AsyncClient(base_url=ingest.url, timeout=30, headers=tenant.auth()) as c:
+            while True:
+                try:
+                    r = await c.post("/v1/conversations", json={"conversations": take(stream, 50)})
+                except httpx.TransportError:
+                    failed_batches += 1  # killed mid-request: no answer, so no promise was made
+                    return
+                assert r.status_code == 202, r.text
+                accepted.update(
+                    x["conversation_id"] for x in r.json()["results"] if x["status"] == "accepted"
+                )
+                if len(accepted) >= 2000:
+                    loaded.set()
+
+    clients = [asyncio.create_task(client()) for _ in range(6)]
+    await asyncio.wait_for(loaded.wait(), 120)
+    ingest.kill()
+    await asyncio.gather(*clients)
+    assert failed_batches > 0, "the kill should catch requests in flight"
+
+    await ingest.start()  # the restarted relay publishes what the killed one had not
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30, headers=tenant.auth()) as c:
+        after = take(stream, 10)
+        r = await c.post("/v1/conversations", json={"conversations": after})
+        assert r.json()["accepted"] == 10
+        accepted.update(x["conversation_id"] for x in after)
+
+    stored = await stored_ids(settings, "acme")
+    topic = physical(CONVERSATIONS, settings)
+
+    async def published() -> set[str] | None:
+        records = await read_topic(settings, topic, expect=len(stored), within=5)
+        ids = {e.data.conversation.conversation_id for e in map(decode_record, records)}
+        return ids if ids >= stored else None
+
+    on_topic = await eventually(published, within=90, every=0)
+    missing = accepted - on_topic
+    assert not missing, f"{len(missing)} of {len(accepted)} accepted conversations never reached the topic"
+    assert accepted <= stored
+    # Nothing half-stored: a row without its event or an event without its row.
+    assert on_topic == stored, (len(on_topic - stored), len(stored - on_topic))
+    print(f"accepted {len(accepted)}, stored {len(stored)}, on topic {len(on_topic)}")
+
+
+def decode_record(record: Any) -> Envelope:
+    env = decode(record.key, record.value, record.headers)
+    assert isinstance(env.data, ConversationIngested)
+    return env

@@ -53,11 +53,17 @@ def default_scorecard(published_at: datetime | None = None) -> Scorecard:
     empathy = _cat(
         "empathy-tone", "Empathy and tone",
         "Stays calm and courteous, acknowledges the customer's situation; the customer leaves no worse off.",
-        15, FIVE, "sentiment", customer_weight=0.5,
+        20, FIVE, "sentiment", customer_weight=0.8,
+    )  # fmt: skip
+    conduct = _cat(
+        "conduct", "Conduct",
+        "Attentive, clear replies: no looping on one message, no curt or sloppy replies; the customer never "
+        "has to repeat themselves or grows frustrated.",
+        20, FIVE, "conduct",
     )  # fmt: skip
     accuracy = _cat(
         "accuracy", "Accuracy", "Gives correct information: the customer never has to correct or repeat.",
-        10, FOUR, "resolution", check="corrections",
+        5, FOUR, "resolution", check="corrections",
     )  # fmt: skip
     solution = _cat(
         "solution-offered", "Solution offered", "States an outcome or a next step, not only questions.",
@@ -82,12 +88,12 @@ def default_scorecard(published_at: datetime | None = None) -> Scorecard:
         "phrases", required=CLOSINGS, window="last", turns=2,
     )  # fmt: skip
     efficiency = _cat(
-        "efficiency", "Efficiency", "Answers promptly and keeps the handle time reasonable.", 5,
+        "efficiency", "Efficiency", "Answers promptly and keeps the handle time reasonable.", 10,
         Scale(kind=ScaleKind.points, max_points=10), "timing",
     )  # fmt: skip
     groups = [
         Group(group_id="opening", name="Opening", categories=[greeting]),
-        Group(group_id="communication", name="Communication", categories=[empathy, personalization]),
+        Group(group_id="communication", name="Communication", categories=[empathy, conduct, personalization]),
         Group(group_id="solution", name="Solution", categories=[accuracy, solution, resolution]),
         Group(group_id="compliance", name="Compliance", categories=[compliance]),
         Group(group_id="closing", name="Closing", categories=[closing, efficiency]),

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from qastream_scoring.autoqa import ConversationView, Finding, Registry, default_registry, score_conversation
+from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.phrases import PhrasesScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer
 from qastream_scoring.autoqa.sentiment import SentimentScorer
@@ -123,7 +125,7 @@ def test_score_conversation_ranks_good_above_bad_with_provenance() -> None:
     assert good.result.score is not None and bad.result.score is not None
     assert good.result.score > 0.8 > 0.4 > bad.result.score
     assert good.scorecard_id == card.scorecard_id and good.scorecard_version == 1
-    assert set(good.scorer_versions) == {"phrases", "sentiment", "resolution", "timing"}
+    assert set(good.scorer_versions) == {"phrases", "sentiment", "conduct", "resolution", "timing"}
     for rating in good.ratings:
         assert rating.provenance is not None and rating.provenance.version
         assert rating.score is None or 0 <= rating.score <= 1
@@ -184,3 +186,51 @@ def test_a_scorer_that_throws_makes_only_its_category_na() -> None:
     assert by_id["manual"].value is None and by_id["manual"].provenance is None
     assert review.result.score == 1.0 and not review.result.auto_failed
     assert review.scorer_versions == {"boom": "0.0.1", "phrases": "1.0.0"}
+
+
+def test_conduct_clean_exchange_scores_full() -> None:
+    found = run(ConductScorer(), GOOD)
+    assert found.fraction == 1.0 and found.evidence == () and found.note is None
+
+
+def test_conduct_agent_loop_and_customer_repeat() -> None:
+    stuck = convo(
+        ("customer", "I need to change the delivery address on my order."),
+        ("agent", "Could you give me your order number, please?"),
+        ("customer", "I need to change the delivery address on my order please."),
+        ("agent", "Could you give me your order number please?"),
+    )
+    only = {"customer_frustration": 0, "curt_reply": 0, "sloppy_writing": 0}
+    found = run(ConductScorer(), stuck, penalties={"agent_loop": 0.2, "customer_repeat": 0.3, **only})
+    assert found.fraction == 0.5
+    assert [e.turn for e in found.evidence] == [2, 3]
+    assert found.note == "agent_loop ×1, customer_repeat ×1"
+
+
+def test_conduct_frustration_curt_and_sloppy_writing() -> None:
+    rough = convo(
+        ("customer", "Where is my parcel?"),
+        ("agent", "tracking number"),
+        ("customer", "I ALREADY gave it to you, this is ridiculous!!"),
+        ("agent", "Found it, it arrives tomorrow."),
+    )
+    frustrated = run(ConductScorer(), rough, penalties={"customer_frustration": 0.1})
+    assert frustrated.fraction == 0.9 and [e.turn for e in frustrated.evidence] == [2]
+    curt = run(ConductScorer(), rough, penalties={"curt_reply": 0.2})
+    assert curt.fraction == 0.8 and [e.turn for e in curt.evidence] == [1]
+    # One agent turn in two starts in lower case without end punctuation: half the penalty.
+    sloppy = run(ConductScorer(), rough, penalties={"sloppy_writing": 0.5})
+    assert sloppy.fraction == 0.75
+    polite_short = convo(("customer", "Can you book it?"), ("agent", "Sure, done."))
+    assert run(ConductScorer(), polite_short, penalties={"curt_reply": 0.2}).fraction == 1.0
+
+
+def test_conduct_hits_are_capped_and_na_without_exchange() -> None:
+    loop = convo(
+        ("customer", "Hello?"),
+        *[("agent", "Please hold while I check your account.")] * 6,
+    )
+    assert run(ConductScorer(), loop, penalties={"agent_loop": 0.2}, max_hits=3).fraction == pytest.approx(
+        0.4
+    )
+    assert run(ConductScorer(), convo(("customer", "Hello?"))).fraction is None

@@ -35,7 +35,7 @@ def test_default_scorecard_is_valid_and_names_a_scorer_everywhere() -> None:
     assert validate_scorecard(sc) == []
     names = {c.category_id for c in sc.categories()}
     assert names == {
-        "greeting", "empathy-tone", "accuracy", "solution-offered", "resolution", "compliance-disclosures",
+        "greeting", "empathy-tone", "conduct", "accuracy", "solution-offered", "resolution", "compliance-disclosures",
         "personalization", "closing", "efficiency",
     }  # fmt: skip
     assert all(c.scorer is not None for c in sc.categories())

@@ -15,6 +15,7 @@ from qastream_shared.scorecard import Scale
 
 QUOTE_CHARS = 120
 _WORD = re.compile(r"[a-z']+")
+_TOKEN = re.compile(r"[a-z0-9']+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,11 @@ class ConversationView:
     @cached_property
     def words(self) -> list[list[str]]:
         return [_WORD.findall(t) for t in self.lower]
+
+    @cached_property
+    def token_sets(self) -> list[frozenset[str]]:
+        """Each turn's distinct words and numbers: what near-duplicate checks compare."""
+        return [frozenset(_TOKEN.findall(t)) for t in self.lower]
 
     def evidence(self, turn: int) -> Evidence:
         return Evidence(turn=turn, quote=" ".join(self.texts[turn].split())[:QUOTE_CHARS])

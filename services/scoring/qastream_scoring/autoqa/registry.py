@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from qastream_scoring.autoqa.base import Scorer
+from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.llm import LlmConfig, LlmScorer
 from qastream_scoring.autoqa.phrases import PhrasesScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer
@@ -36,6 +37,7 @@ def default_registry(llm: LlmConfig | None = None) -> Registry:
             TimingScorer(),
             ResolutionScorer(),
             SpellingScorer(),
+            ConductScorer(),
             LlmScorer(llm),
         ]
     )

@@ -48,15 +48,18 @@ LAG = Gauge(
 
 
 class Rejected(Exception):
-    """Raised by a handler for an event that is well-formed but can never be processed (e.g. unknown tenant).
+    """Raised by a handler for events that are well-formed but can never be processed (e.g. unknown tenant).
 
-    The whole batch is rolled back and retried without that event, which is dead-lettered with the reason.
+    The batch is rolled back and redone without them; each is dead-lettered with its reason.
     """
 
-    def __init__(self, event_id: str, reason: str) -> None:
-        super().__init__(reason)
-        self.event_id = event_id
-        self.reason = reason
+    def __init__(
+        self, event_id: str | None = None, reason: str = "", *, many: dict[str, str] | None = None
+    ) -> None:
+        self.reasons = dict(many or {})
+        if event_id is not None:
+            self.reasons[event_id] = reason
+        super().__init__("; ".join(self.reasons.values()))
 
 
 @dataclass
@@ -227,13 +230,14 @@ class BatchConsumer:
                 self._committed_all = True
                 return
             except Rejected as rej:
-                # Dead-letter the one event and redo the rest of the batch in a fresh transaction.
+                # Dead-letter those events and redo the rest of the batch in a fresh transaction.
+                marked = 0
                 for it in items:
-                    if it.env is not None and it.env.id == rej.event_id and it.reason is None:
-                        it.reason = rej.reason
-                        break
-                else:
-                    raise RuntimeError(f"handler rejected unknown event {rej.event_id}") from rej
+                    if it.env is not None and it.reason is None and it.env.id in rej.reasons:
+                        it.reason = rej.reasons[it.env.id]
+                        marked += 1
+                if not marked:
+                    raise RuntimeError(f"handler rejected events not in the batch: {rej}") from rej
                 continue
             except Exception as exc:
                 transient = is_transient(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -29,7 +30,7 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors[:50]]
 
 

@@ -54,6 +54,8 @@ class ServiceRuntime:
         )
         self.relay = OutboxRelay(settings, self.schema, spec.name)
         self.consumer: BatchConsumer | None = None
+        # Objects a service shares between its handler and its HTTP API (e.g. an in-memory cache).
+        self.components: dict[str, Any] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -69,5 +69,5 @@ def build(settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

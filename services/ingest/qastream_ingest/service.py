@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from qastream_shared import auth
+from qastream_shared.auth import Principal, scoped
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation, Feedback
 from qastream_shared.events import (
@@ -176,10 +176,10 @@ async def accept(
 
 
 async def stored_conversation(
-    uow: UnitOfWork, principal: auth.Principal, conversation_id: str
+    uow: UnitOfWork, principal: Principal, conversation_id: str
 ) -> dict[str, Any] | None:
     q = select(conversations).where(
-        auth.scoped(conversations, principal), conversations.c.conversation_id == conversation_id
+        scoped(conversations, principal), conversations.c.conversation_id == conversation_id
     )
     # Agents see only their own conversations, team leads their team's.
     if principal.role is Role.agent:

@@ -257,7 +257,7 @@ class AutoPolicy(_Strict):
     PLAN_ID: ClassVar[str] = "auto-policy"
 
     def rate(self, channel: str) -> float:
-        return self.channel_rates.get(channel, self.default_rate)  # StrEnum keys hash as str
+        return self.channel_rates.get(Channel(channel), self.default_rate)
 
 
 # --- construction and validation --------------------------------------------------------------

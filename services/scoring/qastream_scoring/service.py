@@ -6,6 +6,7 @@ Every function runs inside the caller's unit of work; published events go throug
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -194,7 +195,7 @@ async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conve
 async def auto_reviews(
     uow: UnitOfWork,
     tenant_id: str,
-    items: list[tuple[Conversation, float | None, Envelope | None]],
+    items: Sequence[tuple[Conversation, float | None, Envelope | None]],
     *,
     settings: ScoringSettings,
     card: Scorecard,

@@ -1,0 +1,5 @@
+from qastream_shared.runtime import serve
+
+from qastream_sampler.app import build
+
+serve(build)

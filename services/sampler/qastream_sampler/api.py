@@ -1,0 +1,203 @@
+"""Sampler's HTTP API: plans (versioned), the auto-review policy, the sample log, and explain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from pydantic import ValidationError
+from qastream_shared.auth import Principal, require, scoped
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.events import Role
+from qastream_shared.http import validation_errors
+from qastream_shared.runtime import ServiceRuntime
+from sqlalchemy import func, select
+
+from qastream_sampler.engine import UnknownConversation
+from qastream_sampler.explain import explain
+from qastream_sampler.handlers import store_of
+from qastream_sampler.plans import AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
+from qastream_sampler.tables import auto_policies, plans, sample_log
+
+router = APIRouter(prefix="/v1")
+Reader = Annotated[Principal, require(Role.admin, Role.qa_lead, Role.reviewer, Role.platform)]
+Lead = Annotated[Principal, require(Role.admin, Role.qa_lead)]
+PlanId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+def runtime(request: Request) -> ServiceRuntime:
+    rt: ServiceRuntime = request.app.state.runtime
+    return rt
+
+
+def unprocessable(detail: str, errors: list[dict[str, str]]) -> HTTPException:
+    return HTTPException(422, {"title": "Unprocessable Content", "detail": detail, "errors": errors})
+
+
+def _parse(body: dict[str, Any]) -> AnyPlan:
+    try:
+        return parse_plan(body)
+    except ValidationError as exc:
+        errors = validation_errors(list(exc.errors()))
+        raise unprocessable("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors) from exc
+    except ValueError as exc:
+        raise unprocessable(str(exc), [{"field": "body", "message": str(exc)}]) from exc
+
+
+async def _current(uow: UnitOfWork, tenant_id: str) -> dict[str, AnyPlan]:
+    rows = await uow.session.execute(
+        select(plans.c.body).where(plans.c.tenant_id == tenant_id).order_by(plans.c.plan_id, plans.c.version)
+    )
+    out: dict[str, AnyPlan] = {}
+    for (body,) in rows:
+        plan = parse_plan(body)
+        out[plan.plan_id] = plan
+    return out
+
+
+async def _save(uow: UnitOfWork, tenant_id: str, plan: AnyPlan, current: dict[str, AnyPlan]) -> AnyPlan:
+    problems = plan_set_problems({**current, plan.plan_id: plan}.values())
+    if problems:
+        raise unprocessable("; ".join(problems), [{"field": "priority", "message": p} for p in problems])
+    await uow.session.execute(
+        plans.insert().values(
+            tenant_id=tenant_id, plan_id=plan.plan_id, version=plan.version, body=plan.model_dump(mode="json")
+        )
+    )
+    return plan
+
+
+@router.get("/plans")
+async def list_plans(request: Request, principal: Reader) -> list[dict[str, Any]]:
+    async with runtime(request).unit_of_work() as uow:
+        return [p.model_dump(mode="json") for p in (await _current(uow, principal.tenant_id)).values()]
+
+
+@router.post("/plans", status_code=201)
+async def create_plan(
+    request: Request, principal: Lead, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """Random, stratified or targeted (field `kind`). Overlapping plans may not share a priority."""
+    plan = _parse({**body, "version": 1})
+    async with runtime(request).unit_of_work() as uow:
+        current = await _current(uow, principal.tenant_id)
+        if plan.plan_id in current:
+            raise HTTPException(
+                409, f"plan {plan.plan_id!r} exists; edit it with PUT /v1/plans/{plan.plan_id}"
+            )
+        return (await _save(uow, principal.tenant_id, plan, current)).model_dump(mode="json")
+
+
+@router.put("/plans/{plan_id}")
+async def edit(
+    request: Request, plan_id: PlanId, principal: Lead, changes: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """An edit publishes version n+1; earlier decisions keep the version they were made under."""
+    async with runtime(request).unit_of_work() as uow:
+        current = await _current(uow, principal.tenant_id)
+        if plan_id not in current:
+            raise HTTPException(404, f"no plan {plan_id!r} in this tenant")
+        try:
+            plan = edit_plan(current[plan_id], changes)
+        except ValidationError as exc:
+            errors = validation_errors(list(exc.errors()))
+            raise unprocessable(
+                "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors
+            ) from exc
+        except ValueError as exc:
+            raise unprocessable(str(exc), [{"field": "body", "message": str(exc)}]) from exc
+        return (await _save(uow, principal.tenant_id, plan, current)).model_dump(mode="json")
+
+
+@router.post("/plans/{plan_id}/pause")
+async def pause(request: Request, plan_id: PlanId, principal: Lead) -> dict[str, Any]:
+    return await edit(request, plan_id, principal, {"paused": True})
+
+
+@router.post("/plans/{plan_id}/resume")
+async def resume(request: Request, plan_id: PlanId, principal: Lead) -> dict[str, Any]:
+    return await edit(request, plan_id, principal, {"paused": False})
+
+
+@router.put("/auto-policy")
+async def put_auto_policy(request: Request, principal: Lead, policy: AutoPolicy) -> dict[str, Any]:
+    """Which conversations AutoQA scores: all (default) or a rate per channel, to bound LLM cost."""
+    async with runtime(request).unit_of_work() as uow:
+        latest = (
+            await uow.session.execute(
+                select(func.max(auto_policies.c.version)).where(
+                    auto_policies.c.tenant_id == principal.tenant_id
+                )
+            )
+        ).scalar_one()
+        saved = policy.model_copy(update={"version": (latest or 1) + 1 if latest else 1})
+        await uow.session.execute(
+            auto_policies.insert().values(
+                tenant_id=principal.tenant_id, version=saved.version, body=saved.model_dump(mode="json")
+            )
+        )
+    return saved.model_dump(mode="json")
+
+
+@router.get("/samples")
+async def samples(
+    request: Request,
+    principal: Reader,
+    conversation_id: Annotated[str | None, Query(max_length=200)] = None,
+    plan_id: Annotated[str | None, Query(max_length=100)] = None,
+    purpose: Annotated[str | None, Query(pattern="^(auto|manual)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """The sample log: every decision, with plan version, stratum, rule, inclusion probability and reason."""
+    q = (
+        select(sample_log)
+        .where(scoped(sample_log, principal))
+        .order_by(sample_log.c.decided_at.desc())
+        .limit(limit)
+    )
+    if conversation_id is not None:
+        q = q.where(sample_log.c.conversation_id == conversation_id)
+    if plan_id is not None:
+        q = q.where(sample_log.c.plan_id == plan_id)
+    if purpose is not None:
+        q = q.where(sample_log.c.purpose == purpose)
+    async with runtime(request).unit_of_work() as uow:
+        return [
+            {**r, "decided_at": r["decided_at"].isoformat()}
+            for r in (await uow.session.execute(q)).mappings()
+        ]
+
+
+@router.get("/samples/explain/{conversation_id}")
+async def explain_conversation(
+    request: Request, conversation_id: Annotated[str, Path(max_length=200)], principal: Reader
+) -> list[dict[str, Any]]:
+    """Which plans looked at this conversation, and why each did or did not pick it."""
+    rt = runtime(request)
+    store = store_of(rt)
+    async with rt.unit_of_work() as uow, store.lock:
+        await store.refresh_plans(uow.session)
+        # Tailing and rebuilding only re-derive decisions that are already in the sample log.
+        await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
+        # Only this tenant's state is consulted: the scope comes from the key.
+        st = store.states.get(principal.tenant_id)
+        try:
+            if st is None:
+                raise UnknownConversation(conversation_id)
+            verdicts = explain(st, conversation_id)
+        except UnknownConversation:
+            raise HTTPException(
+                404, f"no conversation {conversation_id!r} seen by the sampler in this tenant"
+            ) from None
+    return [
+        {
+            "plan_id": v.plan_id,
+            "plan_version": v.plan_version,
+            "kind": v.kind,
+            "purpose": v.purpose.value,
+            "picked": v.picked,
+            "reason": v.reason,
+            "details": v.details,
+        }
+        for v in verdicts
+    ]

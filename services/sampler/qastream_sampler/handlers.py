@@ -1,0 +1,79 @@
+"""qa.conversations and qa.reviews → sampling decisions on qa.samples. Thin: validate, record, decide, log."""
+
+from __future__ import annotations
+
+from qastream_shared.consumer import Handler, Rejected, UnitOfWork
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import ConversationIngested, Envelope, ReviewRevised, ReviewSubmitted
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.topics import CONVERSATIONS, REGISTRY, physical
+
+from qastream_sampler.store import CONSUMED_TYPES, SamplerStore, conversation_of
+
+
+def store_of(runtime: ServiceRuntime) -> SamplerStore:
+    store = runtime.components.get("store")
+    if store is None:
+        default = next(t.partitions for t in REGISTRY if t.name == CONVERSATIONS)
+        store = runtime.components["store"] = SamplerStore(runtime.settings, default)
+    assert isinstance(store, SamplerStore)
+    return store
+
+
+def make_handler(runtime: ServiceRuntime) -> Handler:
+    store = store_of(runtime)
+    directory = runtime.directory
+    assert directory is not None
+    known_tenants: set[str] = set()
+
+    async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
+        if runtime.consumer is not None and runtime.consumer.consumer is not None:
+            parts = runtime.consumer.consumer.partitions_for_topic(physical(CONVERSATIONS, runtime.settings))
+            if parts:
+                store.partitions = len(parts)
+        async with store.lock:
+            await store.refresh_plans(uow.session)
+            decisions = await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
+            batch: dict[tuple[str, str], Conversation] = {}
+            relevant = []
+            rejected: dict[str, str] = {}
+            for env in events:
+                if isinstance(env.data, ReviewRevised):
+                    continue  # revisions of human reviews never trigger sampling
+                if not isinstance(env.data, CONSUMED_TYPES):
+                    rejected[env.id] = f"{env.type} is not an event the sampler consumes"
+                    continue
+                if env.tenant not in known_tenants:
+                    if not await directory.tenant_exists(uow.session, env.tenant):
+                        rejected[env.id] = f"unknown tenant {env.tenant!r}"
+                        continue
+                    known_tenants.add(env.tenant)
+                cid = conversation_of(env.data)
+                if isinstance(env.data, ConversationIngested):
+                    batch[(env.tenant, cid)] = env.data.conversation
+                elif (
+                    not isinstance(env.data, ReviewSubmitted)
+                    and (env.tenant, cid) not in batch
+                    and not store.knows(env.tenant, cid)
+                ):
+                    # CSAT and updates share the conversation's partition, so it must have come first.
+                    rejected[env.id] = (
+                        f"missing conversation {cid!r}: {env.type} for a conversation never ingested"
+                    )
+                    continue
+                relevant.append(env)
+            if rejected and not decisions:
+                # Nothing in memory differs from the database yet, so the cache survives the rollback.
+                raise Rejected(many=rejected)
+            # From here the cache runs ahead of the database until commit; a rollback must drop it.
+            uow.on_rollback.append(lambda: setattr(store, "stale", True))
+            if rejected:
+                raise Rejected(many=rejected)
+            await store.record(uow, relevant)
+            for env in relevant:
+                assert env.origin is not None
+                decisions += store.apply(env.origin[0], env.origin[1], env.data, env.tenant)
+            decisions += store.close_due()
+            await store.publish(uow, decisions, batch)
+
+    return handle

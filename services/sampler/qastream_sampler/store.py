@@ -1,0 +1,346 @@
+"""The sampler's engine state, event-sourced from its own tables so that several replicas agree.
+
+`inputs` holds every consumed fact keyed by (topic, partition, offset); `input_heads` the last offset per
+partition. Each replica keeps every tenant's `SamplerState` in memory as a cache: before each batch it applies
+the inputs other replicas committed since its cursors (tailing), then its own batch, then closes due quota
+slots at the global watermark. The engine is order-independent across partitions, so every replica reaches the
+same decisions; the sample log's primary key makes each decision (and its event) exist once. Any failure drops
+the cache and the next batch rebuilds it from the tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import (
+    EVENT_TYPES,
+    ConversationIngested,
+    ConversationUpdated,
+    CsatRecorded,
+    Envelope,
+    Event,
+    ReviewSubmitted,
+    conversation_key,
+)
+from qastream_shared.settings import Settings
+from qastream_shared.topics import CONVERSATIONS, SAMPLES, physical
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qastream_sampler.decisions import Decision, decision_event_id, to_event
+from qastream_sampler.engine import (
+    SamplerConfig,
+    SamplerState,
+    close,
+    conversation_time,
+    observe_conversation,
+    observe_csat,
+    observe_review,
+    observe_update,
+    watermark,
+)
+from qastream_sampler.plans import AutoPolicy, parse_plan
+from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, sample_log
+
+log = logging.getLogger(__name__)
+SOURCE = "sampler"
+CONSUMED_TYPES = (ConversationIngested, CsatRecorded, ConversationUpdated, ReviewSubmitted)
+
+
+def conversation_of(data: Event) -> str:
+    if isinstance(data, ConversationIngested):
+        return data.conversation.conversation_id
+    cid: str = data.conversation_id  # type: ignore[attr-defined]
+    return cid
+
+
+class SamplerStore:
+    def __init__(self, settings: Settings, partitions: int, config: SamplerConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or SamplerConfig()
+        self.partitions = partitions  # of qa.conversations: the watermark needs a high for each
+        self.conversations_topic = physical(CONVERSATIONS, settings)
+        self.lock = asyncio.Lock()
+        self.states: dict[str, SamplerState] = {}
+        self.highs: dict[int, datetime] = {}
+        self.cursors: dict[tuple[str, int], int] = {}
+        self._plans_mark: tuple[Any, ...] | None = None
+        self._plan_rows: dict[str, list[Any]] = {}
+        self._policies: dict[str, AutoPolicy] = {}
+        # Reviews travel on their own topic, so one can be read before its conversation (a replay reads
+        # both topics at once); it waits here and is applied right after the conversation.
+        self.parked: dict[tuple[str, str], list[ReviewSubmitted]] = {}
+        self.stale = True
+
+    # --- state --------------------------------------------------------------------------------
+
+    def state(self, tenant_id: str) -> SamplerState:
+        st = self.states.get(tenant_id)
+        if st is None:
+            st = self.states[tenant_id] = SamplerState(tenant_id=tenant_id)
+            self._install(st)
+        return st
+
+    def _install(self, st: SamplerState) -> None:
+        for body in self._plan_rows.get(st.tenant_id, ()):
+            plan = parse_plan(body)
+            if (
+                st.plan_versions.get((plan.plan_id, plan.version)) is None
+                or st.plans.get(plan.plan_id) != plan
+            ):
+                st.put_plan(plan)
+        st.auto_policy = self._policies.get(st.tenant_id, AutoPolicy())
+
+    async def refresh_plans(self, session: AsyncSession) -> None:
+        """Installs plan versions created since the last look (plans apply from the next batch on)."""
+        mark = tuple(
+            (
+                await session.execute(
+                    select(
+                        select(plans.c.created_at)
+                        .order_by(plans.c.created_at.desc())
+                        .limit(1)
+                        .scalar_subquery(),
+                        select(auto_policies.c.created_at)
+                        .order_by(auto_policies.c.created_at.desc())
+                        .limit(1)
+                        .scalar_subquery(),
+                    )
+                )
+            ).one()
+        )
+        if mark == self._plans_mark:
+            return
+        rows = await session.execute(
+            select(plans.c.tenant_id, plans.c.body).order_by(
+                plans.c.tenant_id, plans.c.plan_id, plans.c.version
+            )
+        )
+        self._plan_rows = {}
+        for tenant, body in rows:
+            self._plan_rows.setdefault(tenant, []).append(body)
+        pol = await session.execute(
+            select(auto_policies.c.tenant_id, auto_policies.c.body).order_by(
+                auto_policies.c.tenant_id, auto_policies.c.version
+            )
+        )
+        self._policies = {tenant: AutoPolicy.model_validate(body) for tenant, body in pol}
+        for st in self.states.values():
+            self._install(st)
+        self._plans_mark = mark
+
+    def apply(self, topic: str, partition: int, data: Event, tenant: str) -> list[tuple[str, Decision]]:
+        st = self.state(tenant)
+        if isinstance(data, ConversationIngested):
+            decisions = []
+            if topic == self.conversations_topic:
+                high = self.highs.get(partition)
+                decisions = observe_conversation(st, data, partition_high=high, config=self.config)
+                t = conversation_time(data.conversation, data.ingested_at)
+                if high is None or t > high:
+                    self.highs[partition] = t
+                for review in self.parked.pop((tenant, data.conversation.conversation_id), ()):
+                    decisions += observe_review(st, review, config=self.config)
+        elif isinstance(data, CsatRecorded):
+            decisions = observe_csat(st, data, config=self.config)
+        elif isinstance(data, ConversationUpdated):
+            decisions = observe_update(st, data, config=self.config)
+        elif isinstance(data, ReviewSubmitted):
+            if data.conversation_id not in st.conversations:
+                self.parked.setdefault((tenant, data.conversation_id), []).append(data)
+                return []
+            decisions = observe_review(st, data, config=self.config)
+        else:
+            decisions = []
+        return [(tenant, d) for d in decisions]
+
+    def close_due(self) -> list[tuple[str, Decision]]:
+        w = watermark(self.highs, self.partitions)
+        if w is None:
+            return []
+        return [
+            (tenant, d)
+            for tenant, st in sorted(self.states.items())
+            for d in close(st, w, config=self.config)
+        ]
+
+    def knows(self, tenant: str, conversation_id: str) -> bool:
+        st = self.states.get(tenant)
+        return st is not None and conversation_id in st.conversations
+
+    # --- persistence --------------------------------------------------------------------------
+
+    async def rebuild(self, session: AsyncSession) -> list[tuple[str, Decision]]:
+        """Replays every stored input, partition by partition in offset order."""
+        self.states, self.highs, self.cursors, self.parked = {}, {}, {}, {}
+        self._plans_mark = None
+        await self.refresh_plans(session)
+        decisions: list[tuple[str, Decision]] = []
+        result = await session.stream(
+            select(
+                inputs.c.topic,
+                inputs.c.partition,
+                inputs.c.offset,
+                inputs.c.tenant_id,
+                inputs.c.ce_type,
+                inputs.c.body,
+            )
+            # Conversations first, so reviews rarely need parking; any per-partition order gives the same state.
+            .order_by(
+                inputs.c.topic != self.conversations_topic,
+                inputs.c.topic,
+                inputs.c.partition,
+                inputs.c.offset,
+            )
+            .execution_options(yield_per=2000)
+        )
+        n = 0
+        async for topic, partition, offset, tenant, ce_type, body in result:
+            decisions += self.apply(topic, partition, EVENT_TYPES[ce_type].model_validate_json(body), tenant)
+            self.cursors[(topic, partition)] = offset
+            n += 1
+        decisions += self.close_due()
+        self.stale = False
+        log.info("sampler state rebuilt from %d stored inputs", n)
+        return decisions
+
+    async def tail(self, session: AsyncSession) -> list[tuple[str, Decision]]:
+        """Applies what other replicas committed since our cursors."""
+        heads = (await session.execute(select(input_heads))).all()
+        behind = [
+            (t, p, self.cursors.get((t, p), -1))
+            for t, p, head in heads
+            if head > self.cursors.get((t, p), -1)
+        ]
+        decisions: list[tuple[str, Decision]] = []
+        for topic, partition, cursor in behind:
+            rows = await session.execute(
+                select(inputs.c.offset, inputs.c.tenant_id, inputs.c.ce_type, inputs.c.body)
+                .where(inputs.c.topic == topic, inputs.c.partition == partition, inputs.c.offset > cursor)
+                .order_by(inputs.c.offset)
+            )
+            for offset, tenant, ce_type, body in rows:
+                decisions += self.apply(
+                    topic, partition, EVENT_TYPES[ce_type].model_validate_json(body), tenant
+                )
+                self.cursors[(topic, partition)] = offset
+        return decisions
+
+    async def record(self, uow: UnitOfWork, events: Iterable[Envelope]) -> None:
+        rows = []
+        heads: dict[tuple[str, int], int] = {}
+        for env in events:
+            assert env.origin is not None
+            topic, partition, offset = env.origin
+            rows.append(
+                {
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "tenant_id": env.tenant,
+                    "conversation_id": conversation_of(env.data),
+                    "ce_type": env.type,
+                    "body": env.data.model_dump_json().encode(),
+                }
+            )
+            heads[(topic, partition)] = max(offset, heads.get((topic, partition), -1))
+            self.cursors[(topic, partition)] = max(offset, self.cursors.get((topic, partition), -1))
+        if not rows:
+            return
+        await uow.session.execute(pg_insert(inputs).values(rows).on_conflict_do_nothing())
+        stmt = pg_insert(input_heads).values(
+            [{"topic": t, "partition": p, "head": o} for (t, p), o in heads.items()]
+        )
+        await uow.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[input_heads.c.topic, input_heads.c.partition],
+                set_={"head": stmt.excluded.head},
+                where=input_heads.c.head < stmt.excluded.head,
+            )
+        )
+
+    async def publish(
+        self,
+        uow: UnitOfWork,
+        decisions: list[tuple[str, Decision]],
+        known: dict[tuple[str, str], Conversation],
+    ) -> int:
+        """Logs each decision once and publishes ConversationSampled for the ones that are new."""
+        if not decisions:
+            return 0
+        rows = {}
+        for tenant, d in decisions:
+            rows[(tenant, d.conversation_id, d.purpose.value, d.plan_id)] = {
+                "tenant_id": tenant,
+                "conversation_id": d.conversation_id,
+                "purpose": d.purpose.value,
+                "plan_id": d.plan_id,
+                "plan_version": d.plan_version,
+                "priority": d.priority,
+                "stratum": d.stratum,
+                "rule": d.rule,
+                "inclusion_probability": d.inclusion_probability,
+                "reason": d.reason,
+                "decided_at": d.decided_at,
+                "event_id": decision_event_id(tenant, d),
+            }
+        # Sorted, so two replicas inserting the same close decisions take row locks in the same order.
+        ordered = [rows[k] for k in sorted(rows)]
+        inserted: set[tuple[Any, ...]] = set()
+        for start in range(0, len(ordered), 1000):
+            result = await uow.session.execute(
+                pg_insert(sample_log)
+                .values(ordered[start : start + 1000])
+                .on_conflict_do_nothing()
+                .returning(
+                    sample_log.c.tenant_id,
+                    sample_log.c.conversation_id,
+                    sample_log.c.purpose,
+                    sample_log.c.plan_id,
+                )
+            )
+            inserted.update(tuple(r) for r in result)
+        new = [
+            (tenant, d)
+            for tenant, d in decisions
+            if (tenant, d.conversation_id, d.purpose.value, d.plan_id) in inserted
+        ]
+        missing = {(t, d.conversation_id) for t, d in new if (t, d.conversation_id) not in known}
+        if missing:
+            known = {**known, **await self._conversations(uow.session, missing)}
+        for tenant, d in new:
+            conv = known[(tenant, d.conversation_id)]
+            uow.publish(
+                SAMPLES,
+                Envelope(
+                    data=to_event(d, conv),
+                    source=SOURCE,
+                    tenant=tenant,
+                    key=conversation_key(tenant, d.conversation_id),
+                    subject=d.conversation_id,
+                    id=decision_event_id(tenant, d),
+                ),
+            )
+        return len(new)
+
+    async def _conversations(
+        self, session: AsyncSession, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], Conversation]:
+        rows = await session.execute(
+            select(inputs.c.tenant_id, inputs.c.conversation_id, inputs.c.body).where(
+                tuple_(inputs.c.tenant_id, inputs.c.conversation_id).in_(list(keys)),
+                inputs.c.ce_type == ConversationIngested.TYPE,
+            )
+        )
+        out = {}
+        for tenant, cid, body in rows:
+            out[(tenant, cid)] = Conversation.model_validate(orjson.loads(body)["conversation"])
+        return out

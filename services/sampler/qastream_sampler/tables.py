@@ -1,0 +1,86 @@
+"""Sampler's own schema. The quota/pool state is event-sourced: `inputs` holds every consumed fact in partition
+order and `sample_log` every decision; the in-memory engine state is rebuilt from them whenever needed."""
+
+from __future__ import annotations
+
+from qastream_shared.platform_tables import add_platform_tables
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+tables = add_platform_tables(metadata)
+
+inputs = Table(
+    "inputs",
+    metadata,
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("conversation_id", String(200), nullable=False),
+    Column("ce_type", String(100), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("topic", "partition", "offset"),
+    Index("inputs_by_conversation", "tenant_id", "conversation_id"),
+)
+input_heads = Table(
+    "input_heads",
+    metadata,
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("head", BigInteger, nullable=False),
+    PrimaryKeyConstraint("topic", "partition"),
+)
+sample_log = Table(
+    "sample_log",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("conversation_id", String(200), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("plan_id", String(100), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("stratum", Text, nullable=True),
+    Column("rule", Text, nullable=True),
+    Column("inclusion_probability", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "conversation_id", "purpose", "plan_id"),
+)
+plans = Table(
+    "plans",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("plan_id", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "plan_id", "version"),
+)
+auto_policies = Table(
+    "auto_policies",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "version"),
+)
+tables.update(
+    inputs=inputs, input_heads=input_heads, sample_log=sample_log, plans=plans, auto_policies=auto_policies
+)

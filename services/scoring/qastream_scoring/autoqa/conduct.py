@@ -69,10 +69,17 @@ def _near_repeats(view: ConversationView, turns: list[int], similarity: float, p
     hits = []
     for k, i in enumerate(turns):
         s = sets[i]
-        if len(s) < 3:
+        n = len(s)
+        if n < 3:
             continue
         earlier = turns[k - 1 : k] if previous_only else turns[:k]
-        if any(len(sets[j]) >= 3 and _jaccard(s, sets[j]) >= similarity for j in earlier):
+        # Jaccard ≤ min/max of the sizes: skip the set algebra for pairs whose sizes already rule it out.
+        if any(
+            3 <= (m := len(sets[j]))
+            and similarity * max(n, m) <= min(n, m)
+            and _jaccard(s, sets[j]) >= similarity
+            for j in earlier
+        ):
             hits.append(i)
     return _Hits(tuple(hits), len(hits))
 

@@ -7,7 +7,7 @@ The AUC is also given per half of the corpus (CRC-32 of the conversation id, eve
 tuned on the whole corpus, so two halves that agree are the check that no cue keys on a few conversations.
 Default scorecard, default settings, no llm. Labels are only read here, to measure.
 
-    uv run python bench/autoqa_validity.py [path/to/star.jsonl]
+    uv run python -m bench.autoqa_validity [path/to/star.jsonl]
 """
 
 from __future__ import annotations

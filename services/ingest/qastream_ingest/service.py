@@ -114,6 +114,9 @@ class Redactors:
         return redactor
 
 
+_INSERT = pg_insert(conversations).on_conflict_do_nothing().returning(conversations.c.conversation_id)
+
+
 async def accept(
     uow: UnitOfWork,
     redactors: Redactors,
@@ -156,13 +159,9 @@ async def accept(
                 "redactions": red.counts,
             }
         )
-    stmt = (
-        pg_insert(conversations)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(conversations.c.conversation_id)
-    )
-    inserted = set((await uow.session.execute(stmt)).scalars().all())
+    # Rows as executemany parameters, not .values(rows): the statement then compiles once and is cached
+    # (SQLAlchemy still sends one multi-row INSERT), where a multi-VALUES statement compiled per batch.
+    inserted = set((await uow.session.execute(_INSERT, rows)).scalars().all())
     for cid in inserted:
         uow.publish(CONVERSATIONS, envs[cid])
     results = []

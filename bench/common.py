@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmarks: timing, rates and the JSON they print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stopwatch:
+    """Wall time from creation (or `restart`) to `stop`, and the rate of `n` items over it."""
+
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+
+    def restart(self) -> None:
+        self.started = time.perf_counter()
+
+    def stop(self) -> float:
+        self.seconds = time.perf_counter() - self.started
+        return self.seconds
+
+
+def rate(n: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"messages": n, "seconds": round(seconds, 3), "per_s": round(n / seconds, 1), **extra}
+
+
+def ratio(numerator: float, denominator: float, target: float) -> dict[str, Any]:
+    value = numerator / denominator
+    return {"value": round(value, 3), "target": target, "met": value >= target}
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's only stdout output: one JSON document, so it can be piped or diffed."""
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")

@@ -1,0 +1,201 @@
+"""Platform throughput: raw aiokafka against the outbox relay and the inbox consumer, same run, same broker.
+
+    uv run python -m bench.platform [--messages 50000]
+
+Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or reuses) the launcher's
+local stack. Everything runs in a fresh topic prefix and schema, dropped at the end. Prints JSON:
+- raw_produce: ~1 KB records, acks=all, idempotent, linger, send() without awaiting each (the relay's
+  own producer settings, from outbox.make_producer);
+- raw_consume: getmany() in batches of the consumer batch size over the same records, no processing;
+- relay: rows pre-inserted into the outbox (~1 KB ConversationIngested envelopes), OutboxRelay running
+  until every row is published and marked;
+- inbox: the relay's records consumed by BatchConsumer, one transaction per batch holding the inbox rows
+  and the probe handler's one effect row per event, offsets committed after each commit;
+and the ratios relay/raw_produce (target >= 0.5) and inbox/raw_consume (target >= 0.3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from qastream_shared.consumer import BatchConsumer
+from qastream_shared.db import drop_schema
+from qastream_shared.events import encode
+from qastream_shared.migrations import migrate
+from qastream_shared.outbox import OutboxRelay, make_producer, outbox_row
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
+from qastream_shared.stack import Stack
+from qastream_shared.testing import conversation, ingested, isolated_settings
+from qastream_shared.topics import CONVERSATIONS, ensure_topics
+from sqlalchemy import insert
+
+from bench.common import Stopwatch, emit, rate, ratio
+from tests.integration.probe import SPEC, make_handler
+
+RAW_VALUE_BYTES = 1024
+TURNS = 6  # gives a ~0.9 KB ConversationIngested body plus ~0.2 KB of CloudEvents headers
+BATCH = 500
+PARTITIONS = 3
+
+
+def servers() -> tuple[str, str]:
+    db, kafka = os.environ.get("DATABASE_URL"), os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if db and kafka:
+        return db, kafka
+    stack = Stack()
+    return stack.ensure_postgres(), stack.ensure_kafka()
+
+
+async def raw_produce(settings: Settings, topic: str, n: int) -> dict[str, Any]:
+    producer = make_producer(settings)
+    await producer.start()
+    value = os.urandom(RAW_VALUE_BYTES)
+    try:
+        await producer.partitions_for(topic)  # metadata, untimed
+        clock = Stopwatch()
+        futures = [await producer.send(topic, value, key=b"c%d" % i) for i in range(n)]
+        await asyncio.gather(*futures)
+        clock.stop()
+    finally:
+        await producer.stop()
+    return rate(n, clock.seconds, value_bytes=RAW_VALUE_BYTES)
+
+
+async def raw_consume(settings: Settings, topic: str, n: int) -> dict[str, Any]:
+    # The BatchConsumer's fetch sizes, so the two consume rates differ only by the work per batch.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        clock = Stopwatch()  # before assign: the first fetch is part of consuming
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = 0
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
+            got += sum(len(records) for records in batch.values())
+        clock.stop()
+    finally:
+        await consumer.stop()
+    return rate(got, clock.seconds, batch=BATCH)
+
+
+async def fill_outbox(runtime: ServiceRuntime, settings: Settings, n: int) -> int:
+    """Untimed set-up: n ConversationIngested rows in the outbox; returns one record's size in bytes."""
+    outbox = runtime.tables["outbox"]
+    size = 0
+    async with runtime.sessions() as session, session.begin():
+        for start in range(0, n, 5000):
+            rows = []
+            for i in range(start, min(n, start + 5000)):
+                env = ingested("acme", conversation(f"c{i:07d}", turns=TURNS))
+                rows.append(outbox_row(CONVERSATIONS, env, settings))
+            await session.execute(insert(outbox), rows)
+        key, value, headers = encode(env)
+        size = len(key or b"") + len(value) + sum(len(k) + len(v) for k, v in headers)
+    return size
+
+
+async def relay_rate(
+    runtime: ServiceRuntime, settings: Settings, n: int, record_bytes: int
+) -> dict[str, Any]:
+    relay = OutboxRelay(settings, runtime.schema, "bench")
+    stop = asyncio.Event()
+    clock = Stopwatch()
+    task = asyncio.create_task(relay.run(stop))
+    while relay.published < n:
+        if task.done():
+            task.result()
+            raise RuntimeError("relay stopped early")
+        await asyncio.sleep(0.005)  # polling granularity of the measurement
+    clock.stop()
+    stop.set()
+    await task
+    return rate(relay.published, clock.seconds, record_bytes=record_bytes, batch=settings.relay_batch_size)
+
+
+async def inbox_rate(runtime: ServiceRuntime, settings: Settings, n: int) -> dict[str, Any]:
+    consumer = BatchConsumer(
+        settings=settings,
+        service="probe",
+        topics=[CONVERSATIONS],
+        sessions=runtime.sessions,
+        tables=runtime.tables,
+        schema=runtime.schema,
+        handler=make_handler(runtime),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await consumer.ready.wait()  # the group join is start-up, not throughput
+    clock = Stopwatch()
+    while consumer.processed < n:
+        if task.done():
+            task.result()
+            raise RuntimeError("consumer stopped early")
+        await asyncio.sleep(0.005)
+    clock.stop()
+    stop.set()
+    await task
+    return rate(consumer.processed, clock.seconds, batch=settings.consumer_batch_size)
+
+
+async def cleanup(runtime: ServiceRuntime, settings: Settings) -> None:
+    await drop_schema(runtime.engine, runtime.schema)
+    await runtime.engine.dispose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
+async def main(n: int) -> dict[str, Any]:
+    db, kafka = servers()
+    settings = isolated_settings(db, kafka, consumer_batch_size=BATCH)
+    runtime = ServiceRuntime(SPEC, settings)
+    raw_topic = f"{settings.topic_prefix}bench.raw"
+    try:
+        await migrate(settings, runtime.schema, SPEC.migrations)
+        await ensure_topics(settings, partitions=PARTITIONS)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(raw_topic, num_partitions=PARTITIONS, replication_factor=1)])
+        finally:
+            await admin.close()
+
+        produced = await raw_produce(settings, raw_topic, n)
+        consumed = await raw_consume(settings, raw_topic, n)
+        record_bytes = await fill_outbox(runtime, settings, n)
+        relayed = await relay_rate(runtime, settings, n, record_bytes)
+        inboxed = await inbox_rate(runtime, settings, n)
+    finally:
+        await cleanup(runtime, settings)
+    return {
+        "kafka": kafka,
+        "raw_produce": produced,
+        "raw_consume": consumed,
+        "relay": relayed,
+        "inbox": inboxed,
+        "relay_over_raw_produce": ratio(relayed["per_s"], produced["per_s"], 0.5),
+        "inbox_over_raw_consume": ratio(inboxed["per_s"], consumed["per_s"], 0.3),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=50_000)
+    emit(asyncio.run(main(parser.parse_args().messages)))

@@ -116,6 +116,17 @@ def logs(
 
 
 @app.command()
+def demo(
+    state_dir: StateDir = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N conversations")] = None,
+) -> None:
+    """Run the stack on the real STAR conversations: ingest, sample, AutoQA-score, report."""
+    from qastream_shared.demo import run_demo
+
+    run_demo(state_dir, limit)
+
+
+@app.command()
 def asyncapi(
     write: Annotated[bool, typer.Option("--write", help="Update shared/asyncapi.json")] = False,
 ) -> None:

@@ -6,21 +6,23 @@ import asyncio
 import os
 import re
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import orjson
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from qastream_ingest.app import SPEC
-from qastream_ingest.importers import ImportProblem, read_conversations
-from qastream_ingest import service
+from qastream_shared.conversation import Conversation
 from qastream_shared.events import Role
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from qastream_ingest import service
+from qastream_ingest.app import SPEC
+from qastream_ingest.importers import ImportProblem, read_conversations
 
 console = Console()
 tenant_app = typer.Typer(help="Tenants (client companies) of this deployment.", no_args_is_help=True)
@@ -54,7 +56,9 @@ def tenant_create(
     if not TENANT_ID.match(tenant_id):
         console.print(f"[red]invalid tenant id {tenant_id!r}[/]: use 2–63 lowercase letters, digits and -")
         raise typer.Exit(2)
-    created = asyncio.run(_in_uow(lambda uow: service.create_tenant(uow, tenant_id, name or tenant_id, retention_days)))
+    created = asyncio.run(
+        _in_uow(lambda uow: service.create_tenant(uow, tenant_id, name or tenant_id, retention_days))
+    )
     console.print(f"tenant [bold]{tenant_id}[/] {'created' if created else 'already exists'}")
 
 
@@ -67,8 +71,9 @@ def key_create(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key")] = False,
 ) -> None:
     """Issue an API key. The key is printed once; only its hash is stored."""
-    from qastream_ingest.tables import tables
     from sqlalchemy import select
+
+    from qastream_ingest.tables import tables
 
     async def issue(uow: Any) -> tuple[str, str] | None:
         t = tables["tenants"]
@@ -85,7 +90,9 @@ def key_create(
     if quiet:
         typer.echo(key)
     else:
-        console.print(f"key id [bold]{key_id}[/] ({role.value}) for tenant {tenant}; store it now, it is not shown again:")
+        console.print(
+            f"key id [bold]{key_id}[/] ({role.value}) for tenant {tenant}; store it now, it is not shown again:"
+        )
         typer.echo(key)
 
 
@@ -99,11 +106,18 @@ def key_revoke(tenant: Annotated[str, typer.Option()], key_id: Annotated[str, ty
 
 
 def import_file(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, STAR JSONL or Zendesk export")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, STAR JSONL or Zendesk export")
+    ],
     url: Annotated[str | None, typer.Option(help="Ingest API base URL (default: the local stack's)")] = None,
-    key: Annotated[str | None, typer.Option(envvar="QA_API_KEY", help="API key with role admin or platform")] = None,
+    key: Annotated[
+        str | None, typer.Option(envvar="QA_API_KEY", help="API key with role admin or platform")
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, max=1000)] = 500,
     limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N conversations")] = None,
+    rebase_time: Annotated[
+        bool, typer.Option("--rebase-time", help="Shift all timestamps so the newest one is now (demos)")
+    ] = False,
 ) -> None:
     """Send a file's conversations through the HTTP API in batches, with a summary of what happened."""
     from qastream_shared.cli import service_url
@@ -112,7 +126,8 @@ def import_file(
     if not base or not key:
         console.print("[red]need --url (or a running `qa up`) and --key (or QA_API_KEY)[/]")
         raise typer.Exit(2)
-    summary = asyncio.run(_import(file, base, key, batch, limit))
+    shift = _shift_to_now(file, limit) if rebase_time else timedelta(0)
+    summary = asyncio.run(_import(file, base, key, batch, limit, shift))
     console.print(
         f"[green]{summary['accepted']} accepted[/], {summary['duplicate']} duplicate, "
         f"[red]{summary['rejected']} rejected[/] ({summary['unreadable']} unreadable lines)"
@@ -124,11 +139,42 @@ def import_file(
         raise typer.Exit(1)
 
 
-async def _import(file: Path, base: str, key: str, batch_size: int, limit: int | None) -> dict[str, Any]:
+def _shift_to_now(file: Path, limit: int | None) -> timedelta:
+    """How far to move a file's timestamps so its newest one lands on the current time."""
+    newest = None
+    with file.open("rb") as fh:
+        for n, item in enumerate(read_conversations(fh)):
+            if limit is not None and n >= limit:
+                break
+            if isinstance(item, ImportProblem):
+                continue
+            for t in (item.ended_at, *(turn.ts for turn in item.turns)):
+                if t is not None and (newest is None or t > newest):
+                    newest = t
+    return datetime.now(UTC) - newest if newest is not None else timedelta(0)
+
+
+def _shifted(conv: Conversation, shift: timedelta) -> Conversation:
+    if not shift:
+        return conv
+    return conv.model_copy(
+        update={
+            "started_at": conv.started_at and conv.started_at + shift,
+            "ended_at": conv.ended_at and conv.ended_at + shift,
+            "turns": [t.model_copy(update={"ts": t.ts and t.ts + shift}) for t in conv.turns],
+        }
+    )
+
+
+async def _import(
+    file: Path, base: str, key: str, batch_size: int, limit: int | None, shift: timedelta = timedelta(0)
+) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     problems: list[str] = []
     total = limit or sum(1 for _ in file.open("rb"))
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    ) as client:
 
         async def send(items: list[dict[str, Any]]) -> None:
             resp = await client.post(
@@ -146,7 +192,11 @@ async def _import(file: Path, base: str, key: str, batch_size: int, limit: int |
                     problems.append(f"{r.get('conversation_id')}: {r.get('reason')}")
 
         with Progress(
-            TextColumn("[bold]importing[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+            TextColumn("[bold]importing[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
         ) as progress:
             task = progress.add_task("import", total=total)
             pending: list[dict[str, Any]] = []
@@ -159,7 +209,7 @@ async def _import(file: Path, base: str, key: str, batch_size: int, limit: int |
                         problems.append(f"line {item.line}: {item.reason}")
                         progress.advance(task)
                         continue
-                    pending.append(item.model_dump(mode="json", exclude_none=True))
+                    pending.append(_shifted(item, shift).model_dump(mode="json", exclude_none=True))
                     if len(pending) >= batch_size:
                         await send(pending)
                         progress.advance(task, len(pending))

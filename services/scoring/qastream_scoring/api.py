@@ -10,7 +10,7 @@ from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.events import Role
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import SLUG, Scorecard, ScoringSettings
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from qastream_scoring import service
 from qastream_scoring.tables import reviews
@@ -145,6 +145,48 @@ async def list_reviews(
         q = q.where(reviews.c.conversation_id == conversation_id)
     async with runtime(request).unit_of_work() as uow:
         return [service.review_view(r) for r in (await uow.session.execute(q)).mappings()]
+
+
+@router.get("/reviews/summary")
+async def review_summary(
+    request: Request,
+    principal: Reader,
+    by: Annotated[str, Query(pattern="^(tenant|team|agent|channel)$")] = "tenant",
+    kind: Annotated[str, Query(pattern="^(auto|manual)$")] = "auto",
+) -> list[dict[str, Any]]:
+    """IQS (mean review score), pass rate and auto-fail rate per group, over the reviews this key may see."""
+    column = {
+        "tenant": reviews.c.tenant_id,
+        "team": reviews.c.team,
+        "agent": reviews.c.agent_id,
+        "channel": reviews.c.channel,
+    }[by]
+    q = (
+        _visible(
+            select(
+                column.label("group"),
+                func.count().label("reviews"),
+                func.avg(reviews.c.score).label("iqs"),
+                func.avg(case((reviews.c.passed, 1.0), else_=0.0)).label("pass_rate"),
+                func.avg(case((reviews.c.auto_failed, 1.0), else_=0.0)).label("auto_fail_rate"),
+            ),
+            principal,
+        )
+        .where(reviews.c.kind == kind, reviews.c.score.is_not(None))
+        .group_by(column)
+        .order_by(column)
+    )
+    async with runtime(request).unit_of_work() as uow:
+        return [
+            {
+                "group": r.group,
+                "reviews": r.reviews,
+                "iqs": round(r.iqs, 4),
+                "pass_rate": round(r.pass_rate, 4),
+                "auto_fail_rate": round(r.auto_fail_rate, 4),
+            }
+            for r in await uow.session.execute(q)
+        ]
 
 
 @router.get("/reviews/{review_id}")

@@ -5,6 +5,8 @@ They are attached to each service's MetaData so a service's Alembic history crea
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -21,12 +23,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 
+def tenant_id(**kw: Any) -> Column[str]:
+    """Every row of every table carries its tenant."""
+    return Column("tenant_id", String(64), nullable=kw.pop("nullable", False), **kw)
+
+
+def conversation_id(**kw: Any) -> Column[str]:
+    return Column("conversation_id", String(200), nullable=False, **kw)
+
+
 def add_platform_tables(metadata: MetaData) -> dict[str, Table]:
     outbox = Table(
         "outbox",
         metadata,
         Column("id", BigInteger, primary_key=True, autoincrement=True),
-        Column("tenant_id", String(64), nullable=False),
+        tenant_id(),
         Column("topic", Text, nullable=False),
         Column("key", LargeBinary, nullable=True),
         Column("value", LargeBinary, nullable=False),
@@ -41,14 +52,14 @@ def add_platform_tables(metadata: MetaData) -> dict[str, Table]:
         metadata,
         # ce_id for valid events; topic/partition/offset for records that never parsed.
         Column("event_id", Text, primary_key=True),
-        Column("tenant_id", String(64), nullable=True),
+        tenant_id(nullable=True),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     api_keys = Table(
         "api_keys",
         metadata,
         Column("key_id", String(64), primary_key=True),
-        Column("tenant_id", String(64), nullable=False, index=True),
+        tenant_id(index=True),
         Column("key_hash", String(128), nullable=False),
         Column("role", String(32), nullable=False),
         Column("agent_id", String(200), nullable=True),
@@ -59,7 +70,7 @@ def add_platform_tables(metadata: MetaData) -> dict[str, Table]:
     tenants = Table(
         "tenants",
         metadata,
-        Column("tenant_id", String(64), primary_key=True),
+        tenant_id(primary_key=True),
         Column("name", Text, nullable=False),
         Column("retention_days", BigInteger, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

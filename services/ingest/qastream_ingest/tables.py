@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qastream_shared.platform_tables import add_platform_tables
+from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 from sqlalchemy import (
     Column,
     DateTime,
@@ -22,8 +22,8 @@ tables = add_platform_tables(metadata)
 conversations = Table(
     "conversations",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("conversation_id", String(200), nullable=False),
+    tenant_id(),
+    conversation_id(),
     Column("channel", String(16), nullable=False),
     Column("agent_id", String(200), nullable=True),
     Column("team", String(200), nullable=True),
@@ -37,8 +37,8 @@ feedback = Table(
     "feedback",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("tenant_id", String(64), nullable=False),
-    Column("conversation_id", String(200), nullable=False),
+    tenant_id(),
+    conversation_id(),
     Column("kind", String(16), nullable=False),
     Column("body", JSONB, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -46,7 +46,7 @@ feedback = Table(
 redaction_policies = Table(
     "redaction_policies",
     metadata,
-    Column("tenant_id", String(64), primary_key=True),
+    tenant_id(primary_key=True),
     Column("policy", JSONB, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -58,8 +58,8 @@ CONSUMED_TYPES = (ConversationIngested, CsatRecorded, ConversationUpdated, Revie
 def conversation_of(data: Event) -> str:
     if isinstance(data, ConversationIngested):
         return data.conversation.conversation_id
-    cid: str = data.conversation_id  # type: ignore[attr-defined]
-    return cid
+    assert isinstance(data, CsatRecorded | ConversationUpdated | ReviewSubmitted)
+    return data.conversation_id
 
 
 class SamplerStore:

@@ -3,7 +3,7 @@ order and `sample_log` every decision; the in-memory engine state is rebuilt fro
 
 from __future__ import annotations
 
-from qastream_shared.platform_tables import add_platform_tables
+from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,8 +30,8 @@ inputs = Table(
     Column("topic", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
-    Column("tenant_id", String(64), nullable=False),
-    Column("conversation_id", String(200), nullable=False),
+    tenant_id(),
+    conversation_id(),
     Column("ce_type", String(100), nullable=False),
     Column("body", LargeBinary, nullable=False),
     PrimaryKeyConstraint("topic", "partition", "offset"),
@@ -48,8 +48,8 @@ input_heads = Table(
 sample_log = Table(
     "sample_log",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("conversation_id", String(200), nullable=False),
+    tenant_id(),
+    conversation_id(),
     Column("purpose", String(16), nullable=False),
     Column("plan_id", String(100), nullable=False),
     Column("plan_version", Integer, nullable=False),
@@ -65,7 +65,7 @@ sample_log = Table(
 plans = Table(
     "plans",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
+    tenant_id(),
     Column("plan_id", String(100), nullable=False),
     Column("version", Integer, nullable=False),
     Column("body", JSONB, nullable=False),
@@ -75,7 +75,7 @@ plans = Table(
 auto_policies = Table(
     "auto_policies",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
+    tenant_id(),
     Column("version", Integer, nullable=False),
     Column("body", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

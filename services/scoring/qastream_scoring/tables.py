@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qastream_shared.platform_tables import add_platform_tables
+from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 from sqlalchemy import (
     Boolean,
     Column,
@@ -25,7 +25,7 @@ tables = add_platform_tables(metadata)
 scorecards = Table(
     "scorecards",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
+    tenant_id(),
     Column("scorecard_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("body", JSONB, nullable=False),
@@ -35,7 +35,7 @@ scorecards = Table(
 scoring_settings = Table(
     "scoring_settings",
     metadata,
-    Column("tenant_id", String(64), primary_key=True),
+    tenant_id(primary_key=True),
     Column("settings", JSONB, nullable=False),
     # The scorecard AutoQA uses for new conversations; its latest version applies.
     Column("active_scorecard_id", String(64), nullable=False),
@@ -44,8 +44,8 @@ scoring_settings = Table(
 conversations = Table(
     "conversations",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("conversation_id", String(200), nullable=False),
+    tenant_id(),
+    conversation_id(),
     Column("body", LargeBinary, nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("stored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -55,8 +55,8 @@ reviews = Table(
     "reviews",
     metadata,
     Column("review_id", String(64), primary_key=True),
-    Column("tenant_id", String(64), nullable=False),
-    Column("conversation_id", String(200), nullable=False),
+    tenant_id(),
+    conversation_id(),
     Column("kind", String(16), nullable=False),
     Column("scorecard_id", String(64), nullable=False),
     Column("scorecard_version", Integer, nullable=False),

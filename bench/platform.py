@@ -23,7 +23,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from qastream_shared.consumer import BatchConsumer
 from qastream_shared.db import drop_schema
 from qastream_shared.events import encode
 from qastream_shared.migrations import migrate
@@ -36,7 +35,7 @@ from qastream_shared.topics import CONVERSATIONS, ensure_topics
 from sqlalchemy import insert
 
 from bench.common import Stopwatch, emit, rate, ratio
-from tests.integration.probe import SPEC, make_handler
+from tests.integration.probe import SPEC
 
 RAW_VALUE_BYTES = 1024
 TURNS = 6  # gives a ~0.9 KB ConversationIngested body plus ~0.2 KB of CloudEvents headers
@@ -126,15 +125,7 @@ async def relay_rate(
 
 
 async def inbox_rate(runtime: ServiceRuntime, settings: Settings, n: int) -> dict[str, Any]:
-    consumer = BatchConsumer(
-        settings=settings,
-        service="probe",
-        topics=[CONVERSATIONS],
-        sessions=runtime.sessions,
-        tables=runtime.tables,
-        schema=runtime.schema,
-        handler=make_handler(runtime),
-    )
+    consumer = runtime.batch_consumer()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await consumer.ready.wait()  # the group join is start-up, not throughput

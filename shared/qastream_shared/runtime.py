@@ -66,16 +66,21 @@ class ServiceRuntime:
         if self.directory is not None:
             self._spawn(self.directory.run(self._stop), "directory")
         if consume and self.spec.consumes and self.spec.handler is not None:
-            self.consumer = BatchConsumer(
-                settings=self.settings,
-                service=self.spec.name,
-                topics=self.spec.consumes,
-                sessions=self.sessions,
-                tables=self.tables,
-                schema=self.schema,
-                handler=self.spec.handler(self),
-            )
+            self.consumer = self.batch_consumer()
             self._spawn(self.consumer.run(self._stop), "consumer")
+
+    def batch_consumer(self, cls: type[BatchConsumer] = BatchConsumer) -> BatchConsumer:
+        """The service's consumer, wired to this runtime's database and handler (not started)."""
+        assert self.spec.handler is not None
+        return cls(
+            settings=self.settings,
+            service=self.spec.name,
+            topics=self.spec.consumes,
+            sessions=self.sessions,
+            tables=self.tables,
+            schema=self.schema,
+            handler=self.spec.handler(self),
+        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=f"{self.spec.name}-{name}")

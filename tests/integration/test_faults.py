@@ -26,7 +26,7 @@ from qastream_shared.testing import conversation, eventually, ingested, produce_
 from qastream_shared.topics import CONVERSATIONS, physical
 from sqlalchemy import func, select
 
-from tests.integration.probe import effects, make_handler
+from tests.integration.probe import effects
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,15 +80,7 @@ class Running:
 async def running(runtime: ServiceRuntime, settings: Settings) -> AsyncIterator[Running]:
     """The probe's consumer and outbox relay as tasks of this event loop, like a service process runs them."""
     stop = asyncio.Event()
-    consumer = BatchConsumer(
-        settings=settings,
-        service="probe",
-        topics=[CONVERSATIONS],
-        sessions=runtime.sessions,
-        tables=runtime.tables,
-        schema=runtime.schema,
-        handler=make_handler(runtime),
-    )
+    consumer = runtime.batch_consumer()
     relay = OutboxRelay(settings, runtime.schema, "probe")
     tasks = [asyncio.create_task(consumer.run(stop)), asyncio.create_task(relay.run(stop))]
     try:

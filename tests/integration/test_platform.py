@@ -16,7 +16,7 @@ from qastream_shared.testing import conversation, eventually, ingested, produce,
 from qastream_shared.topics import CONVERSATIONS, dlq, physical
 from sqlalchemy import func, insert, select
 
-from tests.integration.probe import effects, make_handler
+from tests.integration.probe import effects
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +44,9 @@ async def fill_outbox(runtime: ServiceRuntime, settings: Settings, n: int, tenan
 
 
 @contextlib.asynccontextmanager
-async def consuming(runtime: ServiceRuntime, settings: Settings):  # type: ignore[no-untyped-def]
+async def consuming(runtime: ServiceRuntime, settings: Settings):
     stop = asyncio.Event()
-    consumer = BatchConsumer(
-        settings=settings,
-        service="probe",
-        topics=[CONVERSATIONS],
-        sessions=runtime.sessions,
-        tables=runtime.tables,
-        schema=runtime.schema,
-        handler=make_handler(runtime),
-    )
+    consumer = runtime.batch_consumer()
     task = asyncio.create_task(consumer.run(stop))
     try:
         yield consumer
@@ -121,7 +113,7 @@ async def test_batch_redelivered_after_db_commit_has_its_effects_once(probe, set
         # Everything is consumed again from the uncommitted offset; the inbox must skip the replayed part.
         await eventually(lambda: _processed_all(consumer, n - first), within=30)
     assert await count(probe) == n
-    per_event = Counter()
+    per_event: Counter[str] = Counter()
     async with probe.sessions() as s:
         for (eid,) in await s.execute(select(effects.c.event_id)):
             per_event[eid] += 1

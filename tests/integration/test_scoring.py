@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-
 from qastream_ingest.importers import parse_star
 from qastream_scoring.app import SPEC
 from qastream_scoring.tables import reviews
@@ -28,11 +26,12 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
 from qastream_shared.testing import STAR, eventually, produce_envelopes, read_topic
 from qastream_shared.topics import REVIEWS, SAMPLES, TENANTS, ensure_topics, physical
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 
 
-def sampled(tenant: str, conv, purpose: Purpose = Purpose.auto) -> Envelope:  # type: ignore[no-untyped-def]
+def sampled(tenant: str, conv, purpose: Purpose = Purpose.auto) -> Envelope:
     return Envelope(
         data=ConversationSampled(
             conversation_id=conv.conversation_id,
@@ -50,7 +49,7 @@ def sampled(tenant: str, conv, purpose: Purpose = Purpose.auto) -> Envelope:  # 
     )
 
 
-async def add_tenant(settings, tenant: str, role: Role = Role.admin, **key_fields: str) -> str:  # type: ignore[no-untyped-def]
+async def add_tenant(settings, tenant: str, role: Role = Role.admin, **key_fields: str) -> str:
     issued = generate_key(settings.key_pepper)
     await produce_envelopes(
         settings,
@@ -70,7 +69,7 @@ async def add_tenant(settings, tenant: str, role: Role = Role.admin, **key_field
     return issued.key
 
 
-def star(n: int) -> list:  # type: ignore[type-arg]
+def star(n: int) -> list:
     with STAR.open("rb") as fh:
         out = []
         for conv in parse_star(fh):

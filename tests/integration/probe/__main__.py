@@ -17,13 +17,13 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.telemetry import configure
 
-from tests.integration.probe import SPEC, make_handler
+from tests.integration.probe import SPEC
 
 
 class CrashAfterDbCommit(BatchConsumer):
     """Dies after the first batch's DB transaction commits and before its offsets are committed."""
 
-    async def _commit(self, consumer, batch):  # type: ignore[no-untyped-def]
+    async def _commit(self, consumer, batch):
         print("crashing between DB commit and offset commit", flush=True)
         os._exit(137)
 
@@ -38,16 +38,7 @@ async def main(part: str, crash: bool) -> None:
     if part == "relay":
         await OutboxRelay(settings, runtime.schema, "probe").run(stop)
     else:
-        cls = CrashAfterDbCommit if crash else BatchConsumer
-        consumer = cls(
-            settings=settings,
-            service="probe",
-            topics=SPEC.consumes,
-            sessions=runtime.sessions,
-            tables=runtime.tables,
-            schema=runtime.schema,
-            handler=make_handler(runtime),
-        )
+        consumer = runtime.batch_consumer(CrashAfterDbCommit if crash else BatchConsumer)
         await consumer.run(stop)
     await runtime.engine.dispose()
 

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,9 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from qastream_shared.events import Envelope, InvalidEvent, decode
 from qastream_shared.outbox import add_rows, outbox_row, raw_row
 from qastream_shared.settings import Settings
+from qastream_shared.telemetry import context_from_traceparent, tenant_var, tracer
 from qastream_shared.topics import dlq, physical
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 MESSAGES = Counter("qa_consumer_messages_total", "Records consumed", ["service", "outcome"])
 DLQ = Counter("qa_dlq_total", "Records dead-lettered", ["service", "kind"])
@@ -288,14 +291,32 @@ class BatchConsumer:
         if not items:
             return
         uow: UnitOfWork | None = None
+        # One span per batch, linked to the trace of every event in it (W3C traceparent header).
+        links = [
+            trace.Link(span.get_span_context())
+            for it in items
+            if it.env is not None and it.env.traceparent
+            for span in [trace.get_current_span(context_from_traceparent(it.env.traceparent))]
+            if span.get_span_context().is_valid
+        ][:128]
+        tenants = {it.env.tenant for it in items if it.env is not None}
+        token = tenant_var.set(next(iter(tenants)) if len(tenants) == 1 else None)
         try:
-            async with self.sessions() as session, session.begin():
-                uow = UnitOfWork(session, self.settings, self.outbox, self.schema)
-                todo, fresh, dead = await self._claim_and_handle(uow, items)
+            with _tracer.start_as_current_span(
+                f"{self.service} process",
+                kind=trace.SpanKind.CONSUMER,
+                links=links,
+                attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(items)},
+            ):
+                async with self.sessions() as session, session.begin():
+                    uow = UnitOfWork(session, self.settings, self.outbox, self.schema)
+                    todo, fresh, dead = await self._claim_and_handle(uow, items)
         except BaseException:
             for hook in uow.on_rollback if uow is not None else ():
                 hook()
             raise
+        finally:
+            tenant_var.reset(token)
         self.processed += len(todo)
         MESSAGES.labels(self.service, "processed").inc(len(todo))
         MESSAGES.labels(self.service, "duplicate").inc(len(items) - len(fresh))

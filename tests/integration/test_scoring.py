@@ -183,3 +183,47 @@ async def test_scorecard_api_versions_and_rejects_invalid_cards(settings, spawn)
         assert (
             await http.get("/v1/scorecards", headers={"Authorization": "Bearer qa_nope"})
         ).status_code == 401
+
+
+async def test_rescore_adds_reviews_under_another_version_and_never_overwrites(settings, monkeypatch):
+    from qastream_scoring import service
+    from qastream_scoring.cli import _rescore
+    from qastream_shared.testing import settings_env
+
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    await ensure_topics(settings)
+    await add_tenant(settings, "acme")
+    convs = star(40)
+    await produce_envelopes(settings, physical(SAMPLES, settings), [sampled("acme", c) for c in convs])
+    runtime = ServiceRuntime(SPEC, settings)
+    await runtime.start()
+    try:
+
+        async def scored() -> bool:
+            async with runtime.sessions() as s:
+                return int((await s.execute(select(func.count()).select_from(reviews))).scalar_one()) == 40
+
+        await eventually(scored, within=60)
+        async with runtime.unit_of_work() as uow:
+            _, card = await service.config(uow, "acme")
+            heavier = card.model_copy(deep=True)
+            heavier.groups[0].categories[0].weight = 77
+            v2 = await service.publish(uow, "acme", heavier)
+        assert v2.version == 2
+        created, seen = await _rescore("acme", None, 2, None)
+        assert (created, seen) == (40, 40)
+        assert await _rescore("acme", None, 2, None) == (0, 40)  # idempotent
+        async with runtime.sessions() as s:
+            versions = dict(
+                (
+                    await s.execute(
+                        select(reviews.c.scorecard_version, func.count()).group_by(
+                            reviews.c.scorecard_version
+                        )
+                    )
+                ).all()
+            )
+        assert versions == {1: 40, 2: 40}  # the version-1 reviews are untouched
+    finally:
+        await runtime.stop()

@@ -62,6 +62,16 @@ def conversation_of(data: Event) -> str:
     return data.conversation_id
 
 
+# Executed many (SQLAlchemy's insertmanyvalues), so it is compiled once; RETURNING names the rows that are new.
+_LOG_INSERT = (
+    pg_insert(sample_log)
+    .on_conflict_do_nothing()
+    .returning(
+        sample_log.c.tenant_id, sample_log.c.conversation_id, sample_log.c.purpose, sample_log.c.plan_id
+    )
+)
+
+
 class SamplerStore:
     def __init__(self, settings: Settings, partitions: int, config: SamplerConfig | None = None) -> None:
         self.settings = settings
@@ -255,7 +265,9 @@ class SamplerStore:
             self.cursors[(topic, partition)] = max(offset, self.cursors.get((topic, partition), -1))
         if not rows:
             return
-        await uow.session.execute(pg_insert(inputs).values(rows).on_conflict_do_nothing())
+        # executemany with a cached statement: a multi-row VALUES is compiled anew for every batch size,
+        # which cost more than all the sampling itself.
+        await uow.session.execute(pg_insert(inputs).on_conflict_do_nothing(), rows)
         stmt = pg_insert(input_heads).values(
             [{"topic": t, "partition": p, "head": o} for (t, p), o in heads.items()]
         )
@@ -294,20 +306,8 @@ class SamplerStore:
             }
         # Sorted, so two replicas inserting the same close decisions take row locks in the same order.
         ordered = [rows[k] for k in sorted(rows)]
-        inserted: set[tuple[Any, ...]] = set()
-        for start in range(0, len(ordered), 1000):
-            result = await uow.session.execute(
-                pg_insert(sample_log)
-                .values(ordered[start : start + 1000])
-                .on_conflict_do_nothing()
-                .returning(
-                    sample_log.c.tenant_id,
-                    sample_log.c.conversation_id,
-                    sample_log.c.purpose,
-                    sample_log.c.plan_id,
-                )
-            )
-            inserted.update(tuple(r) for r in result)
+        result = await uow.session.execute(_LOG_INSERT, ordered)
+        inserted: set[tuple[Any, ...]] = {tuple(r) for r in result}
         new = [
             (tenant, d)
             for tenant, d in decisions

@@ -1,0 +1,177 @@
+"""Scoring throughput: AutoQA conversations/s through one scoring process, next to raw consume and pure scoring.
+
+    uv run python -m bench.scoring [--messages 10000] [--profile /tmp/scoring.speedscope.json]
+
+Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or reuses) the launcher's
+local stack. Everything runs in a fresh topic prefix and schema, dropped at the end. Untimed set-up: a
+tenant on qa.tenants and `--messages` ConversationSampled(purpose auto) events on qa.samples, cycling the
+STAR conversations under unique ids. Prints JSON:
+- raw_consume: aiokafka getmany() over those qa.samples records, the consumer's batch size, no processing;
+- score_conversation: the pure AutoQA call in this process over the first `--pure` conversations (warm:
+  one untimed pass over a few first), default scorecard and settings;
+- service: one `python -m qastream_scoring` process consuming them (default batch of 500, as raw_consume). Timed from the first
+  review row seen in the database to all of them stored and as many ReviewSubmitted records on qa.reviews
+  (the outbox relay's publish included); the rows already there at the first sight are not counted, so
+  start-up and the first batch's cold caches stay out of the rate. Target >= 800/s;
+- service_over_raw_consume and service_over_score_conversation: how much of each bound the service reaches.
+`--profile PATH` runs py-spy (speedscope format) on the scoring process while it works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from qastream_scoring.app import SPEC
+from qastream_scoring.autoqa.pipeline import score_conversation
+from qastream_scoring.default_scorecard import default_scorecard
+from qastream_scoring.tables import reviews
+from qastream_shared.conversation import Conversation
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.scorecard import ScoringSettings
+from qastream_shared.settings import Settings
+from qastream_shared.stack import free_port
+from qastream_shared.testing import isolated_settings, produce_envelopes, read_topic
+from qastream_shared.topics import REVIEWS, SAMPLES, ensure_topics, physical
+from sqlalchemy import func, select
+
+from bench.common import Stopwatch, emit, rate
+from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
+from tests.integration.conftest import Proc
+from tests.integration.test_scoring import add_tenant, sampled, star
+
+TENANT = "bench"
+TARGET_PER_S = 800
+POLL_S = 0.01
+WITHIN_S = 150
+
+
+def conversations(n: int) -> list[Conversation]:
+    """n conversations cycling through STAR, each under its own id so every one is scored and stored."""
+    base = star(n)
+    return [
+        c.model_copy(update={"conversation_id": f"{c.conversation_id}-{i}"})
+        for i, c in zip(range(n), itertools.cycle(base))
+    ]
+
+
+def pure_rate(convs: list[Conversation]) -> dict[str, Any]:
+    card, settings = default_scorecard(), ScoringSettings()
+    for c in convs[:50]:
+        score_conversation(c, card, settings)  # warm-up: prepared scorecard, lazy lexicons
+    clock = Stopwatch()
+    for c in convs:
+        score_conversation(c, card, settings)
+    clock.stop()
+    return rate(len(convs), clock.seconds)
+
+
+async def topic_size(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
+    return sum((await consumer.end_offsets(tps)).values())
+
+
+async def service_rate(settings: Settings, n: int, profile: str | None) -> tuple[dict[str, Any], int]:
+    """Runs the scoring process until n reviews are stored and published; returns the rate and its pid."""
+    runtime = ServiceRuntime(SPEC, settings)
+    offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await offsets.start()
+    proc = Proc(["-m", "qastream_scoring"], settings, {"QA_HTTP_PORT": str(free_port())})
+    spy = None
+    try:
+        reviews_topic = physical(REVIEWS, settings)
+        tps = [TopicPartition(reviews_topic, p) for p in range(PARTITIONS)]
+
+        async def stored() -> int:
+            try:
+                async with runtime.sessions() as s:
+                    return int((await s.execute(select(func.count()).select_from(reviews))).scalar_one())
+            except Exception:  # the process has not migrated its schema yet
+                return 0
+
+        deadline = time.monotonic() + WITHIN_S
+        while (first := await stored()) == 0:
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"scoring produced no review:\n{proc.output()}")
+            await asyncio.sleep(POLL_S)
+        clock = Stopwatch()
+        if profile:
+            spy = await asyncio.create_subprocess_exec(
+                *["py-spy", "record", "-d", "15", "-p", str(proc.popen.pid), "-o", profile],
+                *["--format", "speedscope"],
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        while await stored() < n:
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"scoring stopped short of {n} reviews:\n{proc.output()}")
+            await asyncio.sleep(POLL_S)
+        db_seconds = time.perf_counter() - clock.started
+        while await topic_size(offsets, tps) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {n} ReviewSubmitted on {reviews_topic}")
+            await asyncio.sleep(POLL_S)
+        clock.stop()
+        counted = n - first
+        result = rate(
+            counted,
+            clock.seconds,
+            skipped_at_first_sight=first,
+            stored_per_s=round(counted / db_seconds, 1),
+            batch=BATCH,
+            target=TARGET_PER_S,
+            met=counted / clock.seconds >= TARGET_PER_S,
+        )
+        if spy is not None:
+            await spy.wait()
+        return result, proc.popen.pid
+    finally:
+        proc.stop()
+        await offsets.stop()
+        await runtime.engine.dispose()
+
+
+async def check_published(settings: Settings, n: int) -> None:
+    """Untimed: exactly one ReviewSubmitted per sampled conversation, no duplicate, no loss."""
+    records = await read_topic(settings, physical(REVIEWS, settings), expect=n, within=60)
+    keys = {r.key for r in records}
+    if len(records) != n or len(keys) != n:
+        raise RuntimeError(f"{len(records)} records for {len(keys)} conversations on qa.reviews, want {n}")
+
+
+async def main(n: int, pure_n: int, profile: str | None) -> dict[str, Any]:
+    db, kafka = servers()
+    settings = isolated_settings(db, kafka)
+    try:
+        await ensure_topics(settings)  # qa.samples and qa.reviews: PARTITIONS each
+        await add_tenant(settings, TENANT)
+        convs = conversations(n)
+        await produce_envelopes(settings, physical(SAMPLES, settings), [sampled(TENANT, c) for c in convs])
+        consumed = await raw_consume(settings, physical(SAMPLES, settings), n)
+        pure = pure_rate(convs[:pure_n])
+        service, pid = await service_rate(settings, n, profile)
+        await check_published(settings, n)
+    finally:
+        await cleanup(ServiceRuntime(SPEC, settings), settings)
+    return {
+        "kafka": kafka,
+        "conversations": n,
+        "raw_consume": consumed,
+        "score_conversation": pure,
+        "service": service,
+        "service_over_raw_consume": round(service["per_s"] / consumed["per_s"], 3),
+        "service_over_score_conversation": round(service["per_s"] / pure["per_s"], 3),
+        **({"profile": profile, "pid": pid} if profile else {}),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--pure", type=int, default=2_000, help="conversations scored in-process")
+    parser.add_argument("--profile", help="write a py-spy speedscope profile of the scoring process here")
+    args = parser.parse_args()
+    emit(asyncio.run(main(args.messages, args.pure, args.profile)))

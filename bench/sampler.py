@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -45,7 +44,7 @@ async def main(n: int, batch: int) -> dict[str, Any]:
     settings: Settings = isolated_settings(db, kafka, consumer_batch_size=batch)
     conversations_topic = physical(CONVERSATIONS, settings)
     runtime = await install_plans(settings, "acme")
-    proc: subprocess.Popen[bytes] | None = None
+    proc: asyncio.subprocess.Process | None = None
     try:
         await ensure_topics(settings)
         await add_tenant(settings, "acme")
@@ -63,11 +62,11 @@ async def main(n: int, batch: int) -> dict[str, Any]:
             "QA_CONSUMER_BATCH_SIZE": str(batch),
             "QA_LOG_LEVEL": "WARNING",
         }
-        proc = subprocess.Popen([sys.executable, "-m", "qastream_sampler"], env=env)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "qastream_sampler", env=env)
         print(f"sampler pid {proc.pid}", file=sys.stderr)
         inbox, outbox = runtime.tables["inbox"], runtime.tables["outbox"]
         while await count(runtime, inputs) < total:
-            if proc.poll() is not None:
+            if proc.returncode is not None:
                 raise RuntimeError(f"sampler exited with {proc.returncode}")
             await asyncio.sleep(0.02)  # polling granularity of the measurement
         stored_at = time.time()
@@ -92,7 +91,7 @@ async def main(n: int, batch: int) -> dict[str, Any]:
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(30)
+            await asyncio.wait_for(proc.wait(), 30)
         await cleanup(runtime, settings)
     return {
         "kafka": kafka,

@@ -185,10 +185,11 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
     """Spans inside a digit run that are card numbers: 13–19 digits over whole groups, passing Luhn.
 
     Every window of whole groups is tried, so a card is found even next to other numbers ("qty 2 4111 ...").
-    Longest windows win, and every valid window left over is taken too, so none remains in the output.
+    Overlapping valid windows are merged into one span: redacting only the longest one could leave part of
+    another real card behind.
     """
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(run)]
-    windows: list[tuple[int, int, int]] = []  # (digits, first group, last group)
+    windows: list[tuple[int, int]] = []  # (first group, last group), in order of first group
     for i in range(len(groups)):
         digits = ""
         for j in range(i, len(groups)):
@@ -196,12 +197,14 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
             if len(digits) > 19:
                 break
             if len(digits) >= 13 and luhn.is_valid(digits):
-                windows.append((len(digits), i, j))
-    taken: list[tuple[int, int]] = []
-    for _, i, j in sorted(windows, key=lambda w: (-w[0], w[1])):
-        if all(j < a or i > b for a, b in taken):
-            taken.append((i, j))
-    return sorted((groups[i][0], groups[j][1]) for i, j in taken)
+                windows.append((i, j))
+    merged: list[list[int]] = []
+    for i, j in windows:
+        if merged and i <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], j)
+        else:
+            merged.append([i, j])
+    return [(groups[i][0], groups[j][1]) for i, j in merged]
 
 
 def _iban_end(candidate: str) -> int:

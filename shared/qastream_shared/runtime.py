@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,8 @@ class ServiceSpec:
     handler: Callable[[ServiceRuntime], Handler] | None = None
     uses_directory: bool = True
     routers: Sequence[APIRouter] = field(default_factory=list)
+    # Extra loops the service runs beside its consumer, each until the stop event is set.
+    tasks: Sequence[Callable[[ServiceRuntime, asyncio.Event], Awaitable[None]]] = ()
     title: str = ""
 
 
@@ -68,6 +70,8 @@ class ServiceRuntime:
         if consume and self.spec.consumes and self.spec.handler is not None:
             self.consumer = self.batch_consumer()
             self._spawn(self.consumer.run(self._stop), "consumer")
+            for task in self.spec.tasks:
+                self._spawn(task(self, self._stop), getattr(task, "__name__", "task"))
 
     def batch_consumer(self, cls: type[BatchConsumer] = BatchConsumer) -> BatchConsumer:
         """The service's consumer, wired to this runtime's database and handler (not started)."""

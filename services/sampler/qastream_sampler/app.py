@@ -10,7 +10,7 @@ from qastream_shared.settings import Settings
 from qastream_shared.topics import CONVERSATIONS, REVIEWS
 
 from qastream_sampler.api import router
-from qastream_sampler.handlers import make_handler
+from qastream_sampler.handlers import idle_tick, make_handler
 from qastream_sampler.tables import metadata, tables
 
 SPEC = ServiceSpec(
@@ -21,6 +21,7 @@ SPEC = ServiceSpec(
     consumes=[CONVERSATIONS, REVIEWS],
     handler=make_handler,
     routers=[router],
+    tasks=[idle_tick],
     title="qastream sampler",
 )
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationIngested, Envelope, ReviewRevised, ReviewSubmitted
@@ -9,6 +13,8 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, physical
 
 from qastream_sampler.store import CONSUMED_TYPES, SamplerStore, conversation_of
+
+log = logging.getLogger(__name__)
 
 
 def store_of(runtime: ServiceRuntime) -> SamplerStore:
@@ -77,3 +83,22 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             await store.publish(uow, decisions, batch)
 
     return handle
+
+
+async def idle_tick(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
+    """Every second, catch up with other replicas' inputs and close due slots even when no record arrives,
+    so the last quota slots before a quiet period are decided without waiting for new traffic."""
+    store = store_of(runtime)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        if stop.is_set() or store.stale:
+            continue  # the consumer's next batch rebuilds; a tick never races it
+        try:
+            async with runtime.unit_of_work() as uow, store.lock:
+                uow.on_rollback.append(lambda: setattr(store, "stale", True))
+                await store.refresh_plans(uow.session)
+                decisions = await store.tail(uow.session) + store.close_due()
+                await store.publish(uow, decisions, {})
+        except Exception as exc:  # the database may be away; the consumer path reports and retries that
+            log.warning("sampler idle tick failed: %r", exc)

@@ -176,6 +176,9 @@ Rule = Annotated[
 ]
 
 
+REVIEW_FED = (AutoScoreBelow, AutoFail, NegativeSentiment)
+
+
 class Fallback(_Strict):
     min_per_period: int = Field(ge=0)
     per: FallbackBy = FallbackBy.tenant
@@ -236,6 +239,18 @@ class TargetedPlan(_PlanBase):
     rules: list[Rule] = Field(min_length=1)
     rate: float = Field(default=1.0, gt=0, le=1)
     fallback: Fallback | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_facts(self) -> TargetedPlan:
+        # Review facts arrive on qa.reviews, the rest with the conversation on qa.conversations. The two topics
+        # interleave differently on every replay, so a plan mixing them could record a different first rule.
+        review_fed = {r.kind for r in self.rules if isinstance(r, REVIEW_FED)}
+        if review_fed and len(review_fed) < len(self.rules):
+            raise ValueError(
+                f"rules: {sorted(review_fed)} come from AutoQA reviews and cannot be mixed with rules on the "
+                "conversation's own facts in one plan; split them into two plans"
+            )
+        return self
 
     @cached_property
     def new_agent_rule(self) -> NewAgent | None:

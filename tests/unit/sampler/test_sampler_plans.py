@@ -80,3 +80,24 @@ def test_disjoint_channels_paused_plans_or_distinct_priorities_do_not_overlap() 
     other = parse_plan({"plan_id": "d", "kind": "random", "rate": 0.1, "priority": 2})
     assert plan_set_problems([email, voice, paused, other]) == []
     assert plan_set_problems([email, email])[0] == "plan_id 'a' appears more than once"
+
+
+def test_targeted_plan_may_not_mix_review_rules_with_conversation_rules() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cannot be mixed"):
+        parse_plan(
+            {
+                "plan_id": "mix",
+                "kind": "targeted",
+                "rules": [{"kind": "csat_at_most", "max": 2}, {"kind": "auto_fail"}],
+            }
+        )
+    parse_plan(
+        {
+            "plan_id": "ok",
+            "kind": "targeted",
+            "rules": [{"kind": "auto_fail"}, {"kind": "auto_score_below", "threshold": 0.5}],
+        }
+    )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,8 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,6 +49,21 @@ BATCH_SECONDS = Histogram("qa_consumer_batch_seconds", "Time to process and comm
 LAG = Gauge(
     "qa_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"]
 )
+
+
+# A batch keeps hundreds of thousands of objects alive until it commits (decoded events, rows, results), so
+# they survive young collections and the default gen0 threshold (700) promotes them into the old generation,
+# which then triggers full collections that walk the whole heap: in the scoring service that was ~0.4 ms per
+# event, as much as the scoring itself. A larger gen0 threshold lets a batch die young instead, and freezing
+# what start-up allocated (after collecting its garbage) keeps it out of every later full collection.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+@functools.cache  # once per process, however many consumers it runs
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Rejected(Exception):
@@ -149,6 +165,13 @@ class BatchConsumer:
         self.outbox: Table = tables["outbox"]
         self.schema = schema
         self.handler = handler
+        # Two array parameters instead of a VALUES row per event: one statement text for every batch, so
+        # nothing is compiled per batch (a 500-row VALUES insert cost more to compile than to run).
+        self._claim = text(
+            f"INSERT INTO {self.inbox.name} (event_id, tenant_id)"
+            " SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:tenants AS text[]))"
+            " ON CONFLICT DO NOTHING RETURNING event_id"
+        ).columns(self.inbox.c.event_id)
         # A replay into a fresh schema is a new reader of the log, so it gets its own group (offsets from 0).
         suffix = f"-{settings.db_schema}" if settings.db_schema else ""
         self.group_id = group_id or f"{settings.topic_prefix}qa-{service}{suffix}"
@@ -176,6 +199,7 @@ class BatchConsumer:
         consumer = self._make_consumer()
         self.consumer = consumer
         await consumer.start()
+        tune_gc()
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(
@@ -332,13 +356,8 @@ class BatchConsumer:
     ) -> tuple[list[Envelope], set[str], int]:
         ids = [it.event_id for it in items]
         tenants = [it.env.tenant if it.env else None for it in items]
-        stmt = (
-            pg_insert(self.inbox)
-            .values([{"event_id": i, "tenant_id": t} for i, t in zip(ids, tenants, strict=True)])
-            .on_conflict_do_nothing()
-            .returning(self.inbox.c.event_id)
-        )
-        fresh = set((await uow.session.execute(stmt)).scalars().all())
+        result = await uow.session.execute(self._claim, {"ids": ids, "tenants": tenants})
+        fresh = set(result.scalars().all())
         todo: list[Envelope] = []
         dead = 0
         unclaimed = set(fresh)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_TURNS = 2000
 MAX_TURN_CHARS = 100_000
 MAX_BATCH_ITEMS = 1000
+
+
+@cache
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    # `model.model_fields` goes through a pydantic descriptor on every access; this runs per conversation.
+    return frozenset(model.model_fields)
 
 
 class Channel(StrEnum):
@@ -74,10 +81,11 @@ class Conversation(Feedback):
     def _keep_unknown_fields(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        unknown = {k: v for k, v in data.items() if k not in cls.model_fields}
-        if not unknown:
+        fields = _field_names(cls)
+        if data.keys() <= fields:
             return data
-        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        unknown = {k: v for k, v in data.items() if k not in fields}
+        known = {k: v for k, v in data.items() if k in fields}
         metadata = dict(known.get("metadata") or {})
         for key, value in unknown.items():
             metadata.setdefault(key, value)

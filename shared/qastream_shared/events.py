@@ -12,8 +12,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.bindings.common import get_event_factory_for_version
+from cloudevents.core.spec import SPECVERSION_V1_0
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qastream_shared.conversation import Conversation, Feedback
@@ -301,6 +305,32 @@ def encode(env: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     return env.key.encode(), msg.value, headers
 
 
+def _parse_time(value: str) -> datetime:
+    # The stdlib parser is several times faster than dateutil's isoparse, which the cloudevents binding
+    # uses; isoparse still has the last word on what the stdlib rejects (e.g. 24:00:00).
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return isoparse(value)
+
+
+def _from_binary(headers: dict[str, bytes], key: bytes | None) -> BaseCloudEvent:
+    """cloudevents' kafka.from_binary, attribute for attribute, with a faster `time` parse."""
+    attributes: dict[str, Any] = {}
+    for name, raw in headers.items():
+        value = raw.decode()
+        name = name.lower()
+        if name.startswith("ce_"):
+            attr = name[3:]
+            attributes[attr] = _parse_time(value) if attr == "time" else value
+        elif name == "content-type":
+            attributes["datacontenttype"] = value
+    if key is not None:
+        attributes["partitionkey"] = key.decode()
+    factory = get_event_factory_for_version(attributes.get("specversion", SPECVERSION_V1_0))
+    return factory(attributes, None)
+
+
 def decode(
     key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | tuple[Any, ...]
 ) -> Envelope:
@@ -309,7 +339,7 @@ def decode(
     if "ce_type" not in hdrs:
         raise InvalidEvent("missing ce_type header: not a CloudEvent in binary mode")
     try:
-        ce = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value or b""), _RAW)  # type: ignore[arg-type]
+        ce = _from_binary(hdrs, key)
     except Exception as exc:  # cloudevents raises several exception types for bad attributes
         raise InvalidEvent(f"invalid CloudEvent attributes: {exc}") from exc
     ce_type = ce.get_type()

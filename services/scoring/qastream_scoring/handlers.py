@@ -17,11 +17,14 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
     async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
         stored: dict[str, list[Conversation]] = {}
         auto: dict[str, list[tuple[Conversation, float | None, Envelope | None]]] = {}
+        known: set[str] = set()  # one directory look-up per tenant and batch, not one per event
         for env in events:
             if not isinstance(env.data, ConversationSampled):
                 raise Rejected(env.id, f"{env.type} does not belong on qa.samples")
-            if not await directory.tenant_exists(uow.session, env.tenant):
-                raise Rejected(env.id, f"unknown tenant {env.tenant!r}")
+            if env.tenant not in known:
+                if not await directory.tenant_exists(uow.session, env.tenant):
+                    raise Rejected(env.id, f"unknown tenant {env.tenant!r}")
+                known.add(env.tenant)
             sampled = env.data
             stored.setdefault(env.tenant, []).append(sampled.conversation)
             if sampled.purpose is Purpose.auto:

@@ -5,15 +5,17 @@ Every function runs inside the caller's unit of work; published events go throug
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
     Envelope,
+    Rating,
     ReviewKind,
     ReviewSubmitted,
     ScorecardPublished,
@@ -22,7 +24,8 @@ from qastream_shared.events import (
 )
 from qastream_shared.scorecard import Scorecard, ScoringSettings
 from qastream_shared.topics import REVIEWS, SCORECARDS
-from sqlalchemy import and_, func, select
+from sqlalchemy import Text, and_, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from qastream_scoring.autoqa.pipeline import AutoReview, score_conversation
@@ -31,6 +34,21 @@ from qastream_scoring.tables import conversations, reviews, scorecards, scoring_
 from qastream_scoring.validation import next_version
 
 SOURCE = "scoring"
+# Batch inserts run as executemany of one statement, compiled once: a multi-row .values() is compiled
+# again for every batch, which cost more than scoring when a batch holds hundreds of reviews.
+_INSERT_CONVERSATIONS = pg_insert(conversations).on_conflict_do_nothing()
+# The JSONB columns arrive as JSON text from pydantic's serializer and are cast in SQL, rather than
+# dumped to Python objects and re-encoded by the stdlib json module in SQLAlchemy's bind processor.
+_INSERT_REVIEWS = (
+    pg_insert(reviews)
+    .values(
+        ratings=cast(bindparam("ratings", type_=Text), JSONB),
+        scorer_versions=cast(bindparam("scorer_versions", type_=Text), JSONB),
+    )
+    .on_conflict_do_nothing()
+    .returning(reviews.c.review_id)
+)
+_RATINGS = TypeAdapter(list[Rating])
 # Published versions are immutable, so a parsed copy can be shared by every batch that uses it.
 _PARSED: dict[tuple[str, str, int], Scorecard] = {}
 
@@ -189,7 +207,7 @@ async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conve
         }
         for c in convs
     }
-    await uow.session.execute(pg_insert(conversations).values(list(rows.values())).on_conflict_do_nothing())
+    await uow.session.execute(_INSERT_CONVERSATIONS, list(rows.values()))
 
 
 async def auto_reviews(
@@ -233,8 +251,8 @@ async def auto_reviews(
             "kind": ReviewKind.auto.value,
             "scorecard_id": auto.scorecard_id,
             "scorecard_version": auto.scorecard_version,
-            "scorer_versions": auto.scorer_versions,
-            "ratings": [r.model_dump(mode="json", exclude_none=True) for r in auto.ratings],
+            "scorer_versions": orjson.dumps(auto.scorer_versions).decode(),
+            "ratings": _RATINGS.dump_json(auto.ratings, exclude_none=True).decode(),
             "score": auto.result.score,
             "auto_failed": auto.result.auto_failed,
             "passed": auto.result.passed,
@@ -246,18 +264,7 @@ async def auto_reviews(
         }
     if not rows:
         return 0
-    inserted = (
-        (
-            await uow.session.execute(
-                pg_insert(reviews)
-                .values(list(rows.values()))
-                .on_conflict_do_nothing()
-                .returning(reviews.c.review_id)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    inserted = (await uow.session.execute(_INSERT_REVIEWS, list(rows.values()))).scalars().all()
     for rid in inserted:
         ev = events[rid]
         cause = causes[rid]

@@ -7,8 +7,8 @@ local stack. Everything runs in a fresh topic prefix and schema, dropped at the 
 tenant on qa.tenants and `--messages` ConversationSampled(purpose auto) events on qa.samples, cycling the
 STAR conversations under unique ids. Prints JSON:
 - raw_consume: aiokafka getmany() over those qa.samples records, the consumer's batch size, no processing;
-- score_conversation: the pure AutoQA call in this process over the first `--pure` conversations (warm:
-  one untimed pass over a few first), default scorecard and settings;
+- score_conversation: the pure AutoQA call in this process over the same conversations (or the first
+  `--pure`), after an untimed warm-up over a few; default scorecard and settings;
 - service: one `python -m qastream_scoring` process consuming them (default batch of 500, as raw_consume). Timed from the first
   review row seen in the database to all of them stored and as many ReviewSubmitted records on qa.reviews
   (the outbox relay's publish included); the rows already there at the first sight are not counted, so
@@ -25,6 +25,7 @@ import itertools
 import time
 from typing import Any
 
+import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa.pipeline import score_conversation
@@ -98,6 +99,8 @@ async def service_rate(settings: Settings, n: int, profile: str | None) -> tuple
                 raise RuntimeError(f"scoring produced no review:\n{proc.output()}")
             await asyncio.sleep(POLL_S)
         clock = Stopwatch()
+        cpu = psutil.Process(proc.popen.pid)
+        cpu_before = cpu.cpu_times()
         if profile:
             spy = await asyncio.create_subprocess_exec(
                 *["py-spy", "record", "-d", "15", "-p", str(proc.popen.pid), "-o", profile],
@@ -115,12 +118,18 @@ async def service_rate(settings: Settings, n: int, profile: str | None) -> tuple
                 raise RuntimeError(f"fewer than {n} ReviewSubmitted on {reviews_topic}")
             await asyncio.sleep(POLL_S)
         clock.stop()
+        cpu_after = cpu.cpu_times()
+        cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
         counted = n - first
         result = rate(
             counted,
             clock.seconds,
             skipped_at_first_sight=first,
             stored_per_s=round(counted / db_seconds, 1),
+            # CPU seconds of the scoring process over the timed span / wall seconds: near 1 means it was
+            # bound by its own Python, well under 1 that it waited (database, broker, or a busy machine).
+            cpu_utilisation=round(cpu_s / clock.seconds, 2),
+            cpu_ms_per_conversation=round(1000 * cpu_s / counted, 3),
             batch=BATCH,
             target=TARGET_PER_S,
             met=counted / clock.seconds >= TARGET_PER_S,
@@ -142,7 +151,7 @@ async def check_published(settings: Settings, n: int) -> None:
         raise RuntimeError(f"{len(records)} records for {len(keys)} conversations on qa.reviews, want {n}")
 
 
-async def main(n: int, pure_n: int, profile: str | None) -> dict[str, Any]:
+async def main(n: int, pure_n: int | None, profile: str | None) -> dict[str, Any]:
     db, kafka = servers()
     settings = isolated_settings(db, kafka)
     try:
@@ -171,7 +180,7 @@ async def main(n: int, pure_n: int, profile: str | None) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--pure", type=int, default=2_000, help="conversations scored in-process")
+    parser.add_argument("--pure", type=int, default=None, help="conversations scored in-process (all)")
     parser.add_argument("--profile", help="write a py-spy speedscope profile of the scoring process here")
     args = parser.parse_args()
     emit(asyncio.run(main(args.messages, args.pure, args.profile)))

@@ -9,10 +9,13 @@ STAR conversations under unique ids. Prints JSON:
 - raw_consume: aiokafka getmany() over those qa.samples records, the consumer's batch size, no processing;
 - score_conversation: the pure AutoQA call in this process over the same conversations (or the first
   `--pure`), after an untimed warm-up over a few; default scorecard and settings;
-- service: one `python -m qastream_scoring` process consuming them (default batch of 500, as raw_consume). Timed from the first
-  review row seen in the database to all of them stored and as many ReviewSubmitted records on qa.reviews
-  (the outbox relay's publish included); the rows already there at the first sight are not counted, so
-  start-up and the first batch's cold caches stay out of the rate. Target >= 800/s;
+- service: one `python -m qastream_scoring` process consuming them (default batch of 500, as raw_consume).
+  Timed from the first review row seen in the database to all of them stored and as many ReviewSubmitted
+  records on qa.reviews (the outbox relay's publish included); the rows already there at the first sight
+  are not counted, so start-up and the first batch's cold caches stay out of the rate. Target >= 800/s.
+  stored_per_s stops the clock at the last row stored; cpu_utilisation and cpu_ms_per_conversation are the
+  process's CPU time over the same span. Afterwards (untimed) qa.reviews must hold exactly one record per
+  conversation;
 - service_over_raw_consume and service_over_score_conversation: how much of each bound the service reaches.
 `--profile PATH` runs py-spy (speedscope format) on the scoring process while it works.
 """

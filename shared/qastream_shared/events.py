@@ -265,6 +265,13 @@ class Envelope:
     traceparent: str | None = None
     # (topic, partition, offset) of the record it was read from; None for events not yet published.
     origin: tuple[str, int, int] | None = None
+    # The payload's JSON, computed once: a service that also stores it should not serialise it twice.
+    _value: bytes | None = None
+
+    def value(self) -> bytes:
+        if self._value is None:
+            self._value = self.data.model_dump_json().encode()
+        return self._value
 
     @property
     def type(self) -> str:
@@ -298,7 +305,7 @@ def encode(env: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         attrs["subject"] = env.subject
     if env.causationid:
         attrs["causationid"] = env.causationid
-    msg = ce_kafka.to_binary(CloudEvent(attrs, env.data.model_dump_json().encode()), _RAW)  # type: ignore[arg-type]
+    msg = ce_kafka.to_binary(CloudEvent(attrs, env.value()), _RAW)  # type: ignore[arg-type]
     headers = list(msg.headers.items())
     if env.traceparent:
         headers.append(("traceparent", env.traceparent.encode()))

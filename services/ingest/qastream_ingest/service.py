@@ -155,7 +155,8 @@ async def accept(
                 "channel": clean.channel.value,
                 "agent_id": clean.agent_id,
                 "team": clean.team,
-                "body": clean.model_dump_json().encode(),
+                # The stored body is the event's payload, so each conversation is serialised once.
+                "body": env.value(),
                 "redactions": red.counts,
             }
         )
@@ -188,7 +189,7 @@ async def stored_conversation(
     row = (await uow.session.execute(q)).mappings().first()
     if row is None:
         return None
-    body: dict[str, Any] = orjson.loads(row["body"])
+    body: dict[str, Any] = orjson.loads(row["body"])["conversation"]
     body["ingested_at"] = row["ingested_at"].isoformat()
     body["redactions"] = row["redactions"]
     return body

@@ -372,6 +372,8 @@ def decode(
         time=ce.get_time() or datetime.now(UTC),
         causationid=ce.get_extension("causationid"),
         traceparent=tp.decode() if tp else None,
+        # The record's own bytes are the payload's JSON: keep them, so storing it needs no second dump.
+        _value=value or b"",
     )
 
 

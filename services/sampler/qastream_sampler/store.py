@@ -258,7 +258,7 @@ class SamplerStore:
                     "tenant_id": env.tenant,
                     "conversation_id": conversation_of(env.data),
                     "ce_type": env.type,
-                    "body": env.data.model_dump_json().encode(),
+                    "body": env.value(),
                 }
             )
             heads[(topic, partition)] = max(offset, heads.get((topic, partition), -1))

@@ -53,3 +53,10 @@ def test_decode_names_what_is_wrong(mutate, reason):
 def test_unknown_conversation_fields_are_kept_in_metadata():
     c = conversation("c-2", crm_ticket="T-9")
     assert c.metadata["crm_ticket"] == "T-9"
+
+
+def test_decoded_envelope_keeps_the_records_payload_bytes():
+    k, v, h = encode(ingested("acme", conversation("c-3")))
+    env = decode(k, v, h)
+    assert env.value() == v
+    assert type(env.data).model_validate_json(env.value()) == env.data

@@ -48,8 +48,17 @@ def outbox_row(topic: str, env: Envelope, settings: Settings) -> dict[str, Any]:
         "topic": physical(topic, settings),
         "key": key,
         "value": value,
-        "headers": [[k, v.decode("latin-1")] for k, v in headers],
+        "headers": pack_headers(headers),
     }
+
+
+def pack_headers(headers: Iterable[tuple[str, bytes]]) -> bytes:
+    # Header values are bytes; latin-1 maps each byte to one code point, so orjson round-trips them exactly.
+    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def unpack_headers(packed: bytes) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("latin-1")) for k, v in orjson.loads(packed)]
 
 
 def raw_row(
@@ -61,7 +70,7 @@ def raw_row(
         "topic": topic,
         "key": key,
         "value": value,
-        "headers": [[k, v.decode("latin-1")] for k, v in headers],
+        "headers": pack_headers(headers),
     }
 
 
@@ -177,7 +186,7 @@ class OutboxRelay:
         open_batches: dict[tuple[str, int], BatchBuilder] = {}
         for row in rows:
             topic, key, value = row["topic"], row["key"], row["value"]
-            headers = [(k, v.encode("latin-1")) for k, v in _json(row["headers"])]
+            headers = unpack_headers(row["headers"])
             partitions = sorted(await producer.partitions_for(topic))  # cached after the first call
             partition = _PARTITIONER(key, partitions, partitions)
             builder = open_batches.get((topic, partition))
@@ -205,7 +214,3 @@ class OutboxRelay:
 class _Batch:
     ids: list[int]
     acks: list[asyncio.Future[Any]]
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -18,11 +18,12 @@ import time
 import zlib
 from pathlib import Path
 
+from scipy.stats import pointbiserialr
+from sklearn.metrics import roc_auc_score
+
 from qastream_scoring.autoqa import prepare, score_conversation
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_shared.conversation import Conversation
-from scipy.stats import pointbiserialr
-from sklearn.metrics import roc_auc_score
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conversations" / "star.jsonl"
 LABELS = ("user_says_task_done", "user_says_agent_calm_helpful")

@@ -26,15 +26,15 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+
+from bench.common import Stopwatch, emit, rate
+from bench.platform import cleanup, servers
 from qastream_ingest.app import SPEC
 from qastream_shared.events import Role
 from qastream_shared.outbox import make_producer
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import isolated_settings, star_records
-
-from bench.common import Stopwatch, emit, rate
-from bench.platform import cleanup, servers
 from tests.integration.conftest import Proc
 from tests.integration.conftest_ingest import LiveIngest, create_tenants, star_stream, take
 

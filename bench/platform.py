@@ -23,6 +23,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import insert
+
+from bench.common import Stopwatch, emit, rate, ratio
 from qastream_shared.db import drop_schema
 from qastream_shared.events import encode
 from qastream_shared.migrations import migrate
@@ -32,9 +35,6 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack
 from qastream_shared.testing import conversation, ingested, isolated_settings
 from qastream_shared.topics import CONVERSATIONS, ensure_topics
-from sqlalchemy import insert
-
-from bench.common import Stopwatch, emit, rate, ratio
 from tests.integration.probe import SPEC
 
 RAW_VALUE_BYTES = 1024

@@ -23,16 +23,16 @@ import time
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
+
+from bench.common import Stopwatch, emit, rate
+from bench.platform import cleanup, raw_consume, servers
 from qastream_sampler.tables import inputs, sample_log
 from qastream_shared.events import ConversationIngested
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
-from sqlalchemy import func, select
-
-from bench.common import Stopwatch, emit, rate
-from bench.platform import cleanup, raw_consume, servers
 from tests.integration.test_sampler import count, install_plans, stream
 from tests.integration.test_scoring import add_tenant
 

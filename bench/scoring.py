@@ -30,6 +30,10 @@ from typing import Any
 
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+
+from bench.common import Stopwatch, emit, rate
+from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa.pipeline import score_conversation
 from qastream_scoring.default_scorecard import default_scorecard
@@ -41,10 +45,6 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import isolated_settings, produce_envelopes, read_topic
 from qastream_shared.topics import REVIEWS, SAMPLES, ensure_topics, physical
-from sqlalchemy import func, select
-
-from bench.common import Stopwatch, emit, rate
-from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from tests.integration.conftest import Proc
 from tests.integration.test_scoring import add_tenant, sampled, star
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from qastream_shared.stack import Stack, sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]

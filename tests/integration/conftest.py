@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import isolated_settings, settings_env
-
 from tests.integration.probe import SPEC
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
 from qastream_ingest import service
 from qastream_ingest.app import SPEC
 from qastream_shared.events import Role
@@ -25,7 +26,6 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import star_records
 from qastream_shared.topics import ensure_topics
-
 from tests.integration.conftest import Proc
 
 # Scoped keys see a subset of the tenant: the agent key is agent-1's, the team lead's is team-a's.

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import func, select
+
 from qastream_shared.consumer import BatchConsumer
 from qastream_shared.events import Envelope
 from qastream_shared.outbox import OutboxRelay
@@ -24,8 +26,6 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack
 from qastream_shared.testing import conversation, eventually, ingested, produce_envelopes
 from qastream_shared.topics import CONVERSATIONS, physical
-from sqlalchemy import func, select
-
 from tests.integration.probe import effects
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,6 +13,12 @@ import hypothesis.errors
 import orjson
 import pytest
 import schemathesis
+from schemathesis import Case, GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from sqlalchemy import select
+
 from qastream_ingest.app import SPEC
 from qastream_ingest.cli import _import
 from qastream_ingest.tables import conversations
@@ -31,12 +37,6 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import STAR, eventually, isolated_settings, produce, read_topic, star_records
 from qastream_shared.topics import CONVERSATIONS, INBOUND_CONVERSATIONS, dlq, physical
-from schemathesis import Case, GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.core.result import Ok
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
-from sqlalchemy import select
-
 from tests.integration.conftest import Proc
 from tests.integration.conftest_ingest import (
     AGENT_ID,
@@ -355,9 +355,7 @@ def inbound(tenant: str, body: dict[str, Any]) -> Envelope:
 # --- 3. SIGKILL under load loses nothing that was answered 202 --------------------------------------
 
 
-async def test_sigkill_under_load_loses_no_accepted_conversation(
-    settings: Settings, spawn: type[Proc]
-) -> None:
+async def test_sigkill_under_load_loses_no_accepted_conversation(settings: Settings, spawn: Any) -> None:
     tenant = (await create_tenants(settings, "acme"))["acme"]
     ingest = LiveIngest(lambda args, env: spawn(args, env))
     await ingest.start()
@@ -400,10 +398,15 @@ async def test_sigkill_under_load_loses_no_accepted_conversation(
 
     async def published() -> set[str] | None:
         records = await read_topic(settings, topic, expect=len(stored), within=5)
-        ids = {e.data.conversation.conversation_id for e in map(decode_record, records)}
+        ids = {
+            e.data.conversation.conversation_id
+            for e in map(decode_record, records)
+            if isinstance(e.data, ConversationIngested)
+        }
         return ids if ids >= stored else None
 
     on_topic = await eventually(published, within=90, every=0)
+    assert on_topic is not None
     missing = accepted - on_topic
     assert not missing, f"{len(missing)} of {len(accepted)} accepted conversations never reached the topic"
     assert accepted <= stored

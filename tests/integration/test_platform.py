@@ -7,6 +7,8 @@ import contextlib
 from collections import Counter
 
 import pytest
+from sqlalchemy import func, insert, select
+
 from qastream_shared.consumer import BatchConsumer
 from qastream_shared.events import decode, encode
 from qastream_shared.outbox import OutboxRelay, outbox_row
@@ -14,8 +16,6 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import conversation, eventually, ingested, produce, produce_envelopes, read_topic
 from qastream_shared.topics import CONVERSATIONS, dlq, physical
-from sqlalchemy import func, insert, select
-
 from tests.integration.probe import effects
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from sqlalchemy import func, select
+
 from qastream_ingest.importers import parse_star
 from qastream_scoring.app import SPEC
 from qastream_scoring.tables import reviews
@@ -26,7 +28,6 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
 from qastream_shared.testing import STAR, eventually, produce_envelopes, read_topic
 from qastream_shared.topics import REVIEWS, SAMPLES, TENANTS, ensure_topics, physical
-from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +216,7 @@ async def test_rescore_adds_reviews_under_another_version_and_never_overwrites(s
         assert (created, seen) == (40, 40)
         assert await _rescore("acme", None, 2, None) == (0, 40)  # idempotent
         async with runtime.sessions() as s:
-            versions = dict(
+            versions: dict[int, int] = dict(
                 (
                     await s.execute(
                         select(reviews.c.scorecard_version, func.count()).group_by(

@@ -11,9 +11,10 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from typer.testing import CliRunner
+
 from qastream_shared.cli import app
 from qastream_shared.stack import Stack
-from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration
 

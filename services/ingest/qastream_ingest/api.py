@@ -8,17 +8,17 @@ import orjson
 from fastapi import APIRouter, Body, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+
+from qastream_ingest import service
+from qastream_ingest.redaction import RedactionPolicy
+from qastream_ingest.tables import tables
 from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.conversation import MAX_BATCH_ITEMS, Conversation, Feedback
 from qastream_shared.events import Role
 from qastream_shared.http import MAX_BODY_BYTES, PROBLEM, problem
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.telemetry import current_traceparent
-from sqlalchemy import select
-
-from qastream_ingest import service
-from qastream_ingest.redaction import RedactionPolicy
-from qastream_ingest.tables import tables
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 

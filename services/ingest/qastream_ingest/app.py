@@ -9,15 +9,15 @@ import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
-from qastream_shared.conversation import Conversation
-from qastream_shared.runtime import ServiceSpec, create_app
-from qastream_shared.settings import Settings, get_settings
-from qastream_shared.topics import INBOUND_CONVERSATIONS
 
 from qastream_ingest.api import BatchIn, Problem, router
 from qastream_ingest.handlers import make_handler
 from qastream_ingest.service import Redactors
 from qastream_ingest.tables import metadata, tables
+from qastream_shared.conversation import Conversation
+from qastream_shared.runtime import ServiceSpec, create_app
+from qastream_shared.settings import Settings, get_settings
+from qastream_shared.topics import INBOUND_CONVERSATIONS
 
 SPEC = ServiceSpec(
     name="ingest",

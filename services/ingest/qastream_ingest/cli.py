@@ -13,16 +13,16 @@ from typing import Annotated, Any
 import httpx
 import orjson
 import typer
-from qastream_shared.conversation import Conversation
-from qastream_shared.events import Role
-from qastream_shared.migrations import migrate
-from qastream_shared.runtime import ServiceRuntime
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from qastream_ingest import service
 from qastream_ingest.app import SPEC
 from qastream_ingest.importers import ImportProblem, read_conversations
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import Role
+from qastream_shared.migrations import migrate
+from qastream_shared.runtime import ServiceRuntime
 
 console = Console()
 tenant_app = typer.Typer(help="Tenants (client companies) of this deployment.", no_args_is_help=True)

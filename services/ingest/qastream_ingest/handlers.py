@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from qastream_shared.consumer import Handler, Rejected, UnitOfWork
-from qastream_shared.conversation import Conversation
-from qastream_shared.events import Envelope, InboundConversation
-from qastream_shared.runtime import ServiceRuntime
 from sqlalchemy import select
 
 from qastream_ingest import service
 from qastream_ingest.tables import tables
+from qastream_shared.consumer import Handler, Rejected, UnitOfWork
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import Envelope, InboundConversation
+from qastream_shared.runtime import ServiceRuntime
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:

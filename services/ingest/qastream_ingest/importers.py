@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import ijson
 from pydantic import ValidationError
+
 from qastream_shared.conversation import Channel, Conversation, Role, Turn
 
 _HEAD_BYTES = 64 * 1024

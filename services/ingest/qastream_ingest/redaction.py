@@ -21,8 +21,9 @@ from typing import Any
 
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from qastream_shared.conversation import Conversation, Role, Turn
 from stdnum import iban, luhn
+
+from qastream_shared.conversation import Conversation, Role, Turn
 
 MAX_CUSTOM_PATTERNS = 50
 MAX_PATTERN_CHARS = 500

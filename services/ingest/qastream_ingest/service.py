@@ -11,6 +11,11 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from qastream_ingest.redaction import RedactionPolicy, Redactor, tenant_pepper
+from qastream_ingest.tables import conversations, feedback, redaction_policies, tables
 from qastream_shared.auth import Principal, scoped
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation, Feedback
@@ -27,11 +32,6 @@ from qastream_shared.events import (
 )
 from qastream_shared.keys import generate_key
 from qastream_shared.topics import CONVERSATIONS, TENANTS
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-from qastream_ingest.redaction import RedactionPolicy, Redactor, tenant_pepper
-from qastream_ingest.tables import conversations, feedback, redaction_policies, tables
 
 SOURCE = "ingest"
 

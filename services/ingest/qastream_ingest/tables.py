@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 from sqlalchemy import (
     Column,
     DateTime,
@@ -15,6 +14,8 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 
 metadata = MetaData()
 tables = add_platform_tables(metadata)

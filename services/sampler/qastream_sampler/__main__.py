@@ -1,5 +1,4 @@
-from qastream_shared.runtime import serve
-
 from qastream_sampler.app import build
+from qastream_shared.runtime import serve
 
 serve(build)

@@ -6,11 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
-from qastream_shared.auth import Principal, require, scoped
-from qastream_shared.consumer import UnitOfWork
-from qastream_shared.events import Role
-from qastream_shared.http import validation_errors
-from qastream_shared.runtime import ServiceRuntime
 from sqlalchemy import func, select
 
 from qastream_sampler.engine import UnknownConversation
@@ -18,6 +13,11 @@ from qastream_sampler.explain import explain
 from qastream_sampler.handlers import store_of
 from qastream_sampler.plans import AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
 from qastream_sampler.tables import auto_policies, plans, sample_log
+from qastream_shared.auth import Principal, require, scoped
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.events import Role
+from qastream_shared.http import validation_errors
+from qastream_shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
 Reader = Annotated[Principal, require(Role.admin, Role.qa_lead, Role.reviewer, Role.platform)]

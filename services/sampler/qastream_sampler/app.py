@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from qastream_shared.runtime import ServiceSpec, create_app
-from qastream_shared.settings import Settings
-from qastream_shared.topics import CONVERSATIONS, REVIEWS
 
 from qastream_sampler.api import router
 from qastream_sampler.handlers import idle_tick, make_handler
 from qastream_sampler.tables import metadata, tables
+from qastream_shared.runtime import ServiceSpec, create_app
+from qastream_shared.settings import Settings
+from qastream_shared.topics import CONVERSATIONS, REVIEWS
 
 SPEC = ServiceSpec(
     name="sampler",

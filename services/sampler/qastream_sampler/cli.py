@@ -6,8 +6,6 @@ import asyncio
 from typing import Annotated
 
 import typer
-from qastream_shared.runtime import ServiceRuntime
-from qastream_shared.topics import CONVERSATIONS, REGISTRY
 from rich.console import Console
 from rich.table import Table
 
@@ -15,6 +13,8 @@ from qastream_sampler.app import SPEC
 from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import PlanExplanation, explain
 from qastream_sampler.store import SamplerStore
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.topics import CONVERSATIONS, REGISTRY
 
 console = Console()
 samples_app = typer.Typer(help="The sampler's decisions.", no_args_is_help=True)

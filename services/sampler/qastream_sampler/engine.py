@@ -31,16 +31,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from qastream_shared.conversation import Conversation
-from qastream_shared.events import (
-    ConversationIngested,
-    ConversationUpdated,
-    CsatRecorded,
-    Purpose,
-    ReviewKind,
-    ReviewSubmitted,
-)
-
 from qastream_sampler.decisions import Decision, uniform
 from qastream_sampler.plans import (
     AnyPlan,
@@ -62,6 +52,15 @@ from qastream_sampler.plans import (
     Scope,
     StratifiedPlan,
     TargetedPlan,
+)
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import (
+    ConversationIngested,
+    ConversationUpdated,
+    CsatRecorded,
+    Purpose,
+    ReviewKind,
+    ReviewSubmitted,
 )
 
 _US = timedelta(microseconds=1)

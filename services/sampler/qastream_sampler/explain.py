@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qastream_shared.events import Purpose
-
 from qastream_sampler.decisions import uniform
 from qastream_sampler.engine import (
     ConversationFacts,
@@ -15,6 +13,7 @@ from qastream_sampler.engine import (
     rule_matches,
 )
 from qastream_sampler.plans import AnyPlan, NewAgent, RandomPlan, StratifiedPlan, TargetedPlan
+from qastream_shared.events import Purpose
 
 Detail = str | int | float | bool | None
 

@@ -17,20 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from qastream_shared.consumer import UnitOfWork
-from qastream_shared.conversation import Conversation
-from qastream_shared.events import (
-    EVENT_TYPES,
-    ConversationIngested,
-    ConversationUpdated,
-    CsatRecorded,
-    Envelope,
-    Event,
-    ReviewSubmitted,
-    conversation_key,
-)
-from qastream_shared.settings import Settings
-from qastream_shared.topics import CONVERSATIONS, SAMPLES, physical
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +35,20 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.plans import AutoPolicy, parse_plan
 from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, sample_log
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import (
+    EVENT_TYPES,
+    ConversationIngested,
+    ConversationUpdated,
+    CsatRecorded,
+    Envelope,
+    Event,
+    ReviewSubmitted,
+    conversation_key,
+)
+from qastream_shared.settings import Settings
+from qastream_shared.topics import CONVERSATIONS, SAMPLES, physical
 
 log = logging.getLogger(__name__)
 SOURCE = "sampler"

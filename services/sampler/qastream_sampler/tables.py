@@ -3,7 +3,6 @@ order and `sample_log` every decision; the in-memory engine state is rebuilt fro
 
 from __future__ import annotations
 
-from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -20,6 +19,8 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
 
 metadata = MetaData()
 tables = add_platform_tables(metadata)

@@ -6,15 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict
-from qastream_shared.auth import Principal, require, scoped
-from qastream_shared.events import Role
-from qastream_shared.runtime import ServiceRuntime
-from qastream_shared.scorecard import SLUG, Scorecard, ScoringSettings
 from sqlalchemy import case, func, select
 
 from qastream_scoring import service
 from qastream_scoring.tables import reviews
 from qastream_scoring.validation import InvalidScorecard
+from qastream_shared.auth import Principal, require, scoped
+from qastream_shared.events import Role
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.scorecard import SLUG, Scorecard, ScoringSettings
 
 router = APIRouter(prefix="/v1")
 Reader = Annotated[Principal, require()]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from qastream_shared.runtime import ServiceSpec, create_app
-from qastream_shared.settings import Settings
-from qastream_shared.topics import SAMPLES
 
 from qastream_scoring.api import router
 from qastream_scoring.handlers import make_handler
 from qastream_scoring.tables import metadata, tables
+from qastream_shared.runtime import ServiceSpec, create_app
+from qastream_shared.settings import Settings
+from qastream_shared.topics import SAMPLES
 
 SPEC = ServiceSpec(
     name="scoring",

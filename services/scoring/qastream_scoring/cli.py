@@ -7,9 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from qastream_shared.conversation import Conversation
-from qastream_shared.migrations import migrate
-from qastream_shared.runtime import ServiceRuntime
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
@@ -17,6 +14,9 @@ from sqlalchemy import func, select
 from qastream_scoring import service
 from qastream_scoring.app import SPEC
 from qastream_scoring.tables import conversations
+from qastream_shared.conversation import Conversation
+from qastream_shared.migrations import migrate
+from qastream_shared.runtime import ServiceRuntime
 
 console = Console()
 CHUNK = 500

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from qastream_scoring import service
 from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationSampled, Envelope, Purpose
 from qastream_shared.runtime import ServiceRuntime
-
-from qastream_scoring import service
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:

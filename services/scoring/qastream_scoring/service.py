@@ -11,6 +11,14 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
+from sqlalchemy import Text, and_, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from qastream_scoring.autoqa.pipeline import AutoReview, score_conversation
+from qastream_scoring.default_scorecard import DEFAULT_SCORECARD_ID, default_scorecard
+from qastream_scoring.tables import conversations, reviews, scorecards, scoring_settings
+from qastream_scoring.validation import next_version
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
@@ -24,14 +32,6 @@ from qastream_shared.events import (
 )
 from qastream_shared.scorecard import Scorecard, ScoringSettings
 from qastream_shared.topics import REVIEWS, SCORECARDS
-from sqlalchemy import Text, and_, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-from qastream_scoring.autoqa.pipeline import AutoReview, score_conversation
-from qastream_scoring.default_scorecard import DEFAULT_SCORECARD_ID, default_scorecard
-from qastream_scoring.tables import conversations, reviews, scorecards, scoring_settings
-from qastream_scoring.validation import next_version
 
 SOURCE = "scoring"
 # Batch inserts run as executemany of one statement, compiled once: a multi-row .values() is compiled

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
-from qastream_shared.scorecard import ScaleKind, Scorecard
 
 from qastream_scoring.autoqa.base import params_problems
 from qastream_scoring.autoqa.registry import DEFAULT_REGISTRY, Registry
+from qastream_shared.scorecard import ScaleKind, Scorecard
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, insert
+
 from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.events import ConversationIngested, Envelope
 from qastream_shared.platform_tables import add_platform_tables
 from qastream_shared.runtime import ServiceRuntime, ServiceSpec
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, insert
 
 metadata = MetaData()
 tables = add_platform_tables(metadata)

@@ -16,7 +16,6 @@ from qastream_shared.outbox import OutboxRelay
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.telemetry import configure
-
 from tests.integration.probe import SPEC
 
 

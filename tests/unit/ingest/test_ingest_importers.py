@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from qastream_ingest.importers import (
     STAR_AGENTS,
     STAR_TEAMS,

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from stdnum import luhn
+
 from qastream_ingest.redaction import (
     RedactionPolicy,
     Redactor,
@@ -16,7 +18,6 @@ from qastream_ingest.redaction import (
     tenant_pepper,
 )
 from qastream_shared.conversation import Conversation
-from stdnum import luhn
 
 PEPPER = tenant_pepper("test-master-pepper", "tenant-a")
 REDACTOR = Redactor(RedactionPolicy(), PEPPER)

@@ -1,4 +1,5 @@
 import pytest
+
 from qastream_shared import asyncapi
 from qastream_shared.events import EVENT_TYPES, InvalidEvent, decode, encode
 from qastream_shared.testing import conversation, ingested

@@ -1,6 +1,7 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from qastream_shared.keys import InvalidApiKey, generate_key, hash_key, parse_key_id, verify_key
 
 PEPPER = "test-pepper-123"

@@ -5,6 +5,18 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from sampler_synth import (
+    T0,
+    TENANT,
+    Event,
+    conversation,
+    event_conversation_id,
+    interleave,
+    partition_of,
+    population,
+    replay,
+)
+
 from qastream_sampler.decisions import Decision, decision_event_id, to_event, uniform
 from qastream_sampler.engine import (
     SamplerConfig,
@@ -27,17 +39,6 @@ from qastream_shared.events import (
     Rating,
     ReviewKind,
     ReviewSubmitted,
-)
-from sampler_synth import (
-    T0,
-    TENANT,
-    Event,
-    conversation,
-    event_conversation_id,
-    interleave,
-    partition_of,
-    population,
-    replay,
 )
 
 CONFIG = SamplerConfig(grace=timedelta(hours=1), late_window=timedelta(days=14))

@@ -2,10 +2,11 @@ import random
 from datetime import timedelta
 
 import pytest
+from sampler_synth import T0, TENANT, population
+
 from qastream_sampler.engine import SamplerConfig, SamplerState, close, observe_conversation
 from qastream_sampler.estimate import SampledValue, design_weighted_iqs, hajek_mean, horvitz_thompson_mean
 from qastream_sampler.plans import parse_plan
-from sampler_synth import T0, TENANT, population
 
 CONFIG = SamplerConfig()
 

@@ -1,5 +1,6 @@
 import pytest
 from pydantic import ValidationError
+
 from qastream_sampler.plans import AutoPolicy, CsatAtMost, edit_plan, parse_plan, plan_set_problems
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from scoring_fixtures import convo
+
 from qastream_scoring.autoqa import ConversationView, Finding, Registry, default_registry, score_conversation
 from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.phrases import PhrasesScorer
@@ -13,7 +15,6 @@ from qastream_scoring.autoqa.timing import TimingScorer
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_shared.conversation import Conversation
 from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
-from scoring_fixtures import convo
 
 BIN = Scale(kind=ScaleKind.binary)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from qastream_scoring.engine import InvalidRating, category_score, score_review
 from qastream_shared.events import Rating
 from qastream_shared.scorecard import (

@@ -10,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from scoring_fixtures import convo
+
 from qastream_scoring.autoqa import LlmConfig, default_registry, score_conversation
 from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
-from scoring_fixtures import convo
 
 CONV = convo(
     ("customer", "Can you reset my password?"), ("agent", "Done, I've sent a reset link to your email.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.validation import InvalidScorecard, next_version, validate_scorecard
 from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef

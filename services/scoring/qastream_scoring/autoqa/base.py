@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
+
 from qastream_shared.conversation import Conversation, Role
 from qastream_shared.events import Evidence
 from qastream_shared.scorecard import Scale

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
-from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
+from qastream_shared.scorecard import Scale
 
 Cue = Literal["agent_loop", "customer_repeat", "customer_frustration", "curt_reply", "sloppy_writing"]
 DEFAULT_PENALTIES: dict[Cue, float] = {

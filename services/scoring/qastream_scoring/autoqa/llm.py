@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
-from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na
+from qastream_shared.scorecard import Scale
 
 
 class LlmError(RuntimeError):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na, phrase_pattern
+from qastream_shared.scorecard import Scale
 
 
 class PhrasesParams(Params):

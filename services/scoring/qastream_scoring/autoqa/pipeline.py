@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from qastream_shared.conversation import Conversation
-from qastream_shared.events import Provenance, Rating
-from qastream_shared.scorecard import Category, Scorecard, ScoringSettings
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Scorer
 from qastream_scoring.autoqa.registry import DEFAULT_REGISTRY, Registry
 from qastream_scoring.engine import ReviewResult, category_score, combine, value_for_fraction
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import Provenance, Rating
+from qastream_shared.scorecard import Category, Scorecard, ScoringSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Literal
 
-from qastream_shared.scorecard import Scale
-
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
+from qastream_shared.scorecard import Scale
 
 
 def _cues(*phrases: str) -> re.Pattern[str]:

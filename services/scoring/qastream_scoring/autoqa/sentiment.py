@@ -17,10 +17,10 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
-from qastream_shared.scorecard import Scale
 from vaderSentiment.vaderSentiment import NEGATE, SentimentIntensityAnalyzer
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
+from qastream_shared.scorecard import Scale
 
 EMPATHY = re.compile(
     r"\b(?:sorry|apologi[sz]e|apologies|i understand|i see how|that must be|i can imagine|"

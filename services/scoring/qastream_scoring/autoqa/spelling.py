@@ -12,10 +12,10 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
-from qastream_shared.scorecard import Scale
 from spellchecker import SpellChecker
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
+from qastream_shared.scorecard import Scale
 
 _TOKEN = re.compile(r"(?<![\w'@/.-])[a-z]{3,}(?![\w'@/-])")
 

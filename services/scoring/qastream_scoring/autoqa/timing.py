@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
-from qastream_shared.scorecard import Scale
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp, na
+from qastream_shared.scorecard import Scale
 
 
 class TimingParams(Params):

@@ -1,6 +1,7 @@
 """sampler: initial tables (created from the table definitions of this first release)"""
 
 from alembic import op
+
 from qastream_sampler.tables import metadata
 
 revision = "0001"

@@ -1,6 +1,7 @@
 """scoring: initial tables (created from the table definitions of this first release)"""
 
 from alembic import op
+
 from qastream_scoring.tables import metadata
 
 revision = "0001"

@@ -12,14 +12,17 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 
 def tenant_id(**kw: Any) -> Column[str]:
@@ -29,6 +32,22 @@ def tenant_id(**kw: Any) -> Column[str]:
 
 def conversation_id(**kw: Any) -> Column[str]:
     return Column("conversation_id", String(200), nullable=False, **kw)
+
+
+def versioned_documents(
+    name: str, metadata: MetaData, *key: Column[Any], stamped: str = "created_at"
+) -> Table:
+    """A tenant's immutable JSON documents (plans, scorecards): an edit inserts version n+1, never updates."""
+    return Table(
+        name,
+        metadata,
+        tenant_id(),
+        *key,
+        Column("version", Integer, nullable=False),
+        Column("body", JSONB, nullable=False),
+        Column(stamped, DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("tenant_id", *(c.name for c in key), "version"),
+    )
 
 
 def add_platform_tables(metadata: MetaData) -> dict[str, Table]:

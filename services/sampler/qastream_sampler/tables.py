@@ -16,11 +16,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
-from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
+from qastream_shared.platform_tables import (
+    add_platform_tables,
+    conversation_id,
+    tenant_id,
+    versioned_documents,
+)
 
 metadata = MetaData()
 tables = add_platform_tables(metadata)
@@ -63,25 +66,8 @@ sample_log = Table(
     Column("event_id", String(64), nullable=False),
     PrimaryKeyConstraint("tenant_id", "conversation_id", "purpose", "plan_id"),
 )
-plans = Table(
-    "plans",
-    metadata,
-    tenant_id(),
-    Column("plan_id", String(100), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("body", JSONB, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("tenant_id", "plan_id", "version"),
-)
-auto_policies = Table(
-    "auto_policies",
-    metadata,
-    tenant_id(),
-    Column("version", Integer, nullable=False),
-    Column("body", JSONB, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("tenant_id", "version"),
-)
+plans = versioned_documents("plans", metadata, Column("plan_id", String(100), nullable=False))
+auto_policies = versioned_documents("auto_policies", metadata)
 tables.update(
     inputs=inputs, input_heads=input_heads, sample_log=sample_log, plans=plans, auto_policies=auto_policies
 )

@@ -18,20 +18,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from qastream_shared.platform_tables import add_platform_tables, conversation_id, tenant_id
+from qastream_shared.platform_tables import (
+    add_platform_tables,
+    conversation_id,
+    tenant_id,
+    versioned_documents,
+)
 
 metadata = MetaData()
 tables = add_platform_tables(metadata)
 
-scorecards = Table(
-    "scorecards",
-    metadata,
-    tenant_id(),
-    Column("scorecard_id", String(64), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("body", JSONB, nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("tenant_id", "scorecard_id", "version"),
+scorecards = versioned_documents(
+    "scorecards", metadata, Column("scorecard_id", String(64), nullable=False), stamped="published_at"
 )
 scoring_settings = Table(
     "scoring_settings",

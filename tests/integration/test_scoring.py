@@ -228,3 +228,41 @@ async def test_rescore_adds_reviews_under_another_version_and_never_overwrites(s
         assert versions == {1: 40, 2: 40}  # the version-1 reviews are untouched
     finally:
         await runtime.stop()
+
+
+async def test_reviews_and_settings_are_tenant_scoped_on_every_endpoint(settings, spawn):
+    await ensure_topics(settings)
+    key_a = await add_tenant(settings, "alpha")
+    key_b = await add_tenant(settings, "beta")
+    agent_a = await add_tenant(settings, "alpha", role=Role.agent, agent_id="nobody")
+    convs = star(5)
+    await produce_envelopes(settings, physical(SAMPLES, settings), [sampled("alpha", c) for c in convs])
+    port = free_port()
+    spawn(["-m", "qastream_scoring"], {"QA_HTTP_PORT": str(port)})
+    a = {"Authorization": f"Bearer {key_a}"}
+    b = {"Authorization": f"Bearer {key_b}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+        async def reviewed() -> list[dict[str, object]] | None:
+            try:
+                r = await http.get("/v1/reviews", headers=a)
+            except httpx.TransportError:
+                return None
+            return r.json() if r.status_code == 200 and len(r.json()) == 5 else None
+
+        mine = await eventually(reviewed, within=60)
+        assert mine is not None
+        rid, cid = mine[0]["review_id"], mine[0]["conversation_id"]
+        assert (await http.get(f"/v1/reviews/{rid}", headers=a)).status_code == 200
+        # beta: nothing of alpha's through any review endpoint
+        assert (await http.get(f"/v1/reviews/{rid}", headers=b)).status_code == 404
+        assert (await http.get("/v1/reviews", headers=b)).json() == []
+        assert (await http.get("/v1/reviews", params={"conversation_id": cid}, headers=b)).json() == []
+        assert (await http.get("/v1/reviews/summary", headers=b)).json() == []
+        # an agent key of alpha sees only its own agent's reviews (none here)
+        assert (await http.get("/v1/reviews", headers={"Authorization": f"Bearer {agent_a}"})).json() == []
+        # beta changing its settings leaves alpha's untouched
+        body = {"settings": {"pass_mark": 0.5}}
+        assert (await http.put("/v1/scoring-settings", json=body, headers=b)).status_code == 200
+        assert (await http.get("/v1/scoring-settings", headers=a)).json()["settings"]["pass_mark"] == 0.8
+        assert (await http.get("/v1/scoring-settings", headers=b)).json()["settings"]["pass_mark"] == 0.5

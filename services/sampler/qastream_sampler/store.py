@@ -289,8 +289,11 @@ class SamplerStore:
         if not decisions:
             return 0
         rows = {}
+        chosen: dict[tuple[str, str, str, str], tuple[str, Decision]] = {}
         for tenant, d in decisions:
-            rows[(tenant, d.conversation_id, d.purpose.value, d.plan_id)] = {
+            key = (tenant, d.conversation_id, d.purpose.value, d.plan_id)
+            chosen[key] = (tenant, d)
+            rows[key] = {
                 "tenant_id": tenant,
                 "conversation_id": d.conversation_id,
                 "purpose": d.purpose.value,
@@ -308,15 +311,12 @@ class SamplerStore:
         ordered = [rows[k] for k in sorted(rows)]
         result = await uow.session.execute(_LOG_INSERT, ordered)
         inserted: set[tuple[Any, ...]] = {tuple(r) for r in result}
-        new = [
-            (tenant, d)
-            for tenant, d in decisions
-            if (tenant, d.conversation_id, d.purpose.value, d.plan_id) in inserted
-        ]
-        missing = {(t, d.conversation_id) for t, d in new if (t, d.conversation_id) not in known}
+        # Each logged decision once, even if tailing and closing both produced it in this batch.
+        new = [(key, *chosen[key]) for key in sorted(rows) if key in inserted]
+        missing = {(t, d.conversation_id) for _, t, d in new if (t, d.conversation_id) not in known}
         if missing:
             known = {**known, **await self._conversations(uow.session, missing)}
-        for tenant, d in new:
+        for key, tenant, d in new:
             conv = known[(tenant, d.conversation_id)]
             uow.publish(
                 SAMPLES,
@@ -326,7 +326,7 @@ class SamplerStore:
                     tenant=tenant,
                     key=conversation_key(tenant, d.conversation_id),
                     subject=d.conversation_id,
-                    id=decision_event_id(tenant, d),
+                    id=rows[key]["event_id"],
                 ),
             )
         return len(new)

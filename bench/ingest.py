@@ -1,6 +1,6 @@
 """Ingest over real HTTP: sustained conversations/s in batches, single-POST latency, next to raw COPY and produce.
 
-    uv run python -m bench.ingest [--seconds 20] [--clients 6]
+    uv run python -m bench.ingest [--seconds 20] [--clients 6] [--single-rate 200 ...]
 
 Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or reuses) the launcher's
 local stack. The service runs as `python -m qastream_ingest` in its own process, in a fresh topic prefix and
@@ -181,7 +181,9 @@ async def raw_produce(settings: Settings, n: int) -> dict[str, Any]:
     )
 
 
-async def main(seconds: float, clients: int, profile: str | None) -> dict[str, Any]:
+async def main(
+    seconds: float, clients: int, profile: str | None, single_rates: list[float]
+) -> dict[str, Any]:
     db, kafka = servers()
     settings = isolated_settings(db, kafka)
     key = (await create_tenants(settings, "bench"))["bench"].keys[Role.platform]
@@ -199,10 +201,13 @@ async def main(seconds: float, clients: int, profile: str | None) -> dict[str, A
         if spy is not None:
             await spy.wait()
         single = await http_single(ingest, key, batches["per_s"] / 2, seconds / 2)
+        # Latency where one process keeps up, beside the half-load figure (which shows saturation).
+        at_rates = {f"{r:g}_per_s": await http_single(ingest, key, r, seconds / 2) for r in single_rates}
         ingest.stop()
         return {
             "http_batches": batches,
             "http_single": single,
+            "http_single_at": at_rates,
             "raw_copy": await raw_copy(settings, RAW_N),
             "raw_produce": await raw_produce(settings, RAW_N),
         }
@@ -216,5 +221,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--profile", help="write a py-spy flame graph of the service here")
+    parser.add_argument(
+        "--single-rate",
+        type=float,
+        action="append",
+        default=[],
+        help="also measure single POSTs at this rate",
+    )
     args = parser.parse_args()
-    emit(asyncio.run(main(args.seconds, args.clients, args.profile)))
+    emit(asyncio.run(main(args.seconds, args.clients, args.profile, args.single_rate)))

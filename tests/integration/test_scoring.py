@@ -257,7 +257,7 @@ async def test_reviews_and_settings_are_tenant_scoped_on_every_endpoint(settings
         # beta: nothing of alpha's through any review endpoint
         assert (await http.get(f"/v1/reviews/{rid}", headers=b)).status_code == 404
         assert (await http.get("/v1/reviews", headers=b)).json() == []
-        assert (await http.get("/v1/reviews", params={"conversation_id": cid}, headers=b)).json() == []
+        assert (await http.get("/v1/reviews", params={"conversation_id": str(cid)}, headers=b)).json() == []
         assert (await http.get("/v1/reviews/summary", headers=b)).json() == []
         # an agent key of alpha sees only its own agent's reviews (none here)
         assert (await http.get("/v1/reviews", headers={"Authorization": f"Bearer {agent_a}"})).json() == []

@@ -290,9 +290,11 @@ class SamplerStore:
             return 0
         rows = {}
         chosen: dict[tuple[str, str, str, str], tuple[str, Decision]] = {}
+        event_ids: dict[tuple[str, str, str, str], str] = {}
         for tenant, d in decisions:
             key = (tenant, d.conversation_id, d.purpose.value, d.plan_id)
             chosen[key] = (tenant, d)
+            event_ids[key] = decision_event_id(tenant, d)
             rows[key] = {
                 "tenant_id": tenant,
                 "conversation_id": d.conversation_id,
@@ -305,7 +307,7 @@ class SamplerStore:
                 "inclusion_probability": d.inclusion_probability,
                 "reason": d.reason,
                 "decided_at": d.decided_at,
-                "event_id": decision_event_id(tenant, d),
+                "event_id": event_ids[key],
             }
         # Sorted, so two replicas inserting the same close decisions take row locks in the same order.
         ordered = [rows[k] for k in sorted(rows)]
@@ -326,7 +328,7 @@ class SamplerStore:
                     tenant=tenant,
                     key=conversation_key(tenant, d.conversation_id),
                     subject=d.conversation_id,
-                    id=rows[key]["event_id"],
+                    id=event_ids[key],
                 ),
             )
         return len(new)

@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import orjson
@@ -55,12 +55,17 @@ PLANS: list[dict[str, Any]] = [
 ]
 
 
+def fail(message: str) -> NoReturn:
+    console.print(f"[red]demo failed:[/] {message}")
+    raise typer.Exit(1)
+
+
 def _qa(*args: str, env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "qastream_shared.cli", *args], env=env, capture_output=True, text=True
     )
     if out.returncode != 0:
-        raise typer.Exit(f"qa {' '.join(args)} failed: {out.stderr or out.stdout}")  # type: ignore[arg-type]
+        fail(f"qa {' '.join(args)} failed: {out.stderr or out.stdout}")
     return out.stdout.strip()
 
 
@@ -71,7 +76,7 @@ def run_demo(state_dir: Path | None, limit: int | None) -> None:
     urls = {name: svc["url"] for name, svc in state.get("services", {}).items()}
     missing = [s for s in SERVICES if s not in urls]
     if missing:
-        raise typer.Exit(f"services not running: {missing}")  # type: ignore[arg-type]
+        fail(f"services not running: {missing}")
     env = {
         **os.environ,
         "DATABASE_URL": state["postgres"]["url"],
@@ -91,7 +96,7 @@ async def _pipeline(urls: dict[str, str], key: str, env: dict[str, str], limit: 
         for plan in PLANS:
             r = await http.post(f"{urls['sampler']}/v1/plans", json=plan)
             if r.status_code not in (201, 409):
-                raise typer.Exit(f"installing plan {plan['plan_id']} failed: {r.text}")  # type: ignore[arg-type]
+                fail(f"installing plan {plan['plan_id']} failed: {r.text}")
         console.print(f"sampling plans: {', '.join(p['plan_id'] for p in PLANS)}")
 
         # STAR is from 2020: rebase it to the recent past so late CSAT and reviews fall in the late window.
@@ -121,7 +126,7 @@ async def _ready(http: httpx.AsyncClient, urls: dict[str, str]) -> None:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise typer.Exit(f"{name} did not become ready; see `qa logs {name}`")  # type: ignore[arg-type]
+                fail(f"{name} did not become ready; see `qa logs {name}`")
             await asyncio.sleep(0.5)
 
 

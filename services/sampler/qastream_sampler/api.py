@@ -130,7 +130,7 @@ async def put_auto_policy(request: Request, principal: Lead, policy: AutoPolicy)
                 )
             )
         ).scalar_one()
-        saved = policy.model_copy(update={"version": (latest or 1) + 1 if latest else 1})
+        saved = policy.model_copy(update={"version": (latest or 0) + 1})
         await uow.session.execute(
             auto_policies.insert().values(
                 tenant_id=principal.tenant_id, version=saved.version, body=saved.model_dump(mode="json")

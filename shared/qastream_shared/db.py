@@ -7,8 +7,11 @@ fresh engine at a throw-away schema without touching globals.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Table, TextClause, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from qastream_shared.settings import Settings
@@ -47,3 +50,22 @@ async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
 async def drop_schema(engine: AsyncEngine, schema: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(text(f'DROP SCHEMA IF EXISTS "{check_schema(schema)}" CASCADE'))
+
+
+def array_insert(
+    table: Table, columns: Sequence[str], *, suffix: str = "ON CONFLICT DO NOTHING"
+) -> TextClause:
+    """`INSERT … SELECT * FROM unnest(one array per column) <suffix>` for the hot write paths.
+
+    One statement text and one parameter per column, whatever the number of rows: an executemany binds and
+    converts every value of every row in Python first, which cost more than PostgreSQL's insert itself.
+    Pass the rows through `array_params`.
+    """
+    dialect = postgresql.dialect()
+    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
+    names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)
+    return text(f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) {suffix}")
+
+
+def array_params(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return {c: [row[c] for row in rows] for c in columns}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import Envelope, encode
 from qastream_shared.settings import Settings
 from qastream_shared.topics import physical
@@ -74,10 +76,18 @@ def raw_row(
     }
 
 
+_ROW_COLUMNS = ("tenant_id", "topic", "key", "value", "headers")
+
+
+@functools.cache
+def _insert(outbox: Table) -> TextClause:
+    return array_insert(outbox, _ROW_COLUMNS, suffix="")
+
+
 async def add_rows(session: AsyncSession, outbox: Table, rows: list[dict[str, Any]], schema: str) -> None:
     if not rows:
         return
-    await session.execute(insert(outbox), rows)
+    await session.execute(_insert(outbox), array_params(_ROW_COLUMNS, rows))
     # NOTIFY is delivered at commit, so the relay wakes exactly when rows become visible.
     await session.execute(text(f"NOTIFY {notify_channel(schema)}"))
 

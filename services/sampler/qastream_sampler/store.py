@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,7 @@ from qastream_sampler.plans import AutoPolicy, parse_plan
 from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, sample_log
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation
+from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
     EVENT_TYPES,
     ConversationIngested,
@@ -62,13 +63,24 @@ def conversation_of(data: Event) -> str:
     return data.conversation_id
 
 
-# Executed many (SQLAlchemy's insertmanyvalues), so it is compiled once; RETURNING names the rows that are new.
-_LOG_INSERT = (
-    pg_insert(sample_log)
-    .on_conflict_do_nothing()
-    .returning(
-        sample_log.c.tenant_id, sample_log.c.conversation_id, sample_log.c.purpose, sample_log.c.plan_id
-    )
+_INPUT_COLUMNS = ("topic", "partition", "offset", "tenant_id", "conversation_id", "ce_type", "body")
+_INPUT_INSERT = array_insert(inputs, _INPUT_COLUMNS)
+_LOG_COLUMNS = (
+    "tenant_id", "conversation_id", "purpose", "plan_id", "plan_version", "priority", "stratum", "rule",
+    "inclusion_probability", "reason", "decided_at", "event_id",
+)  # fmt: skip
+# RETURNING names the rows that are new, which are the ones to publish.
+_LOG_INSERT = array_insert(
+    sample_log,
+    _LOG_COLUMNS,
+    suffix="ON CONFLICT DO NOTHING RETURNING tenant_id, conversation_id, purpose, plan_id",
+)
+# Two arrays joined through the (tenant, conversation) index: one statement text whatever the number of keys,
+# where a row-value IN list was a new statement (compile, prepare, plan) for every batch.
+_STORED_CONVERSATIONS = text(
+    f"SELECT i.tenant_id, i.conversation_id, i.body FROM {inputs.name} i"
+    " JOIN unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])) AS k(tenant_id, conversation_id)"
+    f" USING (tenant_id, conversation_id) WHERE i.ce_type = '{ConversationIngested.TYPE}'"
 )
 
 
@@ -265,9 +277,7 @@ class SamplerStore:
             self.cursors[(topic, partition)] = max(offset, self.cursors.get((topic, partition), -1))
         if not rows:
             return
-        # executemany with a cached statement: a multi-row VALUES is compiled anew for every batch size,
-        # which cost more than all the sampling itself.
-        await uow.session.execute(pg_insert(inputs).on_conflict_do_nothing(), rows)
+        await uow.session.execute(_INPUT_INSERT, array_params(_INPUT_COLUMNS, rows))
         stmt = pg_insert(input_heads).values(
             [{"topic": t, "partition": p, "head": o} for (t, p), o in heads.items()]
         )
@@ -310,11 +320,11 @@ class SamplerStore:
                 "event_id": event_ids[key],
             }
         # Sorted, so two replicas inserting the same close decisions take row locks in the same order.
-        ordered = [rows[k] for k in sorted(rows)]
-        result = await uow.session.execute(_LOG_INSERT, ordered)
+        keys = sorted(rows)
+        result = await uow.session.execute(_LOG_INSERT, array_params(_LOG_COLUMNS, [rows[k] for k in keys]))
         inserted: set[tuple[Any, ...]] = {tuple(r) for r in result}
         # Each logged decision once, even if tailing and closing both produced it in this batch.
-        new = [(key, *chosen[key]) for key in sorted(rows) if key in inserted]
+        new = [(key, *chosen[key]) for key in keys if key in inserted]
         missing = {(t, d.conversation_id) for _, t, d in new if (t, d.conversation_id) not in known}
         if missing:
             known = {**known, **await self._conversations(uow.session, missing)}
@@ -336,13 +346,9 @@ class SamplerStore:
     async def _conversations(
         self, session: AsyncSession, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], Conversation]:
-        rows = await session.execute(
-            select(inputs.c.tenant_id, inputs.c.conversation_id, inputs.c.body).where(
-                tuple_(inputs.c.tenant_id, inputs.c.conversation_id).in_(list(keys)),
-                inputs.c.ce_type == ConversationIngested.TYPE,
-            )
-        )
-        out = {}
-        for tenant, cid, body in rows:
-            out[(tenant, cid)] = Conversation.model_validate(orjson.loads(body)["conversation"])
-        return out
+        tenants, ids = zip(*keys, strict=True)
+        rows = await session.execute(_STORED_CONVERSATIONS, {"tenants": tenants, "ids": ids})
+        return {
+            (tenant, cid): Conversation.model_validate(orjson.loads(body)["conversation"])
+            for tenant, cid, body in rows
+        }

@@ -11,6 +11,8 @@ local stack. Everything runs in a fresh topic prefix and schema, dropped at the 
   until every row is published and marked;
 - inbox: the relay's records consumed by BatchConsumer, one transaction per batch holding the inbox rows
   and the probe handler's one effect row per event, offsets committed after each commit;
+- decode_only: `events.decode` alone over the same kind of records, in memory: the ceiling of any
+  consumer that validates its input, put beside raw_consume;
 and the ratios relay/raw_produce (target >= 0.5) and inbox/raw_consume (target >= 0.3).
 """
 
@@ -27,7 +29,7 @@ from sqlalchemy import insert
 
 from bench.common import Stopwatch, emit, rate, ratio
 from qastream_shared.db import drop_schema
-from qastream_shared.events import encode
+from qastream_shared.events import decode, encode
 from qastream_shared.migrations import migrate
 from qastream_shared.outbox import OutboxRelay, make_producer, outbox_row
 from qastream_shared.runtime import ServiceRuntime
@@ -141,6 +143,19 @@ async def inbox_rate(runtime: ServiceRuntime, settings: Settings, n: int) -> dic
     return rate(consumer.processed, clock.seconds, batch=settings.consumer_batch_size)
 
 
+def decode_only(settings: Settings, n: int) -> dict[str, Any]:
+    """The ceiling of any consumer that validates what it reads: `decode` alone over the same records,
+    in memory, no I/O (the CloudEvents attributes and the ConversationIngested payload, validated)."""
+    records = [
+        encode(ingested("acme", conversation(f"c{i:07d}", turns=TURNS))) for i in range(min(n, 10_000))
+    ]
+    clock = Stopwatch()
+    for key, value, headers in records:
+        decode(key, value, headers)
+    clock.stop()
+    return rate(len(records), clock.seconds)
+
+
 async def cleanup(runtime: ServiceRuntime, settings: Settings) -> None:
     await drop_schema(runtime.engine, runtime.schema)
     await runtime.engine.dispose()
@@ -173,6 +188,7 @@ async def main(n: int) -> dict[str, Any]:
         record_bytes = await fill_outbox(runtime, settings, n)
         relayed = await relay_rate(runtime, settings, n, record_bytes)
         inboxed = await inbox_rate(runtime, settings, n)
+        decoded = decode_only(settings, n)
     finally:
         await cleanup(runtime, settings)
     return {
@@ -181,8 +197,11 @@ async def main(n: int) -> dict[str, Any]:
         "raw_consume": consumed,
         "relay": relayed,
         "inbox": inboxed,
+        "decode_only": decoded,
         "relay_over_raw_produce": ratio(relayed["per_s"], produced["per_s"], 0.5),
         "inbox_over_raw_consume": ratio(inboxed["per_s"], consumed["per_s"], 0.3),
+        # What the inbox ratio could reach if claiming, the effects and committing cost nothing.
+        "decode_only_over_raw_consume": round(decoded["per_s"] / consumed["per_s"], 3),
     }
 
 

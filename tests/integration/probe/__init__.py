@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, insert
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func
 
 from qastream_shared.consumer import Handler, Rejected, UnitOfWork
+from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import ConversationIngested, Envelope
 from qastream_shared.platform_tables import add_platform_tables
 from qastream_shared.runtime import ServiceRuntime, ServiceSpec
@@ -25,6 +26,8 @@ effects = Table(
 )
 tables["effects"] = effects
 TOPIC = "qa.conversations"
+_EFFECT_COLUMNS = ("event_id", "tenant_id", "conversation_id")
+_EFFECTS_INSERT = array_insert(effects, _EFFECT_COLUMNS, suffix="")
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:
@@ -41,7 +44,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             if reject and cid.startswith(reject):
                 raise Rejected(env.id, f"rejected conversation {cid}")
             rows.append({"event_id": env.id, "tenant_id": env.tenant, "conversation_id": cid})
-        await uow.session.execute(insert(effects), rows) if rows else None
+        await uow.session.execute(_EFFECTS_INSERT, array_params(_EFFECT_COLUMNS, rows)) if rows else None
 
     return handle
 

@@ -3,8 +3,9 @@
 For each label (`user_says_task_done`, `user_says_agent_calm_helpful`) the negatives (label false) are the
 positive class of a ROC whose score is 1 − review score: AUC 1.0 means every negative ranks below every
 positive. Point-biserial r is between "label is false" and the review score, so a good scorer gives r < 0.
-The AUC is also given per half of the corpus (CRC-32 of the conversation id, even or odd): cue weights were
-tuned on the whole corpus, so two halves that agree are the check that no cue keys on a few conversations.
+The AUC is also given per half of the corpus (CRC-32 of the conversation id, even or odd): the default card's
+weights were tuned on the even half and checked on the odd one, so two halves that agree are the check that
+no cue keys on a few conversations. (The cues themselves came from reading conversations of both halves.)
 Default scorecard, default settings, no llm. Labels are only read here, to measure.
 
     uv run python -m bench.autoqa_validity [path/to/star.jsonl]

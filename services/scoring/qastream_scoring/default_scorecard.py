@@ -46,32 +46,38 @@ THREE = Scale(kind=ScaleKind.three_point)
 
 
 def default_scorecard(published_at: datetime | None = None) -> Scorecard:
+    # The weights lean on the customer's mood, the outcome and conduct: on the labelled STAR chats those are
+    # what the customers' own post-chat answers track (bench/autoqa_validity.py); greeting, accuracy and
+    # solution-offered stay on the card for reviewers and coaching but barely move the score.
     greeting = _cat(
-        "greeting", "Greeting", "Opens with a greeting and an offer to help.", 5, BINARY,
+        "greeting", "Greeting", "Opens with a greeting and an offer to help.", 2, BINARY,
         "phrases", required=GREETINGS, window="first", turns=2,
     )  # fmt: skip
     empathy = _cat(
         "empathy-tone", "Empathy and tone",
-        "Stays calm and courteous, acknowledges the customer's situation; the customer leaves no worse off.",
-        20, FIVE, "sentiment", customer_weight=0.8,
+        "Stays calm and courteous, acknowledges the customer's situation: judged by the customer's own mood, "
+        "how they close and whether they show appreciation.",
+        45, FIVE, "sentiment", customer_weight=1.0,
     )  # fmt: skip
     conduct = _cat(
         "conduct", "Conduct",
-        "Attentive, clear replies: no looping on one message, no curt or sloppy replies; the customer never "
-        "has to repeat themselves or grows frustrated.",
+        "Attentive, clear replies: no looping on one message, no curt or sloppy replies, no goodbye before the "
+        "customer is done; the customer never has to repeat themselves or grows frustrated.",
         20, FIVE, "conduct",
     )  # fmt: skip
     accuracy = _cat(
         "accuracy", "Accuracy", "Gives correct information: the customer never has to correct or repeat.",
-        5, FOUR, "resolution", check="corrections",
+        2, FOUR, "resolution", check="corrections",
     )  # fmt: skip
     solution = _cat(
         "solution-offered", "Solution offered", "States an outcome or a next step, not only questions.",
-        15, THREE, "resolution", check="solution_offered",
+        2, THREE, "resolution", check="solution_offered",
     )  # fmt: skip
     resolution = _cat(
-        "resolution", "Resolution", "The customer's need is met: they confirm or thank, nothing left open.",
-        30, FIVE, "resolution", check="resolved",
+        "resolution", "Resolution",
+        "The customer's need is met: the request is carried out, not refused; they confirm or thank, nothing "
+        "left open.",
+        27, FIVE, "resolution", check="resolved",
     )  # fmt: skip
     compliance = _cat(
         "compliance-disclosures", "Compliance disclosures",
@@ -88,7 +94,7 @@ def default_scorecard(published_at: datetime | None = None) -> Scorecard:
         "phrases", required=CLOSINGS, window="last", turns=2,
     )  # fmt: skip
     efficiency = _cat(
-        "efficiency", "Efficiency", "Answers promptly and keeps the handle time reasonable.", 10,
+        "efficiency", "Efficiency", "Answers promptly and keeps the handle time reasonable.", 5,
         Scale(kind=ScaleKind.points, max_points=10), "timing",
     )  # fmt: skip
     groups = [

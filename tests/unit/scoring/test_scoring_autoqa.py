@@ -63,7 +63,7 @@ def test_phrases_customer_name() -> None:
     assert run(PhrasesScorer(), asked, target="customer_name").fraction == 0.0
 
 
-def test_sentiment_shift_and_tone() -> None:
+def test_sentiment_mood_and_tone() -> None:
     good, bad = run(SentimentScorer(), GOOD), run(SentimentScorer(), BAD)
     assert good.fraction is not None and bad.fraction is not None
     assert good.fraction > 0.8 > bad.fraction
@@ -71,6 +71,27 @@ def test_sentiment_shift_and_tone() -> None:
     assert run(SentimentScorer(), rude, customer_weight=0).fraction == 0.5
     # the customer was upset and the agent acknowledged it: full tone marks
     assert run(SentimentScorer(), GOOD, customer_weight=0).fraction == 1.0
+
+
+def test_sentiment_customer_mood_rewards_appreciation_not_just_polarity() -> None:
+    flat = convo(
+        ("customer", "I need to move my appointment to Monday."),
+        ("agent", "Done, it is now on Monday at 10."),
+        ("customer", "Monday at 10 then."),
+        ("agent", "Goodbye."),
+    )
+    # Neutral throughout (VADER 0), no appreciation, nothing upbeat: only the 0.2·(1 + end) part.
+    assert run(SentimentScorer(), flat, customer_weight=1).fraction == pytest.approx(0.2)
+    warm = convo(
+        ("customer", "I need to move my appointment to Monday."),
+        ("agent", "Done, it is now on Monday at 10."),
+        ("customer", "Perfect, thank you!"),
+        ("agent", "Goodbye."),
+    )
+    found = run(SentimentScorer(), warm, customer_weight=1)
+    # end = mean(0, 0.7574); the one reply to the agent is appreciative; one upbeat turn.
+    assert found.fraction == pytest.approx(0.2 * (1 + 0.7574 / 2) + 0.4 + 0.1, abs=1e-4)
+    assert [e.turn for e in found.evidence] == [2, 0]
 
 
 def test_timing_thresholds() -> None:
@@ -99,6 +120,39 @@ def test_resolution_checks() -> None:
     assert run(ResolutionScorer(), BAD, check="solution_offered").fraction == 0.0
     assert run(ResolutionScorer(), GOOD, check="corrections").fraction == 1.0
     assert (run(ResolutionScorer(), BAD, check="corrections").fraction or 1) < 0.5
+
+
+def test_resolution_judges_the_last_outcome_and_the_share_of_bad_news() -> None:
+    refused_then_booked = convo(
+        ("customer", "Can you book me a room at the Grand for Friday?"),
+        ("agent", "Unfortunately the Grand is fully booked on Friday."),
+        ("customer", "Then the Plaza, please."),
+        ("agent", "Your room at the Plaza is booked for Friday."),
+        ("customer", "Thanks!"),
+        ("agent", "You're welcome, goodbye!"),
+    )
+    found = run(ResolutionScorer(), refused_then_booked)
+    # 0.55 + 0.15·(1 of 2 closing turns confirm) + 0.3·(carried out last) − 1 of 3 agent turns bad news
+    assert found.fraction == pytest.approx(0.55 + 0.075 + 0.3 - 1 / 3)
+    assert [e.turn for e in found.evidence] == [1, 3, 4]
+    booked_then_refused = convo(
+        ("customer", "Can you book me a room at the Grand for Friday?"),
+        ("agent", "Your room at the Grand is booked for Friday."),
+        ("customer", "Actually, make it Saturday, please."),
+        ("agent", "Unfortunately the Grand is fully booked on Saturday."),
+        ("customer", "Thanks!"),
+        ("agent", "You're welcome, goodbye!"),
+    )
+    # "fully booked" is also a DONE word: the turn counts as bad news, so 0.55 + 0.075 − 0.3 − 1/3 < 0.
+    assert run(ResolutionScorer(), booked_then_refused).fraction == 0.0
+    no_outcome = convo(
+        ("customer", "What are your opening hours?"),
+        ("agent", "We open at nine every weekday."),
+        ("customer", "Thanks!"),
+        ("agent", "Goodbye!"),
+    )
+    # Neither carried out nor refused: the base, and "Thanks!" is one of the two closing customer turns.
+    assert run(ResolutionScorer(), no_outcome).fraction == pytest.approx(0.55 + 0.075)
 
 
 def test_spelling_rate() -> None:
@@ -224,6 +278,21 @@ def test_conduct_frustration_curt_and_sloppy_writing() -> None:
     assert sloppy.fraction == 0.75
     polite_short = convo(("customer", "Can you book it?"), ("agent", "Sure, done."))
     assert run(ConductScorer(), polite_short, penalties={"curt_reply": 0.2}).fraction == 1.0
+
+
+def test_conduct_premature_close() -> None:
+    cut_off = convo(
+        ("customer", "Please cancel my order."),
+        ("agent", "It is cancelled. Goodbye!"),
+        ("customer", "Wait, will I get a refund?"),
+        ("agent", "Yes, within five days."),
+        ("customer", "Thanks, bye!"),
+        ("agent", "Bye."),
+    )
+    found = run(ConductScorer(), cut_off, penalties={"premature_close": 0.2})
+    # Only the question after the first goodbye counts; "Thanks, bye!" is the customer closing too.
+    assert found.fraction == 0.8 and [e.turn for e in found.evidence] == [2]
+    assert found.note == "premature_close ×1"
 
 
 def test_conduct_hits_are_capped_and_na_without_exchange() -> None:

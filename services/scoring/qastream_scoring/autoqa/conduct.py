@@ -6,6 +6,8 @@ Each cue counts its hits; the score is 1 − Σ penalty[cue]·min(hits, `max_hit
 - customer_frustration: a customer turn, after the agent's first reply, with frustration markers (profanity,
   insults, "ridiculous", "useless", "I already told you", "what?", "!!", "?!", shouting in capitals);
 - curt_reply: an agent reply of at most `curt_words` words with no courtesy in it ("time", "name?");
+- premature_close: the agent says goodbye and the customer answers with more than thanks or a goodbye of
+  their own: a new question or request, so they were not done;
 - sloppy_writing: counts the agent's share of turns that start in lower case or end without punctuation,
   so its penalty is per share, not per hit.
 Near-identical means a token-set Jaccard similarity of at least `similarity` between turns of 3+ tokens.
@@ -23,12 +25,15 @@ from pydantic import Field
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
 from qastream_shared.scorecard import Scale
 
-Cue = Literal["agent_loop", "customer_repeat", "customer_frustration", "curt_reply", "sloppy_writing"]
+Cue = Literal[
+    "agent_loop", "customer_repeat", "customer_frustration", "curt_reply", "premature_close", "sloppy_writing"
+]
 DEFAULT_PENALTIES: dict[Cue, float] = {
     "agent_loop": 0.2,
     "customer_repeat": 0.3,
     "customer_frustration": 0.1,
     "curt_reply": 0.2,
+    "premature_close": 0.2,
     "sloppy_writing": 0.5,
 }
 
@@ -44,6 +49,14 @@ _SHOUT = re.compile(r"\b[A-Z]{4,}\b")  # four letters: skips "I", "OK", "USA", "
 COURTESY = re.compile(
     r"\b(?:please|thanks?|thank you|sorry|welcome|hello|hi|hey|bye|goodbye|great|sure|of course|certainly|"
     r"ok(?:ay)?|glad|happy|alright|no problem)\b"
+)
+
+GOODBYE = re.compile(r"\b(?:good ?bye|bye)\b")  # lowercased, like the patterns above
+# A customer turn made only of closing pleasantries: "Thanks, bye!", "ok you too", "no that's all".
+PLEASANTRIES = re.compile(
+    r"^\W*(?:(?:ok(?:ay)?|thanks?|thank you|ty|thx|you too|same to you|you as well|good ?bye|bye|cheers|great|"
+    r"no|nope|that'?s (?:all|it)|have a (?:nice|good|great) (?:day|one|night)|again|so much|very much|and)"
+    r"\W*)+$"
 )
 
 
@@ -101,6 +114,17 @@ def _curt(view: ConversationView, max_words: int) -> _Hits:
     return _Hits(hits, len(hits))
 
 
+def _premature_close(view: ConversationView) -> _Hits:
+    hits = tuple(
+        i + 1
+        for i in view.agent
+        if i + 1 in view.customer_set
+        and GOODBYE.search(view.lower[i])
+        and not PLEASANTRIES.match(view.lower[i + 1])
+    )
+    return _Hits(hits, len(hits))
+
+
 def _sloppy(view: ConversationView) -> _Hits:
     hits = []
     for i in view.agent:
@@ -112,7 +136,7 @@ def _sloppy(view: ConversationView) -> _Hits:
 
 class ConductScorer:
     name = "conduct"
-    version = "1.0.0"
+    version = "1.1.0"
 
     def parse(self, params: Mapping[str, Any], scale: Scale) -> ConductParams:
         return ConductParams.model_validate(params)
@@ -135,6 +159,8 @@ class ConductScorer:
             cues["customer_frustration"] = _frustration(view)
         if penalties.get("curt_reply"):
             cues["curt_reply"] = _curt(view, parsed.curt_words)
+        if penalties.get("premature_close"):
+            cues["premature_close"] = _premature_close(view)
         if penalties.get("sloppy_writing"):
             cues["sloppy_writing"] = _sloppy(view)
         lost = sum(penalties[c] * min(h.count, parsed.max_hits) for c, h in cues.items())

@@ -1,9 +1,12 @@
 """`resolution`: did the conversation end with the customer's need met? Cue-based, from the text alone.
 
 `check` picks the question:
-- "resolved": customer confirmation and thanks in their closing turns raise the score; complaints, repeats,
-  escalation or reopen cues, the agent saying it cannot help, and abandonment (the conversation ends on a
-  customer turn nobody answered) lower it. The conversation's own `escalated`/`reopened` flags count too.
+- "resolved": the outcome the customer was left with, i.e. the agent's last report: the request carried out
+  (with no bad news after it) raises the score, bad news last lowers it, and the share of the agent's turns
+  that deliver bad news comes off it (a share, so long chats are not punished for their length). Customer
+  confirmation and thanks in their closing turns raise it; complaints, repeats, escalation or reopen cues and
+  abandonment (the conversation ends on a customer turn nobody answered) lower it. The conversation's own
+  `escalated`/`reopened` flags count too.
 - "solution_offered": did the agent, after the customer's request, state an answer or next step (half) and
   report it carried out (the other half), rather than only ask questions; saying it cannot help counts against.
 - "corrections": a proxy for accuracy: the customer correcting the agent ("no, I said…", "that's wrong",
@@ -169,7 +172,7 @@ class ResolutionParams(Params):
 
 class ResolutionScorer:
     name = "resolution"
-    version = "1.0.0"
+    version = "1.1.0"
 
     def parse(self, params: Mapping[str, Any], scale: Scale) -> ResolutionParams:
         return ResolutionParams.model_validate(params)
@@ -206,11 +209,14 @@ def _resolved(view: ConversationView, tail: int) -> Finding:
     escalated = _hits(view, view.customer, ESCALATE)
     unable = _hits(view, view.agent, UNABLE)
     done = _hits(view, view.agent, DONE)
+    # +1 carried out, −1 bad news, 0 neither: a success after a refusal still ends well, and the reverse not.
+    # A turn that is both ("it could not be booked") is bad news: done must come strictly after.
+    outcome = 0 if not (done or unable) else 1 if done and (not unable or done[-1] > unable[-1]) else -1
     abandoned = view.customer[-1] > view.agent[-1]
-    score = 0.6 + 0.15 * (len(confirmed) / len(closing)) + 0.25 * bool(done)
-    score -= 0.1 * min(len(complained), 3) + 0.2 * min(len(unable), 3)
+    score = 0.55 + 0.15 * (len(confirmed) / len(closing)) + 0.3 * outcome - len(unable) / len(view.agent)
+    score -= 0.1 * min(len(complained), 3)
     score -= 0.3 * (bool(escalated) or conv.escalated) + 0.3 * conv.reopened + 0.4 * abandoned
-    evidence = [*confirmed, *done[:1], *complained[:2], *escalated[:1], *unable[:2]]
+    evidence = [*confirmed, *done[-1:], *complained[:2], *escalated[:1], *unable[-2:]]
     if abandoned:
         evidence.append(view.customer[-1])
     return Finding(clamp(score), 0.6, tuple(view.evidence(i) for i in sorted(set(evidence))))

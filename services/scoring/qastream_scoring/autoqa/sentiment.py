@@ -1,11 +1,15 @@
-"""`sentiment`: lexicon-based (VADER) customer sentiment shift and agent tone.
+"""`sentiment`: lexicon-based (VADER) customer mood and agent tone.
 
-- customer shift: where the customer ends (mean compound of their last `tail` turns) and how far they moved
-  from where they started (their first turn): 0.5·(1 + end) + 0.1·(end − start), clamped to 0..1.
+- customer mood: where the customer ends, and how warmly they took part. 0.4·(1 + end)/2, where end is the
+  mean compound of their last `tail` turns; + 0.4·the share of their replies to the agent (turns after its
+  first) that show appreciation (thanks, praise, or an upbeat exclamation); + 0.2·min(upbeat turns, 2)/2,
+  an upbeat turn being one with "!" that VADER does not read as negative. Appreciation is what satisfied
+  customers volunteer; its absence says more than the negative words of a customer venting about the
+  situation, which VADER cannot tell from anger at the agent.
 - agent tone: 1 for neutral-or-warm agent turns; each agent turn below `rude_below` compound costs
   `rude_penalty`. Empathy is judged where it is due: after an upset customer turn (below `rude_below`), an
   agent reply with an apology or empathy phrase earns `empathy_bonus`, a reply without one costs it.
-`customer_weight` blends the two (1 = shift only, 0 = tone only).
+`customer_weight` blends the two (1 = mood only, 0 = tone only).
 VADER scores are cached by text: agent macros repeat, and no turn is scored twice.
 """
 
@@ -22,6 +26,10 @@ from vaderSentiment.vaderSentiment import NEGATE, SentimentIntensityAnalyzer
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
 from qastream_shared.scorecard import Scale
 
+APPRECIATION = re.compile(
+    r"\b(?:thanks?|thank you|thx|ty|appreciate\w*|grateful|great|perfect|awesome|excellent|wonderful|"
+    r"fantastic|amazing|lovely|helpful|nice|cool|sweet|brilliant)\b"
+)  # matched against lowercased text
 EMPATHY = re.compile(
     r"\b(?:sorry|apologi[sz]e|apologies|i understand|i see how|that must be|i can imagine|"
     r"my pleasure|happy to help|glad to help|no problem|thank you for your patience|i appreciate)\b"
@@ -61,19 +69,26 @@ def below(view: ConversationView, turn: int, threshold: float) -> bool:
     return compound(view.texts[turn]) < threshold
 
 
-def customer_shift(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]] | None:
+def _upbeat(view: ConversationView, turn: int) -> bool:
+    return "!" in view.texts[turn] and not below(view, turn, 0.0)
+
+
+def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]]:
+    """The customer part of the score and its evidence; needs an agent turn and a customer turn."""
     turns = view.customer
-    if not turns:
-        return None
     last = turns[-tail:]
     end = sum(compound(view.texts[i]) for i in last) / len(last)
-    start = compound(view.texts[turns[0]]) if len(turns) > len(last) else end
-    return clamp(0.5 * (1 + end) + 0.1 * (end - start)), (turns[0], *last)
+    # Replies to the agent: the opening request is about the problem, not about the service.
+    replies = [i for i in turns if i > view.agent[0]] or last
+    warm = [i for i in replies if APPRECIATION.search(view.lower[i]) or _upbeat(view, i)]
+    upbeat = sum(1 for i in turns if _upbeat(view, i))
+    score = 0.2 * (1 + end) + 0.4 * len(warm) / len(replies) + 0.1 * min(upbeat, 2)
+    return score, (*warm[:2], *last)
 
 
 class SentimentScorer:
     name = "sentiment"
-    version = "1.0.0"
+    version = "1.1.0"
 
     def parse(self, params: Mapping[str, Any], scale: Scale) -> SentimentParams:
         return SentimentParams.model_validate(params)
@@ -88,10 +103,9 @@ class SentimentScorer:
         parts: list[tuple[float, float]] = []
         evidence: list[int] = []
         if w > 0:
-            shift = customer_shift(view, parsed.tail)
-            if shift is not None:
-                parts.append((w, shift[0]))
-                evidence += shift[1]
+            mood, mood_evidence = customer_mood(view, parsed.tail)
+            parts.append((w, mood))
+            evidence += mood_evidence
         if w < 1:
             tone, tone_evidence = _agent_tone(view, parsed)
             parts.append((1 - w, tone))

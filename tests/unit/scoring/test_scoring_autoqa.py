@@ -285,14 +285,16 @@ def test_conduct_premature_close() -> None:
         ("customer", "Please cancel my order."),
         ("agent", "It is cancelled. Goodbye!"),
         ("customer", "Wait, will I get a refund?"),
-        ("agent", "Yes, within five days."),
+        ("agent", "Yes, within five days. Bye."),
+        ("customer", "Thanks! And the invoice?"),
+        ("agent", "It is in your inbox. Goodbye."),
         ("customer", "Thanks, bye!"),
         ("agent", "Bye."),
     )
     found = run(ConductScorer(), cut_off, penalties={"premature_close": 0.2})
-    # Only the question after the first goodbye counts; "Thanks, bye!" is the customer closing too.
-    assert found.fraction == 0.8 and [e.turn for e in found.evidence] == [2]
-    assert found.note == "premature_close ×1"
+    # A question after a goodbye counts even with thanks in it; "Thanks, bye!" is the customer closing too.
+    assert found.fraction == pytest.approx(0.6) and [e.turn for e in found.evidence] == [2, 4]
+    assert found.note == "premature_close ×2"
 
 
 def test_conduct_hits_are_capped_and_na_without_exchange() -> None:

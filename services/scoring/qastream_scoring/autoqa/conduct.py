@@ -6,8 +6,8 @@ Each cue counts its hits; the score is 1 − Σ penalty[cue]·min(hits, `max_hit
 - customer_frustration: a customer turn, after the agent's first reply, with frustration markers (profanity,
   insults, "ridiculous", "useless", "I already told you", "what?", "!!", "?!", shouting in capitals);
 - curt_reply: an agent reply of at most `curt_words` words with no courtesy in it ("time", "name?");
-- premature_close: the agent says goodbye and the customer answers with more than thanks or a goodbye of
-  their own: a new question or request, so they were not done;
+- premature_close: the agent says goodbye and the customer's answer asks a question or does not close (no
+  thanks, goodbye or bare acknowledgement): they were not done;
 - sloppy_writing: counts the agent's share of turns that start in lower case or end without punctuation,
   so its penalty is per share, not per hit.
 Near-identical means a token-set Jaccard similarity of at least `similarity` between turns of 3+ tokens.
@@ -52,11 +52,10 @@ COURTESY = re.compile(
 )
 
 GOODBYE = re.compile(r"\b(?:good ?bye|bye)\b")  # lowercased, like the patterns above
-# A customer turn made only of closing pleasantries: "Thanks, bye!", "ok you too", "no that's all".
-PLEASANTRIES = re.compile(
-    r"^\W*(?:(?:ok(?:ay)?|thanks?|thank you|ty|thx|you too|same to you|you as well|good ?bye|bye|cheers|great|"
-    r"no|nope|that'?s (?:all|it)|have a (?:nice|good|great) (?:day|one|night)|again|so much|very much|and)"
-    r"\W*)+$"
+# A reply that closes too: thanks, a goodbye, an acknowledgement ("Thanks, bye!", "ok, take care").
+CLOSES = re.compile(
+    r"\b(?:thanks?|thank you|thx|ty|appreciate\w*|good ?bye|bye|take care|later|see you|cheers|have a (?:nice|"
+    r"good|great) \w+|you too|that'?s (?:all|it))\b|^\W*(?:ok(?:ay)?|alright\w*|sure|nice|great|cool|no|will do)\W*$"
 )
 
 
@@ -120,7 +119,7 @@ def _premature_close(view: ConversationView) -> _Hits:
         for i in view.agent
         if i + 1 in view.customer_set
         and GOODBYE.search(view.lower[i])
-        and not PLEASANTRIES.match(view.lower[i + 1])
+        and ("?" in view.texts[i + 1] or not CLOSES.search(view.lower[i + 1]))
     )
     return _Hits(hits, len(hits))
 

@@ -80,9 +80,9 @@ def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, 
     end = sum(compound(view.texts[i]) for i in last) / len(last)
     # Replies to the agent: the opening request is about the problem, not about the service.
     replies = [i for i in turns if i > view.agent[0]] or last
-    warm = [i for i in replies if APPRECIATION.search(view.lower[i]) or _upbeat(view, i)]
-    upbeat = sum(1 for i in turns if _upbeat(view, i))
-    score = 0.2 * (1 + end) + 0.4 * len(warm) / len(replies) + 0.1 * min(upbeat, 2)
+    upbeat = {i for i in turns if _upbeat(view, i)}
+    warm = [i for i in replies if i in upbeat or APPRECIATION.search(view.lower[i])]
+    score = 0.2 * (1 + end) + 0.4 * len(warm) / len(replies) + 0.1 * min(len(upbeat), 2)
     return score, (*warm[:2], *last)
 
 

@@ -1,7 +1,7 @@
 """Sampler throughput: one `python -m qastream_sampler` process (consume → decide → store → publish) next to
 raw aiokafka consumption of the same topic, same run, same broker.
 
-    uv run python -m bench.sampler [--conversations 30000] [--batch 500]
+    uv run python -m bench.sampler [--conversations 30000] [--batch N (default: the sampler's own)]
 
 Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or reuses) the launcher's local
 stack. Untimed set-up: a fresh topic prefix and schema, one tenant, the integration test's plans (random,
@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from bench.common import Stopwatch, emit, rate
 from bench.platform import cleanup, raw_consume, servers
+from qastream_sampler.app import SPEC
 from qastream_sampler.tables import inputs, sample_log
 from qastream_shared.events import ConversationIngested
 from qastream_shared.settings import Settings
@@ -40,9 +41,10 @@ from tests.integration.test_scoring import add_tenant
 TARGET = 5_000.0
 
 
-async def main(n: int, batch: int) -> dict[str, Any]:
+async def main(n: int, batch: int | None) -> dict[str, Any]:
     db, kafka = servers()
-    settings: Settings = isolated_settings(db, kafka, consumer_batch_size=batch)
+    settings: Settings = isolated_settings(db, kafka)
+    batch = batch or SPEC.consumer_batch_size or settings.consumer_batch_size
     conversations_topic = physical(CONVERSATIONS, settings)
     runtime = await install_plans(settings, "acme")
     proc: asyncio.subprocess.Process | None = None
@@ -128,6 +130,6 @@ def _cpu_seconds(process: psutil.Process) -> float:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--conversations", type=int, default=30_000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=None)
     args = parser.parse_args()
     emit(asyncio.run(main(args.conversations, args.batch)))

@@ -41,11 +41,16 @@ class ServiceSpec:
     # Extra loops the service runs beside its consumer, each until the stop event is set.
     tasks: Sequence[Callable[[ServiceRuntime, asyncio.Event], Awaitable[None]]] = ()
     title: str = ""
+    # The service's own default batch size, for consumers whose per-batch cost is high; an explicit
+    # QA_CONSUMER_BATCH_SIZE still wins.
+    consumer_batch_size: int | None = None
 
 
 class ServiceRuntime:
     def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
         self.spec = spec
+        if spec.consumer_batch_size and "consumer_batch_size" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"consumer_batch_size": spec.consumer_batch_size})
         self.settings = settings
         self.schema = settings.db_schema or spec.name
         self.engine = create_engine(settings, self.schema)

@@ -181,6 +181,7 @@ class BatchConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.processed = 0
         self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()  # set once run() has returned, e.g. to release what handlers use
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -232,6 +233,7 @@ class BatchConsumer:
                 await ahead
             with contextlib.suppress(Exception):
                 await consumer.stop()
+            self.stopped.set()
 
     async def _fetch(
         self, consumer: AIOKafkaConsumer

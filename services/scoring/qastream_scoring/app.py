@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from qastream_scoring.api import router
+from qastream_scoring.autoqa_runner import close_on_stop
 from qastream_scoring.handlers import make_handler
 from qastream_scoring.tables import metadata, tables
 from qastream_shared.runtime import ServiceSpec, create_app
@@ -21,6 +22,7 @@ SPEC = ServiceSpec(
     consumes=[SAMPLES],
     handler=make_handler,
     routers=[router],
+    tasks=[close_on_stop],
     title="qastream scoring",
 )
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from qastream_scoring import service
 from qastream_scoring.app import SPEC
+from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.tables import conversations
 from qastream_shared.conversation import Conversation
 from qastream_shared.migrations import migrate
@@ -44,6 +45,7 @@ async def _rescore(tenant: str, scorecard_id: str | None, v: int, since: datetim
 
     rt = ServiceRuntime(SPEC, settings_from_stack())
     await migrate(rt.settings, rt.schema, SPEC.migrations)
+    runner = AutoQARunner.from_env()
     try:
         async with rt.unit_of_work() as uow:
             settings, active = await service.config(uow, tenant)
@@ -82,12 +84,15 @@ async def _rescore(tenant: str, scorecard_id: str | None, v: int, since: datetim
                     if not rows:
                         break
                     items = [(Conversation.model_validate_json(r.body), None, None) for r in rows]
-                    created += await service.auto_reviews(uow, tenant, items, settings=settings, card=card)
+                    created += await service.auto_reviews(
+                        uow, tenant, items, settings=settings, card=card, runner=runner
+                    )
                 last = rows[-1].conversation_id
                 progress.advance(task, len(rows))
         # The relay in this process is not running: the stack's scoring service publishes the outbox.
         return created, total
     finally:
+        runner.close()
         await rt.engine.dispose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qastream_scoring import service
+from qastream_scoring.autoqa_runner import runner_of
 from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationSampled, Envelope, Purpose
@@ -12,6 +13,7 @@ from qastream_shared.runtime import ServiceRuntime
 def make_handler(runtime: ServiceRuntime) -> Handler:
     directory = runtime.directory
     assert directory is not None
+    runner = runner_of(runtime)
 
     async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
         stored: dict[str, list[Conversation]] = {}
@@ -34,6 +36,6 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             await service.store_conversations(uow, tenant, convs)
         for tenant, items in auto.items():
             settings, card = await service.config(uow, tenant)
-            await service.auto_reviews(uow, tenant, items, settings=settings, card=card)
+            await service.auto_reviews(uow, tenant, items, settings=settings, card=card, runner=runner)
 
     return handle

@@ -15,7 +15,8 @@ from sqlalchemy import Text, and_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from qastream_scoring.autoqa.pipeline import AutoReview, score_conversation
+from qastream_scoring.autoqa.pipeline import AutoReview
+from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import DEFAULT_SCORECARD_ID, default_scorecard
 from qastream_scoring.tables import conversations, reviews, scorecards, scoring_settings
 from qastream_scoring.validation import next_version
@@ -217,14 +218,15 @@ async def auto_reviews(
     *,
     settings: ScoringSettings,
     card: Scorecard,
+    runner: AutoQARunner,
 ) -> int:
     """Scores each conversation, stores the reviews and publishes ReviewSubmitted; returns how many are new."""
     now = datetime.now(UTC)
     rows: dict[str, dict[str, Any]] = {}
     events: dict[str, ReviewSubmitted] = {}
     causes: dict[str, Envelope | None] = {}
-    for conv, inclusion, cause in items:
-        auto = score_conversation(conv, card, settings)
+    autos = await runner.score([conv for conv, _, _ in items], card, settings)
+    for (conv, inclusion, cause), auto in zip(items, autos, strict=True):
         rid = review_id(tenant_id, conv.conversation_id, auto)
         ev = ReviewSubmitted(
             review_id=rid,

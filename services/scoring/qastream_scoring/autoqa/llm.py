@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na
 from qastream_shared.scorecard import Scale
@@ -36,6 +37,26 @@ class LlmConfig:
     retries: int = 2
     backoff_s: float = 0.2
     max_transcript_chars: int = 12_000
+
+
+class LlmSettings(BaseSettings):
+    """The scoring service's endpoint, from QA_LLM_* variables; no QA_LLM_BASE_URL means the scorer is off."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_LLM_", extra="ignore")
+
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    model: str = "gpt-4o-mini"
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retries: int = Field(default=2, ge=0, le=10)
+    # Conversations scored at once while their llm categories wait on the endpoint.
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+    def config(self) -> LlmConfig | None:
+        if not self.base_url:
+            return None
+        key = self.api_key.get_secret_value() if self.api_key else None
+        return LlmConfig(self.base_url, self.model, key, self.timeout_s, self.retries)
 
 
 class LlmParams(Params):

@@ -1,0 +1,82 @@
+"""How the service runs AutoQA: the scorer registry with the configured llm endpoint, and the threads that keep
+the endpoint's blocking HTTP calls off the event loop (and scoring one conversation's call from waiting on
+another's)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from qastream_scoring.autoqa import (
+    AutoReview,
+    LlmScorer,
+    Registry,
+    default_registry,
+    prepare,
+    score_conversation,
+)
+from qastream_scoring.autoqa.llm import LlmSettings
+from qastream_shared.conversation import Conversation
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.scorecard import Scorecard, ScoringSettings
+
+
+@dataclass
+class AutoQARunner:
+    registry: Registry
+    pool: ThreadPoolExecutor | None = None  # only when an llm endpoint is configured
+
+    @classmethod
+    def from_env(cls) -> AutoQARunner:
+        llm = LlmSettings()
+        config = llm.config()
+        if config is None:
+            return cls(default_registry())
+        return cls(default_registry(config), ThreadPoolExecutor(llm.concurrency, thread_name_prefix="autoqa"))
+
+    async def score(
+        self, conversations: Sequence[Conversation], card: Scorecard, settings: ScoringSettings
+    ) -> list[AutoReview]:
+        prepared = prepare(card, self.registry)
+        uses_llm = any(
+            pc.scorer is not None and pc.scorer.name == LlmScorer.name for pc in prepared.categories
+        )
+        if self.pool is None or not uses_llm:
+            # CPU-only scorers: threads would only add GIL hand-offs.
+            return [score_conversation(c, prepared, settings, self.registry) for c in conversations]
+        loop = asyncio.get_running_loop()
+        return list(
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(self.pool, score_conversation, c, prepared, settings, self.registry)
+                    for c in conversations
+                )
+            )
+        )
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        llm = self.registry.get(LlmScorer.name)
+        if isinstance(llm, LlmScorer):
+            llm.close()
+
+
+def runner_of(runtime: ServiceRuntime) -> AutoQARunner:
+    runner = runtime.components.get("autoqa")
+    if runner is None:
+        runner = runtime.components["autoqa"] = AutoQARunner.from_env()
+    assert isinstance(runner, AutoQARunner)
+    return runner
+
+
+async def close_on_stop(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
+    """Closes the endpoint's connections and threads once the consumer has finished its last batch."""
+    await stop.wait()
+    if runtime.consumer is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.consumer.stopped.wait(), 10)
+    await asyncio.to_thread(runner_of(runtime).close)

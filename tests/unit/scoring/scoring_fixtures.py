@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from qastream_shared.conversation import Conversation, Role, Turn
 
@@ -19,3 +25,36 @@ def convo(*turns: tuple[str, str], gap_s: float = 10.0, **kw: object) -> Convers
             **kw,
         }
     )
+
+
+# One request's (path, Authorization header, JSON body) → (HTTP status, the assistant message's content).
+Reply = Callable[[str, str | None, dict[str, Any]], tuple[int, str]]
+
+
+@contextlib.contextmanager
+def chat_endpoint(reply: Reply) -> Iterator[str]:
+    """A real local HTTP server speaking the OpenAI chat-completions shape; yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, content = reply(self.path, self.headers.get("Authorization"), body)
+            payload = json.dumps(
+                {"choices": [{"message": {"role": "assistant", "content": content}}]}
+            ).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

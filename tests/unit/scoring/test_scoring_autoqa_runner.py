@@ -7,10 +7,10 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
-from scoring_fixtures import convo
+from scoring_fixtures import chat_endpoint, convo
 from test_scoring_llm import CARD
 
 from qastream_scoring.autoqa.llm import LlmSettings
@@ -27,31 +27,15 @@ def together() -> Iterator[str]:
     break the barrier and get a 500, which the scorer turns into N/A."""
     barrier = threading.Barrier(CALLS_AT_ONCE, timeout=5)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            try:
-                barrier.wait()
-                status, content = 200, json.dumps({"value": 4, "confidence": 0.9, "evidence": [1]})
-            except threading.BrokenBarrierError:
-                status, content = 500, "{}"
-            payload = json.dumps(
-                {"choices": [{"message": {"role": "assistant", "content": content}}]}
-            ).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def reply(path: str, auth: str | None, body: dict[str, Any]) -> tuple[int, str]:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return 500, "{}"
+        return 200, json.dumps({"value": 4, "confidence": 0.9, "evidence": [1]})
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with chat_endpoint(reply) as url:
+        yield url
 
 
 def test_llm_is_off_without_a_base_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from scoring_fixtures import convo
+from scoring_fixtures import chat_endpoint, convo
 
 from qastream_scoring.autoqa import LlmConfig, default_registry, score_conversation
 from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
@@ -52,31 +49,12 @@ class Endpoint:
 def endpoint() -> Iterator[tuple[Endpoint, str]]:
     state = Endpoint()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.requests.append(
-                {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-            )
-            status, content = state.replies.pop(0)
-            payload = json.dumps(
-                {"choices": [{"message": {"role": "assistant", "content": content}}]}
-            ).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def reply(path: str, auth: str | None, body: dict[str, Any]) -> tuple[int, str]:
+        state.requests.append({"path": path, "auth": auth, "body": body})
+        return state.replies.pop(0)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with chat_endpoint(reply) as url:
+        yield state, url
 
 
 def review(base_url: str, retries: int = 1) -> Any:

@@ -9,8 +9,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from qastream_shared.conversation import Conversation, Role, Turn
+from qastream_shared.scorecard import Category, Group, Scorecard
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
+
+
+def card(*cats: Category, version: int = 1) -> Scorecard:
+    """A one-group scorecard holding the given categories."""
+    return Scorecard(
+        scorecard_id="sc",
+        version=version,
+        name="t",
+        groups=[Group(group_id="g", name="g", categories=list(cats))],
+    )
 
 
 def convo(*turns: tuple[str, str], gap_s: float = 10.0, **kw: object) -> Conversation:

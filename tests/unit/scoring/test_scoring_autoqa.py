@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from scoring_fixtures import convo
+from scoring_fixtures import card, convo
 
 from qastream_scoring.autoqa import ConversationView, Finding, Registry, default_registry, score_conversation
 from qastream_scoring.autoqa.conduct import ConductScorer
@@ -14,7 +14,7 @@ from qastream_scoring.autoqa.spelling import SpellingScorer
 from qastream_scoring.autoqa.timing import TimingScorer
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_shared.conversation import Conversation
-from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
+from qastream_shared.scorecard import Category, Scale, ScaleKind, ScorerRef
 
 BIN = Scale(kind=ScaleKind.binary)
 
@@ -202,36 +202,21 @@ class Boom:
 
 def test_a_scorer_that_throws_makes_only_its_category_na() -> None:
     registry = Registry([*[default_registry().get(n) for n in ("phrases",)], Boom()])  # type: ignore[list-item]
-    card = Scorecard(
-        scorecard_id="sc",
+    sc = card(
+        Category(
+            category_id="greet",
+            name="g",
+            weight=10,
+            scale=BIN,
+            scorer=ScorerRef(name="phrases", params={"required": ["hello"]}),
+        ),
+        Category(
+            category_id="crash", name="c", weight=90, scale=BIN, critical=True, scorer=ScorerRef(name="boom")
+        ),
+        Category(category_id="manual", name="m", weight=10, scale=BIN),
         version=3,
-        name="t",
-        groups=[
-            Group(
-                group_id="g",
-                name="g",
-                categories=[
-                    Category(
-                        category_id="greet",
-                        name="g",
-                        weight=10,
-                        scale=BIN,
-                        scorer=ScorerRef(name="phrases", params={"required": ["hello"]}),
-                    ),
-                    Category(
-                        category_id="crash",
-                        name="c",
-                        weight=90,
-                        scale=BIN,
-                        critical=True,
-                        scorer=ScorerRef(name="boom"),
-                    ),
-                    Category(category_id="manual", name="m", weight=10, scale=BIN),
-                ],
-            )
-        ],
     )
-    review = score_conversation(GOOD, card, registry=registry)
+    review = score_conversation(GOOD, sc, registry=registry)
     by_id = {r.category_id: r for r in review.ratings}
     assert by_id["crash"].value is None
     assert (

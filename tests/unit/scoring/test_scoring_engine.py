@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scoring_fixtures import card
 
 from qastream_scoring.engine import InvalidRating, category_score, score_review
 from qastream_shared.events import Rating
 from qastream_shared.scorecard import (
     AutoFailMode,
     Category,
-    Group,
     NaMode,
     Scale,
     ScaleKind,
@@ -25,12 +25,6 @@ SCALES = [
     Scale(kind=ScaleKind.five_point),
     Scale(kind=ScaleKind.points, max_points=10),
 ]
-
-
-def card(*cats: Category) -> Scorecard:
-    return Scorecard(
-        scorecard_id="sc", version=1, name="t", groups=[Group(group_id="g", name="g", categories=list(cats))]
-    )
 
 
 def cat(cid: str, weight: int, scale: Scale, critical: bool = False) -> Category:

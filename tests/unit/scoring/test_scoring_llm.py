@@ -7,33 +7,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from scoring_fixtures import chat_endpoint, convo
+from scoring_fixtures import card, chat_endpoint, convo
 
 from qastream_scoring.autoqa import LlmConfig, default_registry, score_conversation
-from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
+from qastream_shared.scorecard import Category, Scale, ScaleKind, ScorerRef
 
 CONV = convo(
     ("customer", "Can you reset my password?"), ("agent", "Done, I've sent a reset link to your email.")
 )
-CARD = Scorecard(
-    scorecard_id="sc",
-    version=1,
-    name="t",
-    groups=[
-        Group(
-            group_id="g",
-            name="g",
-            categories=[
-                Category(
-                    category_id="accuracy",
-                    name="Accuracy",
-                    weight=10,
-                    scale=Scale(kind=ScaleKind.five_point),
-                    scorer=ScorerRef(name="llm", params={"prompt": "Was the information correct?"}),
-                )
-            ],
-        )
-    ],
+CARD = card(
+    Category(
+        category_id="accuracy",
+        name="Accuracy",
+        weight=10,
+        scale=Scale(kind=ScaleKind.five_point),
+        scorer=ScorerRef(name="llm", params={"prompt": "Was the information correct?"}),
+    )
 )
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from scoring_fixtures import card
 
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.validation import InvalidScorecard, next_version, validate_scorecard
-from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard, ScorerRef
+from qastream_shared.scorecard import Category, Scale, ScaleKind, Scorecard, ScorerRef
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -19,12 +20,6 @@ def cat(cid: str, **kw: object) -> Category:
         "scale": Scale(kind=ScaleKind.binary),
     }
     return Category.model_validate(base | kw)
-
-
-def card(*cats: Category) -> Scorecard:
-    return Scorecard(
-        scorecard_id="sc", version=1, name="t", groups=[Group(group_id="g", name="g", categories=list(cats))]
-    )
 
 
 def paths(sc: Scorecard) -> dict[str, str]:

@@ -9,7 +9,7 @@ from qastream_scoring.autoqa import ConversationView, Finding, Registry, default
 from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.phrases import PhrasesScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer
-from qastream_scoring.autoqa.sentiment import SentimentScorer
+from qastream_scoring.autoqa.sentiment import SentimentScorer, compound
 from qastream_scoring.autoqa.spelling import SpellingScorer
 from qastream_scoring.autoqa.timing import TimingScorer
 from qastream_scoring.default_scorecard import default_scorecard
@@ -80,8 +80,18 @@ def test_sentiment_customer_mood_rewards_appreciation_not_just_polarity() -> Non
         ("customer", "Monday at 10 then."),
         ("agent", "Goodbye."),
     )
-    # Neutral throughout (VADER 0), no appreciation, nothing upbeat: only the 0.2·(1 + end) part.
-    assert run(SentimentScorer(), flat, customer_weight=1).fraction == pytest.approx(0.2)
+    # Neutral throughout (VADER 0), no appreciation, nothing upbeat: the midpoint, 0.5 + 0.2·end.
+    assert run(SentimentScorer(), flat, customer_weight=1).fraction == pytest.approx(0.5)
+    sour = convo(
+        ("customer", "I need to move my appointment to Monday."),
+        ("agent", "Done, it is now on Monday at 10."),
+        ("customer", "That is terrible."),
+        ("agent", "Goodbye."),
+    )
+    # A sour ending takes the lower half: 0.5 + 0.5·end, end = mean(0, compound("That is terrible.")).
+    sour_end = compound("That is terrible.") / 2
+    assert sour_end < 0
+    assert run(SentimentScorer(), sour, customer_weight=1).fraction == pytest.approx(0.5 + 0.5 * sour_end)
     warm = convo(
         ("customer", "I need to move my appointment to Monday."),
         ("agent", "Done, it is now on Monday at 10."),
@@ -89,8 +99,19 @@ def test_sentiment_customer_mood_rewards_appreciation_not_just_polarity() -> Non
         ("agent", "Goodbye."),
     )
     found = run(SentimentScorer(), warm, customer_weight=1)
-    # end = mean(0, 0.7574); the one reply to the agent is appreciative; one upbeat turn.
-    assert found.fraction == pytest.approx(0.2 * (1 + 0.7574 / 2) + 0.4 + 0.1, abs=1e-4)
+    # end = mean(0, 0.7574); the one reply to the agent is appreciative; one upbeat turn: capped at 1.
+    assert 0.5 + 0.2 * 0.7574 / 2 + 0.4 + 0.1 > 1
+    assert found.fraction == 1.0
+    lukewarm = convo(
+        ("customer", "I need to move my appointment to Monday."),
+        ("agent", "Done, it is now on Monday at 10."),
+        ("customer", "ok thanks"),
+        ("agent", "Goodbye."),
+    )
+    found_lukewarm = run(SentimentScorer(), lukewarm, customer_weight=1)
+    # end = mean(0, compound("ok thanks")); appreciative, not upbeat.
+    end = (0 + compound("ok thanks")) / 2
+    assert found_lukewarm.fraction == pytest.approx(0.5 + 0.2 * end + 0.4, abs=1e-4)
     assert [e.turn for e in found.evidence] == [2, 0]
 
 

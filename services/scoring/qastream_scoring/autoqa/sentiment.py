@@ -1,11 +1,14 @@
 """`sentiment`: lexicon-based (VADER) customer mood and agent tone.
 
-- customer mood: where the customer ends, and how warmly they took part. 0.4·(1 + end)/2, where end is the
+- customer mood: where the customer ends, and how warmly they took part, around the scale's midpoint. 0.5
+  + 0.5·end when end < 0 (a customer who ends furious, -1, is at 0), else 0.5 + 0.2·end, where end is the
   mean compound of their last `tail` turns; + 0.4·the share of their replies to the agent (turns after its
-  first) that show appreciation (thanks, praise, or an upbeat exclamation); + 0.2·min(upbeat turns, 2)/2,
-  an upbeat turn being one with "!" that VADER does not read as negative. Appreciation is what satisfied
-  customers volunteer; its absence says more than the negative words of a customer venting about the
-  situation, which VADER cannot tell from anger at the agent.
+  first) that show appreciation (thanks, praise, or an upbeat exclamation); + 0.1·min(upbeat turns, 2), an
+  upbeat turn being one with "!" that VADER does not read as negative; at most 1. A customer who ends
+  neutral without thanks meets expectations (0.5) rather than failing them: most satisfied customers say
+  nothing, so the upper half is earned by appreciation and the lower half by a sour ending. Appreciation is what satisfied customers volunteer; its absence
+  says more than the negative words of a customer venting about the situation, which VADER cannot tell
+  from anger at the agent.
 - agent tone: 1 for neutral-or-warm agent turns; each agent turn below `rude_below` compound costs
   `rude_penalty`. Empathy is judged where it is due: after an upset customer turn (below `rude_below`), an
   agent reply with an apology or empathy phrase earns `empathy_bonus`, a reply without one costs it.
@@ -82,13 +85,14 @@ def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, 
     replies = [i for i in turns if i > view.agent[0]] or last
     upbeat = {i for i in turns if _upbeat(view, i)}
     warm = [i for i in replies if i in upbeat or APPRECIATION.search(view.lower[i])]
-    score = 0.2 * (1 + end) + 0.4 * len(warm) / len(replies) + 0.1 * min(len(upbeat), 2)
+    ending = 0.5 * end if end < 0 else 0.2 * end
+    score = max(0.0, min(1.0, 0.5 + ending + 0.4 * len(warm) / len(replies) + 0.1 * min(len(upbeat), 2)))
     return score, (*warm[:2], *last)
 
 
 class SentimentScorer:
     name = "sentiment"
-    version = "1.1.0"
+    version = "1.2.0"
 
     def parse(self, params: Mapping[str, Any], scale: Scale) -> SentimentParams:
         return SentimentParams.model_validate(params)

@@ -143,7 +143,7 @@ async def inbox_rate(runtime: ServiceRuntime, settings: Settings, n: int) -> dic
     return rate(consumer.processed, clock.seconds, batch=settings.consumer_batch_size)
 
 
-def decode_only(settings: Settings, n: int) -> dict[str, Any]:
+def decode_only(n: int) -> dict[str, Any]:
     """The ceiling of any consumer that validates what it reads: `decode` alone over the same records,
     in memory, no I/O (the CloudEvents attributes and the ConversationIngested payload, validated)."""
     records = [
@@ -188,7 +188,7 @@ async def main(n: int) -> dict[str, Any]:
         record_bytes = await fill_outbox(runtime, settings, n)
         relayed = await relay_rate(runtime, settings, n, record_bytes)
         inboxed = await inbox_rate(runtime, settings, n)
-        decoded = decode_only(settings, n)
+        decoded = decode_only(n)
     finally:
         await cleanup(runtime, settings)
     return {

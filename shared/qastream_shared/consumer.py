@@ -24,10 +24,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from qastream_shared.db import array_insert
 from qastream_shared.events import Envelope, InvalidEvent, decode
 from qastream_shared.outbox import add_rows, outbox_row, raw_row
 from qastream_shared.settings import Settings
@@ -167,13 +168,10 @@ class BatchConsumer:
         self.outbox: Table = tables["outbox"]
         self.schema = schema
         self.handler = handler
-        # Two array parameters instead of a VALUES row per event: one statement text for every batch, so
-        # nothing is compiled per batch (a 500-row VALUES insert cost more to compile than to run).
-        self._claim = text(
-            f"INSERT INTO {self.inbox.name} (event_id, tenant_id)"
-            " SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:tenants AS text[]))"
-            " ON CONFLICT DO NOTHING RETURNING event_id"
-        ).columns(self.inbox.c.event_id)
+        # RETURNING names the events no earlier delivery claimed.
+        self._claim = array_insert(
+            self.inbox, ("event_id", "tenant_id"), suffix="ON CONFLICT DO NOTHING RETURNING event_id"
+        )
         # A replay into a fresh schema is a new reader of the log, so it gets its own group (offsets from 0).
         suffix = f"-{settings.db_schema}" if settings.db_schema else ""
         self.group_id = group_id or f"{settings.topic_prefix}qa-{service}{suffix}"
@@ -374,9 +372,11 @@ class BatchConsumer:
     async def _claim_and_handle(
         self, uow: UnitOfWork, items: list[_Item]
     ) -> tuple[list[Envelope], set[str], int]:
-        ids = [it.event_id for it in items]
-        tenants = [it.env.tenant if it.env else None for it in items]
-        result = await uow.session.execute(self._claim, {"ids": ids, "tenants": tenants})
+        claims = {
+            "event_id": [it.event_id for it in items],
+            "tenant_id": [it.env.tenant if it.env else None for it in items],
+        }
+        result = await uow.session.execute(self._claim, claims)
         fresh = set(result.scalars().all())
         todo: list[Envelope] = []
         dead = 0

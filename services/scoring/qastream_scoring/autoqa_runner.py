@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from qastream_scoring.autoqa import (
+    DEFAULT_REGISTRY,
     AutoReview,
     LlmScorer,
     Registry,
@@ -34,7 +35,7 @@ class AutoQARunner:
         llm = LlmSettings()
         config = llm.config()
         if config is None:
-            return cls(default_registry())
+            return cls(DEFAULT_REGISTRY)
         return cls(default_registry(config), ThreadPoolExecutor(llm.concurrency, thread_name_prefix="autoqa"))
 
     async def score(

@@ -4,11 +4,11 @@
   + 0.5·end when end < 0 (a customer who ends furious, -1, is at 0), else 0.5 + 0.2·end, where end is the
   mean compound of their last `tail` turns; + 0.4·the share of their replies to the agent (turns after its
   first) that show appreciation (thanks, praise, or an upbeat exclamation); + 0.1·min(upbeat turns, 2), an
-  upbeat turn being one with "!" that VADER does not read as negative; at most 1. A customer who ends
-  neutral without thanks meets expectations (0.5) rather than failing them: most satisfied customers say
-  nothing, so the upper half is earned by appreciation and the lower half by a sour ending. Appreciation is what satisfied customers volunteer; its absence
-  says more than the negative words of a customer venting about the situation, which VADER cannot tell
-  from anger at the agent.
+  upbeat turn being one with "!" that VADER does not read as negative; clamped to 0..1. A customer who
+  ends neutral without thanks meets expectations (0.5) rather than failing them: most satisfied customers
+  say nothing, so the upper half is earned by appreciation and the lower half by a sour ending.
+  Appreciation is what satisfied customers volunteer; its absence says more than the negative words of a
+  customer venting about the situation, which VADER cannot tell from anger at the agent.
 - agent tone: 1 for neutral-or-warm agent turns; each agent turn below `rude_below` compound costs
   `rude_penalty`. Empathy is judged where it is due: after an upset customer turn (below `rude_below`), an
   agent reply with an apology or empathy phrase earns `empathy_bonus`, a reply without one costs it.
@@ -86,7 +86,7 @@ def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, 
     upbeat = {i for i in turns if _upbeat(view, i)}
     warm = [i for i in replies if i in upbeat or APPRECIATION.search(view.lower[i])]
     ending = 0.5 * end if end < 0 else 0.2 * end
-    score = max(0.0, min(1.0, 0.5 + ending + 0.4 * len(warm) / len(replies) + 0.1 * min(len(upbeat), 2)))
+    score = clamp(0.5 + ending + 0.4 * len(warm) / len(replies) + 0.1 * min(len(upbeat), 2))
     return score, (*warm[:2], *last)
 
 

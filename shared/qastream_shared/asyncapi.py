@@ -13,7 +13,11 @@ import orjson
 
 from qastream_shared.events import EVENT_TYPES
 from qastream_shared.topics import (
+    ASSIGNMENTS,
+    CALIBRATIONS,
+    COACHING,
     CONVERSATIONS,
+    DISPUTES,
     INBOUND_CONVERSATIONS,
     REGISTRY,
     REVIEWS,
@@ -46,7 +50,35 @@ CHANNELS: dict[str, dict[str, Any]] = {
     REVIEWS: {
         "types": ["qa.review.submitted.v1", "qa.review.revised.v1"],
         "producers": ["scoring"],
-        "consumers": ["sampler"],
+        "consumers": ["sampler", "coaching", "reporting"],
+    },
+    ASSIGNMENTS: {
+        "types": ["qa.assignment.changed.v1"],
+        "producers": ["scoring"],
+        "consumers": ["reporting"],
+    },
+    DISPUTES: {
+        "types": ["qa.dispute.opened.v1", "qa.dispute.resolved.v1"],
+        "producers": ["scoring"],
+        "consumers": ["coaching", "reporting"],
+    },
+    CALIBRATIONS: {
+        "types": ["qa.calibration.opened.v1", "qa.calibration.closed.v1"],
+        "producers": ["scoring"],
+        "consumers": ["reporting"],
+    },
+    COACHING: {
+        "types": [
+            "qa.coaching.task.created.v1",
+            "qa.coaching.task.evidence_added.v1",
+            "qa.coaching.task.acknowledged.v1",
+            "qa.coaching.task.completed.v1",
+            "qa.coaching.task.dismissed.v1",
+            "qa.coaching.impact.measured.v1",
+            "qa.coaching.alert.raised.v1",
+        ],
+        "producers": ["coaching"],
+        "consumers": ["reporting"],
     },
 }
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, Table, and_, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_shared.events import Role
@@ -74,3 +74,51 @@ AnyRole = Annotated[Principal, require()]
 def scoped(table: Table, principal: Principal) -> ColumnElement[bool]:
     """The one tenant filter every query goes through."""
     return table.c.tenant_id == principal.tenant_id
+
+
+# Roles that see every row of their tenant; the others see only rows about themselves or their team.
+TENANT_WIDE = frozenset({Role.admin, Role.qa_lead, Role.platform})
+
+
+def visible(
+    table: Table,
+    principal: Principal,
+    *,
+    agent: str = "agent_id",
+    team: str = "team",
+    reviewer: str | None = None,
+) -> ColumnElement[bool]:
+    """The one visibility rule: the tenant, narrowed by role.
+
+    Admins, QA leads and platform keys see the whole tenant; a team lead sees their team; an agent sees rows
+    about themselves; a reviewer sees the rows they reviewed (`reviewer` names that column; without one, a
+    reviewer sees the tenant, as on conversations they may be assigned). A key whose role needs an agent id
+    or team it lacks sees nothing, never everything.
+    """
+    tenant = scoped(table, principal)
+    role = principal.role
+    if role in TENANT_WIDE:
+        return tenant
+    if role is Role.team_lead:
+        return and_(tenant, table.c[team] == principal.team) if principal.team else false()
+    if role is Role.agent:
+        return and_(tenant, table.c[agent] == principal.agent_id) if principal.agent_id else false()
+    if role is Role.reviewer and reviewer is not None:
+        return and_(tenant, table.c[reviewer] == principal.agent_id) if principal.agent_id else false()
+    return tenant
+
+
+def may_see(
+    principal: Principal, *, agent_id: str | None, team: str | None, reviewer_id: str | None = None
+) -> bool:
+    """`visible` for one row already in hand (e.g. a single resource read by id): the same rule."""
+    role = principal.role
+    if role in TENANT_WIDE:
+        return True
+    if role is Role.team_lead:
+        return principal.team is not None and team == principal.team
+    if role is Role.agent:
+        return principal.agent_id is not None and agent_id == principal.agent_id
+    if role is Role.reviewer and reviewer_id is not None:
+        return principal.agent_id is not None and reviewer_id == principal.agent_id
+    return True

@@ -28,6 +28,7 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from qastream_shared.admission import Admission
 from qastream_shared.db import array_insert
 from qastream_shared.events import Envelope, InvalidEvent, decode
 from qastream_shared.outbox import add_rows, outbox_row, raw_row
@@ -159,6 +160,7 @@ class BatchConsumer:
         schema: str,
         handler: Handler,
         group_id: str | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -168,6 +170,7 @@ class BatchConsumer:
         self.outbox: Table = tables["outbox"]
         self.schema = schema
         self.handler = handler
+        self.admission = admission
         # RETURNING names the events no earlier delivery claimed.
         self._claim = array_insert(
             self.inbox, ("event_id", "tenant_id"), suffix="ON CONFLICT DO NOTHING RETURNING event_id"
@@ -390,6 +393,14 @@ class BatchConsumer:
                 dead += 1
             elif it.env is not None:
                 todo.append(it.env)
+        refused = await self.admission.refusals(uow.session, todo) if self.admission and todo else {}
+        if refused:
+            for it in items:
+                if it.env is not None and it.reason is None and it.env.id in refused:
+                    it.reason = refused[it.env.id]
+                    uow.pending.append(self._dead_letter_row(it))
+                    dead += 1
+            todo = [env for env in todo if env.id not in refused]
         if todo:
             await self.handler(uow, todo)
         await uow.flush()

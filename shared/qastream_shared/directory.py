@@ -69,6 +69,7 @@ class TenantDirectory:
         self._consumer: AIOKafkaConsumer | None = None
         self._progress = asyncio.Condition()
         self._applied: dict[TopicPartition, int] = {}
+        self._known: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -125,12 +126,26 @@ class TenantDirectory:
 
         await asyncio.wait_for(caught_up(), within)
 
+    async def unknown(self, session: AsyncSession, tenant_ids: set[str]) -> set[str]:
+        """The tenants of `tenant_ids` that do not exist, after catching up with qa.tenants if any seem new.
+
+        Tenants are never deleted, so the ones found are remembered for the process's life.
+        """
+        missing = tenant_ids - self._known
+        if missing:
+            missing -= await self._found(session, missing)
+        if missing:
+            await self.wait_caught_up()
+            missing -= await self._found(session, missing)
+        return missing
+
     async def tenant_exists(self, session: AsyncSession, tenant_id: str) -> bool:
+        return not await self.unknown(session, {tenant_id})
+
+    async def _found(self, session: AsyncSession, tenant_ids: set[str]) -> set[str]:
         t = self.tables["tenants"]
-        found = (await session.execute(select(t.c.tenant_id).where(t.c.tenant_id == tenant_id))).first()
-        if found:
-            return True
-        await self.wait_caught_up()
-        return (
-            await session.execute(select(t.c.tenant_id).where(t.c.tenant_id == tenant_id))
-        ).first() is not None
+        # A NUL would fail the whole query (PostgreSQL text cannot hold one); no tenant has it.
+        wanted = [x for x in tenant_ids if "\x00" not in x]
+        found = set((await session.execute(select(t.c.tenant_id).where(t.c.tenant_id.in_(wanted)))).scalars())
+        self._known |= found
+        return found

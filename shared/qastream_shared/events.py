@@ -164,6 +164,21 @@ class ReviewKind(StrEnum):
     calibration = "calibration"
 
 
+class PredictedCsat(BaseModel):
+    """How the customer probably felt, apart from the QA score: set by the pCSAT model on auto reviews.
+
+    `predicted` and `p_dissatisfied` are None, with `reason`, when the conversation gives nothing to judge
+    (no customer turn): never a made-up number.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    model_version: str
+    predicted: float | None = Field(default=None, ge=1, le=5)
+    p_dissatisfied: float | None = Field(default=None, ge=0, le=1)
+    evidence: list[Evidence] = Field(default_factory=list)
+    reason: str | None = None
+
+
 class ReviewSubmitted(Event):
     TYPE = "qa.review.submitted.v1"
     review_id: str
@@ -182,14 +197,30 @@ class ReviewSubmitted(Event):
     auto_failed: bool = False
     passed: bool | None = None
     inclusion_probability: float | None = Field(default=None, gt=0, le=1)
+    # Manual reviews: seconds the reviewer spent on it, and the assignment or calibration session it answers.
+    time_spent_s: float | None = Field(default=None, ge=0)
+    assignment_id: str | None = None
+    calibration_session_id: str | None = None
+    pcsat: PredictedCsat | None = None
     submitted_at: datetime
 
 
 class ReviewRevised(Event):
+    """A new version of a review (after an accepted dispute). It replaces the revision before it everywhere;
+    the earlier versions stay in scoring's history. It carries the whole review, so no consumer has to join.
+    """
+
     TYPE = "qa.review.revised.v1"
     review_id: str
     revision: int = Field(ge=1)
     conversation_id: str
+    kind: ReviewKind = ReviewKind.manual
+    scorecard_id: str | None = None
+    scorecard_version: int | None = None
+    reviewer_id: str | None = None
+    agent_id: str | None = None
+    team: str | None = None
+    channel: str | None = None
     ratings: list[Rating]
     score: float | None = Field(default=None, ge=0, le=1)
     auto_failed: bool = False
@@ -197,6 +228,186 @@ class ReviewRevised(Event):
     reason: str
     dispute_id: str | None = None
     revised_at: datetime
+
+
+# --- qa.assignments (keyed tenant:conversation) ------------------------------------------------
+
+
+class AssignmentAction(StrEnum):
+    created = "created"
+    reassigned = "reassigned"
+    skipped = "skipped"
+    removed = "removed"
+    completed = "completed"
+
+
+class AssignmentChanged(Event):
+    """A reviewer assignment made from a manual sample, or a change to it; every change is logged."""
+
+    TYPE = "qa.assignment.changed.v1"
+    assignment_id: str
+    conversation_id: str
+    action: AssignmentAction
+    reviewer_id: str | None = None
+    previous_reviewer_id: str | None = None
+    plan_id: str | None = None
+    inclusion_probability: float | None = Field(default=None, gt=0, le=1)
+    reason: str | None = None
+    by: str | None = None
+    occurred_at: datetime
+
+
+# --- qa.disputes (keyed tenant:conversation) ----------------------------------------------------
+
+
+class DisputeOutcome(StrEnum):
+    accepted = "accepted"
+    partially_accepted = "partially_accepted"
+    rejected = "rejected"
+
+
+class DisputeOpened(Event):
+    TYPE = "qa.dispute.opened.v1"
+    dispute_id: str
+    review_id: str
+    conversation_id: str
+    category_id: str | None = None  # None: the whole review
+    agent_id: str | None = None
+    team: str | None = None
+    opened_by: str
+    reason: str
+    opened_at: datetime
+
+
+class DisputeResolved(Event):
+    TYPE = "qa.dispute.resolved.v1"
+    dispute_id: str
+    review_id: str
+    conversation_id: str
+    category_id: str | None = None
+    agent_id: str | None = None
+    team: str | None = None
+    outcome: DisputeOutcome
+    resolved_by: str
+    comment: str | None = None
+    revision: int | None = None  # the ReviewRevised it caused, when accepted or partly accepted
+    resolved_at: datetime
+
+
+# --- qa.calibrations (keyed tenant:session) -----------------------------------------------------
+
+
+class CalibrationOpened(Event):
+    TYPE = "qa.calibration.opened.v1"
+    session_id: str
+    scorecard_id: str
+    scorecard_version: int
+    conversation_ids: list[str]
+    participants: list[str]
+    benchmark_reviewer_id: str | None = None
+    deadline: datetime
+    opened_by: str
+    opened_at: datetime
+
+
+class CalibrationClosed(Event):
+    """Krippendorff's α per category and overall, and each participant's alignment to the benchmark."""
+
+    TYPE = "qa.calibration.closed.v1"
+    session_id: str
+    scorecard_id: str
+    scorecard_version: int
+    conversation_ids: list[str]
+    participants: list[str]
+    benchmark_reviewer_id: str | None = None
+    alpha: float | None = None
+    alpha_by_category: dict[str, float | None] = Field(default_factory=dict)
+    alignment: dict[str, float] = Field(default_factory=dict)
+    closed_at: datetime
+
+
+# --- qa.coaching (keyed tenant:agent) ----------------------------------------------------------
+
+
+class CoachingTaskStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    completed = "completed"
+    dismissed = "dismissed"
+
+
+class CoachingTaskEvent(Event):
+    """Every coaching event carries the task as it is after the change (event-carried state)."""
+
+    task_id: str
+    rule_id: str
+    rule_version: int
+    agent_id: str
+    team: str | None = None
+    assignee_id: str | None = None
+    category_id: str | None = None
+    review_ids: list[str] = Field(default_factory=list)
+    status: CoachingTaskStatus
+    due_at: datetime | None = None
+    occurred_at: datetime
+
+
+class CoachingTaskCreated(CoachingTaskEvent):
+    TYPE = "qa.coaching.task.created.v1"
+    title: str
+    needs_confirmation: bool = False
+
+
+class CoachingTaskEvidenceAdded(CoachingTaskEvent):
+    TYPE = "qa.coaching.task.evidence_added.v1"
+
+
+class CoachingTaskAcknowledged(CoachingTaskEvent):
+    TYPE = "qa.coaching.task.acknowledged.v1"
+
+
+class CoachingTaskCompleted(CoachingTaskEvent):
+    TYPE = "qa.coaching.task.completed.v1"
+    notes: str | None = None
+    quiz_score: float | None = Field(default=None, ge=0, le=1)
+
+
+class CoachingTaskDismissed(CoachingTaskEvent):
+    TYPE = "qa.coaching.task.dismissed.v1"
+    reason: str
+
+
+class CoachingImpactMeasured(Event):
+    """The agent's category score over the N reviews after a completed task minus the N before."""
+
+    TYPE = "qa.coaching.impact.measured.v1"
+    task_id: str
+    rule_id: str
+    agent_id: str
+    team: str | None = None
+    assignee_id: str | None = None
+    category_id: str | None = None
+    n_before: int = Field(ge=0)
+    n_after: int = Field(ge=0)
+    mean_before: float | None = None
+    mean_after: float | None = None
+    difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    measured_at: datetime
+
+
+class RiskAlertRaised(Event):
+    TYPE = "qa.coaching.alert.raised.v1"
+    alert_id: str
+    review_id: str
+    conversation_id: str
+    agent_id: str | None = None
+    team: str | None = None
+    rule_id: str | None = None
+    category_ids: list[str] = Field(default_factory=list)
+    reason: str
+    raised_at: datetime
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -213,6 +424,18 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ScorecardPublished,
         ReviewSubmitted,
         ReviewRevised,
+        AssignmentChanged,
+        DisputeOpened,
+        DisputeResolved,
+        CalibrationOpened,
+        CalibrationClosed,
+        CoachingTaskCreated,
+        CoachingTaskEvidenceAdded,
+        CoachingTaskAcknowledged,
+        CoachingTaskCompleted,
+        CoachingTaskDismissed,
+        CoachingImpactMeasured,
+        RiskAlertRaised,
     )
 }
 
@@ -381,21 +604,38 @@ __all__ = [
     "EVENT_TYPES",
     "ApiKeyIssued",
     "ApiKeyRevoked",
+    "AssignmentAction",
+    "AssignmentChanged",
+    "CalibrationClosed",
+    "CalibrationOpened",
+    "CoachingImpactMeasured",
+    "CoachingTaskAcknowledged",
+    "CoachingTaskCompleted",
+    "CoachingTaskCreated",
+    "CoachingTaskDismissed",
+    "CoachingTaskEvent",
+    "CoachingTaskEvidenceAdded",
+    "CoachingTaskStatus",
     "ConversationIngested",
     "ConversationSampled",
     "ConversationUpdated",
     "CsatRecorded",
+    "DisputeOpened",
+    "DisputeOutcome",
+    "DisputeResolved",
     "Envelope",
     "Event",
     "Evidence",
     "InboundConversation",
     "InvalidEvent",
+    "PredictedCsat",
     "Provenance",
     "Purpose",
     "Rating",
     "ReviewKind",
     "ReviewRevised",
     "ReviewSubmitted",
+    "RiskAlertRaised",
     "Role",
     "ScorecardPublished",
     "TenantUpserted",

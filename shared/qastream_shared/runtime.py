@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,11 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table, text
 
 from qastream_shared import http, telemetry
+from qastream_shared.admission import Admission
 from qastream_shared.consumer import BatchConsumer, Handler, UnitOfWork
 from qastream_shared.db import create_engine, session_factory
 from qastream_shared.directory import TenantDirectory
+from qastream_shared.events import Event
 from qastream_shared.migrations import migrate
 from qastream_shared.outbox import OutboxRelay
 from qastream_shared.settings import Settings, get_settings
@@ -35,6 +37,8 @@ class ServiceSpec:
     tables: dict[str, Table]
     migrations: str
     consumes: Sequence[str] = ()
+    # Which event types each consumed topic may carry; anything else is dead-lettered before the handler.
+    accepts: Mapping[str, Sequence[type[Event]]] = field(default_factory=dict)
     handler: Callable[[ServiceRuntime], Handler] | None = None
     uses_directory: bool = True
     routers: Sequence[APIRouter] = field(default_factory=list)
@@ -89,6 +93,7 @@ class ServiceRuntime:
             tables=self.tables,
             schema=self.schema,
             handler=self.spec.handler(self),
+            admission=Admission(self.spec.accepts, self.settings, self.directory),
         )
 
     def _spawn(self, coro: Any, name: str) -> None:

@@ -36,6 +36,10 @@ CONVERSATIONS = "qa.conversations"
 SAMPLES = "qa.samples"
 SCORECARDS = "qa.scorecards"
 REVIEWS = "qa.reviews"
+ASSIGNMENTS = "qa.assignments"
+DISPUTES = "qa.disputes"
+CALIBRATIONS = "qa.calibrations"
+COACHING = "qa.coaching"
 
 
 def dlq(service: str) -> str:
@@ -54,6 +58,11 @@ REGISTRY: tuple[Topic, ...] = (
     Topic(SCORECARDS, compacted=True),
     # Reviews are the system of record for reporting rebuilds: keep them forever.
     Topic(REVIEWS, retention_ms=-1),
+    # The rest of the review workflow is part of the record reporting rebuilds from: kept forever too.
+    Topic(ASSIGNMENTS, retention_ms=-1),
+    Topic(DISPUTES, retention_ms=-1),
+    Topic(CALIBRATIONS, retention_ms=-1),
+    Topic(COACHING, retention_ms=-1),
     *(dlq_topic(s) for s in SERVICES),
 )
 

@@ -10,6 +10,7 @@ from qastream_scoring.api import router
 from qastream_scoring.autoqa_runner import close_on_stop
 from qastream_scoring.handlers import make_handler
 from qastream_scoring.tables import metadata, tables
+from qastream_shared.events import ConversationSampled
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings
 from qastream_shared.topics import SAMPLES
@@ -20,6 +21,7 @@ SPEC = ServiceSpec(
     tables=tables,
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[SAMPLES],
+    accepts={SAMPLES: [ConversationSampled]},
     handler=make_handler,
     routers=[router],
     tasks=[close_on_stop],

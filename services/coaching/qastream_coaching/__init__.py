@@ -1,0 +1,1 @@
+"""qastream coaching service."""

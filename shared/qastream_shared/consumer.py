@@ -195,8 +195,13 @@ class BatchConsumer:
             fetch_max_bytes=32 * 1024 * 1024,
             # Generous: a batch may wait out a database restart before it commits.
             max_poll_interval_ms=600_000,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.consumer_heartbeat_ms,
+            group_instance_id=(
+                f"{self.settings.consumer_instance_id}-{self.service}"
+                if self.settings.consumer_instance_id
+                else None
+            ),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(default=100, ge=1, le=60_000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
+    # How long a dead replica's partitions wait before the group hands them to the others. Heartbeats run
+    # on their own task, so a long batch does not count against it (max_poll_interval covers that).
+    consumer_session_timeout_ms: int = Field(default=8_000, ge=6_000, le=300_000)
+    consumer_heartbeat_ms: int = Field(default=1_000, ge=100, le=60_000)
+    # Kafka static membership: a replica restarted with the same id (e.g. a StatefulSet pod name) gets its
+    # partitions back without a rebalance. Empty: dynamic membership.
+    consumer_instance_id: str = ""
     relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     otel_exporter: str = Field(default="none", pattern="^(none|console)$")

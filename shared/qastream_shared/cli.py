@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from qastream_shared.services import SERVICES
 from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack, StackError
-from qastream_shared.topics import SERVICES
 
 app = typer.Typer(help="qastream: QA for customer-service conversations.", no_args_is_help=True)
 console = Console()

@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from qastream_shared.services import SERVICES
 from qastream_shared.stack import Stack
 from qastream_shared.testing import STAR
-from qastream_shared.topics import SERVICES
 
 console = Console()
 TENANT = "demo-contact-center"

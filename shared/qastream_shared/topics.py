@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from qastream_shared.services import SERVICES
 from qastream_shared.settings import Settings
-
-SERVICES = ("ingest", "sampler", "scoring")
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import explain
 from qastream_sampler.handlers import store_of
+from qastream_sampler.plan_store import current_plans, insert_auto_policy, insert_plan
 from qastream_sampler.plans import AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
-from qastream_sampler.tables import auto_policies, plans, sample_log
+from qastream_sampler.tables import sample_log
 from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import Role
@@ -44,33 +45,21 @@ def _parse(body: dict[str, Any]) -> AnyPlan:
         raise unprocessable(str(exc), [{"field": "body", "message": str(exc)}]) from exc
 
 
-async def _current(uow: UnitOfWork, tenant_id: str) -> dict[str, AnyPlan]:
-    rows = await uow.session.execute(
-        select(plans.c.body).where(plans.c.tenant_id == tenant_id).order_by(plans.c.plan_id, plans.c.version)
-    )
-    out: dict[str, AnyPlan] = {}
-    for (body,) in rows:
-        plan = parse_plan(body)
-        out[plan.plan_id] = plan
-    return out
-
-
 async def _save(uow: UnitOfWork, tenant_id: str, plan: AnyPlan, current: dict[str, AnyPlan]) -> AnyPlan:
     problems = plan_set_problems({**current, plan.plan_id: plan}.values())
     if problems:
         raise unprocessable("; ".join(problems), [{"field": "priority", "message": p} for p in problems])
-    await uow.session.execute(
-        plans.insert().values(
-            tenant_id=tenant_id, plan_id=plan.plan_id, version=plan.version, body=plan.model_dump(mode="json")
-        )
-    )
+    await insert_plan(uow.session, tenant_id, plan)
     return plan
 
 
 @router.get("/plans")
 async def list_plans(request: Request, principal: Reader) -> list[dict[str, Any]]:
     async with runtime(request).unit_of_work() as uow:
-        return [p.model_dump(mode="json") for p in (await _current(uow, principal.tenant_id)).values()]
+        return [
+            p.model_dump(mode="json")
+            for p in (await current_plans(uow.session, principal.tenant_id)).values()
+        ]
 
 
 @router.post("/plans", status_code=201)
@@ -80,7 +69,7 @@ async def create_plan(
     """Random, stratified or targeted (field `kind`). Overlapping plans may not share a priority."""
     plan = _parse({**body, "version": 1})
     async with runtime(request).unit_of_work() as uow:
-        current = await _current(uow, principal.tenant_id)
+        current = await current_plans(uow.session, principal.tenant_id)
         if plan.plan_id in current:
             raise HTTPException(
                 409, f"plan {plan.plan_id!r} exists; edit it with PUT /v1/plans/{plan.plan_id}"
@@ -94,7 +83,7 @@ async def edit(
 ) -> dict[str, Any]:
     """An edit publishes version n+1; earlier decisions keep the version they were made under."""
     async with runtime(request).unit_of_work() as uow:
-        current = await _current(uow, principal.tenant_id)
+        current = await current_plans(uow.session, principal.tenant_id)
         if plan_id not in current:
             raise HTTPException(404, f"no plan {plan_id!r} in this tenant")
         try:
@@ -123,19 +112,7 @@ async def resume(request: Request, plan_id: PlanId, principal: Lead) -> dict[str
 async def put_auto_policy(request: Request, principal: Lead, policy: AutoPolicy) -> dict[str, Any]:
     """Which conversations AutoQA scores: all (default) or a rate per channel, to bound LLM cost."""
     async with runtime(request).unit_of_work() as uow:
-        latest = (
-            await uow.session.execute(
-                select(func.max(auto_policies.c.version)).where(
-                    auto_policies.c.tenant_id == principal.tenant_id
-                )
-            )
-        ).scalar_one()
-        saved = policy.model_copy(update={"version": (latest or 0) + 1})
-        await uow.session.execute(
-            auto_policies.insert().values(
-                tenant_id=principal.tenant_id, version=saved.version, body=saved.model_dump(mode="json")
-            )
-        )
+        saved = await insert_auto_policy(uow.session, principal.tenant_id, policy)
     return saved.model_dump(mode="json")
 
 

@@ -8,6 +8,19 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from qastream_events.topics import (
+    ASSIGNMENTS,
+    CALIBRATIONS,
+    COACHING,
+    CONVERSATIONS,
+    DISPUTES,
+    INBOUND_CONVERSATIONS,
+    REVIEWS,
+    SAMPLES,
+    SCORECARDS,
+    TENANTS,
+    dlq,
+)
 from qastream_shared.services import SERVICES
 from qastream_shared.settings import Settings
 
@@ -27,22 +40,6 @@ class Topic:
         elif self.retention_ms is not None:
             cfg["retention.ms"] = str(self.retention_ms)
         return cfg
-
-
-INBOUND_CONVERSATIONS = "qa.inbound.conversations"
-TENANTS = "qa.tenants"
-CONVERSATIONS = "qa.conversations"
-SAMPLES = "qa.samples"
-SCORECARDS = "qa.scorecards"
-REVIEWS = "qa.reviews"
-ASSIGNMENTS = "qa.assignments"
-DISPUTES = "qa.disputes"
-CALIBRATIONS = "qa.calibrations"
-COACHING = "qa.coaching"
-
-
-def dlq(service: str) -> str:
-    return f"qa.dlq.{service}"
 
 
 def dlq_topic(service: str) -> Topic:

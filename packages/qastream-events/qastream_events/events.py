@@ -20,8 +20,8 @@ from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qastream_shared.conversation import Conversation, Feedback
-from qastream_shared.scorecard import Scorecard
+from qastream_events.conversation import Conversation, Feedback
+from qastream_events.scorecard import Scorecard
 
 
 class Event(BaseModel):

@@ -1,0 +1,3 @@
+"""Re-exported from the `qastream-events` package, the one definition platform teams depend on too."""
+
+from qastream_events.conversation import *  # noqa: F403

@@ -1,5 +1,8 @@
 """Who is calling, and the tenant scope. The tenant always comes from the API key, never from the request.
 
+A caller presents either an API key (header) or a browser session (cookie, sessions.py) made from one; both
+end at the same key row, so revoking a key ends its sessions too. Cookie writes need the CSRF header.
+
 Keys are high-entropy random strings, so a peppered HMAC (keys.py) is the right hash: argon2's cost exists
 to protect low-entropy passwords.
 """
@@ -15,6 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_shared.events import Role
 from qastream_shared.keys import InvalidApiKey, parse_key_id, verify_key
+from qastream_shared.sessions import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    InvalidSession,
+    csrf_ok,
+    verify,
+)
+from qastream_shared.settings import Settings
 from qastream_shared.telemetry import tenant_var
 
 
@@ -36,7 +48,7 @@ def presented_key(request: Request) -> str | None:
 
 async def authenticate(session: AsyncSession, api_keys: Table, pepper: str, key: str | None) -> Principal:
     if not key:
-        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'")
+        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or sign in")
     try:
         key_id = parse_key_id(key)
     except InvalidApiKey:
@@ -48,16 +60,63 @@ async def authenticate(session: AsyncSession, api_keys: Table, pepper: str, key:
     return Principal(row["tenant_id"], Role(row["role"]), row["key_id"], row["agent_id"], row["team"])
 
 
+def session_secret(settings: Settings) -> str:
+    if settings.session_secret is None:
+        raise HTTPException(
+            503, "browser sessions are off: set QA_SESSION_SECRET (the same value on every service)"
+        )
+    return settings.session_secret.get_secret_value()
+
+
+async def authenticate_session(
+    session: AsyncSession, api_keys: Table, settings: Settings, token: str, *, write: bool, csrf: str | None
+) -> Principal:
+    """The principal of a session cookie: a valid signature, not expired, CSRF checked on writes, and the
+    key it was made from still issued and unrevoked in this service's copy of qa.tenants."""
+    if settings.session_secret is None:
+        raise HTTPException(401, "browser sessions are off on this service (QA_SESSION_SECRET unset)")
+    secret = settings.session_secret.get_secret_value()
+    try:
+        claims = verify(token, secret)
+    except InvalidSession as exc:
+        raise HTTPException(401, f"invalid session: {exc}") from None
+    if write and not csrf_ok(token, csrf, secret):
+        raise HTTPException(
+            403, "missing or invalid CSRF token: send the qa_csrf cookie's value in the X-CSRF-Token header"
+        )
+    row = (
+        (await session.execute(select(api_keys).where(api_keys.c.key_id == claims.key_id))).mappings().first()
+    )
+    if row is None or row["revoked_at"] is not None or row["tenant_id"] != claims.tenant_id:
+        raise HTTPException(401, "invalid session: its API key is revoked or unknown")
+    tenant_var.set(row["tenant_id"])
+    return Principal(row["tenant_id"], Role(row["role"]), row["key_id"], row["agent_id"], row["team"])
+
+
+async def principal_of(request: Request) -> Principal:
+    """Whoever the request presents: an API key in a header first, else the session cookie."""
+    state = request.app.state
+    key = presented_key(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    async with state.sessions() as session:
+        if key or not token:
+            return await authenticate(session, state.tables["api_keys"], state.settings.key_pepper, key)
+        return await authenticate_session(
+            session,
+            state.tables["api_keys"],
+            state.settings,
+            token,
+            write=request.method not in SAFE_METHODS,
+            csrf=request.headers.get(CSRF_HEADER),
+        )
+
+
 def require(*roles: Role) -> Any:
     """A FastAPI dependency: the caller's principal, with 403 unless it holds one of `roles`."""
     allowed = set(roles)
 
     async def dependency(request: Request) -> Principal:
-        app_state = request.app.state
-        async with app_state.sessions() as session:
-            principal = await authenticate(
-                session, app_state.tables["api_keys"], app_state.settings.key_pepper, presented_key(request)
-            )
+        principal = await principal_of(request)
         if allowed and principal.role not in allowed:
             raise HTTPException(
                 403,

@@ -7,9 +7,12 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from qastream_shared.settings import Settings
 
 PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -81,3 +84,21 @@ def install(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def allow_console(app: FastAPI, settings: Settings) -> None:
+    """Lets the console's origin call this API with its session cookie (locally each service has its own
+    port, so its own origin; behind one ingress there is one origin and QA_CORS_ORIGINS stays empty).
+
+    Added last, so it is the outermost middleware and answers preflights before anything else runs.
+    """
+    origins = [o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["content-type", "x-csrf-token"],
+            max_age=600,
+        )

@@ -160,6 +160,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: 
 
     app = FastAPI(title=spec.title or f"qastream {spec.name}", version="1.0.0", lifespan=lifespan)
     http.install(app)
+    http.allow_console(app, settings)
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Any:

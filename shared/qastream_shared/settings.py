@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     consumer_instance_id: str = ""
     relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    # Signs browser sessions (sessions.py); every service of a deployment needs the same value. Unset, the
+    # console's sign-in answers 503 and session cookies are refused: no default a deployment could forget.
+    session_secret: SecretStr | None = Field(default=None, min_length=32)
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    # Origins (the console's) whose pages may call this service with credentials; comma-separated.
+    cors_origins: str = ""
+    # The console's map of service name -> public base URL; empty when one ingress serves all at one origin.
+    service_urls: dict[str, str] = Field(default_factory=dict)
     otel_exporter: str = Field(default="none", pattern="^(none|console)$")
 
     @field_validator("database_url")

@@ -168,7 +168,8 @@ async def _await_reviews(http: httpx.AsyncClient, scoring: str, total: int) -> N
         deadline = time.monotonic() + 600
         last = -1
         while time.monotonic() < deadline:
-            rows = (await http.get(f"{scoring}/v1/reviews/summary", params={"by": "tenant"})).json()
+            summary = await http.get(f"{scoring}/v1/reviews/summary", params={"by": "tenant", "limit": 500})
+            rows = summary.json()["items"]
             done = sum(r["reviews"] for r in rows)
             # Conversations with no agent turn get no score, so stop once the count stops moving near the end.
             progress.update(task, completed=done)
@@ -179,7 +180,8 @@ async def _await_reviews(http: httpx.AsyncClient, scoring: str, total: int) -> N
 
 
 async def _report(http: httpx.AsyncClient, urls: dict[str, str]) -> None:
-    teams = (await http.get(f"{urls['scoring']}/v1/reviews/summary", params={"by": "team"})).json()
+    summary = await http.get(f"{urls['scoring']}/v1/reviews/summary", params={"by": "team", "limit": 500})
+    teams = summary.json()["items"]
     table = Table("team", "reviews", "IQS", "pass rate", "auto-fail rate", title="AutoQA quality per team")
     for r in teams:
         table.add_row(

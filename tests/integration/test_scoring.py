@@ -226,6 +226,22 @@ async def test_rescore_adds_reviews_under_another_version_and_never_overwrites(s
                 ).all()
             )
         assert versions == {1: 40, 2: 40}  # the version-1 reviews are untouched
+        # The summary counts each conversation once per scorecard version, never twice in one IQS.
+        from qastream_scoring.stores import reviews as review_store
+        from qastream_shared.auth import Principal
+
+        admin = Principal("acme", Role.admin, "k")
+        async with runtime.unit_of_work() as uow:
+            rows, _ = await review_store.summary(uow, admin, "tenant", "auto", None, None, 100)
+            only_v2, _ = await review_store.summary(uow, admin, "tenant", "auto", 2, None, 100)
+            n_scored = (
+                await uow.session.execute(
+                    select(func.count()).where(reviews.c.scorecard_version == 1, reviews.c.score.is_not(None))
+                )
+            ).scalar_one()
+        assert n_scored > 30  # a few conversations without an agent turn get no score
+        assert [(r["scorecard_version"], r["reviews"]) for r in rows] == [(1, n_scored), (2, n_scored)]
+        assert [(r["scorecard_version"], r["reviews"]) for r in only_v2] == [(2, n_scored)]
     finally:
         await runtime.stop()
 
@@ -248,7 +264,7 @@ async def test_reviews_and_settings_are_tenant_scoped_on_every_endpoint(settings
                 r = await http.get("/v1/reviews", headers=a)
             except httpx.TransportError:
                 return None
-            return r.json() if r.status_code == 200 and len(r.json()) == 5 else None
+            return r.json()["items"] if r.status_code == 200 and len(r.json()["items"]) == 5 else None
 
         mine = await eventually(reviewed, within=60)
         assert mine is not None
@@ -256,11 +272,21 @@ async def test_reviews_and_settings_are_tenant_scoped_on_every_endpoint(settings
         assert (await http.get(f"/v1/reviews/{rid}", headers=a)).status_code == 200
         # beta: nothing of alpha's through any review endpoint
         assert (await http.get(f"/v1/reviews/{rid}", headers=b)).status_code == 404
-        assert (await http.get("/v1/reviews", headers=b)).json() == []
-        assert (await http.get("/v1/reviews", params={"conversation_id": str(cid)}, headers=b)).json() == []
-        assert (await http.get("/v1/reviews/summary", headers=b)).json() == []
+        assert (await http.get("/v1/reviews", headers=b)).json()["items"] == []
+        by_conv = await http.get("/v1/reviews", params={"conversation_id": str(cid)}, headers=b)
+        assert by_conv.json()["items"] == []
+        assert (await http.get("/v1/reviews/summary", headers=b)).json()["items"] == []
         # an agent key of alpha sees only its own agent's reviews (none here)
-        assert (await http.get("/v1/reviews", headers={"Authorization": f"Bearer {agent_a}"})).json() == []
+        agent_view = await http.get("/v1/reviews", headers={"Authorization": f"Bearer {agent_a}"})
+        assert agent_view.json()["items"] == []
+        # cursor paging: two pages of 3 and 2, no row twice, newest first
+        first = (await http.get("/v1/reviews", params={"limit": 3}, headers=a)).json()
+        second = (
+            await http.get("/v1/reviews", params={"limit": 3, "cursor": first["next_cursor"]}, headers=a)
+        ).json()
+        assert len(first["items"]) == 3 and len(second["items"]) == 2 and second["next_cursor"] is None
+        ids = [r["review_id"] for r in first["items"] + second["items"]]
+        assert sorted(ids) == sorted(str(r["review_id"]) for r in mine)
         # beta changing its settings leaves alpha's untouched
         body = {"settings": {"pass_mark": 0.5}}
         assert (await http.put("/v1/scoring-settings", json=body, headers=b)).status_code == 200

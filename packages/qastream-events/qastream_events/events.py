@@ -158,6 +158,14 @@ class Rating(BaseModel):
     provenance: Provenance | None = None  # set for AutoQA ratings
 
 
+class ReviewComment(BaseModel):
+    """A reviewer's comment on the whole conversation (turn None) or on one turn."""
+
+    model_config = ConfigDict(extra="forbid")
+    turn: int | None = Field(default=None, ge=0)
+    text: str = Field(min_length=1, max_length=5000)
+
+
 class ReviewKind(StrEnum):
     auto = "auto"
     manual = "manual"
@@ -202,6 +210,7 @@ class ReviewSubmitted(Event):
     assignment_id: str | None = None
     calibration_session_id: str | None = None
     pcsat: PredictedCsat | None = None
+    comments: list[ReviewComment] = Field(default_factory=list)
     submitted_at: datetime
 
 
@@ -225,6 +234,9 @@ class ReviewRevised(Event):
     score: float | None = Field(default=None, ge=0, le=1)
     auto_failed: bool = False
     passed: bool | None = None
+    comments: list[ReviewComment] = Field(default_factory=list)
+    time_spent_s: float | None = Field(default=None, ge=0)
+    assignment_id: str | None = None
     reason: str
     dispute_id: str | None = None
     revised_at: datetime
@@ -632,6 +644,7 @@ __all__ = [
     "Provenance",
     "Purpose",
     "Rating",
+    "ReviewComment",
     "ReviewKind",
     "ReviewRevised",
     "ReviewSubmitted",

@@ -1,0 +1,54 @@
+"""What every scoring API module shares: the runtime, the role groups, and problem answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, NoReturn
+
+from fastapi import HTTPException, Path, Request
+
+from qastream_scoring.engine import InvalidRating
+from qastream_shared.auth import Principal, require
+from qastream_shared.events import Role
+from qastream_shared.runtime import ServiceRuntime
+
+Reader = Annotated[Principal, require()]
+Lead = Annotated[Principal, require(Role.admin, Role.qa_lead)]
+# Keys that review: their agent_id is the reviewer's user id.
+Reviewing = Annotated[Principal, require(Role.admin, Role.qa_lead, Role.team_lead, Role.reviewer)]
+Id = Annotated[str, Path(max_length=64)]
+
+
+def runtime(request: Request) -> ServiceRuntime:
+    rt: ServiceRuntime = request.app.state.runtime
+    return rt
+
+
+def unprocessable(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        422,
+        {
+            "title": "Unprocessable Content",
+            "detail": f"{field}: {message}",
+            "errors": [{"field": field, "message": message}],
+        },
+    )
+
+
+def invalid_rating(exc: InvalidRating) -> HTTPException:
+    return unprocessable(exc.path, exc.message)
+
+
+def user_id(principal: Principal) -> str:
+    """The person behind a key (its agent_id), for actions that record who did them."""
+    if principal.agent_id is None:
+        raise HTTPException(403, "this key names no user (agent_id), so it cannot do this")
+    return principal.agent_id
+
+
+def actor(principal: Principal) -> str:
+    """Who did it, for the log: the user, else the key."""
+    return principal.agent_id or f"key:{principal.key_id}"
+
+
+def not_found(what: str) -> NoReturn:
+    raise HTTPException(404, f"no {what} in this tenant that this key may see")

@@ -1,0 +1,433 @@
+"""Reviewer assignments: made from manual samples, handed out by `next`, changed with a reason, all logged.
+
+Every change is a row in assignment_log and an AssignmentChanged on qa.assignments, in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, func, not_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from qastream_scoring.tables import assignment_log, assignments, conversations, reviewer_pools
+from qastream_scoring.workflow.pool import Load, ReviewerPool, choose, period_day, preference, week_start
+from qastream_shared.auth import Principal, visible
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.events import (
+    AssignmentAction,
+    AssignmentChanged,
+    ConversationSampled,
+    Envelope,
+    conversation_key,
+    deterministic_id,
+)
+from qastream_shared.paging import page_of, paged
+from qastream_shared.scorecard import Scorecard
+from qastream_shared.topics import ASSIGNMENTS
+
+SOURCE = "scoring"
+OPEN, COMPLETED, REMOVED = "open", "completed", "removed"
+POOL_CLAIM = "claimed from the unassigned pool"
+
+
+class AssignmentConflict(Exception):
+    """The assignment is not open, so it can no longer change (HTTP 409)."""
+
+
+async def pool(uow: UnitOfWork, tenant_id: str) -> ReviewerPool:
+    row = (
+        await uow.session.execute(
+            select(reviewer_pools.c.body).where(reviewer_pools.c.tenant_id == tenant_id)
+        )
+    ).first()
+    return ReviewerPool.model_validate(row[0]) if row else ReviewerPool()
+
+
+async def put_pool(uow: UnitOfWork, tenant_id: str, body: ReviewerPool) -> None:
+    stmt = pg_insert(reviewer_pools).values(tenant_id=tenant_id, body=body.model_dump(mode="json"))
+    await uow.session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[reviewer_pools.c.tenant_id],
+            set_={"body": stmt.excluded.body, "updated_at": func.now()},
+        )
+    )
+
+
+def assignment_id(tenant_id: str, conversation_id: str) -> str:
+    """One assignment per conversation, whichever manual plans picked it: a replay finds the same one."""
+    return deterministic_id("assignment", tenant_id, conversation_id)
+
+
+def _log(
+    uow: UnitOfWork,
+    tenant_id: str,
+    row: Mapping[str, Any],
+    action: AssignmentAction,
+    *,
+    reviewer_id: str | None,
+    previous: str | None,
+    reason: str | None,
+    by: str | None,
+    at: datetime,
+    event_id: str | None = None,
+    cause: Envelope | None = None,
+) -> dict[str, Any]:
+    ev = AssignmentChanged(
+        assignment_id=row["assignment_id"],
+        conversation_id=row["conversation_id"],
+        action=action,
+        reviewer_id=reviewer_id,
+        previous_reviewer_id=previous,
+        plan_id=row.get("plan_id"),
+        inclusion_probability=row.get("inclusion_probability"),
+        reason=reason,
+        by=by,
+        occurred_at=at,
+    )
+    key = conversation_key(tenant_id, row["conversation_id"])
+    eid = event_id or str(uuid.uuid4())
+    env = (
+        cause.caused(ev, SOURCE, key=key, id=eid)
+        if cause is not None
+        else Envelope(
+            data=ev, source=SOURCE, tenant=tenant_id, key=key, subject=row["conversation_id"], id=eid
+        )
+    )
+    uow.publish(ASSIGNMENTS, env)
+    return {
+        "tenant_id": tenant_id,
+        "assignment_id": row["assignment_id"],
+        "action": action.value,
+        "reviewer_id": reviewer_id,
+        "previous_reviewer_id": previous,
+        "reason": reason,
+        "by": by,
+        "occurred_at": at,
+    }
+
+
+async def _loads(
+    uow: UnitOfWork, tenant_id: str, days: set[datetime]
+) -> dict[datetime, dict[str, list[int]]]:
+    """day → reviewer → [held that day, held that ISO week], from what is stored."""
+    out: dict[datetime, dict[str, list[int]]] = {}
+    for day in days:
+        start = week_start(day)
+        rows = await uow.session.execute(
+            select(
+                assignments.c.reviewer_id,
+                func.count().filter(assignments.c.period_day == day),
+                func.count(),
+            )
+            .where(
+                assignments.c.tenant_id == tenant_id,
+                assignments.c.reviewer_id.is_not(None),
+                assignments.c.period_day >= start,
+                assignments.c.period_day < start + timedelta(days=7),
+            )
+            .group_by(assignments.c.reviewer_id)
+        )
+        out[day] = {r[0]: [int(r[1]), int(r[2])] for r in rows}
+    return out
+
+
+async def create_from_samples(
+    uow: UnitOfWork, tenant_id: str, samples: Sequence[tuple[ConversationSampled, Envelope]], card: Scorecard
+) -> int:
+    """Assignments for the batch's manual samples; returns how many are new.
+
+    Samples are taken in (sampled_at, conversation) order and quotas counted per sample day, so the same
+    samples give the same assignments however they were batched.
+    """
+    the_pool = await pool(uow, tenant_id)
+    ordered = sorted(samples, key=lambda s: (s[0].sampled_at, s[0].conversation_id))
+    ids = {assignment_id(tenant_id, s.conversation_id) for s, _ in ordered}
+    existing = set(
+        (
+            await uow.session.execute(
+                select(assignments.c.assignment_id).where(assignments.c.assignment_id.in_(ids))
+            )
+        ).scalars()
+    )
+    loads = await _loads(uow, tenant_id, {period_day(s.sampled_at) for s, _ in ordered})
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    logs: list[dict[str, Any]] = []
+    for sample, env in ordered:
+        aid = assignment_id(tenant_id, sample.conversation_id)
+        if aid in existing:
+            continue
+        existing.add(aid)
+        conv = sample.conversation
+        day = period_day(sample.sampled_at)
+        held = loads[day]
+        # Week counts of other days of the same week move too; the day's map holds the whole week.
+        reviewer = choose(
+            preference(the_pool, tenant_id, conv.conversation_id, conv.agent_ids, conv.team),
+            {r: Load(day=v[0], week=v[1]) for r, v in held.items()},
+        )
+        if reviewer is not None:
+            for other_day, other in loads.items():
+                if week_start(other_day) == week_start(day):
+                    counts = other.setdefault(reviewer, [0, 0])
+                    counts[1] += 1
+                    if other_day == day:
+                        counts[0] += 1
+        row = {
+            "assignment_id": aid,
+            "tenant_id": tenant_id,
+            "conversation_id": conv.conversation_id,
+            "reviewer_id": reviewer,
+            "status": OPEN,
+            "agent_id": conv.agent_id,
+            "agent_ids": list(conv.agent_ids),
+            "team": conv.team,
+            "channel": conv.channel.value,
+            "scorecard_id": card.scorecard_id,
+            "scorecard_version": card.version,
+            "plan_id": sample.plan_id,
+            "inclusion_probability": sample.inclusion_probability,
+            "period_day": day,
+            "created_at": now,
+        }
+        rows.append(row)
+        logs.append(
+            _log(
+                uow,
+                tenant_id,
+                row,
+                AssignmentAction.created,
+                reviewer_id=reviewer,
+                previous=None,
+                reason=sample.reason,
+                by=None,
+                at=now,
+                event_id=deterministic_id(aid, "created"),
+                cause=env,
+            )
+        )
+    if rows:
+        await uow.session.execute(pg_insert(assignments).on_conflict_do_nothing(), rows)
+        await uow.session.execute(assignment_log.insert(), logs)
+    return len(rows)
+
+
+async def get(uow: UnitOfWork, tenant_id: str, aid: str, *, lock: bool = False) -> dict[str, Any] | None:
+    q = select(assignments).where(assignments.c.tenant_id == tenant_id, assignments.c.assignment_id == aid)
+    row = (await uow.session.execute(q.with_for_update() if lock else q)).mappings().first()
+    return dict(row) if row else None
+
+
+async def history(uow: UnitOfWork, tenant_id: str, aid: str) -> list[dict[str, Any]]:
+    rows = await uow.session.execute(
+        select(assignment_log)
+        .where(assignment_log.c.tenant_id == tenant_id, assignment_log.c.assignment_id == aid)
+        .order_by(assignment_log.c.id)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def next_for(
+    uow: UnitOfWork, tenant_id: str, reviewer_id: str, the_pool: ReviewerPool
+) -> dict[str, Any] | None:
+    """The reviewer's oldest open assignment; else the oldest one of the unassigned pool they may review,
+    claimed under `FOR UPDATE SKIP LOCKED`, so concurrent callers never claim the same row."""
+    mine = (
+        (
+            await uow.session.execute(
+                select(assignments)
+                .where(
+                    assignments.c.tenant_id == tenant_id,
+                    assignments.c.reviewer_id == reviewer_id,
+                    assignments.c.status == OPEN,
+                )
+                .order_by(assignments.c.created_at, assignments.c.assignment_id)
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if mine is not None:
+        return dict(mine)
+    led = the_pool.lead_of(reviewer_id) if the_pool.skip_team_lead else None
+    conditions = [
+        assignments.c.tenant_id == tenant_id,
+        assignments.c.reviewer_id.is_(None),
+        assignments.c.status == OPEN,
+        not_(assignments.c.agent_ids.any(reviewer_id)),
+        not_(assignments.c.skipped_by.any(reviewer_id)),
+    ]
+    if led is not None:
+        conditions.append(assignments.c.team.is_distinct_from(led))
+    claimed = (
+        (
+            await uow.session.execute(
+                select(assignments)
+                .where(and_(*conditions))
+                .order_by(assignments.c.created_at, assignments.c.assignment_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if claimed is None:
+        return None
+    row = dict(claimed)
+    await uow.session.execute(
+        update(assignments)
+        .where(assignments.c.assignment_id == row["assignment_id"])
+        .values(reviewer_id=reviewer_id)
+    )
+    row["reviewer_id"] = reviewer_id
+    await uow.session.execute(
+        assignment_log.insert(),
+        _log(
+            uow,
+            tenant_id,
+            row,
+            AssignmentAction.reassigned,
+            reviewer_id=reviewer_id,
+            previous=None,
+            reason=POOL_CLAIM,
+            by=reviewer_id,
+            at=datetime.now(UTC),
+        ),
+    )
+    return row
+
+
+async def change(
+    uow: UnitOfWork,
+    tenant_id: str,
+    row: Mapping[str, Any],
+    action: AssignmentAction,
+    *,
+    reason: str,
+    by: str,
+    reviewer_id: str | None = None,
+) -> dict[str, Any]:
+    """Reassign (to `reviewer_id`), skip (back to the pool, never again to the skipper) or remove."""
+    if row["status"] != OPEN:
+        raise AssignmentConflict(f"assignment {row['assignment_id']} is {row['status']}, not open")
+    values: dict[str, Any] = {}
+    if action is AssignmentAction.reassigned:
+        values = {"reviewer_id": reviewer_id, "opened_at": None}
+    elif action is AssignmentAction.skipped:
+        values = {"reviewer_id": None, "opened_at": None}
+        if row["reviewer_id"] is not None:
+            values["skipped_by"] = func.array_append(assignments.c.skipped_by, row["reviewer_id"])
+    elif action is AssignmentAction.removed:
+        values = {"status": REMOVED}
+    await uow.session.execute(
+        update(assignments).where(assignments.c.assignment_id == row["assignment_id"]).values(**values)
+    )
+    new_reviewer = reviewer_id if action is AssignmentAction.reassigned else None
+    await uow.session.execute(
+        assignment_log.insert(),
+        _log(
+            uow,
+            tenant_id,
+            row,
+            action,
+            reviewer_id=new_reviewer if action is not AssignmentAction.removed else row["reviewer_id"],
+            previous=row["reviewer_id"],
+            reason=reason,
+            by=by,
+            at=datetime.now(UTC),
+        ),
+    )
+    updated = await get(uow, tenant_id, row["assignment_id"])
+    assert updated is not None
+    return updated
+
+
+async def mark_opened(uow: UnitOfWork, row: dict[str, Any]) -> None:
+    if row["opened_at"] is None:
+        row["opened_at"] = datetime.now(UTC)
+        await uow.session.execute(
+            update(assignments)
+            .where(assignments.c.assignment_id == row["assignment_id"], assignments.c.opened_at.is_(None))
+            .values(opened_at=row["opened_at"])
+        )
+
+
+async def save_draft(uow: UnitOfWork, row: Mapping[str, Any], draft: dict[str, Any]) -> datetime:
+    at = datetime.now(UTC)
+    await uow.session.execute(
+        update(assignments)
+        .where(assignments.c.assignment_id == row["assignment_id"])
+        .values(draft=draft, draft_saved_at=at, opened_at=func.coalesce(assignments.c.opened_at, at))
+    )
+    return at
+
+
+async def complete(
+    uow: UnitOfWork, tenant_id: str, row: Mapping[str, Any], review_id: str, at: datetime
+) -> None:
+    await uow.session.execute(
+        update(assignments)
+        .where(assignments.c.assignment_id == row["assignment_id"])
+        .values(status=COMPLETED, review_id=review_id)
+    )
+    await uow.session.execute(
+        assignment_log.insert(),
+        _log(
+            uow,
+            tenant_id,
+            row,
+            AssignmentAction.completed,
+            reviewer_id=row["reviewer_id"],
+            previous=None,
+            reason=None,
+            by=row["reviewer_id"],
+            at=at,
+            event_id=deterministic_id(row["assignment_id"], "completed"),
+        ),
+    )
+
+
+def view(row: Any) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k not in ("draft", "period_day")}
+    for k in ("created_at", "opened_at", "draft_saved_at"):
+        out[k] = row[k].isoformat() if row[k] is not None else None
+    return out
+
+
+async def page(
+    uow: UnitOfWork,
+    principal: Principal,
+    status: str | None,
+    reviewer_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Oldest first: reviewers their own, team leads their team's, leads and admins the tenant's."""
+    q = select(assignments).where(visible(assignments, principal, reviewer="reviewer_id"))
+    if status is not None:
+        q = q.where(assignments.c.status == status)
+    if reviewer_id is not None:
+        q = q.where(assignments.c.reviewer_id == reviewer_id)
+    q = paged(q, [assignments.c.created_at, assignments.c.assignment_id], cursor, limit)
+    rows = [dict(r) for r in (await uow.session.execute(q)).mappings()]
+    items, nxt = page_of(rows, ["created_at", "assignment_id"], limit)
+    return [view(r) for r in items], nxt
+
+
+async def transcript(uow: UnitOfWork, tenant_id: str, conversation_id: str) -> dict[str, Any] | None:
+    """The stored (already redacted) conversation."""
+    body = (
+        await uow.session.execute(
+            select(conversations.c.body).where(
+                conversations.c.tenant_id == tenant_id, conversations.c.conversation_id == conversation_id
+            )
+        )
+    ).scalar_one_or_none()
+    return orjson.loads(body) if body is not None else None

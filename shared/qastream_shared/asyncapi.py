@@ -38,7 +38,7 @@ CHANNELS: dict[str, dict[str, Any]] = {
     TENANTS: {
         "types": ["qa.tenant.upserted.v1", "qa.apikey.issued.v1", "qa.apikey.revoked.v1"],
         "producers": ["ingest"],
-        "consumers": ["sampler", "scoring"],
+        "consumers": ["sampler", "scoring", "coaching"],
     },
     CONVERSATIONS: {
         "types": ["qa.conversation.ingested.v1", "qa.conversation.updated.v1", "qa.csat.recorded.v1"],
@@ -46,7 +46,11 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "consumers": ["sampler"],
     },
     SAMPLES: {"types": ["qa.conversation.sampled.v1"], "producers": ["sampler"], "consumers": ["scoring"]},
-    SCORECARDS: {"types": ["qa.scorecard.published.v1"], "producers": ["scoring"], "consumers": ["scoring"]},
+    SCORECARDS: {
+        "types": ["qa.scorecard.published.v1"],
+        "producers": ["scoring"],
+        "consumers": ["scoring", "coaching"],
+    },
     REVIEWS: {
         "types": ["qa.review.submitted.v1", "qa.review.revised.v1"],
         "producers": ["scoring"],
@@ -65,12 +69,14 @@ CHANNELS: dict[str, dict[str, Any]] = {
     CALIBRATIONS: {
         "types": ["qa.calibration.opened.v1", "qa.calibration.closed.v1"],
         "producers": ["scoring"],
-        "consumers": ["reporting"],
+        "consumers": ["coaching", "reporting"],
     },
     COACHING: {
         "types": [
             "qa.coaching.task.created.v1",
             "qa.coaching.task.evidence_added.v1",
+            "qa.coaching.task.evidence_withdrawn.v1",
+            "qa.coaching.task.confirmed.v1",
             "qa.coaching.task.acknowledged.v1",
             "qa.coaching.task.completed.v1",
             "qa.coaching.task.dismissed.v1",

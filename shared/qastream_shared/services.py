@@ -7,4 +7,5 @@ SERVICES: tuple[str, ...] = (
     "ingest",
     "sampler",
     "scoring",
+    "coaching",
 )

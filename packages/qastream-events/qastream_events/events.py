@@ -374,6 +374,19 @@ class CoachingTaskEvidenceAdded(CoachingTaskEvent):
     TYPE = "qa.coaching.task.evidence_added.v1"
 
 
+class CoachingTaskEvidenceWithdrawn(CoachingTaskEvent):
+    """A revised review no longer triggers the task: its evidence leaves the task (still open)."""
+
+    TYPE = "qa.coaching.task.evidence_withdrawn.v1"
+    withdrawn_review_ids: list[str] = Field(default_factory=list)
+
+
+class CoachingTaskConfirmed(CoachingTaskEvent):
+    """A lead confirmed a task opened from AutoQA-only evidence; the agent now sees it."""
+
+    TYPE = "qa.coaching.task.confirmed.v1"
+
+
 class CoachingTaskAcknowledged(CoachingTaskEvent):
     TYPE = "qa.coaching.task.acknowledged.v1"
 
@@ -443,6 +456,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CalibrationClosed,
         CoachingTaskCreated,
         CoachingTaskEvidenceAdded,
+        CoachingTaskEvidenceWithdrawn,
+        CoachingTaskConfirmed,
         CoachingTaskAcknowledged,
         CoachingTaskCompleted,
         CoachingTaskDismissed,
@@ -623,10 +638,12 @@ __all__ = [
     "CoachingImpactMeasured",
     "CoachingTaskAcknowledged",
     "CoachingTaskCompleted",
+    "CoachingTaskConfirmed",
     "CoachingTaskCreated",
     "CoachingTaskDismissed",
     "CoachingTaskEvent",
     "CoachingTaskEvidenceAdded",
+    "CoachingTaskEvidenceWithdrawn",
     "CoachingTaskStatus",
     "ConversationIngested",
     "ConversationSampled",

@@ -1,0 +1,12 @@
+"""coaching: initial tables (created from the table definitions of this first release)"""
+
+from alembic import op
+
+from qastream_coaching.tables import metadata
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade() -> None:
+    metadata.create_all(op.get_bind())

@@ -1,0 +1,511 @@
+"""Coaching's use cases: reviews and disputes in → tasks, evidence, alerts and impact out.
+
+Every function runs inside the caller's unit of work; events leave through `Outbound` (the outbox, plus a
+webhook delivery row per subscriber) in the same transaction as the effects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table
+
+from qastream_coaching import store
+from qastream_coaching.impact import measure
+from qastream_coaching.rules import POSITIVE, Rule
+from qastream_coaching.triggers import (
+    AgentHistory,
+    Firing,
+    RejectionFact,
+    ReviewFact,
+    evaluate_rejection,
+    evaluate_review,
+    longest_window_s,
+)
+from qastream_coaching.webhooks.outbound import Outbound
+from qastream_shared.consumer import UnitOfWork
+from qastream_shared.events import (
+    CoachingImpactMeasured,
+    CoachingTaskCreated,
+    CoachingTaskDismissed,
+    CoachingTaskEvent,
+    CoachingTaskEvidenceAdded,
+    CoachingTaskEvidenceWithdrawn,
+    CoachingTaskStatus,
+    DisputeOutcome,
+    DisputeResolved,
+    Envelope,
+    ReviewKind,
+    ReviewRevised,
+    ReviewSubmitted,
+    RiskAlertRaised,
+    deterministic_id,
+)
+
+SOURCE = "coaching"
+# A category scored below this failed it; an auto-failed review's alert names its critical ones below it.
+FAILED_BELOW = 0.5
+MAX_QUOTES = 3
+
+
+def utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+def slot_of(agent_id: str, category_id: str | None, rule: Rule) -> str:
+    """One open task per agent, category and polarity: new evidence for it joins that task."""
+    polarity = "kudos" if rule.trigger in POSITIVE else "coaching"
+    return f"{agent_id}\x1f{category_id or ''}\x1f{polarity}"
+
+
+def task_id_of(tenant_id: str, slot: str, episode: int) -> str:
+    """Deterministic: the slot's n-th task (n = tasks already closed in it) has the same id in any replay."""
+    return deterministic_id("coaching-task", tenant_id, slot, str(episode))
+
+
+def key_of(tenant_id: str, agent_id: str) -> str:
+    return f"{tenant_id}:{agent_id}"
+
+
+# --- reviews in ---
+
+
+@dataclass
+class ReviewIn:
+    fact: ReviewFact
+    quotes: dict[str, list[dict[str, Any]]]
+
+
+def _quotes(data: ReviewSubmitted | ReviewRevised) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in data.ratings:
+        found = [{"turn": e.turn, "quote": e.quote} for e in (r.provenance.evidence if r.provenance else [])]
+        if r.comment:
+            found.append({"comment": r.comment})
+        if found:
+            out[r.category_id] = found[:MAX_QUOTES]
+    return out
+
+
+def review_in(data: ReviewSubmitted | ReviewRevised, at: datetime) -> ReviewIn | None:
+    """The fact a review gives the rules; None for calibration reviews and reviews of no agent."""
+    if data.kind is ReviewKind.calibration or not data.agent_id:
+        return None
+    fact = ReviewFact(
+        review_id=data.review_id,
+        conversation_id=data.conversation_id,
+        agent_id=data.agent_id,
+        team=data.team,
+        kind=data.kind.value,
+        at=at.timestamp(),
+        score=data.score,
+        passed=data.passed,
+        auto_failed=data.auto_failed,
+        categories={r.category_id: r.score for r in data.ratings if r.score is not None},
+        revision=data.revision if isinstance(data, ReviewRevised) else 0,
+    )
+    return ReviewIn(fact, _quotes(data))
+
+
+async def on_reviews(
+    uow: UnitOfWork, out: Outbound, tenant_id: str, events: Sequence[Envelope], api_keys: Table
+) -> None:
+    session = uow.session
+    revised_ids = [e.data.review_id for e in events if isinstance(e.data, ReviewRevised)]
+    known = await store.review_times(session, tenant_id, revised_ids)
+    latest: dict[str, ReviewIn] = {}
+    for env in events:
+        data = env.data
+        assert isinstance(data, ReviewSubmitted | ReviewRevised)
+        if isinstance(data, ReviewSubmitted):
+            at = data.submitted_at
+        else:  # a revision keeps the event time of the review it revises
+            at = known[data.review_id][1] if data.review_id in known else data.revised_at
+        got = review_in(data, at)
+        if got is not None and (
+            got.fact.review_id not in latest or latest[got.fact.review_id].fact.revision < got.fact.revision
+        ):
+            latest[got.fact.review_id] = got
+    if not latest:
+        return
+    rows: list[dict[str, Any]] = [
+        {
+            "tenant_id": tenant_id,
+            "review_id": r.fact.review_id,
+            "conversation_id": r.fact.conversation_id,
+            "agent_id": r.fact.agent_id,
+            "team": r.fact.team,
+            "kind": r.fact.kind,
+            "revision": r.fact.revision,
+            "at": utc(r.fact.at),
+            "score": r.fact.score,
+            "passed": r.fact.passed,
+            "auto_failed": r.fact.auto_failed,
+            "categories": dict(r.fact.categories),
+            "evidence": r.quotes,
+        }
+        for r in latest.values()
+    ]
+    # Revisions first: a submission redelivered after its revision must not count as new.
+    changed = await store.upsert_reviews(session, sorted(rows, key=lambda r: r["review_id"]))
+    await store.add_categories(
+        session,
+        [
+            {"tenant_id": tenant_id, "category_id": c, "critical": False}
+            for r in rows
+            for c in r["categories"]
+        ],
+        overwrite=False,
+    )
+    facts = sorted((latest[i].fact for i in changed), key=lambda f: (f.at, f.review_id))
+    if not facts:
+        return
+    rules = [r for r in (await store.current_rules(session, tenant_id)).values() if not r.paused]
+    agents = {f.agent_id for f in facts}
+    since = utc(min(f.at for f in facts) - longest_window_s(rules))
+    loaded, _ = await store.histories(session, tenant_id, agents, since)
+    histories = {a: AgentHistory.of(loaded.get(a, [])) for a in agents}
+    firings: list[Firing] = []
+    revised: list[tuple[ReviewFact, list[Firing]]] = []
+    for fact in facts:
+        fired = evaluate_review(fact, histories[fact.agent_id], rules) if rules else []
+        firings.extend(fired)
+        if fact.revision > 0:
+            revised.append((fact, fired))
+    await apply_firings(uow, out, tenant_id, firings, api_keys)
+    for fact, fired in revised:
+        await withdraw_stale(uow, out, tenant_id, fact, fired)
+    await raise_alerts(uow, out, tenant_id, facts, firings)
+    await refresh_impacts(uow, out, tenant_id, agents)
+
+
+async def on_disputes(
+    uow: UnitOfWork, out: Outbound, tenant_id: str, events: Sequence[Envelope], api_keys: Table
+) -> None:
+    """Rejected disputes on one category are facts for dispute_rejections rules."""
+    facts = [
+        RejectionFact(d.dispute_id, d.review_id, d.agent_id, d.team, d.category_id, d.resolved_at.timestamp())
+        for e in events
+        if isinstance(d := e.data, DisputeResolved)
+        and d.outcome is DisputeOutcome.rejected
+        and d.agent_id
+        and d.category_id
+    ]
+    new = await store.add_rejections(uow.session, facts, tenant_id)
+    facts = sorted((f for f in facts if f.dispute_id in new), key=lambda f: (f.at, f.dispute_id))
+    if not facts:
+        return
+    rules = [r for r in (await store.current_rules(uow.session, tenant_id)).values() if not r.paused]
+    if not rules:
+        return
+    since = utc(min(f.at for f in facts) - longest_window_s(rules))
+    history = await store.rejections_of(uow.session, tenant_id, {f.agent_id for f in facts}, since)
+    kinds = await store.review_kinds(uow.session, tenant_id, (r.review_id for r in history))
+    firings = [
+        firing
+        for f in facts
+        for firing in evaluate_rejection(f, [r for r in history if r.agent_id == f.agent_id], rules, kinds)
+    ]
+    await apply_firings(uow, out, tenant_id, firings, api_keys)
+    await raise_alerts(uow, out, tenant_id, [], firings)
+
+
+# --- tasks ---
+
+
+def task_event(
+    cls: type[CoachingTaskEvent], row: dict[str, Any], review_ids: list[str], **extra: Any
+) -> CoachingTaskEvent:
+    return cls(
+        task_id=row["task_id"],
+        rule_id=row["rule_id"],
+        rule_version=row["rule_version"],
+        agent_id=row["agent_id"],
+        team=row["team"],
+        assignee_id=row["assignee_id"],
+        category_id=row["category_id"],
+        review_ids=review_ids,
+        status=CoachingTaskStatus(row["status"]),
+        due_at=row["due_at"],
+        occurred_at=extra.pop("occurred_at", None) or datetime.now(UTC),
+        **extra,
+    )
+
+
+def envelope(
+    tenant_id: str,
+    row: dict[str, Any],
+    data: CoachingTaskEvent | CoachingImpactMeasured,
+    event_id: str | None = None,
+) -> Envelope:
+    return Envelope(
+        data=data,
+        source=SOURCE,
+        tenant=tenant_id,
+        key=key_of(tenant_id, row["agent_id"]),
+        subject=row["task_id"],
+        id=event_id or str(uuid.uuid4()),
+    )
+
+
+async def apply_firings(
+    uow: UnitOfWork, out: Outbound, tenant_id: str, firings: Sequence[Firing], api_keys: Table
+) -> None:
+    """Opens a task per slot without one, or adds the evidence to the slot's open task; publishes both."""
+    if not firings:
+        return
+    session = uow.session
+    firings = sorted(firings, key=lambda f: (f.at, f.cause_id, f.rule.rule_id))
+    slots = {slot_of(f.agent_id, f.category_id, f.rule) for f in firings}
+    open_ = await store.open_tasks(session, tenant_id, slots)
+    closed = await store.closed_counts(session, tenant_id, slots - set(open_))
+    leads = await store.team_leads(session, api_keys, tenant_id, (f.team for f in firings))
+    details = await store.review_details(session, tenant_id, (r for f in firings for r in f.review_ids))
+    created: dict[str, tuple[dict[str, Any], Firing]] = {}
+    evidence_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in firings:
+        slot = slot_of(f.agent_id, f.category_id, f.rule)
+        task = open_.get(slot)
+        if task is None:
+            task = {
+                "task_id": task_id_of(tenant_id, slot, closed.get(slot, 0)),
+                "tenant_id": tenant_id,
+                "slot": slot,
+                "rule_id": f.rule.rule_id,
+                "rule_version": f.rule.version,
+                "agent_id": f.agent_id,
+                "team": f.team,
+                "assignee_id": leads.get(f.team or ""),
+                "category_id": f.category_id,
+                "title": f.rule.title,
+                "status": CoachingTaskStatus.open.value,
+                "needs_confirmation": f.rule.requires_confirmation and f.auto_only,
+                "opened_at": utc(f.at),
+                "due_at": utc(f.at) + timedelta(days=f.rule.due_days),
+                "impact_reviews": f.rule.impact_reviews,
+            }
+            if await store.insert_task(session, task):
+                created[task["task_id"]] = (task, f)
+            else:  # taken by a concurrent batch: join it
+                task = await store.task(session, tenant_id, task["task_id"]) or task
+            open_[slot] = task
+        for rid in f.review_ids:
+            d = details.get(rid)
+            if d is None:
+                continue
+            evidence_rows.setdefault(
+                (task["task_id"], rid),
+                {
+                    "tenant_id": tenant_id,
+                    "task_id": task["task_id"],
+                    "review_id": rid,
+                    "conversation_id": d.conversation_id,
+                    "rule_id": f.rule.rule_id,
+                    "rule_version": f.rule.version,
+                    "reason": f.reason,
+                    "at": utc(f.at),
+                    "kind": d.kind,
+                    "quotes": (d.evidence or {}).get(f.category_id or "", [])
+                    if f.category_id
+                    else [q for qs in (d.evidence or {}).values() for q in qs][:MAX_QUOTES],
+                },
+            )
+    new_pairs = await store.add_evidence(session, list(evidence_rows.values()))
+    touched = {t for t, _ in new_pairs} | set(created)
+    ids = await store.evidence_ids(session, tenant_id, touched)
+    by_id = {t["task_id"]: t for t in open_.values()}
+    for tid in sorted(touched):
+        row = by_id[tid]
+        if tid in created:
+            task, f = created[tid]
+            event: CoachingTaskEvent = task_event(
+                CoachingTaskCreated,
+                task,
+                ids.get(tid, []),
+                occurred_at=task["opened_at"],
+                title=task["title"],
+                needs_confirmation=task["needs_confirmation"],
+            )
+            out.publish(envelope(tenant_id, task, event, deterministic_id("coaching", tid, "created")))
+        else:
+            added = sorted(r for t, r in new_pairs if t == tid)
+            event = task_event(CoachingTaskEvidenceAdded, row, ids.get(tid, []))
+            out.publish(
+                envelope(tenant_id, row, event, deterministic_id("coaching", tid, "evidence", *added))
+            )
+
+
+async def withdraw_stale(
+    uow: UnitOfWork, out: Outbound, tenant_id: str, fact: ReviewFact, fired: list[Firing]
+) -> None:
+    """A revision that no longer fires a rule takes its evidence out of the open tasks it had joined; a task
+    left with no evidence is dismissed, so no stale task outlives the score that caused it."""
+    session = uow.session
+    still = {slot_of(f.agent_id, f.category_id, f.rule) for f in fired}
+    keep = {t["task_id"] for t in (await store.open_tasks(session, tenant_id, still)).values()}
+    left = await store.withdraw_evidence(session, tenant_id, fact.review_id, keep)
+    if not left:
+        return
+    ids = await store.evidence_ids(session, tenant_id, left)
+    rows = await store.tasks_by_id(session, tenant_id, left)
+    for tid in left:
+        row = rows[tid]
+        remaining = ids.get(tid, [])
+        if remaining:
+            event: CoachingTaskEvent = task_event(
+                CoachingTaskEvidenceWithdrawn, row, remaining, withdrawn_review_ids=[fact.review_id]
+            )
+            eid = deterministic_id("coaching", tid, "withdrawn", fact.review_id, str(fact.revision))
+        else:
+            reason = (
+                f"review {fact.review_id} was revised (revision {fact.revision}) and no longer triggers it"
+            )
+            await store.update_task(session, tenant_id, tid, status="dismissed", dismiss_reason=reason)
+            row["status"] = CoachingTaskStatus.dismissed.value
+            event = task_event(CoachingTaskDismissed, row, [], reason=reason)
+            eid = deterministic_id("coaching", tid, "dismissed", fact.review_id, str(fact.revision))
+        out.publish(envelope(tenant_id, row, event, eid))
+
+
+# --- alerts ---
+
+
+async def raise_alerts(
+    uow: UnitOfWork, out: Outbound, tenant_id: str, facts: Iterable[ReviewFact], firings: Iterable[Firing]
+) -> None:
+    """Every auto-fail, and every firing of a rule marked `alert`, raises one RiskAlertRaised."""
+    pending: list[RiskAlertRaised] = []
+    critical: dict[str, bool] | None = None
+    now = datetime.now(UTC)
+    for f in facts:
+        if f.auto_failed and f.revision == 0:
+            if critical is None:
+                critical = await store.known_categories(uow.session, tenant_id)
+            failed = sorted(c for c, s in f.categories.items() if s < FAILED_BELOW)
+            named = [c for c in failed if critical.get(c)] or failed
+            pending.append(
+                RiskAlertRaised(
+                    alert_id=deterministic_id("alert", tenant_id, f.review_id, "auto_fail"),
+                    review_id=f.review_id,
+                    conversation_id=f.conversation_id,
+                    agent_id=f.agent_id,
+                    team=f.team,
+                    category_ids=named,
+                    reason="review auto-failed: " + (", ".join(named) or "a critical category"),
+                    raised_at=now,
+                )
+            )
+    for g in firings:
+        if g.rule.alert:
+            pending.append(
+                RiskAlertRaised(
+                    alert_id=deterministic_id("alert", tenant_id, g.cause_id, g.rule.rule_id),
+                    review_id=g.review_ids[-1],
+                    conversation_id="",
+                    agent_id=g.agent_id,
+                    team=g.team,
+                    rule_id=g.rule.rule_id,
+                    category_ids=[g.category_id] if g.category_id else [],
+                    reason=f"{g.rule.title}: {g.reason}",
+                    raised_at=now,
+                )
+            )
+    if not pending:
+        return
+    details = await store.review_details(
+        uow.session, tenant_id, (a.review_id for a in pending if not a.conversation_id)
+    )
+    for a in pending:
+        if not a.conversation_id and a.review_id in details:
+            a.conversation_id = details[a.review_id].conversation_id
+    new = await store.insert_alerts(
+        uow.session,
+        [
+            {
+                "alert_id": a.alert_id,
+                "tenant_id": tenant_id,
+                "review_id": a.review_id,
+                "agent_id": a.agent_id,
+                "team": a.team,
+                "rule_id": a.rule_id,
+                "reason": a.reason,
+                "raised_at": a.raised_at,
+            }
+            for a in {a.alert_id: a for a in pending}.values()
+        ],
+    )
+    for a in pending:
+        if a.alert_id in new:
+            new.discard(a.alert_id)
+            out.publish(
+                Envelope(
+                    data=a,
+                    source=SOURCE,
+                    tenant=tenant_id,
+                    key=key_of(tenant_id, a.agent_id or ""),
+                    subject=a.conversation_id,
+                    id=a.alert_id,
+                )
+            )
+
+
+# --- impact ---
+
+
+def impact_of(task: dict[str, Any], history: Sequence[ReviewFact]) -> CoachingImpactMeasured:
+    """The task's category (or review) score over the N reviews up to its completion and the N after."""
+    cat, n = task["category_id"], task["impact_reviews"]
+    done = task["completed_at"].timestamp()
+    values = [
+        (f.at, v)
+        for f in sorted(history, key=lambda f: (f.at, f.review_id))
+        if (v := (f.categories.get(cat) if cat else f.score)) is not None
+    ]
+    before = [v for at, v in values if at <= done][-n:]
+    after = [v for at, v in values if at > done][:n]
+    m = measure(before, after, seed=task["task_id"])
+    return CoachingImpactMeasured(
+        task_id=task["task_id"],
+        rule_id=task["rule_id"],
+        agent_id=task["agent_id"],
+        team=task["team"],
+        assignee_id=task["assignee_id"],
+        category_id=cat,
+        n_before=m.n_before,
+        n_after=m.n_after,
+        mean_before=m.mean_before,
+        mean_after=m.mean_after,
+        difference=m.difference,
+        ci_low=m.ci_low,
+        ci_high=m.ci_high,
+        measured_at=datetime.now(UTC),
+    )
+
+
+async def refresh_impact(
+    uow: UnitOfWork, out: Outbound, tenant_id: str, task: dict[str, Any], history: Sequence[ReviewFact]
+) -> None:
+    measured = impact_of(task, history)
+    old = task.get("impact") or {}
+    if old and (old.get("n_before"), old.get("n_after")) == (measured.n_before, measured.n_after):
+        return
+    stored = measured.model_dump(mode="json", exclude={"measured_at"})
+    await store.update_task(uow.session, tenant_id, task["task_id"], impact=stored)
+    task["impact"] = stored
+    eid = deterministic_id("impact", task["task_id"], str(measured.n_before), str(measured.n_after))
+    out.publish(envelope(tenant_id, task, measured, eid))
+
+
+async def refresh_impacts(uow: UnitOfWork, out: Outbound, tenant_id: str, agents: Iterable[str]) -> None:
+    """Reviews that arrive after a task's completion update its impact as they come."""
+    waiting = await store.completed_tasks(uow.session, tenant_id, agents)
+    histories: dict[str, list[ReviewFact]] = {}
+    for task in waiting:
+        agent = task["agent_id"]
+        if agent not in histories:
+            histories[agent] = await store.reviews_of(uow.session, tenant_id, agent)
+        await refresh_impact(uow, out, tenant_id, task, histories[agent])

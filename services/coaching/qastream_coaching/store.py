@@ -1,0 +1,482 @@
+"""Coaching's SQL for rules, review facts, tasks, evidence and alerts. Every function takes the tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qastream_coaching.rules import Rule
+from qastream_coaching.tables import alerts, categories, evidence, rejections, reviews, rules, tasks
+from qastream_coaching.triggers import RejectionFact, ReviewFact
+from qastream_shared.auth import Principal, visible
+from qastream_shared.db import array_insert, array_params
+from qastream_shared.events import Role
+from qastream_shared.paging import page_of, paged
+
+OPEN = ("open", "acknowledged")
+
+# Parsed rule versions are immutable, so one parse serves every batch.
+_PARSED: dict[tuple[str, str, int], Rule] = {}
+
+_REVIEW_COLUMNS = (
+    "tenant_id", "review_id", "conversation_id", "agent_id", "team", "kind", "revision", "at", "score",
+    "passed", "auto_failed", "categories", "evidence",
+)  # fmt: skip
+# A later revision replaces the row; a redelivered or older one changes nothing.
+_UPSERT_REVIEWS = array_insert(
+    reviews,
+    _REVIEW_COLUMNS,
+    suffix=(
+        "ON CONFLICT (tenant_id, review_id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in _REVIEW_COLUMNS[2:] if c != "at")
+        + f" WHERE {reviews.name}.revision < excluded.revision RETURNING review_id"
+    ),
+)
+_HISTORY = text(
+    f"SELECT review_id, conversation_id, agent_id, team, kind, revision, at, score, passed, auto_failed, "
+    f"categories, evidence FROM {reviews.name} "
+    "WHERE tenant_id = :tenant AND agent_id = ANY(CAST(:agents AS text[])) AND at > :since"
+)
+
+
+def _rule(tenant_id: str, body: dict[str, Any]) -> Rule:
+    key = (tenant_id, body["rule_id"], body["version"])
+    rule = _PARSED.get(key)
+    if rule is None:
+        rule = _PARSED[key] = Rule.model_validate(body)
+    return rule
+
+
+# --- rules ---
+
+
+async def current_rules(session: AsyncSession, tenant_id: str) -> dict[str, Rule]:
+    """The latest version of each of the tenant's rules, by rule id."""
+    rows = await session.execute(
+        select(rules.c.body).where(rules.c.tenant_id == tenant_id).order_by(rules.c.rule_id, rules.c.version)
+    )
+    return {r.rule_id: r for r in (_rule(tenant_id, body) for (body,) in rows)}
+
+
+async def rule_version(session: AsyncSession, tenant_id: str, rule_id: str, version: int) -> Rule | None:
+    row = (
+        await session.execute(
+            select(rules.c.body).where(
+                rules.c.tenant_id == tenant_id, rules.c.rule_id == rule_id, rules.c.version == version
+            )
+        )
+    ).first()
+    return _rule(tenant_id, row[0]) if row else None
+
+
+async def save_rule(session: AsyncSession, tenant_id: str, rule: Rule) -> bool:
+    """Stores a new version; False when a concurrent edit took that version number."""
+    inserted = await session.execute(
+        pg_insert(rules)
+        .values(
+            tenant_id=tenant_id, rule_id=rule.rule_id, version=rule.version, body=rule.model_dump(mode="json")
+        )
+        .on_conflict_do_nothing()
+        .returning(rules.c.version)
+    )
+    return inserted.first() is not None
+
+
+# --- categories ---
+
+
+async def known_categories(session: AsyncSession, tenant_id: str) -> dict[str, bool]:
+    """category → critical, for every category the tenant's scorecards or reviews have."""
+    rows = await session.execute(
+        select(categories.c.category_id, categories.c.critical).where(categories.c.tenant_id == tenant_id)
+    )
+    return {c: bool(crit) for c, crit in rows}
+
+
+async def add_categories(session: AsyncSession, rows: Sequence[dict[str, Any]], *, overwrite: bool) -> None:
+    """Scorecards say which categories are critical (overwrite); reviews only add ones not seen yet."""
+    if not rows:
+        return
+    unique = list({(r["tenant_id"], r["category_id"]): r for r in rows}.values())
+    stmt = pg_insert(categories).values(sorted(unique, key=lambda r: (r["tenant_id"], r["category_id"])))
+    stmt = (
+        stmt.on_conflict_do_update(
+            index_elements=[categories.c.tenant_id, categories.c.category_id],
+            set_={"critical": stmt.excluded.critical},
+        )
+        if overwrite
+        else stmt.on_conflict_do_nothing()
+    )
+    await session.execute(stmt)
+
+
+# --- review facts ---
+
+
+async def review_times(
+    session: AsyncSession, tenant_id: str, review_ids: Iterable[str]
+) -> dict[str, tuple[int, datetime]]:
+    """review → (stored revision, event time) for the reviews coaching already holds."""
+    ids = list(review_ids)
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(reviews.c.review_id, reviews.c.revision, reviews.c.at).where(
+            reviews.c.tenant_id == tenant_id, reviews.c.review_id.in_(ids)
+        )
+    )
+    return {rid: (rev, at) for rid, rev, at in rows}
+
+
+async def upsert_reviews(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Stores review facts; returns the ids whose row changed (new, or a later revision)."""
+    if not rows:
+        return set()
+    params = array_params(_REVIEW_COLUMNS, rows)
+    params["categories"] = [orjson.dumps(c).decode() for c in params["categories"]]
+    params["evidence"] = [orjson.dumps(e).decode() for e in params["evidence"]]
+    result = await session.execute(_UPSERT_REVIEWS, params)
+    return set(result.scalars().all())
+
+
+def fact_of(row: Any) -> ReviewFact:
+    return ReviewFact(
+        review_id=row["review_id"],
+        conversation_id=row["conversation_id"],
+        agent_id=row["agent_id"],
+        team=row["team"],
+        kind=row["kind"],
+        at=row["at"].timestamp(),
+        score=row["score"],
+        passed=row["passed"],
+        auto_failed=row["auto_failed"],
+        categories=row["categories"],
+        revision=row["revision"],
+    )
+
+
+async def histories(
+    session: AsyncSession, tenant_id: str, agents: Iterable[str], since: datetime
+) -> tuple[dict[str, list[ReviewFact]], dict[str, dict[str, Any]]]:
+    """The agents' review facts after `since` (event time), and each review's evidence quotes by id."""
+    rows = (
+        await session.execute(_HISTORY, {"tenant": tenant_id, "agents": sorted(set(agents)), "since": since})
+    ).mappings()
+    facts: dict[str, list[ReviewFact]] = {}
+    quotes: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        facts.setdefault(row["agent_id"], []).append(fact_of(row))
+        quotes[row["review_id"]] = row["evidence"]
+    return facts, quotes
+
+
+async def reviews_of(session: AsyncSession, tenant_id: str, agent_id: str) -> list[ReviewFact]:
+    rows = await session.execute(
+        select(reviews)
+        .where(reviews.c.tenant_id == tenant_id, reviews.c.agent_id == agent_id)
+        .order_by(reviews.c.at)
+    )
+    return [fact_of(r) for r in rows.mappings()]
+
+
+async def review_kinds(session: AsyncSession, tenant_id: str, review_ids: Iterable[str]) -> dict[str, str]:
+    ids = list(set(review_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(reviews.c.review_id, reviews.c.kind).where(
+            reviews.c.tenant_id == tenant_id, reviews.c.review_id.in_(ids)
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+async def review_details(session: AsyncSession, tenant_id: str, review_ids: Iterable[str]) -> dict[str, Any]:
+    ids = list(set(review_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(reviews.c.review_id, reviews.c.conversation_id, reviews.c.kind, reviews.c.evidence).where(
+            reviews.c.tenant_id == tenant_id, reviews.c.review_id.in_(ids)
+        )
+    )
+    return {r.review_id: r for r in rows}
+
+
+# --- disputes ---
+
+
+async def add_rejections(session: AsyncSession, facts: Sequence[RejectionFact], tenant_id: str) -> set[str]:
+    if not facts:
+        return set()
+    result = await session.execute(
+        pg_insert(rejections)
+        .values(
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "dispute_id": f.dispute_id,
+                    "review_id": f.review_id,
+                    "agent_id": f.agent_id,
+                    "team": f.team,
+                    "category_id": f.category_id,
+                    "at": datetime.fromtimestamp(f.at, UTC),
+                }
+                for f in facts
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(rejections.c.dispute_id)
+    )
+    return set(result.scalars().all())
+
+
+async def rejections_of(
+    session: AsyncSession, tenant_id: str, agents: Iterable[str], since: datetime
+) -> list[RejectionFact]:
+    rows = await session.execute(
+        select(rejections).where(
+            rejections.c.tenant_id == tenant_id,
+            rejections.c.agent_id.in_(sorted(set(agents))),
+            rejections.c.at > since,
+        )
+    )
+    return [
+        RejectionFact(
+            r["dispute_id"], r["review_id"], r["agent_id"], r["team"], r["category_id"], r["at"].timestamp()
+        )
+        for r in rows.mappings()
+    ]
+
+
+# --- tasks ---
+
+
+async def open_tasks(
+    session: AsyncSession, tenant_id: str, slots: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    wanted = sorted(set(slots))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(tasks)
+        .where(tasks.c.tenant_id == tenant_id, tasks.c.slot.in_(wanted), tasks.c.status.in_(OPEN))
+        .with_for_update()
+    )
+    return {r["slot"]: dict(r) for r in rows.mappings()}
+
+
+async def closed_counts(session: AsyncSession, tenant_id: str, slots: Iterable[str]) -> dict[str, int]:
+    wanted = sorted(set(slots))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(tasks.c.slot, func.count())
+        .where(tasks.c.tenant_id == tenant_id, tasks.c.slot.in_(wanted), tasks.c.status.not_in(OPEN))
+        .group_by(tasks.c.slot)
+    )
+    return dict(rows.tuples().all())
+
+
+async def insert_task(session: AsyncSession, row: dict[str, Any]) -> bool:
+    done = await session.execute(
+        pg_insert(tasks).values(**row).on_conflict_do_nothing().returning(tasks.c.task_id)
+    )
+    return done.first() is not None
+
+
+async def add_evidence(session: AsyncSession, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Adds evidence rows; returns the (task, review) pairs that were new."""
+    if not rows:
+        return set()
+    result = await session.execute(
+        pg_insert(evidence)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(evidence.c.task_id, evidence.c.review_id)
+    )
+    return {(t, r) for t, r in result}
+
+
+async def evidence_ids(
+    session: AsyncSession, tenant_id: str, task_ids: Iterable[str]
+) -> dict[str, list[str]]:
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(evidence.c.task_id, evidence.c.review_id)
+        .where(evidence.c.tenant_id == tenant_id, evidence.c.task_id.in_(ids))
+        .order_by(evidence.c.task_id, evidence.c.at, evidence.c.review_id)
+    )
+    out: dict[str, list[str]] = {}
+    for t, r in rows:
+        out.setdefault(t, []).append(r)
+    return out
+
+
+async def evidence_of(session: AsyncSession, tenant_id: str, task_id: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(evidence)
+        .where(evidence.c.tenant_id == tenant_id, evidence.c.task_id == task_id)
+        .order_by(evidence.c.at, evidence.c.review_id)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def withdraw_evidence(
+    session: AsyncSession, tenant_id: str, review_id: str, keep: set[str]
+) -> list[str]:
+    """Removes a review's evidence from its open tasks except those in `keep`; returns the tasks it left."""
+    open_ids = select(tasks.c.task_id).where(tasks.c.tenant_id == tenant_id, tasks.c.status.in_(OPEN))
+    result = await session.execute(
+        evidence.delete()
+        .where(
+            evidence.c.tenant_id == tenant_id,
+            evidence.c.review_id == review_id,
+            evidence.c.task_id.in_(open_ids),
+            evidence.c.task_id.not_in(sorted(keep)) if keep else and_(True),
+        )
+        .returning(evidence.c.task_id)
+    )
+    return sorted(set(result.scalars().all()))
+
+
+async def task(
+    session: AsyncSession, tenant_id: str, task_id: str, *, lock: bool = False
+) -> dict[str, Any] | None:
+    q = select(tasks).where(tasks.c.tenant_id == tenant_id, tasks.c.task_id == task_id)
+    row = (await session.execute(q.with_for_update() if lock else q)).mappings().first()
+    return dict(row) if row else None
+
+
+async def tasks_by_id(
+    session: AsyncSession, tenant_id: str, task_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(tasks).where(tasks.c.tenant_id == tenant_id, tasks.c.task_id.in_(ids))
+    )
+    return {r["task_id"]: dict(r) for r in rows.mappings()}
+
+
+async def update_task(session: AsyncSession, tenant_id: str, task_id: str, **values: Any) -> None:
+    await session.execute(
+        update(tasks)
+        .where(tasks.c.tenant_id == tenant_id, tasks.c.task_id == task_id)
+        .values(updated_at=func.now(), **values)
+    )
+
+
+async def completed_tasks(
+    session: AsyncSession, tenant_id: str, agents: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Completed tasks of these agents whose impact still waits for reviews after completion."""
+    rows = await session.execute(
+        select(tasks).where(
+            tasks.c.tenant_id == tenant_id,
+            tasks.c.agent_id.in_(sorted(set(agents))),
+            tasks.c.status == "completed",
+            func.coalesce(tasks.c.impact["n_after"].as_integer(), 0) < tasks.c.impact_reviews,
+        )
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def team_leads(
+    session: AsyncSession, api_keys: Any, tenant_id: str, teams: Iterable[str | None]
+) -> dict[str, str]:
+    """team → its lead: the agent id of the team's lead key (role team_lead), the lowest if several."""
+    wanted = sorted({t for t in teams if t})
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(api_keys.c.team, func.min(api_keys.c.agent_id))
+        .where(
+            api_keys.c.tenant_id == tenant_id,
+            api_keys.c.role == "team_lead",
+            api_keys.c.team.in_(wanted),
+            api_keys.c.agent_id.is_not(None),
+            api_keys.c.revoked_at.is_(None),
+        )
+        .group_by(api_keys.c.team)
+    )
+    return dict(rows.tuples().all())
+
+
+# --- alerts ---
+
+
+async def insert_alerts(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    if not rows:
+        return set()
+    result = await session.execute(
+        pg_insert(alerts).values(rows).on_conflict_do_nothing().returning(alerts.c.alert_id)
+    )
+    return set(result.scalars().all())
+
+
+# --- reads for the API (scoped by the caller's visibility rule) ---
+
+
+async def task_page(
+    session: AsyncSession,
+    principal: Principal,
+    filters: dict[str, Any],
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    q = select(tasks).where(visible(tasks, principal))
+    if principal.role is Role.agent:  # a task waiting for a lead's confirmation is not the agent's yet
+        q = q.where(tasks.c.needs_confirmation.is_(False))
+    for name in ("agent_id", "team", "status", "category_id", "rule_id", "assignee_id"):
+        if filters.get(name) is not None:
+            q = q.where(tasks.c[name] == filters[name])
+    if filters.get("due_before") is not None:
+        q = q.where(tasks.c.due_at < filters["due_before"])
+    if filters.get("due_after") is not None:
+        q = q.where(tasks.c.due_at >= filters["due_after"])
+    if filters.get("completed") is not None:
+        q = q.where(tasks.c.status == "completed", tasks.c.impact.is_not(None))
+    rows = (
+        (await session.execute(paged(q, [tasks.c.opened_at, tasks.c.task_id], cursor, limit)))
+        .mappings()
+        .all()
+    )
+    return page_of(rows, ["opened_at", "task_id"], limit)
+
+
+async def completed_impacts(session: AsyncSession, principal: Principal) -> list[dict[str, Any]]:
+    q = select(tasks.c.task_id, tasks.c.rule_id, tasks.c.assignee_id, tasks.c.team, tasks.c.impact).where(
+        visible(tasks, principal), tasks.c.status == "completed", tasks.c.impact.is_not(None)
+    )
+    return [dict(r) for r in (await session.execute(q)).mappings()]
+
+
+async def alert_page(
+    session: AsyncSession, principal: Principal, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    q = select(alerts).where(visible(alerts, principal))
+    rows = (
+        (
+            await session.execute(
+                paged(q, [alerts.c.raised_at, alerts.c.alert_id], cursor, limit, newest_first=True)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return page_of(rows, ["raised_at", "alert_id"], limit)
+
+
+async def rule_ids(session: AsyncSession, tenant_id: str) -> set[str]:
+    rows = await session.execute(select(rules.c.rule_id).where(rules.c.tenant_id == tenant_id).distinct())
+    return set(rows.scalars().all())

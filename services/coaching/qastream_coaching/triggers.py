@@ -1,0 +1,236 @@
+"""Rule evaluation: pure functions of an agent's review history, in event time. No I/O.
+
+A review is judged against the history whose event time (`submitted_at`) is at or before its own, never
+against what happened to arrive first, so a replay of the same reviews fires the same rules. The latest
+revision of each review is the one that counts (ReviewRevised replaces the version it revises).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import accumulate
+
+from qastream_coaching.rules import Rule, Trigger
+
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewFact:
+    """What coaching keeps of one review (its latest revision)."""
+
+    review_id: str
+    conversation_id: str
+    agent_id: str
+    team: str | None
+    kind: str  # auto | manual
+    at: float  # event time, epoch seconds
+    score: float | None
+    passed: bool | None
+    auto_failed: bool
+    categories: Mapping[str, float]  # category → score in 0..1 (N/A left out)
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionFact:
+    """A dispute on one category that was rejected."""
+
+    dispute_id: str
+    review_id: str
+    agent_id: str
+    team: str | None
+    category_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A rule that fired on one review (or dispute): the cause of a task's creation or new evidence."""
+
+    rule: Rule
+    cause_id: str  # the review (or dispute) the rule fired on
+    agent_id: str
+    team: str | None
+    category_id: str | None
+    at: float
+    reason: str
+    review_ids: tuple[str, ...]  # the reviews that make the case, the cause last
+    auto_only: bool  # every one of them is an AutoQA review
+
+
+def weakest(categories: Mapping[str, float]) -> str | None:
+    """The lowest-scoring category (ties by id, so the choice is stable)."""
+    if not categories:
+        return None
+    return min(categories.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+
+@dataclass
+class AgentHistory:
+    """One agent's reviews in event-time order, with the indexes the triggers query."""
+
+    facts: list[ReviewFact]
+    times: list[float] = field(init=False)
+    _fails: dict[tuple[str, float], tuple[list[float], list[ReviewFact]]] = field(
+        init=False, default_factory=dict
+    )
+    _scored: tuple[list[float], list[float]] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.facts.sort(key=lambda f: (f.at, f.review_id))
+        self.times = [f.at for f in self.facts]
+
+    @classmethod
+    def of(cls, facts: Iterable[ReviewFact]) -> AgentHistory:
+        return cls(list(facts))
+
+    def failures(self, category: str, below: float, start: float, end: float) -> list[ReviewFact]:
+        """Reviews with `category` scored below `below`, in the event-time window (start, end]."""
+        key = (category, below)
+        idx = self._fails.get(key)
+        if idx is None:
+            failed = [f for f in self.facts if f.categories.get(category, 1.0) < below]
+            idx = self._fails[key] = ([f.at for f in failed], failed)
+        times, failed = idx
+        return failed[bisect_right(times, start) : bisect_right(times, end)]
+
+    def mean_score(self, start: float, end: float) -> tuple[int, float]:
+        """(number of scored reviews, their mean score) in the event-time window (start, end]."""
+        if self._scored is None:
+            scored = [f for f in self.facts if f.score is not None]
+            sums = list(accumulate((f.score or 0.0 for f in scored), initial=0.0))
+            self._scored = ([f.at for f in scored], sums)
+        times, sums = self._scored
+        lo, hi = bisect_right(times, start), bisect_right(times, end)
+        n = hi - lo
+        return n, ((sums[hi] - sums[lo]) / n if n else 0.0)
+
+    def scored_window(self, start: float, end: float) -> list[ReviewFact]:
+        lo, hi = bisect_right(self.times, start), bisect_right(self.times, end)
+        return [f for f in self.facts[lo:hi] if f.score is not None]
+
+
+def _firing(
+    rule: Rule, review: ReviewFact, category: str | None, reason: str, case: Sequence[ReviewFact]
+) -> Firing:
+    ids = tuple(
+        dict.fromkeys([*(f.review_id for f in case if f.review_id != review.review_id), review.review_id])
+    )
+    return Firing(
+        rule=rule,
+        cause_id=review.review_id,
+        agent_id=review.agent_id,
+        team=review.team,
+        category_id=category,
+        at=review.at,
+        reason=reason,
+        review_ids=ids,
+        auto_only=all(f.kind == "auto" for f in case) and review.kind == "auto",
+    )
+
+
+def evaluate_review(review: ReviewFact, history: AgentHistory, rules: Sequence[Rule]) -> list[Firing]:
+    """Every rule that fires on `review`, judged against `history` up to the review's event time."""
+    out: list[Firing] = []
+    for rule in rules:
+        if rule.paused:
+            continue
+        trigger = rule.trigger
+        if trigger is Trigger.below_pass_mark:
+            below = (
+                review.score is not None and review.score < rule.pass_mark
+                if rule.pass_mark is not None
+                else review.passed is False
+            )
+            if below:
+                score = f"{review.score:.0%}" if review.score is not None else "no score"
+                out.append(
+                    _firing(rule, review, weakest(review.categories), f"review scored {score}", [review])
+                )
+        elif trigger is Trigger.auto_fail:
+            if review.auto_failed:
+                out.append(_firing(rule, review, weakest(review.categories), "review auto-failed", [review]))
+        elif trigger is Trigger.kudos:
+            value = review.categories.get(rule.category_id) if rule.category_id else review.score
+            if value is not None and value >= rule.excellent_at:
+                out.append(
+                    _firing(rule, review, rule.category_id, f"excellent review ({value:.0%})", [review])
+                )
+        elif trigger is Trigger.category_failures:
+            cats = [rule.category_id] if rule.category_id else sorted(review.categories)
+            for cat in cats:
+                if review.categories.get(cat, 1.0) >= rule.fail_below:
+                    continue
+                failed = history.failures(
+                    cat, rule.fail_below, review.at - rule.window_days * DAY_S, review.at
+                )
+                if len(failed) >= rule.k:
+                    reason = f"{cat} failed {len(failed)} times in {rule.window_days} days"
+                    out.append(_firing(rule, review, cat, reason, failed))
+        elif trigger is Trigger.iqs_drop:
+            if review.score is None:
+                continue
+            n_now, now = history.mean_score(review.at - WEEK_S, review.at)
+            n_before, before = history.mean_score(review.at - 2 * WEEK_S, review.at - WEEK_S)
+            if n_now >= rule.min_reviews and n_before >= rule.min_reviews:
+                drop = (before - now) * 100
+                if drop > rule.drop_points:
+                    reason = f"7-day IQS fell {drop:.1f} points week over week ({before:.0%} → {now:.0%})"
+                    case = history.scored_window(review.at - WEEK_S, review.at)
+                    out.append(_firing(rule, review, None, reason, case))
+    return out
+
+
+def evaluate_rejection(
+    rejection: RejectionFact,
+    rejections: Sequence[RejectionFact],
+    rules: Sequence[Rule],
+    review_kinds: Mapping[str, str],
+) -> list[Firing]:
+    """dispute_rejections rules on one rejected dispute; `rejections` are the agent's (any order)."""
+    out: list[Firing] = []
+    for rule in rules:
+        if rule.paused or rule.trigger is not Trigger.dispute_rejections:
+            continue
+        if rule.category_id is not None and rule.category_id != rejection.category_id:
+            continue
+        start = rejection.at - rule.window_days * DAY_S
+        same = sorted(
+            (
+                r
+                for r in rejections
+                if r.category_id == rejection.category_id and start < r.at <= rejection.at
+            ),
+            key=lambda r: (r.at, r.dispute_id),
+        )
+        if len(same) >= rule.k:
+            ids = tuple(dict.fromkeys(r.review_id for r in same))
+            out.append(
+                Firing(
+                    rule=rule,
+                    cause_id=rejection.dispute_id,
+                    agent_id=rejection.agent_id,
+                    team=rejection.team,
+                    category_id=rejection.category_id,
+                    at=rejection.at,
+                    reason=f"{len(same)} disputes on {rejection.category_id} rejected in {rule.window_days} days",
+                    review_ids=ids,
+                    auto_only=all(review_kinds.get(i) == "auto" for i in ids),
+                )
+            )
+    return out
+
+
+def longest_window_s(rules: Iterable[Rule]) -> float:
+    """How far back in event time any rule looks: the history a batch must load."""
+    spans = [2 * WEEK_S if r.trigger is Trigger.iqs_drop else r.window_days * DAY_S for r in rules]
+    return max([2 * WEEK_S, *spans])
+
+
+def epoch(at: datetime) -> float:
+    return at.timestamp()

@@ -1,0 +1,1 @@
+"""Outbound webhooks: tenant subscriptions, signed deliveries drained by their own loop, SSRF guard."""

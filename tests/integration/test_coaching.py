@@ -1,0 +1,197 @@
+"""Coaching on the real broker and database: reviews in → tasks through the API, signed webhooks out."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from qastream_shared.events import Role
+from qastream_shared.stack import free_port
+from qastream_shared.testing import eventually, produce_envelopes
+from qastream_shared.topics import REVIEWS, ensure_topics, physical
+from tests.integration.coaching_fixtures import Receiver, submitted
+from tests.integration.test_scoring import add_tenant
+
+pytestmark = pytest.mark.integration
+
+WEBHOOK_ENV = {
+    "QA_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',
+    "QA_WEBHOOK_BACKOFF_BASE_S": "0.05",
+    "QA_WEBHOOK_MAX_ATTEMPTS": "3",
+    "QA_WEBHOOK_TIMEOUT_S": "60",
+    "QA_WEBHOOK_POLL_S": "0.05",
+}
+
+
+def verify(secret: str, received: Any) -> bool:
+    """Standard Webhooks verification, written from the spec here rather than reusing the service's code."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = (
+        f"{received.headers['webhook-id']}.{received.headers['webhook-timestamp']}.".encode() + received.body
+    )
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(s == f"v1,{expected}" for s in received.headers["webhook-signature"].split(" "))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+async def keys(settings) -> dict[str, str]:
+    await ensure_topics(settings)
+    return {
+        "admin": await add_tenant(settings, "acme"),
+        "lead": await add_tenant(settings, "acme", role=Role.team_lead, agent_id="lee", team="red"),
+        "blue_lead": await add_tenant(settings, "acme", role=Role.team_lead, agent_id="bea", team="blue"),
+        "ann": await add_tenant(settings, "acme", role=Role.agent, agent_id="ann", team="red"),
+        "bob": await add_tenant(settings, "acme", role=Role.agent, agent_id="bob", team="red"),
+        "reviewer": await add_tenant(settings, "acme", role=Role.reviewer, agent_id="rita"),
+        "other": await add_tenant(settings, "beta"),
+    }
+
+
+@pytest.fixture
+async def api(settings, spawn, keys) -> AsyncIterator[httpx.AsyncClient]:
+    port = free_port()
+    spawn(["-m", "qastream_coaching"], {"QA_HTTP_PORT": str(port), **WEBHOOK_ENV})
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+        async def ready() -> bool:
+            try:
+                return (await http.get("/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, within=90)
+
+        async def keys_known() -> bool:
+            return (await http.get("/v1/tasks", headers=auth(keys["other"]))).status_code == 200
+
+        await eventually(keys_known, within=30)
+        yield http
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_failing_review_becomes_a_task_in_the_api_and_a_signed_webhook(settings, api, keys, receiver):
+    admin = auth(keys["admin"])
+    r = await api.post(
+        "/v1/rules",
+        headers=admin,
+        json={"rule_id": "below", "trigger": "below_pass_mark", "title": "Coach on the weakest category"},
+    )
+    assert r.status_code == 201, r.text
+    hook = await api.post(
+        "/v1/webhooks",
+        headers=admin,
+        json={
+            "url": f"{receiver.base}/ok",
+            "event_types": ["qa.coaching.task.created.v1", "qa.coaching.alert.raised.v1"],
+        },
+    )
+    assert hook.status_code == 201, hook.text
+    secret = hook.json()["secret"]
+
+    await produce_envelopes(
+        settings,
+        physical(REVIEWS, settings),
+        [
+            submitted("acme", "r1", score=0.5, cats={"empathy": 0.25, "greeting": 1.0}, day=0),
+            submitted("acme", "r2", score=0.6, cats={"empathy": 0.5, "greeting": 0.75}, day=1),
+            submitted(
+                "acme", "r3", score=0.0, cats={"compliance": 0.0, "greeting": 1.0}, day=2, auto_failed=True
+            ),
+        ],
+    )
+
+    async def two_tasks() -> list[dict[str, Any]]:
+        items = (await api.get("/v1/tasks", headers=auth(keys["lead"]))).json()["items"]
+        counts = [len(await evidence(t)) for t in items]
+        return items if sorted(counts) == [1, 2] else []
+
+    async def evidence(task: dict[str, Any]) -> list[dict[str, Any]]:
+        return (await api.get(f"/v1/tasks/{task['task_id']}", headers=auth(keys["lead"]))).json()["evidence"]
+
+    tasks = {t["category_id"]: t for t in await eventually(two_tasks, within=60)}
+    empathy = tasks["empathy"]
+    # Same agent and category: the second failing review joined the open task as evidence.
+    assert [e["review_id"] for e in await evidence(empathy)] == ["r1", "r2"]
+    assert empathy["agent_id"] == "ann" and empathy["assignee_id"] == "lee" and empathy["status"] == "open"
+    assert (await evidence(empathy))[0]["review_link"] == "/v1/reviews/r1"
+
+    async def webhooks_in() -> list[Any]:
+        got = receiver.on("/ok")
+        types = sorted(orjson.loads(g.body)["type"] for g in got)
+        return (
+            got
+            if types.count("qa.coaching.task.created.v1") == 2 and "qa.coaching.alert.raised.v1" in types
+            else []
+        )
+
+    got = await eventually(webhooks_in, within=60)
+    assert all(verify(secret, g) for g in got)
+    tampered = got[0]
+    tampered.body = tampered.body.replace(b"ann", b"bob")
+    assert not verify(secret, tampered)
+    alert = next(
+        orjson.loads(g.body) for g in got if orjson.loads(g.body)["type"] == "qa.coaching.alert.raised.v1"
+    )
+    assert alert["data"]["review_id"] == "r3" and alert["data"]["category_ids"] == ["compliance"]
+
+    # The lifecycle through the API, with its roles.
+    tid = empathy["task_id"]
+    assert (await api.post(f"/v1/tasks/{tid}/acknowledge", headers=auth(keys["lead"]))).status_code == 403
+    assert (await api.post(f"/v1/tasks/{tid}/acknowledge", headers=auth(keys["ann"]))).json()[
+        "status"
+    ] == "acknowledged"
+    done = {"notes": "walked through empathy statements", "quiz_score": 0.8}
+    assert (
+        await api.post(f"/v1/tasks/{tid}/complete", headers=auth(keys["ann"]), json=done)
+    ).status_code == 403
+    r = await api.post(f"/v1/tasks/{tid}/complete", headers=auth(keys["lead"]), json=done)
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    r = await api.post(f"/v1/tasks/{tid}/dismiss", headers=auth(keys["lead"]), json={"reason": "late"})
+    assert r.status_code == 409 and "completed" in r.json()["detail"]
+
+    # Reviews after completion update the impact as they come.
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    await produce_envelopes(
+        settings,
+        physical(REVIEWS, settings),
+        [
+            submitted("acme", f"after-{i}", score=0.9, cats={"empathy": 1.0}, at=later + timedelta(hours=i))
+            for i in range(3)
+        ],
+    )
+
+    async def impact() -> Any:
+        r = await api.get(f"/v1/tasks/{tid}/impact", headers=auth(keys["ann"]))
+        return r.json() if r.status_code == 200 and r.json()["n_after"] == 3 else None
+
+    measured = await eventually(impact, within=60)
+    assert measured["n_before"] == 2 and measured["mean_before"] == pytest.approx(0.375)
+    assert measured["difference"] == pytest.approx(0.625)
+    by_lead = (await api.get("/v1/impact?by=assignee", headers=admin)).json()
+    assert by_lead == [
+        {
+            "assignee": "lee",
+            "tasks": 1,
+            "mean_difference": pytest.approx(0.625),
+            "ci_low": None,
+            "ci_high": None,
+        }
+    ]

@@ -195,3 +195,192 @@ async def test_failing_review_becomes_a_task_in_the_api_and_a_signed_webhook(set
             "ci_high": None,
         }
     ]
+
+
+async def _hook(api: httpx.AsyncClient, key: str, url: str, types: list[str]) -> dict[str, Any]:
+    r = await api.post("/v1/webhooks", headers=auth(key), json={"url": url, "event_types": types})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def test_retries_dead_letter_replay_and_a_hanging_receiver_blocks_no_one(settings, api, keys, receiver):
+    created = ["qa.coaching.task.created.v1"]
+    admin, other = keys["admin"], keys["other"]
+    for key in (admin, other):
+        r = await api.post(
+            "/v1/rules",
+            headers=auth(key),
+            json={"rule_id": "below", "trigger": "below_pass_mark", "title": "t"},
+        )
+        assert r.status_code == 201
+    flaky = await _hook(api, admin, f"{receiver.base}/flaky", created)
+    # Another tenant's receiver hangs on every request (the service's timeout is 60 s).
+    await _hook(api, other, f"{receiver.base}/hang", ["qa.review.submitted.v1"])
+    fine = await _hook(api, other, f"{receiver.base}/ok", created)
+    await produce_envelopes(
+        settings,
+        physical(REVIEWS, settings),
+        [submitted("beta", f"b{i}", agent=f"agent-{i}", score=0.3) for i in range(8)]
+        + [submitted("acme", "a1", score=0.3)],
+    )
+
+    async def fine_all_in() -> bool:
+        return len(receiver.on("/ok")) == 8
+
+    await eventually(fine_all_in, within=60)
+    # Delivered while the hanging receiver still holds its requests: it slowed no one else.
+    assert not receiver.release.is_set() and len(receiver.on("/hang")) >= 1
+    assert all(verify(fine["secret"], g) for g in receiver.on("/ok"))
+
+    async def dead() -> list[dict[str, Any]]:
+        r = await api.get(
+            f"/v1/webhook-deliveries?webhook_id={flaky['webhook_id']}&status=dead", headers=auth(admin)
+        )
+        return list(r.json()["items"])
+
+    (delivery,) = await eventually(dead, within=60)
+    # Three attempts (QA_WEBHOOK_MAX_ATTEMPTS), each failing with 500, each in the log; then dead.
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 500, 500]
+    assert delivery["attempts"] == 3 and delivery["last_error"] == "HTTP 500"
+    assert len(receiver.on("/flaky")) == 3
+    # Every attempt of one delivery carries the same webhook-id, so receivers can dedupe.
+    assert len({g.headers["webhook-id"] for g in receiver.on("/flaky")}) == 1
+    # The other tenant can neither see nor replay it.
+    theirs = (await api.get("/v1/webhook-deliveries", headers=auth(other))).json()["items"]
+    assert theirs and flaky["webhook_id"] not in {d["webhook_id"] for d in theirs}
+    r = await api.post(
+        "/v1/webhook-deliveries/replay", headers=auth(other), json={"delivery_ids": [delivery["delivery_id"]]}
+    )
+    assert r.json() == {"replayed": []}
+    r = await api.post(
+        "/v1/webhook-deliveries/replay", headers=auth(admin), json={"delivery_ids": [delivery["delivery_id"]]}
+    )
+    assert r.json() == {"replayed": [delivery["delivery_id"]]}
+
+    async def delivered() -> list[dict[str, Any]]:
+        r = await api.get(
+            f"/v1/webhook-deliveries?webhook_id={flaky['webhook_id']}&status=delivered", headers=auth(admin)
+        )
+        return list(r.json()["items"])
+
+    (done,) = await eventually(delivered, within=60)
+    assert len(receiver.on("/flaky")) == 4 and verify(flaky["secret"], receiver.on("/flaky")[-1])
+    assert [a["status_code"] for a in done["attempt_log"]] == [500, 500, 500, 204]
+
+
+async def test_tenant_and_role_isolation_on_every_endpoint_and_bad_input(settings, api, keys, receiver):
+    admin = auth(keys["admin"])
+    rule = {"rule_id": "below", "trigger": "below_pass_mark", "title": "t", "alert": True}
+    assert (await api.post("/v1/rules", headers=admin, json=rule)).status_code == 201
+    hook = await _hook(api, keys["admin"], f"{receiver.base}/ok", ["qa.coaching.task.created.v1"])
+    await produce_envelopes(settings, physical(REVIEWS, settings), [submitted("acme", "r1", score=0.3)])
+
+    async def task() -> Any:
+        items = (await api.get("/v1/tasks", headers=admin)).json()["items"]
+        return items[0] if items else None
+
+    tid = (await eventually(task, within=60))["task_id"]
+    rid, wid = "below", hook["webhook_id"]
+    reads = [
+        f"/v1/tasks/{tid}",
+        f"/v1/tasks/{tid}/impact",
+        f"/v1/rules/{rid}",
+        f"/v1/rules/{rid}/versions/1",
+        f"/v1/webhooks/{wid}",
+    ]
+    other = auth(keys["other"])
+    # Another tenant's admin: nothing of acme is listed, readable or changeable.
+    for path in ("/v1/tasks", "/v1/alerts", "/v1/webhooks", "/v1/webhook-deliveries"):
+        r = await api.get(path, headers=other)
+        assert r.status_code == 200 and r.json()["items"] == [], path
+    assert (await api.get("/v1/rules", headers=other)).json() == []
+    assert (await api.get("/v1/impact", headers=other)).json() == []
+    for path in reads:
+        assert (await api.get(path, headers=other)).status_code == 404, path
+    for action, body in (
+        ("confirm", None),
+        ("acknowledge", None),
+        ("complete", {"notes": "x"}),
+        ("dismiss", {"reason": "x"}),
+    ):
+        assert (await api.post(f"/v1/tasks/{tid}/{action}", headers=other, json=body)).status_code in (
+            403,
+            404,
+        )
+    assert (await api.put(f"/v1/rules/{rid}", headers=other, json={"k": 2})).status_code == 404
+    assert (await api.delete(f"/v1/rules/{rid}", headers=other)).status_code == 404
+    assert (await api.patch(f"/v1/webhooks/{wid}", headers=other, json={"active": False})).status_code == 404
+    assert (await api.delete(f"/v1/webhooks/{wid}", headers=other)).status_code == 404
+    # Roles: bob (same team, another agent) and the blue team's lead do not see ann's task.
+    for who in ("bob", "blue_lead"):
+        assert (await api.get("/v1/tasks", headers=auth(keys[who]))).json()["items"] == [], who
+        assert (await api.get(f"/v1/tasks/{tid}", headers=auth(keys[who]))).status_code == 404, who
+        assert (
+            await api.post(f"/v1/tasks/{tid}/dismiss", headers=auth(keys[who]), json={"reason": "x"})
+        ).status_code in (403, 404)
+    assert [
+        t["task_id"] for t in (await api.get("/v1/tasks", headers=auth(keys["ann"]))).json()["items"]
+    ] == [tid]
+    assert [
+        t["task_id"]
+        for t in (await api.get("/v1/tasks?team=red", headers=auth(keys["lead"]))).json()["items"]
+    ] == [tid]
+    assert [
+        a["agent_id"] for a in (await api.get("/v1/alerts", headers=auth(keys["ann"]))).json()["items"]
+    ] == ["ann"]
+    assert (await api.get("/v1/alerts", headers=auth(keys["bob"]))).json()["items"] == []
+    # Only admins and QA leads manage rules and webhooks; agents and reviewers read neither.
+    for who in ("ann", "lead", "reviewer"):
+        h = auth(keys[who])
+        assert (await api.post("/v1/rules", headers=h, json={**rule, "rule_id": "x"})).status_code == 403, who
+        assert (await api.put(f"/v1/rules/{rid}", headers=h, json={"k": 2})).status_code == 403, who
+        assert (await api.get("/v1/webhooks", headers=h)).status_code == 403, who
+        assert (await api.get("/v1/webhook-deliveries", headers=h)).status_code == 403, who
+        assert (
+            await api.post(
+                "/v1/webhooks",
+                headers=h,
+                json={"url": f"{receiver.base}/ok", "event_types": ["qa.coaching.alert.raised.v1"]},
+            )
+        ).status_code == 403
+    for who in ("ann", "reviewer"):
+        assert (await api.get("/v1/rules", headers=auth(keys[who]))).status_code == 403, who
+        assert (await api.get("/v1/impact", headers=auth(keys[who]))).status_code == 403, who
+    assert (await api.get("/v1/tasks", headers=auth(keys["reviewer"]))).status_code == 403
+    assert (await api.get("/v1/tasks")).status_code == 401
+
+    # Bad input: 422 naming the field; 409 for an illegal transition.
+    for body, field in (
+        ({"rule_id": "k0", "trigger": "category_failures", "title": "t", "k": 0}, "k"),
+        ({"rule_id": "w", "trigger": "category_failures", "title": "t", "window_days": "2w"}, "window_days"),
+        (
+            {"rule_id": "c", "trigger": "category_failures", "title": "t", "category_id": "telepathy"},
+            "category_id",
+        ),
+    ):
+        r = await api.post("/v1/rules", headers=admin, json=body)
+        assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == [field], r.text
+    r = await api.put(f"/v1/rules/{rid}", headers=admin, json={"k": -1})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "k"
+    for url in (
+        "ftp://example.com/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "not a url",
+    ):
+        r = await api.post(
+            "/v1/webhooks", headers=admin, json={"url": url, "event_types": ["qa.coaching.alert.raised.v1"]}
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "url", url
+    r = await api.post(
+        "/v1/webhooks", headers=admin, json={"url": f"{receiver.base}/ok", "event_types": ["qa.nope.v1"]}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "event_types"
+    assert (
+        await api.post(f"/v1/tasks/{tid}/dismiss", headers=admin, json={"reason": "not needed"})
+    ).status_code == 200
+    r = await api.post(f"/v1/tasks/{tid}/complete", headers=admin, json={"notes": "x"})
+    assert r.status_code == 409
+    # An edit is version 2; version 1 stays readable.
+    assert (await api.put(f"/v1/rules/{rid}", headers=admin, json={"title": "new"})).json()["version"] == 2
+    assert (await api.get(f"/v1/rules/{rid}/versions/1", headers=admin)).json()["title"] == "t"

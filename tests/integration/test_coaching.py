@@ -350,7 +350,7 @@ async def test_tenant_and_role_isolation_on_every_endpoint_and_bad_input(setting
     assert (await api.get("/v1/tasks")).status_code == 401
 
     # Bad input: 422 naming the field; 409 for an illegal transition.
-    for body, field in (
+    for bad, field in (
         ({"rule_id": "k0", "trigger": "category_failures", "title": "t", "k": 0}, "k"),
         ({"rule_id": "w", "trigger": "category_failures", "title": "t", "window_days": "2w"}, "window_days"),
         (
@@ -358,7 +358,7 @@ async def test_tenant_and_role_isolation_on_every_endpoint_and_bad_input(setting
             "category_id",
         ),
     ):
-        r = await api.post("/v1/rules", headers=admin, json=body)
+        r = await api.post("/v1/rules", headers=admin, json=bad)
         assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == [field], r.text
     r = await api.put(f"/v1/rules/{rid}", headers=admin, json={"k": -1})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "k"

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from qastream_scoring.api import assignments, disputes, reviews, scorecards
+from qastream_scoring.api import agreement, assignments, calibrations, disputes, reviews, scorecards
 
 router = APIRouter()
-for module in (scorecards, reviews, assignments, disputes):
+for module in (scorecards, reviews, assignments, disputes, calibrations, agreement):
     router.include_router(module.router)

@@ -102,3 +102,13 @@ def calibration_results(
             if a is not None:
                 aligned[r] = a
     return overall, by_category, aligned
+
+
+def ai_vs_human(scale: Scale, pairs: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """α (the category's level) and % agreement between AutoQA (first) and people (second) on one category."""
+    return {
+        "level": level_of(scale),
+        "pairs": len(pairs),
+        "alpha": alpha([[a for a, _ in pairs], [m for _, m in pairs]], level_of(scale)),
+        "percent_agreement": percent_agreement(pairs),
+    }

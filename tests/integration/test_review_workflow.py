@@ -1,0 +1,443 @@
+"""The review workflow's API on the real broker and database (the app in this process, over ASGI):
+bad input stores nothing, 20 concurrent `next` callers, a calibration session computed by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from qastream_scoring.app import SPEC
+from qastream_scoring.tables import (
+    assignment_log,
+    assignments,
+    calibration_reviews,
+    calibration_sessions,
+    disputes,
+    review_versions,
+    reviews,
+    tables,
+)
+from qastream_shared.events import Purpose, Role
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
+from qastream_shared.testing import conversation, eventually
+from qastream_shared.topics import ensure_topics
+from tests.integration.review_workflow import (
+    Keys,
+    in_process,
+    issue_keys,
+    items,
+    produce_samples,
+    sample,
+    wait_for_key,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def count(settings: Settings, table: Any) -> int:
+    runtime = ServiceRuntime(SPEC, settings)
+    try:
+        async with runtime.sessions() as s:
+            return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
+    finally:
+        await runtime.engine.dispose()
+
+
+async def stored(settings: Settings) -> dict[str, int]:
+    """Rows of every table a rejected request could have written to."""
+    names = (reviews, review_versions, disputes, assignment_log, calibration_reviews, calibration_sessions)
+    out = {t.name: await count(settings, t) for t in names}
+    out["outbox"] = await count(settings, tables["outbox"])
+    return out
+
+
+async def assignments_of(http: httpx.AsyncClient, keys: Keys, n: int) -> list[dict[str, Any]]:
+    async def listed() -> list[dict[str, Any]] | None:
+        found = items(await http.get("/v1/assignments", params={"limit": 500}, headers=keys.auth("admin")))
+        return found if len(found) == n else None
+
+    found = await eventually(listed, within=60)
+    assert found is not None
+    return found
+
+
+def card_body(version_note: str = "calib") -> dict[str, Any]:
+    return {
+        "scorecard_id": "calib",
+        "version": 1,
+        "name": version_note,
+        "groups": [
+            {
+                "group_id": "g",
+                "name": "g",
+                "categories": [
+                    {
+                        "category_id": "ok",
+                        "name": "Solved",
+                        "weight": 50,
+                        "scale": {"kind": "binary"},
+                        "allow_na": True,
+                    },
+                    {
+                        "category_id": "tone",
+                        "name": "Tone",
+                        "weight": 50,
+                        "scale": {"kind": "3-point"},
+                        "root_cause_tags": ["rude"],
+                    },
+                ],
+            }
+        ],
+    }
+
+
+async def test_bad_input_is_refused_naming_the_field_and_stores_nothing(settings):
+    await ensure_topics(settings)
+    keys = await issue_keys(
+        settings,
+        "acme",
+        {
+            "admin": (Role.admin, {"agent_id": "adm"}),
+            "lead": (Role.qa_lead, {"agent_id": "lead-1"}),
+            "rev": (Role.reviewer, {"agent_id": "rev-1"}),
+            "agent": (Role.agent, {"agent_id": "agent-1"}),
+            "other": (Role.agent, {"agent_id": "agent-2"}),
+        },
+    )
+    async with in_process(settings) as http:
+        await wait_for_key(http, keys.auth("admin"))
+        lead = keys.auth("lead")
+        assert (await http.put("/v1/scorecards/calib", json=card_body(), headers=lead)).status_code == 200
+        body = {"settings": {}, "active_scorecard_id": "calib"}
+        assert (await http.put("/v1/scoring-settings", json=body, headers=lead)).status_code == 200
+        assert (
+            await http.put("/v1/reviewers", json={"reviewers": [{"reviewer_id": "rev-1"}]}, headers=lead)
+        ).status_code == 200
+        convs = [conversation(f"c{i}", agent="agent-1") for i in range(2)]
+        await produce_samples(settings, [sample("acme", c, Purpose.manual) for c in convs])
+        aid = (await assignments_of(http, keys, 2))[0]["assignment_id"]
+        rev = keys.auth("rev")
+
+        async def refused(method: str, path: str, status: int, field: str | None, **kw: Any) -> None:
+            before = await stored(settings)
+            r = await http.request(method, path, **kw)
+            assert r.status_code == status, r.text
+            if field is not None:
+                assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+            assert await stored(settings) == before  # nothing stored, nothing published
+
+        good = [{"category_id": "ok", "value": 1}, {"category_id": "tone", "value": 3}]
+        submit = f"/v1/assignments/{aid}/review"
+        unknown = [{"category_id": "greeting", "value": 1}, *good]
+        await refused("POST", submit, 422, "ratings[0].category_id", json={"ratings": unknown}, headers=rev)
+        outside = [{"category_id": "ok", "value": 1}, {"category_id": "tone", "value": 4}]
+        await refused("POST", submit, 422, "ratings[1].value", json={"ratings": outside}, headers=rev)
+        na = [{"category_id": "ok", "value": 1}, {"category_id": "tone", "value": None}]
+        await refused("POST", submit, 422, "ratings[1].value", json={"ratings": na}, headers=rev)
+        cause = [
+            {"category_id": "ok", "value": 1},
+            {"category_id": "tone", "value": 3, "root_causes": ["rude"]},
+        ]
+        await refused("POST", submit, 422, "ratings[1].root_causes", json={"ratings": cause}, headers=rev)
+        await refused("POST", submit, 422, "ratings", json={"ratings": good[:1]}, headers=rev)
+        await refused(
+            "PUT",
+            f"/v1/assignments/{aid}/draft",
+            422,
+            "ratings[0].value",
+            json={"ratings": outside[1:]},
+            headers=rev,
+        )
+        # N/A where the category allows it is fine.
+        ok_na = [
+            {"category_id": "ok", "value": None},
+            {"category_id": "tone", "value": 1, "root_causes": ["rude"]},
+        ]
+        r = await http.post(submit, json={"ratings": ok_na}, headers=rev)
+        assert r.status_code == 201, r.text
+        rid = r.json()["review_id"]
+
+        # Disputes: someone else's review, a category not on the card, a second open one, a resolved one.
+        path = f"/v1/reviews/{rid}/disputes"
+        await refused("POST", path, 404, None, json={"reason": "not mine"}, headers=keys.auth("other"))
+        await refused(
+            "POST",
+            path,
+            422,
+            "category_id",
+            json={"category_id": "nope", "reason": "x"},
+            headers=keys.auth("agent"),
+        )
+        d = await http.post(
+            path, json={"category_id": "tone", "reason": "was kind"}, headers=keys.auth("agent")
+        )
+        assert d.status_code == 201
+        await refused(
+            "POST",
+            path,
+            409,
+            None,
+            json={"category_id": "tone", "reason": "again"},
+            headers=keys.auth("agent"),
+        )
+        whole = await http.post(path, json={"reason": "all of it"}, headers=keys.auth("agent"))
+        assert whole.status_code == 201  # the whole review is another subject than one category
+        resolve = f"/v1/disputes/{d.json()['dispute_id']}/resolve"
+        await refused(
+            "POST",
+            resolve,
+            422,
+            "ratings[0].category_id",
+            json={"outcome": "accepted", "ratings": [{"category_id": "ok", "value": 0}]},
+            headers=lead,
+        )
+        await refused(
+            "POST",
+            resolve,
+            422,
+            "ratings[0].value",
+            json={"outcome": "accepted", "ratings": [{"category_id": "tone", "value": 9}]},
+            headers=lead,
+        )
+        await refused("POST", resolve, 422, "comment", json={"outcome": "rejected"}, headers=lead)
+        assert (
+            await http.post(resolve, json={"outcome": "rejected", "comment": "scored right"}, headers=lead)
+        ).status_code == 200
+        await refused(
+            "POST", resolve, 409, None, json={"outcome": "rejected", "comment": "again"}, headers=lead
+        )
+        await refused(
+            "POST",
+            resolve,
+            409,
+            None,
+            json={"outcome": "accepted", "ratings": [{"category_id": "tone", "value": 3}]},
+            headers=lead,
+        )
+
+        # Calibration: past the deadline, a conversation outside the session, unknown conversations.
+        deadline = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        session = {
+            "conversation_ids": ["c0", "c1"],
+            "participants": ["rev-1", "lead-1"],
+            "deadline": deadline,
+        }
+        await refused(
+            "POST",
+            "/v1/calibrations",
+            422,
+            "conversation_ids[1]",
+            json={**session, "conversation_ids": ["c0", "zz"]},
+            headers=lead,
+        )
+        await refused(
+            "POST",
+            "/v1/calibrations",
+            422,
+            "benchmark_reviewer_id",
+            json={**session, "benchmark_reviewer_id": "x"},
+            headers=lead,
+        )
+        past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        await refused(
+            "POST", "/v1/calibrations", 422, "deadline", json={**session, "deadline": past}, headers=lead
+        )
+        s = await http.post("/v1/calibrations", json=session, headers=lead)
+        assert s.status_code == 201, s.text
+        sid = s.json()["session_id"]
+        rate = f"/v1/calibrations/{sid}/reviews"
+        await refused(
+            "POST", rate, 422, "conversation_id", json={"conversation_id": "c9", "ratings": good}, headers=rev
+        )
+        await refused(
+            "POST",
+            rate,
+            422,
+            "ratings[1].value",
+            json={"conversation_id": "c0", "ratings": outside},
+            headers=rev,
+        )
+        runtime = ServiceRuntime(SPEC, settings)
+        async with runtime.sessions() as db, db.begin():
+            await db.execute(
+                update(calibration_sessions).values(deadline=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        await runtime.engine.dispose()
+        late = await http.post(rate, json={"conversation_id": "c0", "ratings": good}, headers=rev)
+        assert late.status_code == 409 and "deadline" in late.json()["detail"]
+        assert await count(settings, calibration_reviews) == 0
+
+
+async def test_twenty_concurrent_next_callers_never_share_an_assignment(settings):
+    await ensure_topics(settings)
+    people = {"admin": (Role.admin, {})}
+    people.update({f"r{i}": (Role.reviewer, {"agent_id": f"rev-{i}"}) for i in range(20)})
+    keys = await issue_keys(settings, "acme", people)
+    async with in_process(settings) as http:
+        await wait_for_key(http, keys.auth("r19"))
+        # No reviewer pool: every sample waits in the unassigned pool.
+        convs = [conversation(f"c{i:02}", agent="agent-1") for i in range(30)]
+        await produce_samples(settings, [sample("acme", c, Purpose.manual) for c in convs])
+        await assignments_of(http, keys, 30)
+        for _ in range(2):  # the second round: each caller gets their own claim back, no one a new one
+            answers = await asyncio.gather(
+                *(http.get("/v1/assignments/next", headers=keys.auth(f"r{i}")) for i in range(20))
+            )
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            claimed = {a.json()["assignment_id"]: a.json()["reviewer_id"] for a in answers}
+            assert len(claimed) == 20
+            assert sorted(claimed.values()) == sorted(f"rev-{i}" for i in range(20))
+    runtime = ServiceRuntime(SPEC, settings)
+    async with runtime.sessions() as s:
+        owners = dict((await s.execute(select(assignments.c.assignment_id, assignments.c.reviewer_id))).all())
+        claims = (
+            await s.execute(select(func.count()).where(assignment_log.c.action == "reassigned"))
+        ).scalar_one()
+    await runtime.engine.dispose()
+    assert sum(1 for o in owners.values() if o is not None) == 20 and claims == 20
+    assert set(Counter(o for o in owners.values() if o).values()) == {1}
+
+
+# --- Calibration: 4 reviewers × 10 conversations, α and alignment by hand --------------------------
+
+# Values per reviewer, conversation c0..c9: ("ok" binary, "tone" 3-point); None is N/A (ok allows it).
+FIXTURE: dict[str, list[tuple[int | None, int]]] = {
+    "bench": [(1, 3), (1, 3), (0, 1), (1, 2), (0, 1), (1, 3), (1, 2), (0, 2), (1, 3), (0, 1)],
+    "ann": [(1, 3), (1, 2), (0, 1), (1, 2), (0, 1), (1, 3), (1, 3), (0, 2), (1, 3), (0, 1)],
+    "bob": [(1, 2), (0, 3), (0, 1), (1, 2), (1, 2), (1, 3), (1, 2), (None, 1), (1, 3), (0, 2)],
+    "cat": [(0, 3), (1, 3), (1, 2), (1, 1), (0, 1), (None, 3), (1, 2), (0, 2), (0, 3), (0, 1)],
+}
+
+
+def alpha_by_hand(units: list[list[float]], ordinal: bool) -> float:
+    """Krippendorff's α from the coincidence matrix (Krippendorff 2011, sections A and D), written out.
+
+    Each unit's values pair with each other value of the unit, weighted 1/(m_u − 1); D_o is the observed
+    mean distance over those pairs, D_e the expected one over all pairable values; α = 1 − D_o/D_e.
+    """
+    units = [u for u in units if len(u) >= 2]
+    values = sorted({v for u in units for v in u})
+    o = {(c, k): 0.0 for c in values for k in values}
+    for u in units:
+        for i, c in enumerate(u):
+            for j, k in enumerate(u):
+                if i != j:
+                    o[(c, k)] += 1 / (len(u) - 1)
+    n_c = {c: sum(o[(c, k)] for k in values) for c in values}
+    n = sum(n_c.values())
+
+    def delta(c: float, k: float) -> float:
+        if not ordinal:
+            return 0.0 if c == k else 1.0
+        lo, hi = sorted((c, k))
+        between = sum(n_c[g] for g in values if lo <= g <= hi)
+        return (between - (n_c[lo] + n_c[hi]) / 2) ** 2
+
+    observed = sum(o[(c, k)] * delta(c, k) for c in values for k in values)
+    expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in values for k in values) / (n - 1)
+    return 1 - observed / expected
+
+
+def test_alpha_by_hand_matches_the_published_example():
+    """The hand formula itself, checked on Krippendorff's published data before it judges the service."""
+    published = [
+        [1, 1, 1],
+        [2, 2, 3, 2],
+        [3, 3, 3, 3],
+        [3, 3, 3, 3],
+        [2, 2, 2, 2],
+        [1, 2, 3, 4],
+        [4, 4, 4, 4],
+        [1, 1, 2, 1],
+        [2, 2, 2, 2],
+        [5, 5, 5],
+        [1, 1],
+        [3],
+    ]
+    assert round(alpha_by_hand([[float(v) for v in u] for u in published], ordinal=False), 3) == 0.743
+    assert round(alpha_by_hand([[float(v) for v in u] for u in published], ordinal=True), 3) == 0.815
+
+
+def _alignment_by_hand(grader: str) -> float:
+    """Σ(1 − |g − b|/max)·(max/total max) over the units both rated; max = 1 for ok, 2 for tone."""
+    terms: list[tuple[float, float]] = []
+    for (g_ok, g_tone), (b_ok, b_tone) in zip(FIXTURE[grader], FIXTURE["bench"], strict=True):
+        if g_ok is not None and b_ok is not None:
+            terms.append((1 - abs(g_ok - b_ok) / 1, 1))
+        terms.append((1 - abs(g_tone - b_tone) / 2, 2))
+    total = sum(m for _, m in terms)
+    return sum(agree * m / total for agree, m in terms)
+
+
+async def test_calibration_session_gives_the_alpha_and_alignment_computed_by_hand(settings):
+    await ensure_topics(settings)
+    people = {
+        "lead": (Role.qa_lead, {"agent_id": "lead-1"}),
+        "outsider": (Role.reviewer, {"agent_id": "zed"}),
+    }
+    people.update({name: (Role.reviewer, {"agent_id": name}) for name in FIXTURE})
+    keys = await issue_keys(settings, "acme", people)
+    async with in_process(settings) as http:
+        await wait_for_key(http, keys.auth("cat"))
+        lead = keys.auth("lead")
+        assert (await http.put("/v1/scorecards/calib", json=card_body(), headers=lead)).status_code == 200
+        convs = [conversation(f"c{i}", agent="agent-1") for i in range(10)]
+        await produce_samples(settings, [sample("acme", c, Purpose.auto) for c in convs])
+
+        async def stored_all() -> bool:
+            return await count(settings, reviews) == 10
+
+        await eventually(stored_all, within=60)
+        body = {
+            "scorecard_id": "calib",
+            "conversation_ids": [c.conversation_id for c in convs],
+            "participants": list(FIXTURE),
+            "benchmark_reviewer_id": "bench",
+            "deadline": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        }
+        s = await http.post("/v1/calibrations", json=body, headers=lead)
+        assert s.status_code == 201, s.text
+        sid = s.json()["session_id"]
+        assert (await http.get(f"/v1/calibrations/{sid}", headers=keys.auth("outsider"))).status_code == 404
+        for name, rows in FIXTURE.items():
+            for i, (ok, tone) in enumerate(rows):
+                ratings = [{"category_id": "ok", "value": ok}, {"category_id": "tone", "value": tone}]
+                r = await http.post(
+                    f"/v1/calibrations/{sid}/reviews",
+                    json={"conversation_id": f"c{i}", "ratings": ratings},
+                    headers=keys.auth(name),
+                )
+                assert r.status_code == 201, r.text
+            if name == "bench":
+                # Blind: before rating, a participant sees none of the others' ratings.
+                seen = (await http.get(f"/v1/calibrations/{sid}", headers=keys.auth("ann"))).json()
+                assert all(not c["ratings"] for c in seen["conversations"])  # ann has rated nothing yet
+        seen = (await http.get(f"/v1/calibrations/{sid}", headers=keys.auth("ann"))).json()
+        assert {r["reviewer_id"] for r in seen["conversations"][0]["ratings"]} == set(FIXTURE)
+        closed = await http.post(f"/v1/calibrations/{sid}/close", headers=lead)
+        assert closed.status_code == 200, closed.text
+        results = closed.json()["results"]
+        assert await count(settings, reviews) == 10  # calibration ratings never join the reviews (IQS)
+    ok_units = [[float(FIXTURE[r][i][0]) for r in FIXTURE if FIXTURE[r][i][0] is not None] for i in range(10)]
+    tone_units = [[float(FIXTURE[r][i][1]) for r in FIXTURE] for i in range(10)]
+    assert results["alpha_by_category"]["ok"] == pytest.approx(
+        alpha_by_hand(ok_units, ordinal=False), abs=1e-9
+    )
+    assert results["alpha_by_category"]["tone"] == pytest.approx(
+        alpha_by_hand(tone_units, ordinal=True), abs=1e-9
+    )
+    # Overall: every (conversation, category) a unit, its value the score on 0..1 (tone 1,2,3 → 0, .5, 1).
+    overall_units = [[float(v) for v in u] for u in ok_units] + [[(v - 1) / 2 for v in u] for u in tone_units]
+    assert results["alpha"] == pytest.approx(alpha_by_hand(overall_units, ordinal=True), abs=1e-9)
+    assert set(results["alignment"]) == {"ann", "bob", "cat"}
+    for name in ("ann", "bob", "cat"):
+        assert results["alignment"][name] == pytest.approx(_alignment_by_hand(name), abs=1e-12)
+    # ann differs from the benchmark on two tone ratings by one point only: the closest.
+    assert max(results["alignment"], key=results["alignment"].__getitem__) == "ann"

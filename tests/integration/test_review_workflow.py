@@ -277,7 +277,7 @@ async def test_bad_input_is_refused_naming_the_field_and_stores_nothing(settings
 
 async def test_twenty_concurrent_next_callers_never_share_an_assignment(settings):
     await ensure_topics(settings)
-    people = {"admin": (Role.admin, {})}
+    people: dict[str, tuple[Role, dict[str, str]]] = {"admin": (Role.admin, {})}
     people.update({f"r{i}": (Role.reviewer, {"agent_id": f"rev-{i}"}) for i in range(20)})
     keys = await issue_keys(settings, "acme", people)
     async with in_process(settings) as http:
@@ -425,7 +425,7 @@ async def test_calibration_session_gives_the_alpha_and_alignment_computed_by_han
         assert closed.status_code == 200, closed.text
         results = closed.json()["results"]
         assert await count(settings, reviews) == 10  # calibration ratings never join the reviews (IQS)
-    ok_units = [[float(FIXTURE[r][i][0]) for r in FIXTURE if FIXTURE[r][i][0] is not None] for i in range(10)]
+    ok_units = [[float(v) for r in FIXTURE if (v := FIXTURE[r][i][0]) is not None] for i in range(10)]
     tone_units = [[float(FIXTURE[r][i][1]) for r in FIXTURE] for i in range(10)]
     assert results["alpha_by_category"]["ok"] == pytest.approx(
         alpha_by_hand(ok_units, ordinal=False), abs=1e-9

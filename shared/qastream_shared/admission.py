@@ -1,20 +1,26 @@
 """Admission: the one place a consumed batch is checked before a handler sees it.
 
 Each service declares which event types each topic it consumes may carry (`ServiceSpec.accepts`). Every
-event of a batch that breaks that, or names a tenant the directory does not know, is dead-lettered with its
+event of a batch that breaks that, or names a tenant the service does not know, is dead-lettered with its
 reason in the same transaction as the rest of the batch: one pass, no rollback, no per-event round trip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qastream_shared.directory import TenantDirectory
 from qastream_shared.events import Envelope, Event
 from qastream_shared.settings import Settings
 from qastream_shared.topics import physical
+
+
+class TenantLookup(Protocol):
+    """`TenantDirectory` (a copy of qa.tenants) in most services; `OwnTenants` in ingest, which owns it."""
+
+    async def unknown(self, session: AsyncSession, tenant_ids: set[str]) -> set[str]: ...
 
 
 class Admission:
@@ -22,13 +28,13 @@ class Admission:
         self,
         accepts: Mapping[str, Collection[type[Event]]],
         settings: Settings,
-        directory: TenantDirectory | None,
+        tenants: TenantLookup | None,
     ) -> None:
         self.topics = {physical(t, settings): t for t in accepts}
         self.types = {
             physical(t, settings): frozenset(m.TYPE for m in models) for t, models in accepts.items()
         }
-        self.directory = directory
+        self.tenants = tenants
 
     async def refusals(self, session: AsyncSession, events: list[Envelope]) -> dict[str, str]:
         """event id → why it is refused, for every event of the batch that may not be handled."""
@@ -38,8 +44,8 @@ class Admission:
             allowed = self.types.get(topic) if topic else None
             if allowed is not None and env.type not in allowed:
                 reasons[env.id] = f"{env.type} does not belong on {self.topics[topic or '']}"
-        if self.directory is not None:
-            unknown = await self.directory.unknown(session, {e.tenant for e in events if e.id not in reasons})
+        if self.tenants is not None:
+            unknown = await self.tenants.unknown(session, {e.tenant for e in events if e.id not in reasons})
             for env in events:
                 if env.tenant in unknown and env.id not in reasons:
                     reasons[env.id] = f"unknown tenant {env.tenant!r}"

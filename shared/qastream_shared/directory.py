@@ -139,13 +139,27 @@ class TenantDirectory:
             missing -= await self._found(session, missing)
         return missing
 
-    async def tenant_exists(self, session: AsyncSession, tenant_id: str) -> bool:
-        return not await self.unknown(session, {tenant_id})
-
     async def _found(self, session: AsyncSession, tenant_ids: set[str]) -> set[str]:
-        t = self.tables["tenants"]
-        # A NUL would fail the whole query (PostgreSQL text cannot hold one); no tenant has it.
-        wanted = [x for x in tenant_ids if "\x00" not in x]
-        found = set((await session.execute(select(t.c.tenant_id).where(t.c.tenant_id.in_(wanted)))).scalars())
+        found = await existing_tenants(session, self.tables["tenants"], tenant_ids)
         self._known |= found
         return found
+
+
+class OwnTenants:
+    """The tenant lookup of the service that owns the tenants table (ingest): what it holds is the truth,
+    so there is no topic to catch up with."""
+
+    def __init__(self, tenants: Table) -> None:
+        self.tenants = tenants
+
+    async def unknown(self, session: AsyncSession, tenant_ids: set[str]) -> set[str]:
+        return tenant_ids - await existing_tenants(session, self.tenants, tenant_ids)
+
+
+async def existing_tenants(session: AsyncSession, tenants: Table, tenant_ids: set[str]) -> set[str]:
+    # A NUL would fail the whole query (PostgreSQL text cannot hold one); no tenant has it.
+    wanted = [x for x in tenant_ids if "\x00" not in x]
+    if not wanted:
+        return set()
+    query = select(tenants.c.tenant_id).where(tenants.c.tenant_id.in_(wanted))
+    return set((await session.execute(query)).scalars())

@@ -17,10 +17,10 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table, text
 
 from qastream_shared import http, telemetry
-from qastream_shared.admission import Admission
+from qastream_shared.admission import Admission, TenantLookup
 from qastream_shared.consumer import BatchConsumer, Handler, UnitOfWork
 from qastream_shared.db import create_engine, session_factory
-from qastream_shared.directory import TenantDirectory
+from qastream_shared.directory import OwnTenants, TenantDirectory
 from qastream_shared.events import Event
 from qastream_shared.migrations import migrate
 from qastream_shared.outbox import OutboxRelay
@@ -41,6 +41,8 @@ class ServiceSpec:
     accepts: Mapping[str, Sequence[type[Event]]] = field(default_factory=dict)
     handler: Callable[[ServiceRuntime], Handler] | None = None
     uses_directory: bool = True
+    # The service whose own tenants table is the source of qa.tenants (ingest): admission reads that table.
+    owns_tenants: bool = False
     routers: Sequence[APIRouter] = field(default_factory=list)
     # Extra loops the service runs beside its consumer, each until the stop event is set.
     tasks: Sequence[Callable[[ServiceRuntime, asyncio.Event], Awaitable[None]]] = ()
@@ -93,8 +95,13 @@ class ServiceRuntime:
             tables=self.tables,
             schema=self.schema,
             handler=self.spec.handler(self),
-            admission=Admission(self.spec.accepts, self.settings, self.directory),
+            admission=Admission(self.spec.accepts, self.settings, self.tenant_lookup()),
         )
+
+    def tenant_lookup(self) -> TenantLookup | None:
+        if self.spec.owns_tenants:
+            return OwnTenants(self.tables["tenants"])
+        return self.directory
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=f"{self.spec.name}-{name}")

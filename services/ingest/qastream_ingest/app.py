@@ -15,6 +15,7 @@ from qastream_ingest.handlers import make_handler
 from qastream_ingest.service import Redactors
 from qastream_ingest.tables import metadata, tables
 from qastream_shared.conversation import Conversation
+from qastream_shared.events import InboundConversation
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings, get_settings
 from qastream_shared.topics import INBOUND_CONVERSATIONS
@@ -25,8 +26,10 @@ SPEC = ServiceSpec(
     tables=tables,
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[INBOUND_CONVERSATIONS],
+    accepts={INBOUND_CONVERSATIONS: [InboundConversation]},
     handler=make_handler,
-    uses_directory=False,  # ingest owns the tenant directory
+    uses_directory=False,
+    owns_tenants=True,
     routers=[router],
     title="qastream ingest",
 )

@@ -9,6 +9,13 @@ from fastapi import FastAPI
 from qastream_sampler.api import router
 from qastream_sampler.handlers import idle_tick, make_handler
 from qastream_sampler.tables import metadata, tables
+from qastream_shared.events import (
+    ConversationIngested,
+    ConversationUpdated,
+    CsatRecorded,
+    ReviewRevised,
+    ReviewSubmitted,
+)
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings
 from qastream_shared.topics import CONVERSATIONS, REVIEWS
@@ -19,6 +26,11 @@ SPEC = ServiceSpec(
     tables=tables,
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[CONVERSATIONS, REVIEWS],
+    accepts={
+        CONVERSATIONS: [ConversationIngested, CsatRecorded, ConversationUpdated],
+        # Revisions of human reviews are accepted but never trigger sampling.
+        REVIEWS: [ReviewSubmitted, ReviewRevised],
+    },
     handler=make_handler,
     routers=[router],
     tasks=[idle_tick],

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from qastream_sampler.store import CONSUMED_TYPES, SamplerStore, conversation_of
+from qastream_sampler.store import SamplerStore, conversation_of
 from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationIngested, Envelope, ReviewRevised, ReviewSubmitted
@@ -27,11 +27,9 @@ def store_of(runtime: ServiceRuntime) -> SamplerStore:
 
 def make_handler(runtime: ServiceRuntime) -> Handler:
     store = store_of(runtime)
-    directory = runtime.directory
-    assert directory is not None
-    known_tenants: set[str] = set()
 
     async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
+        """Admission (ServiceSpec.accepts) has let through only the declared types, of known tenants."""
         if runtime.consumer is not None and runtime.consumer.consumer is not None:
             parts = runtime.consumer.consumer.partitions_for_topic(physical(CONVERSATIONS, runtime.settings))
             if parts:
@@ -45,14 +43,6 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             for env in events:
                 if isinstance(env.data, ReviewRevised):
                     continue  # revisions of human reviews never trigger sampling
-                if not isinstance(env.data, CONSUMED_TYPES):
-                    rejected[env.id] = f"{env.type} is not an event the sampler consumes"
-                    continue
-                if env.tenant not in known_tenants:
-                    if not await directory.tenant_exists(uow.session, env.tenant):
-                        rejected[env.id] = f"unknown tenant {env.tenant!r}"
-                        continue
-                    known_tenants.add(env.tenant)
                 cid = conversation_of(env.data)
                 if isinstance(env.data, ConversationIngested):
                     batch[(env.tenant, cid)] = env.data.conversation

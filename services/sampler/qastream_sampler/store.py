@@ -53,7 +53,6 @@ from qastream_shared.topics import CONVERSATIONS, SAMPLES, physical
 
 log = logging.getLogger(__name__)
 SOURCE = "sampler"
-CONSUMED_TYPES = (ConversationIngested, CsatRecorded, ConversationUpdated, ReviewSubmitted)
 
 
 def conversation_of(data: Event) -> str:

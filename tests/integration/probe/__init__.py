@@ -55,6 +55,7 @@ SPEC = ServiceSpec(
     tables=tables,
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[TOPIC],
+    accepts={TOPIC: [ConversationIngested]},
     handler=make_handler,
     uses_directory=False,
 )

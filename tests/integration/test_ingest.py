@@ -209,12 +209,16 @@ async def test_scoped_roles_missing_bad_and_revoked_keys(
                 for cid in ("own-1", "other-agent", "other-team")
                 if (await c.get(f"/v1/conversations/{cid}", headers=a.auth(role))).status_code == 200
             }
-            for role in (Role.agent, Role.team_lead, Role.reviewer)
+            for role in Role
         }
+        everything = {"own-1", "other-agent", "other-team"}
         assert seen == {
             Role.agent: {"own-1", "other-team"},  # agent-1's, whatever the team
             Role.team_lead: {"own-1", "other-agent"},  # team-a's
-            Role.reviewer: {"own-1", "other-agent", "other-team"},
+            Role.reviewer: everything,
+            Role.qa_lead: everything,
+            Role.admin: everything,
+            Role.platform: everything,
         }
 
         assert (await c.post("/v1/conversations", json=conv("x", "hi"))).status_code == 401

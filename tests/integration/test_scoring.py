@@ -287,8 +287,55 @@ async def test_reviews_and_settings_are_tenant_scoped_on_every_endpoint(settings
         assert len(first["items"]) == 3 and len(second["items"]) == 2 and second["next_cursor"] is None
         ids = [r["review_id"] for r in first["items"] + second["items"]]
         assert sorted(ids) == sorted(str(r["review_id"]) for r in mine)
+        await sees_by_role(http, settings, convs, str(rid), str(cid))
         # beta changing its settings leaves alpha's untouched
         body = {"settings": {"pass_mark": 0.5}}
         assert (await http.put("/v1/scoring-settings", json=body, headers=b)).status_code == 200
         assert (await http.get("/v1/scoring-settings", headers=a)).json()["settings"]["pass_mark"] == 0.8
         assert (await http.get("/v1/scoring-settings", headers=b)).json()["settings"]["pass_mark"] == 0.5
+
+
+async def sees_by_role(http: httpx.AsyncClient, settings, convs: list, review_id: str, of: str) -> None:
+    """auth.visible on every review endpoint: each role of alpha sees exactly the reviews its rule allows."""
+    agent, team = convs[0].agent_id, convs[0].team
+    keys = {
+        "qa_lead": await add_tenant(settings, "alpha", role=Role.qa_lead),
+        "reviewer": await add_tenant(settings, "alpha", role=Role.reviewer, agent_id="rev-1"),
+        "platform": await add_tenant(settings, "alpha", role=Role.platform),
+        "agent": await add_tenant(settings, "alpha", role=Role.agent, agent_id=agent),
+        "team_lead": await add_tenant(settings, "alpha", role=Role.team_lead, team=team),
+        "agent_without_id": await add_tenant(settings, "alpha", role=Role.agent),
+        "team_lead_without_team": await add_tenant(settings, "alpha", role=Role.team_lead),
+    }
+    everyone = {c.conversation_id for c in convs}
+    expected = {
+        "qa_lead": everyone,
+        "reviewer": set(),  # a reviewer sees the reviews they wrote; AutoQA wrote these
+        "platform": everyone,
+        "agent": {c.conversation_id for c in convs if c.agent_id == agent},
+        "team_lead": {c.conversation_id for c in convs if c.team == team},
+        "agent_without_id": set(),
+        "team_lead_without_team": set(),
+    }
+    # The data must tell the rules apart: the team and the agent each own some conversations, not all.
+    assert set() < expected["agent"] < expected["team_lead"] < everyone
+
+    async def listed(who: str) -> set[str]:
+        auth = {"Authorization": f"Bearer {keys[who]}"}
+        return {r["conversation_id"] for r in (await http.get("/v1/reviews", headers=auth)).json()["items"]}
+
+    await eventually(lambda: _key_known(http, keys), within=60)
+    for who, key in keys.items():
+        auth = {"Authorization": f"Bearer {key}"}
+        assert await listed(who) == expected[who], who
+        summary = (await http.get("/v1/reviews/summary", headers=auth)).json()["items"]
+        assert sum(g["reviews"] for g in summary) == len(expected[who]), who
+        by_id = await http.get(f"/v1/reviews/{review_id}", headers=auth)
+        assert by_id.status_code == (200 if of in expected[who] else 404), who
+
+
+async def _key_known(http: httpx.AsyncClient, keys: dict[str, str]) -> bool:
+    for key in keys.values():
+        if (await http.get("/v1/scorecards", headers={"Authorization": f"Bearer {key}"})).status_code == 401:
+            return False
+    return True

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from qastream_ingest.redaction import RedactionPolicy, Redactor, tenant_pepper
 from qastream_ingest.tables import conversations, feedback, redaction_policies, tables
-from qastream_shared.auth import Principal, scoped
+from qastream_shared.auth import Principal, visible
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation, Feedback
 from qastream_shared.events import (
@@ -179,13 +179,8 @@ async def stored_conversation(
     uow: UnitOfWork, principal: Principal, conversation_id: str
 ) -> dict[str, Any] | None:
     q = select(conversations).where(
-        scoped(conversations, principal), conversations.c.conversation_id == conversation_id
+        visible(conversations, principal), conversations.c.conversation_id == conversation_id
     )
-    # Agents see only their own conversations, team leads their team's.
-    if principal.role is Role.agent:
-        q = q.where(conversations.c.agent_id == principal.agent_id)
-    elif principal.role is Role.team_lead:
-        q = q.where(conversations.c.team == principal.team)
     row = (await uow.session.execute(q)).mappings().first()
     if row is None:
         return None

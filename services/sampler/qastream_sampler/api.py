@@ -14,13 +14,14 @@ from qastream_sampler.handlers import store_of
 from qastream_sampler.plan_store import current_plans, insert_auto_policy, insert_plan
 from qastream_sampler.plans import AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
 from qastream_sampler.tables import sample_log
-from qastream_shared.auth import Principal, require, scoped
+from qastream_shared.auth import Principal, require, visible
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import Role
 from qastream_shared.http import validation_errors
 from qastream_shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1")
+# Sampling decisions are tenant-wide (the log holds no agent or team): only roles that see the tenant read them.
 Reader = Annotated[Principal, require(Role.admin, Role.qa_lead, Role.reviewer, Role.platform)]
 Lead = Annotated[Principal, require(Role.admin, Role.qa_lead)]
 PlanId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -128,7 +129,7 @@ async def samples(
     """The sample log: every decision, with plan version, stratum, rule, inclusion probability and reason."""
     q = (
         select(sample_log)
-        .where(scoped(sample_log, principal))
+        .where(visible(sample_log, principal))
         .order_by(sample_log.c.decided_at.desc())
         .limit(limit)
     )

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qastream_shared.settings import Settings
 
@@ -37,19 +38,62 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors[:50]]
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuses oversized bodies before they are read, so a hostile client cannot exhaust memory."""
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
+
+class BodyLimit:
+    """Caps every request body at MAX_BODY_BYTES, so a hostile client cannot exhaust memory.
+
+    A declared Content-Length over the limit is refused before anything is read. A chunked body has no
+    length to check, so the bytes are counted as the app reads them, and reading past the limit raises
+    BodyTooLarge (an HTTPException: FastAPI's body parsing lets it through to the problem handler).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
         if length is not None:
-            try:
-                too_big = int(length) > MAX_BODY_BYTES
-            except ValueError:
-                return problem(400, "Bad Request", "Content-Length is not a number")
-            if too_big:
-                return problem(413, "Content Too Large", f"body exceeds {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+            if not length.isdigit():
+                await problem(400, "Bad Request", "Content-Length is not a number")(scope, receive, send)
+                return
+            if int(length) > MAX_BODY_BYTES:
+                await _too_large(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY_BYTES:
+                    raise BodyTooLarge()
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _too_large(scope, receive, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    exc = BodyTooLarge()
+    await problem(413, "Content Too Large", str(exc.detail))(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -69,9 +113,13 @@ def install(app: FastAPI) -> None:
                 exc.detail.get("title", "Error"),
                 **{k: v for k, v in exc.detail.items() if k != "title"},
             )
-        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}.get(
-            exc.status_code, "Error"
-        )
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            409: "Conflict",
+            413: "Content Too Large",
+        }.get(exc.status_code, "Error")
         response = problem(exc.status_code, title, str(exc.detail))
         if exc.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -16,7 +16,7 @@ from qastream_ingest.tables import tables
 from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.conversation import MAX_BATCH_ITEMS, Conversation, Feedback
 from qastream_shared.events import Role
-from qastream_shared.http import MAX_BODY_BYTES, PROBLEM, problem
+from qastream_shared.http import PROBLEM, problem
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.telemetry import current_traceparent
 
@@ -123,18 +123,6 @@ _BODY_SCHEMA = {
 }
 
 
-async def read_capped(request: Request) -> bytes | None:
-    """The body, or None once it passes the limit; a chunked body has no Content-Length to refuse early."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 @router.post(
     "/conversations",
     status_code=202,
@@ -154,11 +142,8 @@ async def post_conversations(request: Request, principal: Writer) -> Any:
     Answers 202 only after the accepted conversations and their events are committed together.
     Invalid items are rejected with a reason while the valid ones are accepted.
     """
-    raw = await read_capped(request)
-    if raw is None:
-        return problem(413, "Content Too Large", f"body exceeds {MAX_BODY_BYTES} bytes")
     try:
-        payload = orjson.loads(raw)
+        payload = orjson.loads(await request.body())  # http.BodyLimit caps it, chunked or not
     except orjson.JSONDecodeError as exc:
         return problem(400, "Bad Request", f"body is not valid JSON: {exc}")
     if isinstance(payload, dict) and "conversations" in payload and "turns" not in payload:

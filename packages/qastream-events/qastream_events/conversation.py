@@ -97,9 +97,16 @@ class Conversation(Feedback):
         """The primary agent, the one reviews and quotas are attributed to."""
         return self.agent_ids[0] if self.agent_ids else None
 
+    def start_time(self) -> datetime | None:
+        """When the conversation started: `started_at`, else its first timestamped turn."""
+        return self.started_at or next((t.ts for t in self.turns if t.ts), None)
+
+    def end_time(self) -> datetime | None:
+        """The one definition of when a conversation ended: `ended_at`, else its last timestamped turn."""
+        return self.ended_at or next((t.ts for t in reversed(self.turns) if t.ts), None)
+
     def handle_seconds(self) -> float | None:
-        start = self.started_at or next((t.ts for t in self.turns if t.ts), None)
-        end = self.ended_at or next((t.ts for t in reversed(self.turns) if t.ts), None)
+        start, end = self.start_time(), self.end_time()
         if start is None or end is None:
             return None
         return max(0.0, (end - start).total_seconds())

@@ -204,7 +204,7 @@ async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conve
             "tenant_id": tenant_id,
             "conversation_id": c.conversation_id,
             "body": c.model_dump_json().encode(),
-            "ended_at": c.ended_at or next((t.ts for t in reversed(c.turns) if t.ts), None),
+            "ended_at": c.end_time(),
         }
         for c in convs
     }

@@ -30,11 +30,8 @@ def as_utc(t: datetime) -> datetime:
 
 
 def conversation_time(conversation: Conversation, ingested_at: datetime) -> datetime:
-    """A conversation's event time: when it ended, else its last timestamp, else when it was ingested."""
-    if conversation.ended_at is not None:
-        return as_utc(conversation.ended_at)
-    last_ts = next((t.ts for t in reversed(conversation.turns) if t.ts), None)
-    return as_utc(last_ts or conversation.started_at or ingested_at)
+    """A conversation's event time: when it ended, else when it started, else when it was ingested."""
+    return as_utc(conversation.end_time() or conversation.started_at or ingested_at)
 
 
 @dataclass(slots=True)

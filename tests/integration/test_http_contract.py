@@ -1,0 +1,61 @@
+"""What every service's HTTP API promises, checked against each live service (live_service.SERVICES)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from qastream_shared.http import MAX_BODY_BYTES
+from qastream_shared.settings import Settings
+from qastream_shared.testing import isolated_settings
+from tests.integration.conftest import Proc
+from tests.integration.conftest_ingest import create_tenants
+from tests.integration.live_service import SERVICES, LiveService, ServiceUnderTest, Tenant, publish_tenant
+
+pytestmark = pytest.mark.integration
+
+
+class Live:
+    def __init__(self, service: ServiceUnderTest, process: LiveService, tenant: Tenant) -> None:
+        self.service = service
+        self.process = process
+        self.tenant = tenant
+        self.url = process.url
+
+
+@pytest.fixture(scope="module", params=SERVICES, ids=lambda s: s.name)
+async def live(
+    request: pytest.FixtureRequest, database_url: str, kafka_bootstrap: str
+) -> AsyncIterator[Live]:
+    service: ServiceUnderTest = request.param
+    settings: Settings = isolated_settings(database_url, kafka_bootstrap)
+    if service.name == "ingest":
+        tenant = (await create_tenants(settings, "fuzz"))["fuzz"]
+    else:
+        tenant = await publish_tenant(settings, "fuzz")
+    process = LiveService(service.module, lambda args, env: Proc(args, settings, env))
+    try:
+        await process.start()
+        await process.wait_key(service.authenticated, tenant.auth())
+        yield Live(service, process, tenant)
+    finally:
+        process.stop()
+
+
+async def chunks(body: bytes) -> AsyncIterator[bytes]:
+    """The body without a Content-Length (chunked), so only reading it can tell its size."""
+    for start in range(0, len(body), 1 << 20):
+        yield body[start : start + (1 << 20)]
+
+
+async def test_a_body_over_the_limit_is_refused_with_413_naming_it(live: Live) -> None:
+    method, path = live.service.body
+    big = b'{"padding": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    async with httpx.AsyncClient(base_url=live.url, timeout=60, headers=live.tenant.auth()) as c:
+        for content in (big, chunks(big)):
+            r = await c.request(method, path, content=content, headers={"content-type": "application/json"})
+            assert r.status_code == 413, (type(content), r.status_code, r.text[:300])
+            assert r.headers["content-type"] == "application/problem+json"
+            assert str(MAX_BODY_BYTES) in r.json()["detail"]

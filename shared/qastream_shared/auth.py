@@ -10,7 +10,8 @@ to protect low-entropy passwords.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import ColumnElement, Table, and_, false, select
@@ -167,13 +168,37 @@ def visible(
     return tenant
 
 
+class _NoColumn(Enum):
+    """`may_see(reviewer_id=...)` left out: the row has no reviewer column (not: its reviewer is NULL)."""
+
+    NO_REVIEWER = "no reviewer column"
+
+
+NO_REVIEWER = _NoColumn.NO_REVIEWER
+
+
 def may_see(
-    principal: Principal, *, agent_id: str | None, team: str | None, reviewer_id: str | None = None
+    principal: Principal,
+    *,
+    agent_id: str | None,
+    team: str | None,
+    reviewer_id: str | Literal[_NoColumn.NO_REVIEWER] | None = NO_REVIEWER,
 ) -> bool:
-    """`visible` for one row already in hand (e.g. a single resource read by id): the same rule."""
+    """`visible` for one row already in hand (e.g. a single resource read by id): the same rule.
+
+    Pass `reviewer_id` for rows of a table with a reviewer column, even when it is None: like
+    `visible(..., reviewer=...)` in SQL, a reviewer then sees only rows they reviewed, never unreviewed ones.
+    """
     role = principal.role
     if role in TENANT_WIDE:
         return True
+    if role is Role.team_lead:
+        return principal.team is not None and team == principal.team
+    if role is Role.agent:
+        return principal.agent_id is not None and agent_id == principal.agent_id
+    if role is Role.reviewer and reviewer_id is not NO_REVIEWER:
+        return principal.agent_id is not None and reviewer_id == principal.agent_id
+    return True
     if role is Role.team_lead:
         return principal.team is not None and team == principal.team
     if role is Role.agent:

@@ -101,9 +101,7 @@ async def _visible(uow: UnitOfWork, principal: Principal, aid: str, *, lock: boo
     if (
         row is None
         or principal.role is Role.agent
-        or not may_see(
-            principal, agent_id=row["agent_id"], team=row["team"], reviewer_id=row["reviewer_id"] or ""
-        )
+        or not may_see(principal, agent_id=row["agent_id"], team=row["team"], reviewer_id=row["reviewer_id"])
     ):
         not_found(f"assignment {aid!r}")
     return row

@@ -1,0 +1,302 @@
+// The console's shared helpers: the API client (session cookie + CSRF header), errors in words, DOM
+// building without innerHTML (API data is never parsed as HTML), formatting and small SVG charts.
+
+export const config = JSON.parse(document.getElementById("qa-config").textContent);
+export const me = config.me;
+
+export class ApiError extends Error {
+  constructor(status, message, fields) {
+    super(message);
+    this.status = status;
+    this.fields = fields || [];
+  }
+}
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
+}
+
+const SERVICE_NAMES = { scoring: "scoring", sampler: "sampler", coaching: "coaching", reporting: "reporting", ingest: "ingest" };
+
+export function serviceUrl(service, path) {
+  const base = (config.services && config.services[service]) || "";
+  return base.replace(/\/$/, "") + path;
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === undefined || v === null || v === "") continue;
+    if (Array.isArray(v)) v.forEach((x) => q.append(k, x));
+    else q.append(k, v);
+  }
+  const s = q.toString();
+  return s ? "?" + s : "";
+}
+
+// Calls one service's API; resolves to the parsed body (null for 204) or throws ApiError in words.
+export async function api(service, path, { method = "GET", body, params, headers = {} } = {}) {
+  const h = { Accept: "application/json", ...headers };
+  if (body !== undefined) h["Content-Type"] = "application/json";
+  if (method !== "GET" && method !== "HEAD") {
+    const csrf = cookie("qa_csrf");
+    if (csrf) h["X-CSRF-Token"] = csrf;
+  }
+  let response;
+  try {
+    response = await fetch(serviceUrl(service, path) + query(params), {
+      method,
+      headers: h,
+      credentials: "include",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, `The ${SERVICE_NAMES[service] || service} service did not answer. Is it running? (${e.message})`);
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (e) {
+    data = null;
+  }
+  if (!response.ok) {
+    if (response.status === 401 && config.page !== "signin") {
+      window.location.assign("/signin?next=" + encodeURIComponent(window.location.pathname));
+    }
+    let detail = (data && (data.detail || data.title)) || response.statusText || "request failed";
+    if (response.status === 404 && detail === "Not Found") {
+      detail = `the ${service} service has no ${path} (is it running the current version?)`;
+    }
+    const words = {
+      401: "You are signed out",
+      403: "Not allowed",
+      404: "Not found",
+      409: "Conflict",
+      422: "Please check the form",
+      503: "Service unavailable",
+    }[response.status] || `Error ${response.status}`;
+    throw new ApiError(response.status, `${words}: ${detail}`, (data && data.errors) || []);
+  }
+  return data;
+}
+
+// Every page of a paged list (cursor paging), up to `max` items.
+export async function allPages(service, path, params = {}, max = 1000) {
+  const out = [];
+  let cursor = null;
+  do {
+    const page = await api(service, path, { params: { ...params, cursor, limit: Math.min(100, max) } });
+    out.push(...(page.items || []));
+    cursor = page.next_cursor;
+  } while (cursor && out.length < max);
+  return out;
+}
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export function $(selector, root = document) {
+  return root.querySelector(selector);
+}
+
+export function fill(container, ...children) {
+  container.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  return container;
+}
+
+export function empty(text) {
+  return h("p", { class: "empty" }, text);
+}
+
+export function errorBox(err) {
+  const box = h("div", { class: "error", role: "alert" }, err.message || String(err));
+  if (err.fields && err.fields.length) {
+    box.append(h("ul", {}, err.fields.map((f) => h("li", {}, `${f.field}: ${f.message}`))));
+  }
+  return box;
+}
+
+// Runs an async loader into a container: a loading note, then the content or the error in words.
+export async function load(container, loader) {
+  container.setAttribute("aria-busy", "true");
+  try {
+    const content = await loader();
+    if (content !== undefined) fill(container, content);
+  } catch (err) {
+    fill(container, errorBox(err));
+  } finally {
+    container.removeAttribute("aria-busy");
+  }
+}
+
+export function pageError(err) {
+  const box = document.getElementById("page-error");
+  box.textContent = err ? err.message || String(err) : "";
+  box.hidden = !err;
+}
+
+export function notice(container, text) {
+  fill(container, h("p", { class: "notice", role: "status" }, text));
+}
+
+export const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(digits)}%`);
+export const num = (x, digits = 2) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+export const int = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en"));
+export const when = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" }) : "–");
+export const label = (s) => (s || "").replaceAll("_", " ");
+
+// A sortable table: columns [{key, label, render?, numeric?}], rows of objects.
+export function table(caption, columns, rows, { onRow } = {}) {
+  let sortKey = null;
+  let ascending = true;
+  const tbody = h("tbody");
+  const heads = columns.map((c) => {
+    const button = h("button", { type: "button", class: "sort", onclick: () => sortBy(c.key) }, c.label);
+    return h("th", { scope: "col", "aria-sort": "none" }, button);
+  });
+  function draw() {
+    const shown = [...rows];
+    if (sortKey) {
+      shown.sort((a, b) => {
+        const x = a[sortKey];
+        const y = b[sortKey];
+        const cmp = x === y ? 0 : x === null || x === undefined ? 1 : y === null || y === undefined ? -1 : x < y ? -1 : 1;
+        return ascending ? cmp : -cmp;
+      });
+    }
+    fill(
+      tbody,
+      shown.map((r) =>
+        h(
+          "tr",
+          {},
+          columns.map((c) => h("td", { class: c.numeric ? "num" : "" }, c.render ? c.render(r) : r[c.key] ?? "–")),
+        ),
+      ),
+    );
+  }
+  function sortBy(key) {
+    ascending = sortKey === key ? !ascending : true;
+    sortKey = key;
+    columns.forEach((c, i) =>
+      heads[i].setAttribute("aria-sort", c.key === key ? (ascending ? "ascending" : "descending") : "none"),
+    );
+    draw();
+  }
+  draw();
+  return h("div", { class: "table-wrap" }, h("table", {}, h("caption", {}, caption), h("thead", {}, h("tr", {}, heads)), tbody));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  for (const c of children.flat()) if (c) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+// A line chart of 0..1 values over days, with a dashed reference line (the pass mark).
+export function lineChart(title, points, reference, referenceLabel) {
+  const W = 600, H = 220, L = 44, R = 12, T = 12, B = 28;
+  if (!points.length) return empty("No reviews in this range yet.");
+  const xs = (i) => L + (points.length === 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (points.length - 1));
+  const ys = (v) => T + (1 - v) * (H - T - B);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  for (const v of [0, 0.25, 0.5, 0.75, 1]) {
+    svg.append(s("line", { x1: L, x2: W - R, y1: ys(v), y2: ys(v), class: "grid" }));
+    svg.append(s("text", { x: L - 6, y: ys(v) + 4, "text-anchor": "end", class: "axis" }, `${v * 100}%`));
+  }
+  if (reference !== null && reference !== undefined) {
+    svg.append(s("line", { x1: L, x2: W - R, y1: ys(reference), y2: ys(reference), class: "reference" }));
+    svg.append(s("text", { x: W - R, y: ys(reference) - 4, "text-anchor": "end", class: "axis" }, referenceLabel));
+  }
+  const d = points.map((p, i) => `${i ? "L" : "M"}${xs(i).toFixed(1)},${ys(p.value).toFixed(1)}`).join(" ");
+  svg.append(s("path", { d, class: "line" }));
+  points.forEach((p, i) => {
+    svg.append(s("circle", { cx: xs(i), cy: ys(p.value), r: 3, class: "dot" }, s("title", {}, `${p.label}: ${pct(p.value)}`)));
+  });
+  const first = points[0].label, last = points[points.length - 1].label;
+  svg.append(s("text", { x: L, y: H - 8, class: "axis" }, first));
+  svg.append(s("text", { x: W - R, y: H - 8, "text-anchor": "end", class: "axis" }, last));
+  return svg;
+}
+
+// Horizontal bars of 0..1 values, labelled.
+export function barChart(title, bars) {
+  if (!bars.length) return empty("Nothing rated in this range yet.");
+  return h(
+    "ul",
+    { class: "bars", "aria-label": title },
+    bars.map((b) =>
+      h(
+        "li",
+        {},
+        h("span", { class: "bar-label" }, b.label),
+        h("span", { class: "bar-track" }, h("span", { class: "bar-fill", dataset: { w: Math.round(100 * (b.value || 0)) } })),
+        h("span", { class: "bar-value" }, pct(b.value, 0)),
+      ),
+    ),
+  );
+}
+
+// Widths through CSSOM, not style attributes: the CSP allows no inline styles.
+export function sizeBars(root = document) {
+  root.querySelectorAll(".bar-fill[data-w]").forEach((el) => {
+    el.style.width = `${el.dataset.w}%`;
+  });
+}
+
+// A scatter of (x, y) in 0..1 x 1..5 (QA score vs CSAT), one dot per point.
+export function scatter(title, points, xLabel, yLabel, yMin = 1, yMax = 5) {
+  if (!points.length) return empty("No conversation has both a QA score and a CSAT answer yet.");
+  const W = 600, H = 240, L = 44, R = 12, T = 12, B = 36;
+  const xs = (v) => L + v * (W - L - R);
+  const ys = (v) => T + (1 - (v - yMin) / (yMax - yMin)) * (H - T - B);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  for (let v = yMin; v <= yMax; v++) {
+    svg.append(s("line", { x1: L, x2: W - R, y1: ys(v), y2: ys(v), class: "grid" }));
+    svg.append(s("text", { x: L - 6, y: ys(v) + 4, "text-anchor": "end", class: "axis" }, v));
+  }
+  for (const v of [0, 0.5, 1]) svg.append(s("text", { x: xs(v), y: H - 18, "text-anchor": "middle", class: "axis" }, `${v * 100}%`));
+  svg.append(s("text", { x: (W + L) / 2, y: H - 2, "text-anchor": "middle", class: "axis" }, xLabel));
+  svg.append(s("text", { x: 4, y: T + 2, class: "axis" }, yLabel));
+  for (const p of points) {
+    svg.append(s("circle", { cx: xs(p.x), cy: ys(p.y), r: Math.min(10, 3 + Math.sqrt(p.n || 1)), class: "dot faint" }, s("title", {}, p.label)));
+  }
+  return svg;
+}
+
+export function stat(labelText, value, sub) {
+  return h("div", { class: "stat" }, h("div", { class: "stat-label" }, labelText), h("div", { class: "stat-value" }, value), sub ? h("div", { class: "stat-sub" }, sub) : null);
+}
+
+function wireSignOut() {
+  const button = document.getElementById("sign-out");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    try {
+      await api("reporting", "/v1/session", { method: "DELETE" });
+    } finally {
+      window.location.assign("/signin");
+    }
+  });
+}
+
+wireSignOut();

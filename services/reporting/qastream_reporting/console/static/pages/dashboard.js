@@ -1,0 +1,248 @@
+import {
+  api, barChart, empty, errorBox, fill, h, int, label, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table,
+} from "../console.js";
+
+const form = document.getElementById("filters");
+const $ = (id) => document.getElementById(id);
+let passMark = null;
+let agentCursors = [null];
+
+// The same filters go to every metrics call, so each figure answers the same question.
+function filters() {
+  const data = new FormData(form);
+  const out = {};
+  for (const key of ["team", "channel", "scorecard_version"]) {
+    const v = (data.get(key) || "").toString().trim();
+    if (v) out[key] = v;
+  }
+  const days = data.get("range");
+  if (days) {
+    const from = new Date(Date.now() - (Number(days) - 1) * 86400000);
+    out.from = from.toISOString().slice(0, 10);
+  }
+  return out;
+}
+
+const metrics = (name, params = {}) => api("reporting", `/v1/metrics/${name}`, { params: { ...filters(), ...params } });
+const one = (page) => (page.items && page.items[0]) || null;
+
+let lastFreshness = null;
+function showFreshness(f) {
+  if (f) lastFreshness = f;
+  const f2 = lastFreshness;
+  const live = $("live");
+  const parts = [h("span", { class: "dot-live", "aria-hidden": "true" }), stream ? "Live" : "Refreshing every 10 s"];
+  if (f2 && f2.last_review_at) {
+    parts.push(` · newest review reached these figures ${num(f2.lag_seconds, 1)} s after it was submitted`);
+  } else {
+    parts.push(" · no review has reached reporting yet");
+  }
+  parts.push(` · updated ${new Date().toLocaleTimeString("en-GB")}`);
+  fill(live, parts);
+}
+
+async function headline() {
+  const [quality, customer, design] = await Promise.all([metrics("quality"), metrics("customer"), metrics("design-weighted")]);
+  showFreshness(quality.freshness);
+  const q = one(quality) || {};
+  const c = one(customer) || {};
+  const d = one(design) || {};
+  const ht = (d.hajek || {});
+  fill(
+    $("headline-stats"),
+    stat("IQS", h("span", { "data-metric": "iqs" }, pct(q.iqs)), q.iqs_ci_low !== null && q.iqs_ci_low !== undefined ? `95% CI ${pct(q.iqs_ci_low)}–${pct(q.iqs_ci_high)}` : "too few reviews for an interval"),
+    stat("Pass rate", h("span", { "data-metric": "pass_rate" }, pct(q.pass_rate)), passMark !== null ? `at or above the ${pct(passMark, 0)} pass mark` : null),
+    stat("Auto-fail rate", h("span", { "data-metric": "auto_fail_rate" }, pct(q.auto_fail_rate))),
+    stat("Reviews", h("span", { "data-metric": "reviews" }, int(q.reviews))),
+    stat("Coverage by people", h("span", { "data-metric": "coverage_manual" }, pct(c.coverage_manual)), `AutoQA ${pct(c.coverage_auto)} of ${int(c.conversations)} conversations`),
+    stat("CSAT", h("span", { "data-metric": "csat" }, num(c.csat, 2)), `${int(c.csat_responses)} answers`),
+  );
+  fill(
+    $("design"),
+    ht.estimate === null || ht.estimate === undefined
+      ? empty("No human reviews with inclusion probabilities in this range. Sampling plans send conversations to reviewers; see Sampling plans.")
+      : h(
+          "div",
+          {},
+          h("p", { class: "stat-value", "data-metric": "design_weighted" }, pct(ht.estimate)),
+          h("p", {}, `95% interval ${pct(ht.ci_low)} – ${pct(ht.ci_high)} (Hájek, weighted by each sample's inclusion probability), over ${int(d.reviews)} human reviews. The raw mean of the same reviews is ${pct((d.raw_mean || {}).mean)}.`),
+        ),
+  );
+}
+
+async function trend() {
+  const page = await metrics("quality", { group_by: "day", limit: 400 });
+  const points = page.items.filter((r) => r.iqs !== null).map((r) => ({ label: r.day, value: r.iqs }));
+  return lineChart("IQS per day", points, passMark, passMark === null ? "" : `pass mark ${pct(passMark, 0)}`);
+}
+
+async function categories() {
+  const page = await metrics("categories", { group_by: "category_id", limit: 200 });
+  const node = barChart("Mean score per category", page.items.map((r) => ({ label: label(r.category_id), value: r.score })));
+  queueMicrotask(() => sizeBars($("categories")));
+  return node;
+}
+
+async function agreement() {
+  const page = await metrics("agreement", { group_by: "category_id", limit: 200 });
+  if (!page.items.length) return empty("No conversation has both an AutoQA and a human review yet. Agreement appears once reviewers submit reviews.");
+  return table("AutoQA and human ratings of the same conversations", [
+    { key: "category_id", label: "Category", render: (r) => label(r.category_id) },
+    { key: "pairs", label: "Pairs", numeric: true, render: (r) => int(r.pairs) },
+    { key: "exact_agreement", label: "Exact agreement", numeric: true, render: (r) => pct(r.exact_agreement) },
+    { key: "mean_abs_difference", label: "Mean |difference|", numeric: true, render: (r) => num(r.mean_abs_difference) },
+  ], page.items);
+}
+
+async function csat() {
+  const [corr, byAgentQ, byAgentC] = await Promise.all([
+    metrics("csat-correlation"),
+    metrics("quality", { group_by: "agent_id", limit: 500 }),
+    metrics("customer", { group_by: "agent_id", limit: 500 }),
+  ]);
+  const r = one(corr) || {};
+  const csatOf = new Map(byAgentC.items.map((x) => [x.agent_id, x]));
+  const points = byAgentQ.items
+    .filter((x) => x.iqs !== null && csatOf.get(x.agent_id) && csatOf.get(x.agent_id).csat !== null)
+    .map((x) => ({ x: x.iqs, y: csatOf.get(x.agent_id).csat, n: x.reviews, label: `${x.agent_id}: IQS ${pct(x.iqs)}, CSAT ${num(csatOf.get(x.agent_id).csat)}` }));
+  return h(
+    "div",
+    {},
+    h("p", {}, r.rho === null || r.rho === undefined
+      ? "Spearman's ρ appears once conversations have both a QA score and a CSAT answer."
+      : `Spearman's ρ between a conversation's QA score and its CSAT: ${num(r.rho)} over ${int(r.n)} conversations (p = ${num(r.p_value, 3)}).`),
+    scatter("Each agent's IQS against their mean CSAT", points, "IQS", "CSAT"),
+  );
+}
+
+async function disputes() {
+  const d = one(await metrics("disputes")) || {};
+  if (!d.opened) return empty("No disputes in this range. Agents dispute a review from its page; leads resolve them under Disputes.");
+  return h("div", { class: "stats" },
+    stat("Opened", h("span", { "data-metric": "disputes_opened" }, int(d.opened))),
+    stat("Accepted", int(d.accepted), `${int(d.partially_accepted)} partly`),
+    stat("Rejected", int(d.rejected)),
+    stat("Dispute rate", pct(d.dispute_rate), "per human review"),
+  );
+}
+
+async function coaching() {
+  const [tasks, impact] = await Promise.all([metrics("coaching"), metrics("coaching-impact")]);
+  const t = one(tasks) || {};
+  const i = one(impact) || {};
+  if (!t.tasks) return empty("No coaching tasks yet. Coaching rules open tasks when reviews fall below the pass mark; see Coaching.");
+  return h("div", {},
+    h("div", { class: "stats" },
+      stat("Open", int(t.open)), stat("Acknowledged", int(t.acknowledged)), stat("Completed", int(t.completed)), stat("Dismissed", int(t.dismissed))),
+    h("p", {}, i.measured
+      ? `Impact of ${int(i.measured)} completed tasks: the coached category moved by ${pct(i.mean_difference)} on average; ${int(i.improved)} improved beyond their interval, ${int(i.worsened)} worsened.`
+      : "Impact is measured once completed tasks have enough reviews after them."),
+  );
+}
+
+function agentTable(rows, customers) {
+  const byId = new Map(customers.map((c) => [c.agent_id, c]));
+  const merged = rows.map((r) => ({ ...r, csat: (byId.get(r.agent_id) || {}).csat ?? null, coverage: (byId.get(r.agent_id) || {}).coverage_manual ?? null }));
+  const search = $("agent-search").value.trim().toLowerCase();
+  const shown = search ? merged.filter((r) => (r.agent_id || "").toLowerCase().includes(search)) : merged;
+  if (!shown.length) return empty(search ? `No agent on this page matches “${search}”.` : "No reviewed agents in this range yet. Reviews appear as conversations are scored.");
+  return table("Agents (click a column to sort)", [
+    { key: "agent_id", label: "Agent", render: (r) => h("a", { href: `/agents/${encodeURIComponent(r.agent_id)}` }, r.agent_id) },
+    { key: "reviews", label: "Reviews", numeric: true, render: (r) => int(r.reviews) },
+    { key: "iqs", label: "IQS", numeric: true, render: (r) => pct(r.iqs) },
+    { key: "pass_rate", label: "Pass rate", numeric: true, render: (r) => pct(r.pass_rate) },
+    { key: "auto_fail_rate", label: "Auto-fail", numeric: true, render: (r) => pct(r.auto_fail_rate) },
+    { key: "csat", label: "CSAT", numeric: true, render: (r) => num(r.csat) },
+    { key: "coverage", label: "Coverage", numeric: true, render: (r) => pct(r.coverage) },
+  ], shown);
+}
+
+let agentPage = { rows: [], customers: [], next: null };
+async function agents(cursorIndex = agentCursors.length - 1) {
+  const cursor = agentCursors[cursorIndex];
+  const page = await metrics("quality", { group_by: "agent_id", limit: 25, cursor });
+  const ids = page.items.map((r) => r.agent_id);
+  const customers = ids.length ? await metrics("customer", { group_by: "agent_id", limit: 500 }) : { items: [] };
+  agentPage = { rows: page.items, customers: customers.items.filter((c) => ids.includes(c.agent_id)), next: page.next_cursor };
+  $("agents-next").disabled = !page.next_cursor;
+  $("agents-first").disabled = cursorIndex === 0;
+  return agentTable(agentPage.rows, agentPage.customers);
+}
+
+async function loadPassMark() {
+  try {
+    const s = await api("scoring", "/v1/scoring-settings");
+    passMark = s.settings.pass_mark;
+  } catch (err) {
+    passMark = null;
+  }
+}
+
+async function refresh({ agentsToo = true } = {}) {
+  const jobs = [
+    load($("headline-stats"), async () => { await headline(); }),
+    load($("trend"), trend),
+    load($("categories"), categories),
+    load($("agreement"), agreement),
+    load($("csat"), csat),
+    load($("disputes"), disputes),
+    load($("coaching"), coaching),
+  ];
+  if (agentsToo) jobs.push(load($("agents"), () => agents()));
+  await Promise.all(jobs);
+  sizeBars();
+  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  agentCursors = [null];
+  refresh();
+});
+$("agents-next").addEventListener("click", () => {
+  if (!agentPage.next) return;
+  agentCursors.push(agentPage.next);
+  load($("agents"), () => agents());
+});
+$("agents-first").addEventListener("click", () => {
+  agentCursors = [null];
+  load($("agents"), () => agents());
+});
+$("agent-search").addEventListener("input", () => fill($("agents"), agentTable(agentPage.rows, agentPage.customers)));
+
+// Live: reporting's SSE stream says when figures moved; refresh (at most every 2 s) without a reload.
+let stream = null;
+let pending = null;
+function soon() {
+  if (pending) return;
+  pending = setTimeout(async () => {
+    pending = null;
+    await refresh({ agentsToo: false });
+  }, 500);
+}
+function connect() {
+  if (!window.EventSource) return poll();
+  stream = new EventSource(serviceUrl("reporting", "/v1/stream"), { withCredentials: true });
+  stream.onmessage = soon;
+  for (const name of ["review", "metrics", "update", "freshness"]) stream.addEventListener(name, soon);
+  stream.onerror = () => {
+    if (stream && stream.readyState === EventSource.CLOSED) {
+      stream = null;
+      poll();
+    }
+  };
+}
+function poll() {
+  setInterval(() => refresh({ agentsToo: false }), 10000);
+}
+setInterval(() => showFreshness(null), 5000);
+
+(async () => {
+  try {
+    await loadPassMark();
+    await refresh();
+    connect();
+  } catch (err) {
+    fill($("headline-stats"), errorBox(err));
+  }
+})();

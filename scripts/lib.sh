@@ -25,6 +25,8 @@ system_packages() {
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   command -v python3 >/dev/null || missing+=(python3 python3-pip)
   if ! command -v uv >/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
+  # The console's browser tests and bench.console drive Debian's chromium headless.
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -eq 0 ]; then echo "all system packages present"; return 0; fi
   echo "installing: ${missing[*]}"
   apt-get update -q

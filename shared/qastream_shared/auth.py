@@ -63,8 +63,9 @@ async def authenticate(session: AsyncSession, api_keys: Table, pepper: str, key:
 
 def session_secret(settings: Settings) -> str:
     if settings.session_secret is None:
+        # Not a 5xx: the service works, it is only configured without sessions.
         raise HTTPException(
-            503, "browser sessions are off: set QA_SESSION_SECRET (the same value on every service)"
+            403, "browser sessions are off here: set QA_SESSION_SECRET (the same value on every service)"
         )
     return settings.session_secret.get_secret_value()
 

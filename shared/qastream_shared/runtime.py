@@ -24,6 +24,7 @@ from qastream_shared.directory import OwnTenants, TenantDirectory
 from qastream_shared.events import Event
 from qastream_shared.migrations import migrate
 from qastream_shared.outbox import OutboxRelay
+from qastream_shared.session_api import router as session_router
 from qastream_shared.settings import Settings, get_settings
 from qastream_shared.topics import dlq_topic, ensure_topics
 
@@ -177,7 +178,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: 
             http.problem(503, "Service Unavailable", **{"checks": checks}) if not ok else {"checks": checks}
         )
 
-    for router in spec.routers:
+    # Every service signs browsers in and out and says who a session is, so a console session can be
+    # checked against any of them.
+    for router in [*spec.routers, session_router]:
         app.include_router(router)
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -10,11 +10,29 @@ from sqlalchemy import select
 
 from qastream_shared.auth import AnyRole, session_secret
 from qastream_shared.events import Role
+from qastream_shared.http import PROBLEM
 from qastream_shared.keys import InvalidApiKey, parse_key_id, verify_key
 from qastream_shared.sessions import CSRF_COOKIE, SESSION_COOKIE, csrf_token, issue, verify
 from qastream_shared.settings import Settings
 
-router = APIRouter(prefix="/v1/session", tags=["session"])
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"title": {"type": "string"}, "detail": {"type": "string"}}}
+    return {"description": description, "content": {PROBLEM: {"schema": schema}}}
+
+
+router = APIRouter(
+    prefix="/v1/session",
+    tags=["session"],
+    responses={
+        400: _problem("The body is not valid JSON"),
+        401: _problem("Invalid or revoked API key, or no valid session"),
+        403: _problem(
+            "Sessions are off here (QA_SESSION_SECRET unset), or a cookie write without its CSRF token"
+        ),
+        422: _problem("Invalid request; `errors` names each field"),
+    },
+)
 
 
 class SignIn(BaseModel):

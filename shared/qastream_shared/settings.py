@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Signs browser sessions (sessions.py); every service of a deployment needs the same value. Unset, the
-    # console's sign-in answers 503 and session cookies are refused: no default a deployment could forget.
+    # sign-in answers 403 saying so and session cookies are refused: no default a deployment could forget.
     session_secret: SecretStr | None = Field(default=None, min_length=32)
     session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
     # Origins (the console's) whose pages may call this service with credentials; comma-separated.

@@ -19,7 +19,7 @@ SECRET = "integration-session-secret-0123456789"
 CONSOLE = "http://127.0.0.1:1"  # an origin allowed by CORS; nothing needs to listen there
 
 
-async def issue_key(settings, tenant: str, role: Role) -> str:
+async def issue_key(settings, tenant: str, role: Role) -> tuple[str, str]:
     issued = generate_key(settings.key_pepper)
     await produce_envelopes(
         settings,
@@ -36,12 +36,12 @@ async def issue_key(settings, tenant: str, role: Role) -> str:
             ),
         ],
     )
-    return issued.key_id
+    return issued.key_id, issued.key
 
 
 async def test_sessions_are_signed_csrf_guarded_and_die_with_their_key(settings, spawn):
     await ensure_topics(settings)
-    key_id = await issue_key(settings, "alpha", Role.admin)
+    key_id, key = await issue_key(settings, "alpha", Role.admin)
     port = free_port()
     spawn(
         ["-m", "qastream_scoring"],
@@ -60,6 +60,23 @@ async def test_sessions_are_signed_csrf_guarded_and_die_with_their_key(settings,
             return r.status_code == 200
 
         await eventually(signed_in, within=60)
+
+        # Signing in with the key sets both cookies; the session says who it is; signing out clears them.
+        assert (await http.post("/v1/session", json={"api_key": key[:-2] + "xx"})).status_code == 401
+        r = await http.post("/v1/session", json={"api_key": key})
+        assert r.status_code == 200 and r.json()["role"] == "admin" and r.json()["tenant_id"] == "alpha"
+        set_cookies = r.headers.get_list("set-cookie")
+        session_cookie = next(c for c in set_cookies if c.startswith(f"{SESSION_COOKIE}="))
+        assert (
+            "HttpOnly" in session_cookie
+            and "SameSite=strict" in session_cookie
+            and "Max-Age=" in session_cookie
+        )
+        assert r.json()["csrf_token"] == csrf_token(http.cookies[SESSION_COOKIE], SECRET)
+        assert (await http.get("/v1/session")).json()["key_id"] == key_id
+        assert (await http.delete("/v1/session")).status_code == 204
+        assert SESSION_COOKIE not in http.cookies
+        assert (await http.get("/v1/session")).status_code == 401
 
         async def put(cookie: str, headers: dict[str, str]) -> httpx.Response:
             http.cookies.clear()

@@ -75,7 +75,7 @@ async def _signed_in(request: Request) -> Principal | None:
     try:
         return await principal_of(request)
     except HTTPException as exc:
-        if exc.status_code in (401, 503):
+        if exc.status_code in (401, 403):
             return None
         raise
 

@@ -38,14 +38,18 @@ CHANNELS: dict[str, dict[str, Any]] = {
     TENANTS: {
         "types": ["qa.tenant.upserted.v1", "qa.apikey.issued.v1", "qa.apikey.revoked.v1"],
         "producers": ["ingest"],
-        "consumers": ["sampler", "scoring", "coaching"],
+        "consumers": ["sampler", "scoring", "coaching", "reporting"],
     },
     CONVERSATIONS: {
         "types": ["qa.conversation.ingested.v1", "qa.conversation.updated.v1", "qa.csat.recorded.v1"],
         "producers": ["ingest"],
-        "consumers": ["sampler"],
+        "consumers": ["sampler", "reporting"],
     },
-    SAMPLES: {"types": ["qa.conversation.sampled.v1"], "producers": ["sampler"], "consumers": ["scoring"]},
+    SAMPLES: {
+        "types": ["qa.conversation.sampled.v1"],
+        "producers": ["sampler"],
+        "consumers": ["scoring", "reporting"],
+    },
     SCORECARDS: {
         "types": ["qa.scorecard.published.v1"],
         "producers": ["scoring"],

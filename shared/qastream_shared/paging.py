@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -25,8 +25,22 @@ class Page(BaseModel):
     next_cursor: str | None = None
 
 
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return {"t": v.isoformat()}
+    if isinstance(v, date):
+        return {"d": v.isoformat()}
+    return v
+
+
+def _typed(v: Any) -> Any:
+    if isinstance(v, dict):
+        return datetime.fromisoformat(v["t"]) if "t" in v else date.fromisoformat(v["d"])
+    return v
+
+
 def encode_cursor(values: Sequence[Any]) -> str:
-    plain = [{"t": v.isoformat()} if isinstance(v, datetime) else v for v in values]
+    plain = [_plain(v) for v in values]
     return base64.urlsafe_b64encode(orjson.dumps(plain)).decode().rstrip("=")
 
 
@@ -35,7 +49,7 @@ def decode_cursor(cursor: str, width: int) -> list[Any]:
         raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(raw, list) or len(raw) != width:
             raise ValueError("wrong shape")
-        return [datetime.fromisoformat(v["t"]) if isinstance(v, dict) else v for v in raw]
+        return [_typed(v) for v in raw]
     except (ValueError, TypeError, KeyError) as exc:
         raise HTTPException(422, f"cursor: not a cursor this endpoint issued ({exc})") from None
 

@@ -8,4 +8,5 @@ SERVICES: tuple[str, ...] = (
     "sampler",
     "scoring",
     "coaching",
+    "reporting",
 )

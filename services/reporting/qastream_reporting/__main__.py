@@ -1,0 +1,4 @@
+from qastream_reporting.app import build
+from qastream_shared.runtime import serve
+
+serve(build)

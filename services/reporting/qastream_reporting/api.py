@@ -1,0 +1,310 @@
+"""The metrics API (JSON): every figure per tenant and scope, paged by group, with its freshness.
+
+Thin: parameters → store (SQL) → metrics (formulas). Every response carries `freshness`: when the newest
+review reached the figures and how long that took after the review event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from qastream_reporting import metrics, store
+from qastream_reporting.query import Params, metrics_query, params
+from qastream_shared.auth import Principal, require
+from qastream_shared.paging import page_of
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+Reader = Annotated[Principal, require()]
+P = Annotated[Params, Depends(params)]
+
+
+def _sessions(request: Request) -> Any:
+    return request.app.state.sessions
+
+
+async def _respond(
+    request: Request,
+    metric: str,
+    q: store.Query,
+    principal: Principal,
+    rows: list[dict[str, Any]],
+    limit: int,
+    shape: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    extra: Callable[[list[dict[str, Any]]], Any] | None = None,
+) -> dict[str, Any]:
+    page, cursor = page_of(rows, q.group_by, limit) if q.group_by else (rows, None)
+    if extra is not None:
+        await extra(page)
+    async with _sessions(request)() as session:
+        fresh = await store.freshness_of(session, principal.tenant_id)
+    items = [{**{g: _plain(r[g]) for g in q.group_by}, **shape(r)} for r in page]
+    return {
+        "metric": metric,
+        "group_by": q.group_by,
+        "items": items,
+        "next_cursor": cursor,
+        "freshness": fresh,
+    }
+
+
+def _plain(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+async def _simple(
+    request: Request,
+    dataset: str,
+    p: Params,
+    principal: Principal,
+    shape: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    refuse: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    q = metrics_query(dataset, p, principal, refuse=refuse)
+    async with _sessions(request)() as session:
+        rows = await store.aggregate(session, dataset, q, principal, cursor=p.cursor, limit=p.limit)
+    return await _respond(request, dataset, q, principal, rows, p.limit, shape)
+
+
+@router.get("/quality")
+async def quality(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """IQS (with its interval), pass rate and auto-fail rate; `kind` auto, manual or combined (default)."""
+    return await _simple(request, "quality", p, principal, metrics.quality)
+
+
+@router.get("/categories")
+async def categories(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Mean score per category (group by category_id), N/A ratings apart."""
+    return await _simple(request, "categories", p, principal, metrics.category)
+
+
+@router.get("/root-causes")
+async def root_causes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Root-cause tag counts; group by day or week for their trend."""
+    return await _simple(request, "root_causes", p, principal, lambda r: {"count": int(r["n"])})
+
+
+@router.get("/agreement")
+async def agreement(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """AutoQA vs human, category by category, on conversations both scored under one scorecard version."""
+    return await _simple(request, "agreement", p, principal, metrics.agreement)
+
+
+@router.get("/customer")
+async def customer(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Coverage by people and by AutoQA, CSAT, NPS, FCR and pCSAT, per conversation."""
+    return await _simple(request, "customer", p, principal, metrics.customer)
+
+
+@router.get("/reviewers")
+async def reviewers(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Reviews done and time per review (group by reviewer_id for each reviewer's workload)."""
+    return await _simple(
+        request,
+        "reviewers",
+        p,
+        principal,
+        lambda r: {
+            "reviews": int(r["n"]),
+            "timed": int(r["n_timed"]),
+            "seconds_per_review": metrics.ratio(r["sum_time_s"], r["n_timed"]),
+        },
+    )
+
+
+@router.get("/assignments")
+async def assignments(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Reviewer assignments by their last state: open, completed, skipped, removed."""
+    return await _simple(request, "assignments", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
+
+
+def _counts(r: dict[str, Any]) -> list[str]:
+    return [k for k, v in r.items() if isinstance(v, int) and not isinstance(v, bool)]
+
+
+@router.get("/calibrations")
+async def calibrations(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Calibration sessions and their Krippendorff's α over time (group by day or week)."""
+    return await _simple(
+        request,
+        "calibrations",
+        p,
+        principal,
+        lambda r: {
+            "sessions": r["sessions"],
+            "closed": r["closed"],
+            "alpha": r["alpha"],
+            "alpha_min": r["alpha_min"],
+            "alpha_max": r["alpha_max"],
+        },
+    )
+
+
+@router.get("/coaching")
+async def coaching(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Coaching tasks by their current status."""
+    return await _simple(request, "coaching", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
+
+
+@router.get("/coaching-impact")
+async def coaching_impact(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Measured impact of completed tasks: the mean after − before, and how many moved beyond their CI."""
+    return await _simple(
+        request,
+        "coaching_impact",
+        p,
+        principal,
+        lambda r: {
+            "measured": r["measured"],
+            "mean_difference": r["mean_difference"],
+            "improved": r["improved"],
+            "worsened": r["worsened"],
+        },
+    )
+
+
+# Dimensions the conversation rollup shares with the review rollups: a population or a rate is only
+# defined when a query groups by these alone.
+SHARED_SCOPE = ("day", "week", "team", "agent_id", "channel")
+
+
+@router.get("/design-weighted")
+async def design_weighted(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Manual reviews' IQS weighted by the sampler's inclusion probabilities (Hájek, and Horvitz–Thompson
+    over the scope's conversations), each with a 95% interval, beside the raw mean."""
+    q = metrics_query("quality", p, principal, refuse=("kind",))
+    q.filters["kind"] = "manual"
+    async with _sessions(request)() as session:
+        rows = await store.aggregate(session, "quality", q, principal, cursor=p.cursor, limit=p.limit)
+    population: dict[tuple[Any, ...], float] = {}
+
+    async def conversations(page: list[dict[str, Any]]) -> None:
+        if not set(q.group_by) <= set(SHARED_SCOPE):
+            return
+        cq = store.Query(
+            filters={k: v for k, v in q.filters.items() if k in SHARED_SCOPE},
+            since=q.since,
+            until=q.until,
+            group_by=q.group_by,
+        )
+        keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
+        async with _sessions(request)() as session:
+            found = await store.aggregate(session, "customer", cq, principal, measures=["n"], only=keys)
+        population.update({tuple(r[g] for g in q.group_by): float(r["n"]) for r in found})
+
+    def shape(r: dict[str, Any]) -> dict[str, Any]:
+        return metrics.design_weighted(r, population.get(tuple(r[g] for g in q.group_by), 0.0))
+
+    if q.filters.keys() - {"kind", *SHARED_SCOPE}:
+        conversations_needed = None  # filtered by something conversations do not have: no population
+    else:
+        conversations_needed = conversations
+    return await _respond(
+        request, "design_weighted", q, principal, rows, p.limit, shape, extra=conversations_needed
+    )
+
+
+async def _correlations(
+    request: Request, q: store.Query, principal: Principal, page: Sequence[dict[str, Any]]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Spearman's ρ of survey CSAT against the query's measure, for each group of the page."""
+    pq = store.Query(filters=q.filters, since=q.since, until=q.until, group_by=[*q.group_by, "csat", "value"])
+    keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
+    async with _sessions(request)() as session:
+        found = await store.aggregate(session, "csat_pairs", pq, principal, measures=["n"], only=keys)
+    pairs: dict[tuple[Any, ...], list[tuple[float, float, float]]] = {}
+    for r in found:
+        pairs.setdefault(tuple(r[g] for g in q.group_by), []).append((r["csat"], r["value"], r["n"]))
+    return {k: metrics.spearman(v) for k, v in pairs.items()}
+
+
+@router.get("/csat-correlation")
+async def csat_correlation(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Spearman's ρ (with n and p) between survey CSAT and the QA score of the same conversation
+    (`measure=qa`, the human review when there is one), or the predicted CSAT (`measure=pcsat`)."""
+    q = metrics_query("csat_pairs", p, principal)
+    q.filters.setdefault("measure", "qa")
+    async with _sessions(request)() as session:
+        rows = await store.aggregate(
+            session, "csat_pairs", q, principal, cursor=p.cursor, limit=p.limit, measures=["n"]
+        )
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    async def correlate(page: list[dict[str, Any]]) -> None:
+        found.update(await _correlations(request, q, principal, page))
+
+    def shape(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "measure": q.filters["measure"],
+            **found.get(tuple(r[g] for g in q.group_by), metrics.spearman([])),
+        }
+
+    return await _respond(request, "csat_correlation", q, principal, rows, p.limit, shape, extra=correlate)
+
+
+@router.get("/pcsat")
+async def pcsat(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Predicted CSAT beside survey CSAT per scope, their Spearman agreement, and the survey coverage."""
+    q = metrics_query("customer", p, principal)
+    async with _sessions(request)() as session:
+        rows = await store.aggregate(session, "customer", q, principal, cursor=p.cursor, limit=p.limit)
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    async def correlate(page: list[dict[str, Any]]) -> None:
+        cq = store.Query(
+            filters={**q.filters, "measure": "pcsat"}, since=q.since, until=q.until, group_by=q.group_by
+        )
+        found.update(await _correlations(request, cq, principal, page))
+
+    def shape(r: dict[str, Any]) -> dict[str, Any]:
+        c = metrics.customer(r)
+        return {
+            "conversations": c["conversations"],
+            "pcsat": c["pcsat"],
+            "pcsat_predictions": c["pcsat_predictions"],
+            "csat": c["csat"],
+            "csat_responses": c["csat_responses"],
+            "survey_coverage": c["survey_coverage"],
+            "agreement": found.get(tuple(r[g] for g in q.group_by), metrics.spearman([])),
+        }
+
+    return await _respond(request, "pcsat", q, principal, rows, p.limit, shape, extra=correlate)
+
+
+@router.get("/disputes")
+async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Disputes opened and their outcomes; the dispute rate is per manual review of the same scope."""
+    q = metrics_query("disputes", p, principal)
+    async with _sessions(request)() as session:
+        rows = await store.aggregate(session, "disputes", q, principal, cursor=p.cursor, limit=p.limit)
+    reviewed: dict[tuple[Any, ...], float] = {}
+
+    async def manual_reviews(page: list[dict[str, Any]]) -> None:
+        if not set(q.group_by) <= set(SHARED_SCOPE) or q.filters.keys() - set(SHARED_SCOPE):
+            return
+        rq = store.Query(
+            filters={**q.filters, "kind": "manual"}, since=q.since, until=q.until, group_by=q.group_by
+        )
+        keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
+        async with _sessions(request)() as session:
+            found = await store.aggregate(session, "quality", rq, principal, measures=["n"], only=keys)
+        reviewed.update({tuple(r[g] for g in q.group_by): float(r["n"]) for r in found})
+
+    def shape(r: dict[str, Any]) -> dict[str, Any]:
+        key = tuple(r[g] for g in q.group_by)
+        return {
+            "opened": r["opened"],
+            "resolved": r["resolved"],
+            "accepted": r["accepted"],
+            "partially_accepted": r["partially_accepted"],
+            "rejected": r["rejected"],
+            "mean_resolution_seconds": r["resolution_seconds"],
+            "manual_reviews": int(reviewed[key]) if key in reviewed else None,
+            "dispute_rate": metrics.ratio(r["opened"], reviewed.get(key, 0.0)),
+        }
+
+    return await _respond(request, "disputes", q, principal, rows, p.limit, shape, extra=manual_reviews)

@@ -1,0 +1,61 @@
+"""The reporting service: every QA topic in, metrics, exports and a live stream out; publishes nothing but
+its own dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from qastream_reporting.api import router
+from qastream_reporting.handlers import make_handler
+from qastream_reporting.tables import metadata, tables
+from qastream_shared import events as ev
+from qastream_shared.runtime import ServiceSpec, create_app
+from qastream_shared.settings import Settings
+from qastream_shared.topics import (
+    ASSIGNMENTS,
+    CALIBRATIONS,
+    COACHING,
+    CONVERSATIONS,
+    DISPUTES,
+    REVIEWS,
+    SAMPLES,
+)
+
+ACCEPTS: dict[str, list[type[ev.Event]]] = {
+    CONVERSATIONS: [ev.ConversationIngested, ev.ConversationUpdated, ev.CsatRecorded],
+    SAMPLES: [ev.ConversationSampled],
+    REVIEWS: [ev.ReviewSubmitted, ev.ReviewRevised],
+    ASSIGNMENTS: [ev.AssignmentChanged],
+    DISPUTES: [ev.DisputeOpened, ev.DisputeResolved],
+    CALIBRATIONS: [ev.CalibrationOpened, ev.CalibrationClosed],
+    COACHING: [
+        ev.CoachingTaskCreated,
+        ev.CoachingTaskEvidenceAdded,
+        ev.CoachingTaskAcknowledged,
+        ev.CoachingTaskCompleted,
+        ev.CoachingTaskDismissed,
+        ev.CoachingImpactMeasured,
+        ev.RiskAlertRaised,
+    ],
+}
+
+SPEC = ServiceSpec(
+    name="reporting",
+    metadata=metadata,
+    tables=tables,
+    migrations=str(Path(__file__).parent / "migrations"),
+    consumes=list(ACCEPTS),
+    accepts=ACCEPTS,
+    handler=make_handler,
+    routers=[router],
+    title="qastream reporting",
+    # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one upsert per
+    # rollup: larger batches spread those.
+    consumer_batch_size=2000,
+)
+
+
+def build(settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
+    return create_app(SPEC, settings, consume=consume)

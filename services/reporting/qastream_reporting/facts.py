@@ -1,0 +1,335 @@
+"""What reporting keeps of each conversation, and what every fact of it adds to the rollups (pure).
+
+A conversation's state (its facts and the current revision of each of its reviews) determines everything
+it contributes to every rollup. The projection loads the state of the conversations a batch touches,
+computes their contributions before and after applying the batch, and writes the difference. So a
+ReviewRevised replaces its earlier revision in every figure, a conversation re-scored under a new scorecard
+version moves its "latest" contribution from the old review to the new one, and a conversation arriving
+after its reviews adds its coverage then: each rule is stated once, in `contributions`.
+
+Views. Every review counts under view "version" (figures filtered to one scorecard version). Under view
+"latest" only the review with the highest scorecard version of its conversation and kind counts, so a figure
+over all versions counts a re-scored conversation once. Kind "combined" holds one review per conversation:
+the human one when there is one (the newest), else AutoQA's. Calibration reviews never count in quality
+figures; they count only in reviewer workload.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+# Rollup name → (dimension columns, measure columns). Every measure is a sum, so rollups add and subtract.
+SCORE_DIMS = ("day", "view", "kind", "scorecard_id", "scorecard_version", "team", "agent_id", "channel")
+ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "score_rollup": (
+        SCORE_DIMS,
+        (
+            "n",
+            "n_scored",
+            "sum_score",
+            "sum_score_sq",
+            "n_pass_known",
+            "n_passed",
+            "n_auto_failed",
+            # Design weights w = 1/π of manual reviews with a known inclusion probability (Hájek / HT).
+            "n_weighted",
+            "w",
+            "wy",
+            "wyy",
+            "ww",
+            "wwy",
+            "wwyy",
+        ),
+    ),
+    "category_rollup": ((*SCORE_DIMS, "category_id"), ("n", "n_scored", "sum_score")),
+    "root_cause_rollup": ((*SCORE_DIMS, "category_id", "root_cause"), ("n",)),
+    "agreement_rollup": (
+        ("day", "view", "scorecard_id", "scorecard_version", "team", "agent_id", "channel", "category_id"),
+        ("n", "n_equal", "sum_abs_diff", "sum_manual", "sum_auto"),
+    ),
+    "conversation_rollup": (
+        ("day", "team", "agent_id", "channel"),
+        (
+            "n",
+            "n_auto_reviewed",
+            "n_manual_reviewed",
+            "n_csat",
+            "sum_csat",
+            "n_csat_satisfied",
+            "n_nps",
+            "n_promoters",
+            "n_detractors",
+            "n_fcr",
+            "n_fcr_yes",
+            "n_pcsat",
+            "sum_pcsat",
+            "n_pcsat_surveyed",
+        ),
+    ),
+    # (survey CSAT, another measure of the same conversation) pairs, counted: Spearman's ρ from counts.
+    "csat_pairs": (("day", "team", "agent_id", "channel", "measure", "csat", "value"), ("n",)),
+    "reviewer_rollup": (("day", "kind", "reviewer_id", "team", "agent_id"), ("n", "n_timed", "sum_time_s")),
+}
+QUALITY_KINDS = ("auto", "manual")
+VIEWS = ("version", "latest")
+SATISFIED_CSAT = 4  # CSAT 4 or 5 of 5 is a satisfied customer
+PROMOTER, DETRACTOR = 9, 6  # NPS: 9-10 promoters, 0-6 detractors
+
+
+@dataclass(frozen=True, slots=True)
+class RatingFact:
+    category_id: str
+    value: int | None
+    score: float | None
+    root_causes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ReviewFact:
+    review_id: str
+    kind: str
+    scorecard_id: str
+    scorecard_version: int
+    submitted_at: datetime
+    ratings: tuple[RatingFact, ...]
+    revision: int = 0
+    reviewer_id: str | None = None
+    agent_id: str | None = None
+    team: str | None = None
+    channel: str | None = None
+    score: float | None = None
+    auto_failed: bool = False
+    passed: bool | None = None
+    inclusion_probability: float | None = None
+    time_spent_s: float | None = None
+    pcsat: float | None = None
+
+    @property
+    def day(self) -> date:
+        return self.submitted_at.date()
+
+
+@dataclass(slots=True)
+class ConversationFact:
+    day: date
+    team: str | None = None
+    agent_id: str | None = None
+    channel: str | None = None
+    csat: int | None = None
+    nps: int | None = None
+    fcr: bool | None = None
+    # The inclusion probability of the manual sample that picked it, for reviews that do not carry one.
+    manual_probability: float | None = None
+
+
+@dataclass(slots=True)
+class ConversationState:
+    conversation: ConversationFact | None = None
+    reviews: dict[str, ReviewFact] = field(default_factory=dict)
+
+
+Contributions = dict[str, dict[tuple[Any, ...], list[float]]]
+
+
+def _order(r: ReviewFact) -> tuple[int, datetime, str]:
+    return (r.scorecard_version, r.submitted_at, r.review_id)
+
+
+def picks(reviews: Iterable[ReviewFact]) -> dict[tuple[str, str, int | None], ReviewFact]:
+    """(view, kind, scorecard version or None under "latest") → the review that counts there.
+
+    Several reviews of one kind and version (two reviewers, say) all count under "version"; the pick is the
+    newest and decides "combined" and the AutoQA-vs-human pairs.
+    """
+    out: dict[tuple[str, str, int | None], ReviewFact] = {}
+    for r in sorted((r for r in reviews if r.kind in QUALITY_KINDS), key=_order):
+        out[("version", r.kind, r.scorecard_version)] = r
+        out[("latest", r.kind, None)] = r
+    return out
+
+
+def counted(state: ConversationState) -> list[tuple[str, str, ReviewFact]]:
+    """Every (view, kind, review) a quality figure counts: kind is the review's own, or "combined"."""
+    reviews = [r for r in state.reviews.values() if r.kind in QUALITY_KINDS]
+    chosen = picks(reviews)
+    out = [("version", r.kind, r) for r in reviews]
+    latest = {id(r) for k, r in chosen.items() if k[0] == "latest"}
+    out += [("latest", r.kind, r) for r in reviews if id(r) in latest]
+    versions = {r.scorecard_version for r in reviews}
+    for v in versions:
+        combined = chosen.get(("version", "manual", v)) or chosen.get(("version", "auto", v))
+        if combined is not None:
+            out.append(("version", "combined", combined))
+    combined = chosen.get(("latest", "manual", None)) or chosen.get(("latest", "auto", None))
+    if combined is not None:
+        out.append(("latest", "combined", combined))
+    return out
+
+
+def _dims(r: ReviewFact, conv: ConversationFact | None) -> tuple[str, str, str]:
+    """team, agent, channel: the review's own, else the conversation's ("" when neither knows)."""
+    return (
+        r.team or (conv.team if conv else None) or "",
+        r.agent_id or (conv.agent_id if conv else None) or "",
+        r.channel or (conv.channel if conv else None) or "",
+    )
+
+
+def weight(r: ReviewFact, conv: ConversationFact | None) -> float | None:
+    p = r.inclusion_probability or (conv.manual_probability if conv else None)
+    return 1.0 / p if p else None
+
+
+def contributions(state: ConversationState) -> Contributions:
+    out: Contributions = defaultdict(dict)
+
+    def add(table: str, key: tuple[Any, ...], values: Sequence[float]) -> None:
+        row = out[table].get(key)
+        if row is None:
+            out[table][key] = list(values)
+        else:
+            for i, v in enumerate(values):
+                row[i] += v
+
+    conv = state.conversation
+    for view, kind, r in counted(state):
+        team, agent, channel = _dims(r, conv)
+        key = (r.day, view, kind, r.scorecard_id, r.scorecard_version, team, agent, channel)
+        y = r.score
+        scored = y is not None
+        w = weight(r, conv) if (kind == "manual" and scored) else None
+        yy = y or 0.0
+        ww = w or 0.0
+        add(
+            "score_rollup",
+            key,
+            (
+                1,
+                scored,
+                yy,
+                yy * yy,
+                r.passed is not None,
+                bool(r.passed),
+                r.auto_failed,
+                w is not None,
+                ww,
+                ww * yy,
+                ww * yy * yy,
+                ww * ww,
+                ww * ww * yy,
+                ww * ww * yy * yy,
+            ),
+        )
+        for rating in r.ratings:
+            s = rating.score
+            add("category_rollup", (*key, rating.category_id), (1, s is not None, s or 0.0))
+            for cause in rating.root_causes:
+                add("root_cause_rollup", (*key, rating.category_id, cause), (1,))
+
+    chosen = picks(state.reviews.values())
+    for (view, kind, version), manual in chosen.items():
+        if kind != "manual":
+            continue
+        auto = chosen.get((view, "auto", version))
+        if auto is None or auto.scorecard_version != manual.scorecard_version:
+            continue
+        auto_scores = {x.category_id: x.score for x in auto.ratings}
+        team, agent, channel = _dims(manual, conv)
+        for rating in manual.ratings:
+            a = auto_scores.get(rating.category_id)
+            if rating.score is None or a is None:
+                continue
+            add(
+                "agreement_rollup",
+                (
+                    manual.day,
+                    view,
+                    manual.scorecard_id,
+                    manual.scorecard_version,
+                    team,
+                    agent,
+                    channel,
+                    rating.category_id,
+                ),
+                (1, abs(rating.score - a) < 1e-9, abs(rating.score - a), rating.score, a),
+            )
+
+    for r in state.reviews.values():
+        if r.kind in ("manual", "calibration") and r.reviewer_id:
+            team, agent, _ = _dims(r, conv)
+            timed = r.time_spent_s is not None
+            add(
+                "reviewer_rollup",
+                (r.day, r.kind, r.reviewer_id, team, agent),
+                (1, timed, r.time_spent_s or 0.0),
+            )
+
+    if conv is not None:
+        dims = (conv.day, conv.team or "", conv.agent_id or "", conv.channel or "")
+        latest_auto = chosen.get(("latest", "auto", None))
+        combined = chosen.get(("latest", "manual", None)) or latest_auto
+        pcsat = latest_auto.pcsat if latest_auto else None
+        csat, nps, fcr = conv.csat, conv.nps, conv.fcr
+        add(
+            "conversation_rollup",
+            dims,
+            (
+                1,
+                ("latest", "auto", None) in chosen,
+                ("latest", "manual", None) in chosen,
+                csat is not None,
+                csat or 0,
+                csat is not None and csat >= SATISFIED_CSAT,
+                nps is not None,
+                nps is not None and nps >= PROMOTER,
+                nps is not None and nps <= DETRACTOR,
+                fcr is not None,
+                bool(fcr),
+                pcsat is not None,
+                pcsat or 0.0,
+                pcsat is not None and csat is not None,
+            ),
+        )
+        if csat is not None and combined is not None and combined.score is not None:
+            add("csat_pairs", (*dims, "qa", csat, combined.score), (1,))
+        if csat is not None and pcsat is not None:
+            add("csat_pairs", (*dims, "pcsat", csat, pcsat), (1,))
+    return out
+
+
+def difference(before: Contributions, after: Contributions) -> Contributions:
+    """after − before, without the rows that did not change."""
+    out: Contributions = {}
+    for table in ROLLUPS:
+        old, new = before.get(table, {}), after.get(table, {})
+        rows: dict[tuple[Any, ...], list[float]] = {}
+        for key in old.keys() | new.keys():
+            a, b = old.get(key), new.get(key)
+            if a is None:
+                assert b is not None
+                rows[key] = b
+            elif b is None:
+                rows[key] = [-x for x in a]
+            else:
+                d = [y - x for x, y in zip(a, b, strict=True)]
+                if any(abs(x) > 1e-12 for x in d):
+                    rows[key] = d
+        if rows:
+            out[table] = rows
+    return out
+
+
+def merge(into: Contributions, more: Mapping[str, Mapping[tuple[Any, ...], Sequence[float]]]) -> None:
+    for table, rows in more.items():
+        target = into.setdefault(table, {})
+        for key, values in rows.items():
+            row = target.get(key)
+            if row is None:
+                target[key] = list(values)
+            else:
+                for i, v in enumerate(values):
+                    row[i] += v

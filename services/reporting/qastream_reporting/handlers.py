@@ -1,0 +1,16 @@
+"""Every QA topic → the reporting projection. Thin: admission (ServiceSpec.accepts) has already let
+through only the declared event types of known tenants."""
+
+from __future__ import annotations
+
+from qastream_reporting.projection import project
+from qastream_shared.consumer import Handler, UnitOfWork
+from qastream_shared.events import Envelope
+from qastream_shared.runtime import ServiceRuntime
+
+
+def make_handler(runtime: ServiceRuntime) -> Handler:
+    async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
+        await project(uow.session, events)
+
+    return handle

@@ -446,6 +446,8 @@ class Oracle:
                         ),
                     }
                     merged["submitted_at"] = old.data["submitted_at"]
+                    if merged["time_spent_s"] is None:  # a revision that does not say keeps the original's
+                        merged["time_spent_s"] = old.data["time_spent_s"]
                     self.reviews[d.review_id] = Review(merged, d.revision)
             elif isinstance(d, ev.DisputeOpened):
                 self.disputes[d.dispute_id] = {**d.model_dump(), "outcome": None}

@@ -283,7 +283,9 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
             auto_failed=data.auto_failed,
             passed=data.passed,
             inclusion_probability=old.inclusion_probability if old else None,
-            time_spent_s=old.time_spent_s if old else None,
+            time_spent_s=data.time_spent_s
+            if data.time_spent_s is not None
+            else (old.time_spent_s if old else None),
             pcsat=old.pcsat if old else None,
         )
         return True

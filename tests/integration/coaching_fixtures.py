@@ -86,13 +86,13 @@ def revised(
     )
 
 
-def rejected(tenant: str, did: str, rid: str, category: str, day: float) -> Envelope:
+def rejected(tenant: str, did: str, rid: str, category: str, day: float, *, agent: str = "ann") -> Envelope:
     data = DisputeResolved(
         dispute_id=did,
         review_id=rid,
         conversation_id=f"conv-{rid}",
         category_id=category,
-        agent_id="ann",
+        agent_id=agent,
         team="red",
         outcome=DisputeOutcome.rejected,
         resolved_by="lee",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from qastream_scoring import service
 from qastream_scoring.autoqa_runner import runner_of
-from qastream_scoring.stores import assignments
+from qastream_scoring.stores import assignment_intake
 from qastream_shared.consumer import Handler, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationSampled, Envelope, Purpose
@@ -37,6 +37,6 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             await service.auto_reviews(uow, tenant, items, settings=settings, card=card, runner=runner)
         for tenant, samples in manual.items():
             _, card = await service.config(uow, tenant)
-            await assignments.create_from_samples(uow, tenant, samples, card)
+            await assignment_intake.create_from_samples(uow, tenant, samples, card)
 
     return handle

@@ -21,6 +21,7 @@ from qastream_scoring.api.common import (
 )
 from qastream_scoring.api.reviews import blinder
 from qastream_scoring.engine import InvalidRating
+from qastream_scoring.stores import assignment_intake as intake
 from qastream_scoring.stores import assignments as store
 from qastream_scoring.stores import reviews as review_store
 from qastream_scoring.workflow.pool import ReviewerPool, may_review
@@ -56,14 +57,14 @@ class ReassignIn(ChangeIn):
 @router.get("/reviewers", response_model=ReviewerPool)
 async def get_pool(request: Request, principal: Lead) -> Any:
     async with runtime(request).unit_of_work() as uow:
-        return await store.pool(uow, principal.tenant_id)
+        return await intake.pool(uow, principal.tenant_id)
 
 
 @router.put("/reviewers", response_model=ReviewerPool)
 async def put_pool(request: Request, body: ReviewerPool, principal: Lead) -> Any:
     """The tenant's reviewers (weight, daily and weekly quota, the team each leads) and review options."""
     async with runtime(request).unit_of_work() as uow:
-        await store.put_pool(uow, principal.tenant_id, body)
+        await intake.put_pool(uow, principal.tenant_id, body)
     return body
 
 
@@ -88,7 +89,7 @@ async def next_assignment(request: Request, principal: Reviewing) -> Any:
     Two callers never get the same assignment."""
     reviewer = user_id(principal)
     async with runtime(request).unit_of_work() as uow:
-        pool = await store.pool(uow, principal.tenant_id)
+        pool = await intake.pool(uow, principal.tenant_id)
         row = await store.next_for(uow, principal.tenant_id, reviewer, pool)
         show = await blinder(uow, principal)
     if row is None:
@@ -222,7 +223,7 @@ async def _change(
         if action is AssignmentAction.skipped and principal.role not in (Role.admin, Role.qa_lead):
             _assignee(principal, row)
         if reviewer_id is not None:
-            pool = await store.pool(uow, principal.tenant_id)
+            pool = await intake.pool(uow, principal.tenant_id)
             if not may_review(pool, reviewer_id, row["agent_ids"], row["team"]):
                 raise unprocessable(
                     "reviewer_id", f"{reviewer_id!r} handled this conversation or leads its agent's team"

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from qastream_scoring.api.common import Id, Reader, not_found, runtime
-from qastream_scoring.stores import assignments as assignment_store
+from qastream_scoring.stores import assignment_intake as intake
 from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
 from qastream_scoring.workflow import blind
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["reviews"])
 
 async def blinder(uow: UnitOfWork, principal: Principal) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """What a view goes through before this key sees it: the agent hidden from reviewers in blind mode."""
-    if blind.applies(await assignment_store.pool(uow, principal.tenant_id), principal.role):
+    if blind.applies(await intake.pool(uow, principal.tenant_id), principal.role):
         return blind.hide_agent
     return lambda v: v
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from qastream_shared.stack import Stack, sqlalchemy_url
+from qastream_shared.testing import ISSUED, drop_isolated
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,17 @@ def _docker_answers() -> bool:
         return True
     except Exception:  # no SDK, no socket, no engine: all mean "no docker"
         return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _drop_isolated_at_session_end() -> AsyncIterator[None]:
+    """Each test's schema and topic prefix (testing.isolated_settings) are dropped once the session ends,
+    so they do not pile up on a shared stack across runs."""
+    yield
+    issued = list(ISSUED)
+    ISSUED.clear()
+    if issued:
+        await drop_isolated(issued)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,11 @@ from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
 
 from qastream_shared.conversation import Conversation
+from qastream_shared.db import create_engine, drop_schema
 from qastream_shared.events import ConversationIngested, Envelope, conversation_key, encode
 from qastream_shared.settings import Settings
 
@@ -34,7 +37,40 @@ def isolated_settings(database_url: str, kafka_bootstrap: str, **overrides: Any)
         "consumer_batch_timeout_ms": 50,
     }
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    ISSUED.append(settings)
+    return settings
+
+
+# Every isolated_settings() of this process, so a test session can drop what it created (drop_isolated).
+ISSUED: list[Settings] = []
+
+
+async def drop_isolated(issued: list[Settings]) -> None:
+    """Drops the schemas (and schemas derived from them, e.g. `<schema>_b`) and the topics of `issued`."""
+    for settings in issued:
+        engine = create_engine(settings, settings.db_schema or "public")
+        try:
+            async with engine.connect() as conn:
+                like = (settings.db_schema or "").replace("_", r"\_") + "%"
+                schemas = (
+                    await conn.execute(
+                        text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :like"), {"like": like}
+                    )
+                ).scalars()
+                found = list(schemas)
+            for schema in found if settings.db_schema else ():
+                await drop_schema(engine, schema)
+        finally:
+            await engine.dispose()
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+            if ours and settings.topic_prefix:
+                await admin.delete_topics(ours)
+        finally:
+            await admin.close()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -7,16 +7,28 @@ import contextlib
 from collections import Counter
 
 import pytest
-from sqlalchemy import func, insert, select
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import func, insert, select, text
 
 from qastream_shared.consumer import BatchConsumer
+from qastream_shared.db import create_engine
 from qastream_shared.events import decode, encode
+from qastream_shared.migrations import migrate
 from qastream_shared.outbox import OutboxRelay, outbox_row
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
-from qastream_shared.testing import conversation, eventually, ingested, produce, produce_envelopes, read_topic
-from qastream_shared.topics import CONVERSATIONS, dlq, physical
-from tests.integration.probe import effects
+from qastream_shared.testing import (
+    conversation,
+    drop_isolated,
+    eventually,
+    ingested,
+    isolated_settings,
+    produce,
+    produce_envelopes,
+    read_topic,
+)
+from qastream_shared.topics import CONVERSATIONS, dlq, ensure_topics, physical
+from tests.integration.probe import SPEC, effects
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +208,33 @@ async def test_duplicate_event_within_one_batch_has_its_effect_once(probe, setti
         await eventually(lambda: _processed_all(consumer, 4), within=60)
     assert await count(probe) == 4
     assert await count(probe, conversation_id="dup-1") == 1
+
+
+async def test_isolated_schemas_and_topics_are_dropped(database_url, kafka_bootstrap):
+    """What the session finaliser (tests/conftest.py) calls: a test's schema, derived schemas, topics go."""
+    mine = isolated_settings(database_url, kafka_bootstrap)
+    other = isolated_settings(database_url, kafka_bootstrap)
+    for s in (mine, mine.model_copy(update={"db_schema": f"{mine.db_schema}_b"}), other):
+        await migrate(s, s.db_schema or "", SPEC.migrations)
+        await ensure_topics(s)
+    await drop_isolated([mine])
+    assert await schemas_like(other, "t\\_%") >= {other.db_schema}
+    assert not await schemas_like(other, f"{mine.db_schema}%".replace("_", "\\_"))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        topics = await admin.list_topics()
+    finally:
+        await admin.close()
+    assert not [t for t in topics if t.startswith(mine.topic_prefix)]
+    assert [t for t in topics if t.startswith(other.topic_prefix)]
+
+
+async def schemas_like(settings: Settings, like: str) -> set[str]:
+    engine = create_engine(settings, "public")
+    try:
+        async with engine.connect() as conn:
+            query = text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :like")
+            return set((await conn.execute(query, {"like": like})).scalars())
+    finally:
+        await engine.dispose()

@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from qastream_sampler.app import SPEC
+from qastream_sampler.decisions import Decision, decision_event_id
+from qastream_sampler.store import SamplerStore
 from qastream_sampler.tables import inputs, plans, sample_log
 from qastream_shared.cli import app as qa
 from qastream_shared.conversation import Conversation
@@ -37,7 +39,7 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import eventually, produce_envelopes, read_topic
-from qastream_shared.topics import CONVERSATIONS, REVIEWS, SAMPLES, dlq, ensure_topics, physical
+from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, SAMPLES, dlq, ensure_topics, physical
 from tests.integration.test_scoring import add_tenant
 
 pytestmark = pytest.mark.integration
@@ -178,18 +180,23 @@ async def run_to_completion(
         return await count(runtime, inputs) == n_inputs
 
     await eventually(consumed, within=90, every=0.2)
-    last: list[bytes] = [b""]
+    # Every input is stored, but replicas may still be closing slots from what the others stored. The log
+    # is complete once it holds every decision the engine derives from all stored inputs.
+    due = len({(tenant, decision_event_id(tenant, d)) for tenant, d in await derived(runtime)})
 
-    async def settled() -> bytes | None:
-        # Every input is stored; slots still closing show up as a log that changes between two looks.
-        now = await canonical_log(runtime)
-        same = now == last[0]
-        last[0] = now
-        return now if same else None
+    async def settled() -> bool:
+        return await count(runtime, sample_log) >= due
 
-    log = await eventually(settled, within=30, every=1.0)
-    assert log is not None
-    return log, procs
+    await eventually(settled, within=60, every=0.2)
+    assert await count(runtime, sample_log) == due
+    return await canonical_log(runtime), procs
+
+
+async def derived(runtime: ServiceRuntime) -> list[tuple[str, Decision]]:
+    """What a fresh replica derives from every stored input: the decisions the sample log must end with."""
+    partitions = next(t.partitions for t in REGISTRY if t.name == CONVERSATIONS)
+    async with runtime.sessions() as s:
+        return await SamplerStore(runtime.settings, partitions).rebuild(s)
 
 
 async def test_replay_into_fresh_schemas_gives_identical_sample_logs(settings: Settings, spawn: Any) -> None:

@@ -24,6 +24,7 @@ from qastream_shared.events import (
     decode,
 )
 from qastream_shared.keys import generate_key
+from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
 from qastream_shared.testing import STAR, eventually, produce_envelopes, read_topic
@@ -87,15 +88,14 @@ async def test_exactly_one_auto_review_each_even_after_sigkill(settings, spawn):
     convs = star(n)
     await produce_envelopes(settings, physical(SAMPLES, settings), [sampled("acme", c) for c in convs])
     runtime = ServiceRuntime(SPEC, settings)
+    # Migrated here first, so counting reviews never races the service's own migration.
+    await migrate(settings, runtime.schema, SPEC.migrations)
     port = free_port()
     proc = spawn(["-m", "qastream_scoring"], {"QA_HTTP_PORT": str(port), "QA_CONSUMER_BATCH_SIZE": "100"})
 
     async def some_reviews() -> int:
-        try:
-            async with runtime.sessions() as s:
-                c = int((await s.execute(select(func.count()).select_from(reviews))).scalar_one())
-        except Exception:
-            return 0  # schema not migrated yet
+        async with runtime.sessions() as s:
+            c = int((await s.execute(select(func.count()).select_from(reviews))).scalar_one())
         return c if 0 < c < n else 0
 
     await eventually(some_reviews, within=90, every=0.05)

@@ -1,5 +1,4 @@
 import re
-import time
 from collections import Counter
 from datetime import date
 from datetime import time as dtime
@@ -188,12 +187,12 @@ def test_token_format_needs_one_kind_placeholder() -> None:
 
 
 def test_patterns_that_backtrack_catastrophically_elsewhere_run_in_linear_time() -> None:
-    # Under a backtracking engine `(a+)+b` takes exponential time on "aaaa…!"; RE2 does not backtrack.
+    # Under a backtracking engine `(a+)+b` takes exponential time on "aaaa…!" (2^50,000 steps: this test
+    # would never finish); RE2 does not backtrack. How fast it is, is measured by bench.redaction.
     redactor = Redactor(RedactionPolicy(custom=[{"name": "nested", "pattern": "(a+)+b"}]), PEPPER)
-    started = time.perf_counter()
     text = "a" * 50_000 + "!"
     assert redact(text, redactor) == (text, {})
-    assert time.perf_counter() - started < 1.0
+    assert redact(text[:-1] + "b", redactor)[1] == {"nested": 1}
 
 
 # --- whole conversations ---------------------------------------------------------------------------------

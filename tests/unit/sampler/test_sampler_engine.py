@@ -1,6 +1,5 @@
 import math
 import random
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -46,7 +45,7 @@ FAR_FUTURE = T0 + timedelta(days=400)
 
 
 @pytest.fixture(scope="module")
-def big_run() -> tuple[list[ConversationIngested], SamplerState, list[Decision], float]:
+def big_run() -> tuple[list[ConversationIngested], SamplerState, list[Decision]]:
     pop = population(50_000, agents=2000, weeks=4, seed=7)
     state = SamplerState(TENANT)
     state.put_plan(parse_plan({"plan_id": "rand", "kind": "random", "rate": 0.03, "priority": 1}))
@@ -56,15 +55,13 @@ def big_run() -> tuple[list[ConversationIngested], SamplerState, list[Decision],
             {"plan_id": "team12", "kind": "stratified", "by": "team", "quota": 12, "slots": 4, "priority": 3}
         )
     )
-    started = time.process_time()
     decisions = [d for e in pop for d in observe_conversation(state, e, partition_high=None, config=CONFIG)]
     decisions += close(state, FAR_FUTURE, config=CONFIG)
-    rate = len(pop) / (time.process_time() - started)
-    return pop, state, decisions, rate
+    return pop, state, decisions
 
 
 def test_random_plan_realised_rate_is_within_three_sigma(big_run) -> None:
-    pop, _, decisions, _ = big_run
+    pop, _, decisions = big_run
     n, p = len(pop), 0.03
     picked = sum(d.plan_id == "rand" for d in decisions)
     assert abs(picked - n * p) <= 3 * math.sqrt(n * p * (1 - p)), picked
@@ -81,9 +78,17 @@ def _per_week(pop: list[ConversationIngested], key: str) -> Counter[tuple[str, s
     return counts
 
 
-@pytest.mark.parametrize(("plan_id", "by", "quota"), [("agent5", "agent", 5), ("team12", "team", 12)])
-def test_quota_is_met_exactly_per_stratum_and_week(big_run, plan_id: str, by: str, quota: int) -> None:
-    pop, _, decisions, _ = big_run
+@pytest.mark.parametrize(
+    ("plan_id", "by", "quota", "shapes"),
+    [
+        ("agent5", "agent", 5, {"below quota", "above quota"}),  # many agents are nearly idle
+        ("team12", "team", 12, {"above quota"}),  # every team-week is busier than 12
+    ],
+)
+def test_quota_is_met_exactly_per_stratum_and_week(
+    big_run, plan_id: str, by: str, quota: int, shapes: set[str]
+) -> None:
+    pop, _, decisions = big_run
     population_counts = _per_week(pop, by)
     picks: Counter[tuple[str, str]] = Counter()
     for d in decisions:
@@ -92,11 +97,13 @@ def test_quota_is_met_exactly_per_stratum_and_week(big_run, plan_id: str, by: st
             stratum, week = d.stratum.split("|")[:2]
             picks[(stratum, week)] += 1
     assert picks == Counter({k: min(quota, n) for k, n in population_counts.items()})
-    assert any(n < quota for n in population_counts.values()) or by == "team"  # small strata are exercised
+    # The population holds the stratum shapes this case is meant to exercise (small ones: all picked).
+    found = {"below quota" if n < quota else "above quota" for n in population_counts.values() if n != quota}
+    assert found == shapes
 
 
 def test_single_slot_quota_probability_is_quota_over_stratum_size(big_run) -> None:
-    pop, _, decisions, _ = big_run
+    pop, _, decisions = big_run
     counts = _per_week(pop, "agent")
     for d in decisions:
         if d.plan_id == "agent5":
@@ -106,20 +113,13 @@ def test_single_slot_quota_probability_is_quota_over_stratum_size(big_run) -> No
 
 
 def test_slotted_quota_spreads_picks_over_the_period(big_run) -> None:
-    _, _, decisions, _ = big_run
+    _, _, decisions = big_run
     slots = Counter(d.stratum.split("|")[2] for d in decisions if d.plan_id == "team12" and d.stratum)
     # 12 per team-week in 4 slots: the busy teams get 3 per slot, never the whole quota in slot 1
     assert slots["slot 1/4"] == slots["slot 2/4"] == slots["slot 3/4"] == slots["slot 4/4"] > 0
 
 
-def test_decision_throughput(big_run) -> None:
-    *_, rate = big_run
-    print(f"observe+close: {rate:,.0f} conversations/s (CPU time, 3 plans + auto policy)")
-    assert rate > 10_000  # the machine is shared; the report quotes the idle figure
-
-
 def test_hash_is_stable_and_uniform() -> None:
-    assert uniform("t1", "plan", 1, "c1", 0) == uniform("t1", "plan", 1, "c1", 0)
     assert uniform("t1", "plan", 1, "c1", 0) != uniform("t1", "plan", 2, "c1", 0)
     assert uniform("t1", "plan", 1, "c1", 0) == pytest.approx(
         0.997396, abs=1e-6

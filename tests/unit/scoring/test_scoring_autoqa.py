@@ -74,44 +74,30 @@ def test_sentiment_mood_and_tone() -> None:
 
 
 def test_sentiment_customer_mood_rewards_appreciation_not_just_polarity() -> None:
-    flat = convo(
-        ("customer", "I need to move my appointment to Monday."),
-        ("agent", "Done, it is now on Monday at 10."),
-        ("customer", "Monday at 10 then."),
-        ("agent", "Goodbye."),
-    )
-    # Neutral throughout (VADER 0), no appreciation, nothing upbeat: the midpoint, 0.5 + 0.2·end.
-    assert run(SentimentScorer(), flat, customer_weight=1).fraction == pytest.approx(0.5)
-    sour = convo(
-        ("customer", "I need to move my appointment to Monday."),
-        ("agent", "Done, it is now on Monday at 10."),
-        ("customer", "That is terrible."),
-        ("agent", "Goodbye."),
-    )
-    # A sour ending takes the lower half: 0.5 + 0.5·end, end = mean(0, compound("That is terrible.")).
-    sour_end = compound("That is terrible.") / 2
-    assert sour_end < 0
-    assert run(SentimentScorer(), sour, customer_weight=1).fraction == pytest.approx(0.5 + 0.5 * sour_end)
-    warm = convo(
-        ("customer", "I need to move my appointment to Monday."),
-        ("agent", "Done, it is now on Monday at 10."),
-        ("customer", "Perfect, thank you!"),
-        ("agent", "Goodbye."),
-    )
-    found = run(SentimentScorer(), warm, customer_weight=1)
-    # end = mean(0, 0.7574); the one reply to the agent is appreciative; one upbeat turn: capped at 1.
-    assert 0.5 + 0.2 * 0.7574 / 2 + 0.4 + 0.1 > 1
-    assert found.fraction == 1.0
-    lukewarm = convo(
-        ("customer", "I need to move my appointment to Monday."),
-        ("agent", "Done, it is now on Monday at 10."),
-        ("customer", "ok thanks"),
-        ("agent", "Goodbye."),
-    )
-    found_lukewarm = run(SentimentScorer(), lukewarm, customer_weight=1)
-    # end = mean(0, compound("ok thanks")); appreciative, not upbeat.
-    end = (0 + compound("ok thanks")) / 2
-    assert found_lukewarm.fraction == pytest.approx(0.5 + 0.2 * end + 0.4, abs=1e-4)
+    def ending(customer_says: str) -> Conversation:
+        return convo(
+            ("customer", "I need to move my appointment to Monday."),
+            ("agent", "Done, it is now on Monday at 10."),
+            ("customer", customer_says),
+            ("agent", "Goodbye."),
+        )
+
+    def mood(customer_says: str) -> float:
+        found = run(SentimentScorer(), ending(customer_says), customer_weight=1).fraction
+        assert found is not None
+        return found
+
+    assert compound("Monday at 10 then.") == 0 and compound("That is terrible.") < 0
+    # Neutral throughout, no appreciation, nothing upbeat: exactly the scale's midpoint.
+    assert mood("Monday at 10 then.") == pytest.approx(0.5)
+    # A sour ending takes the lower half, and a sourer one goes lower still.
+    assert mood("That is terrible.") < 0.5
+    assert mood("This is terrible, awful, the worst service ever.") < mood("That is terrible.")
+    # Thanks lift a neutral ending; an upbeat exclamation lifts it to the top of the scale.
+    assert 0.5 < mood("ok thanks") < mood("Perfect, thank you!") == 1.0
+    # Appreciation counts beyond its polarity: a thank-you scores above equally positive words without one.
+    assert compound("ok thanks") <= compound("ok good") and mood("ok thanks") > mood("ok good")
+    found = run(SentimentScorer(), ending("Perfect, thank you!"), customer_weight=1)
     assert [e.turn for e in found.evidence] == [2, 0]
 
 
@@ -144,36 +130,39 @@ def test_resolution_checks() -> None:
 
 
 def test_resolution_judges_the_last_outcome_and_the_share_of_bad_news() -> None:
-    refused_then_booked = convo(
-        ("customer", "Can you book me a room at the Grand for Friday?"),
-        ("agent", "Unfortunately the Grand is fully booked on Friday."),
-        ("customer", "Then the Plaza, please."),
-        ("agent", "Your room at the Plaza is booked for Friday."),
-        ("customer", "Thanks!"),
-        ("agent", "You're welcome, goodbye!"),
+    def resolution(*agent_and_customer: tuple[str, str]) -> Finding:
+        return run(ResolutionScorer(), convo(*agent_and_customer))
+
+    ask = ("customer", "Can you book me a room at the Grand for Friday?")
+    thanks, bye = ("customer", "Thanks!"), ("agent", "You're welcome, goodbye!")
+    refused = ("agent", "Unfortunately the Grand is fully booked on Friday.")
+    booked = ("agent", "Your room at the Plaza is booked for Friday.")
+    refused_then_booked = resolution(
+        ask, refused, ("customer", "Then the Plaza, please."), booked, thanks, bye
     )
-    found = run(ResolutionScorer(), refused_then_booked)
-    # 0.55 + 0.15·(1 of 2 closing turns confirm) + 0.3·(carried out last) − 1 of 3 agent turns bad news
-    assert found.fraction == pytest.approx(0.55 + 0.075 + 0.3 - 1 / 3)
-    assert [e.turn for e in found.evidence] == [1, 3, 4]
-    booked_then_refused = convo(
-        ("customer", "Can you book me a room at the Grand for Friday?"),
+    booked_then_refused = resolution(
+        ask,
         ("agent", "Your room at the Grand is booked for Friday."),
         ("customer", "Actually, make it Saturday, please."),
         ("agent", "Unfortunately the Grand is fully booked on Saturday."),
-        ("customer", "Thanks!"),
-        ("agent", "You're welcome, goodbye!"),
+        thanks,
+        bye,
     )
-    # "fully booked" is also a DONE word: the turn counts as bad news, so 0.55 + 0.075 − 0.3 − 1/3 < 0.
-    assert run(ResolutionScorer(), booked_then_refused).fraction == 0.0
-    no_outcome = convo(
-        ("customer", "What are your opening hours?"),
-        ("agent", "We open at nine every weekday."),
-        ("customer", "Thanks!"),
-        ("agent", "Goodbye!"),
+    booked_at_once = resolution(ask, booked, ("customer", "Great."), ("agent", "Anything else?"), thanks, bye)
+    no_outcome = resolution(
+        ("customer", "What are your opening hours?"), ("agent", "We open at nine every weekday."), thanks, bye
     )
-    # Neither carried out nor refused: the base, and "Thanks!" is one of the two closing customer turns.
-    assert run(ResolutionScorer(), no_outcome).fraction == pytest.approx(0.55 + 0.075)
+    fractions = [f.fraction for f in (booked_at_once, refused_then_booked, no_outcome, booked_then_refused)]
+    assert None not in fractions
+    at_once, then_booked, neither, then_refused = (float(f or 0) for f in fractions)
+    # The last outcome decides: the same two outcomes in the other order score far apart.
+    assert then_booked > 0.5 > then_refused
+    # Bad news on the way costs something even when the task is done in the end.
+    assert at_once > then_booked
+    # Neither carried out nor refused sits between a booking and a refusal.
+    assert then_refused < neither < at_once
+    # Evidence: the refusal, the booking and the customer's thanks.
+    assert [e.turn for e in refused_then_booked.evidence] == [1, 3, 4]
 
 
 def test_spelling_rate() -> None:

@@ -13,6 +13,7 @@ import pytest
 from scoring_fixtures import chat_endpoint, convo
 from test_scoring_llm import CARD
 
+from qastream_scoring import autoqa_runner
 from qastream_scoring.autoqa.llm import LlmSettings
 from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import default_scorecard
@@ -76,12 +77,24 @@ def test_llm_calls_run_concurrently_off_the_event_loop(
 def test_cards_without_llm_categories_score_in_the_loop(
     monkeypatch: pytest.MonkeyPatch, together: str
 ) -> None:
+    """With an llm endpoint configured, a card that uses no llm scorer is still scored on the event loop's
+    thread: handing CPU-only work to the pool would only add GIL hand-offs."""
     monkeypatch.setenv("QA_LLM_BASE_URL", together)
     runner = AutoQARunner.from_env()
+    assert runner.pool is not None
+    scored_on: list[str] = []
+    real = autoqa_runner.score_conversation
+
+    def recording(*args: Any) -> Any:
+        scored_on.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(autoqa_runner, "score_conversation", recording)
     try:
         conv = convo(("customer", "Hi, I need a taxi"), ("agent", "Hello! Booked, it arrives in 5 minutes."))
         [review] = asyncio.run(runner.score([conv], default_scorecard(), ScoringSettings()))
+        # asyncio.run runs the loop on this thread; the pool's threads are named autoqa_N.
+        assert scored_on == [threading.current_thread().name]
+        assert review.result.score is not None
     finally:
         runner.close()
-    assert review.result.score is not None
-    assert all(r.provenance is None or r.provenance.scorer != "llm" for r in review.ratings)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import explain
-from qastream_sampler.handlers import store_of
+from qastream_sampler.explain_store import explain_state
 from qastream_sampler.plan_store import current_plans, insert_auto_policy, insert_plan
 from qastream_sampler.plans import AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
 from qastream_sampler.tables import sample_log
@@ -152,17 +152,11 @@ async def explain_conversation(
 ) -> list[dict[str, Any]]:
     """Which plans looked at this conversation, and why each did or did not pick it."""
     rt = runtime(request)
-    store = store_of(rt)
-    async with rt.unit_of_work() as uow, store.lock:
-        await store.refresh_plans(uow.session)
-        # Tailing and rebuilding only re-derive decisions that are already in the sample log.
-        await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
-        # Only this tenant's state is consulted: the scope comes from the key.
-        st = store.states.get(principal.tenant_id)
+    async with rt.sessions() as session:
         try:
-            if st is None:
-                raise UnknownConversation(conversation_id)
-            verdicts = explain(st, conversation_id)
+            # Only this tenant's state is built, in private: the scope comes from the key.
+            state = await explain_state(session, rt.settings, principal.tenant_id, conversation_id)
+            verdicts = explain(state, conversation_id)
         except UnknownConversation:
             raise HTTPException(
                 404, f"no conversation {conversation_id!r} seen by the sampler in this tenant"

@@ -12,9 +12,8 @@ from rich.table import Table
 from qastream_sampler.app import SPEC
 from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import PlanExplanation, explain
-from qastream_sampler.store import SamplerStore
+from qastream_sampler.explain_store import explain_state
 from qastream_shared.runtime import ServiceRuntime
-from qastream_shared.topics import CONVERSATIONS, REGISTRY
 
 console = Console()
 samples_app = typer.Typer(help="The sampler's decisions.", no_args_is_help=True)
@@ -24,18 +23,13 @@ async def _explain(tenant: str, conversation_id: str) -> list[PlanExplanation]:
     from qastream_shared.cli import settings_from_stack
 
     rt = ServiceRuntime(SPEC, settings_from_stack())
-    partitions = next(t.partitions for t in REGISTRY if t.name == CONVERSATIONS)
-    store = SamplerStore(rt.settings, partitions)
     try:
         async with rt.sessions() as session:
-            # The same replay of stored inputs a replica does at start, so the CLI sees what the service saw.
-            await store.rebuild(session)
+            # What a replica would conclude, replayed in private from the stored inputs of this tenant only.
+            state = await explain_state(session, rt.settings, tenant, conversation_id)
     finally:
         await rt.engine.dispose()
-    st = store.states.get(tenant)
-    if st is None:
-        raise UnknownConversation(conversation_id)
-    return explain(st, conversation_id)
+    return explain(state, conversation_id)
 
 
 @samples_app.command("explain")

@@ -11,14 +11,7 @@ from qastream_sampler.tables import auto_policies, plans
 
 async def current_plans(session: AsyncSession, tenant_id: str) -> dict[str, AnyPlan]:
     """The latest version of each of the tenant's plans, by plan id."""
-    rows = await session.execute(
-        select(plans.c.body).where(plans.c.tenant_id == tenant_id).order_by(plans.c.plan_id, plans.c.version)
-    )
-    out: dict[str, AnyPlan] = {}
-    for (body,) in rows:
-        plan = parse_plan(body)
-        out[plan.plan_id] = plan
-    return out
+    return {plan.plan_id: plan for plan in await all_plan_versions(session, tenant_id)}
 
 
 async def insert_plan(session: AsyncSession, tenant_id: str, plan: AnyPlan) -> None:
@@ -43,3 +36,23 @@ async def insert_auto_policy(session: AsyncSession, tenant_id: str, policy: Auto
         )
     )
     return saved
+
+
+async def all_plan_versions(session: AsyncSession, tenant_id: str) -> list[AnyPlan]:
+    """Every version of every plan of the tenant, oldest first within each plan."""
+    rows = await session.execute(
+        select(plans.c.body).where(plans.c.tenant_id == tenant_id).order_by(plans.c.plan_id, plans.c.version)
+    )
+    return [parse_plan(body) for (body,) in rows]
+
+
+async def current_auto_policy(session: AsyncSession, tenant_id: str) -> AutoPolicy:
+    body = (
+        await session.execute(
+            select(auto_policies.c.body)
+            .where(auto_policies.c.tenant_id == tenant_id)
+            .order_by(auto_policies.c.version.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return AutoPolicy() if body is None else AutoPolicy.model_validate(body)

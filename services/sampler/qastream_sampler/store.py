@@ -62,7 +62,10 @@ def conversation_of(data: Event) -> str:
     return data.conversation_id
 
 
-_INPUT_COLUMNS = ("topic", "partition", "offset", "tenant_id", "conversation_id", "ce_type", "body")
+_INPUT_COLUMNS = (
+    "topic", "partition", "offset", "tenant_id", "conversation_id", "ce_type", "body", "event_time", "agent_id",
+    "team",
+)  # fmt: skip
 _INPUT_INSERT = array_insert(inputs, _INPUT_COLUMNS)
 _LOG_COLUMNS = (
     "tenant_id", "conversation_id", "purpose", "plan_id", "plan_version", "priority", "stratum", "rule",
@@ -261,6 +264,7 @@ class SamplerStore:
         for env in events:
             assert env.origin is not None
             topic, partition, offset = env.origin
+            conv = env.data if isinstance(env.data, ConversationIngested) else None
             rows.append(
                 {
                     "topic": topic,
@@ -270,6 +274,9 @@ class SamplerStore:
                     "conversation_id": conversation_of(env.data),
                     "ce_type": env.type,
                     "body": env.value(),
+                    "event_time": conversation_time(conv.conversation, conv.ingested_at) if conv else None,
+                    "agent_id": conv.conversation.agent_id if conv else None,
+                    "team": conv.conversation.team if conv else None,
                 }
             )
             heads[(topic, partition)] = max(offset, heads.get((topic, partition), -1))

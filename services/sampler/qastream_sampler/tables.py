@@ -38,8 +38,14 @@ inputs = Table(
     conversation_id(),
     Column("ce_type", String(100), nullable=False),
     Column("body", LargeBinary, nullable=False),
+    # A conversation's event time, agent and team, copied out of its body so that explain can find the
+    # conversations sharing its pools (and the partitions' highs) without reading every body.
+    Column("event_time", DateTime(timezone=True), nullable=True),
+    Column("agent_id", Text, nullable=True),
+    Column("team", Text, nullable=True),
     PrimaryKeyConstraint("topic", "partition", "offset"),
     Index("inputs_by_conversation", "tenant_id", "conversation_id"),
+    Index("inputs_by_event_time", "tenant_id", "event_time"),
 )
 input_heads = Table(
     "input_heads",

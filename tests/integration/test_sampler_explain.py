@@ -1,0 +1,159 @@
+"""`explain` is read-only and exact: it builds a private state for one tenant, never the consumer's, and its
+verdicts are the ones a full replay of the stored inputs gives."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Request
+
+from qastream_sampler.api import explain_conversation
+from qastream_sampler.app import SPEC
+from qastream_sampler.explain import explain
+from qastream_sampler.explain_store import explain_state
+from qastream_sampler.handlers import store_of
+from qastream_sampler.store import SamplerStore
+from qastream_sampler.tables import inputs, plans
+from qastream_shared.auth import Principal
+from qastream_shared.events import ConversationIngested, Role
+from qastream_shared.migrations import migrate
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
+from qastream_shared.stack import free_port
+from qastream_shared.testing import eventually, produce_envelopes
+from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
+from tests.integration.test_sampler import (
+    PLANS,
+    T0,
+    canonical_log,
+    conv,
+    count,
+    env,
+    run_to_completion,
+    stream,
+)
+from tests.integration.test_scoring import add_tenant
+
+pytestmark = pytest.mark.integration
+
+# The integration plans, plus pools that depend on other conversations' facts: a new-agent rule (each
+# agent's first conversation) with a monthly per-agent fallback.
+EXPLAIN_PLANS: list[dict[str, Any]] = [
+    *PLANS,
+    {
+        "plan_id": "onboarding",
+        "kind": "targeted",
+        "rules": [{"kind": "new_agent", "days": 7}],
+        "rate": 0.5,
+        "fallback": {"per": "agent", "min_per_period": 3, "period": "month"},
+        "priority": 50,
+    },
+]
+
+
+async def with_plans(settings: Settings) -> ServiceRuntime:
+    runtime = ServiceRuntime(SPEC, settings)
+    await migrate(settings, runtime.schema, SPEC.migrations)
+    async with runtime.unit_of_work() as uow:
+        await uow.session.execute(
+            plans.insert(),
+            [{"tenant_id": "acme", "plan_id": p["plan_id"], "version": 1, "body": p} for p in EXPLAIN_PLANS],
+        )
+    return runtime
+
+
+async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_runs_log(
+    settings: Settings, spawn: Any
+) -> None:
+    await ensure_topics(settings)
+    key = await add_tenant(settings, "acme")
+    convs, reviews = stream("acme", 2000, agents=60)
+    # Late arrivals: conversations of the first weeks produced after the whole stream, so they are behind
+    # their partition's high by more than the grace and stay out of every pool.
+    late_at = T0 + timedelta(weeks=7)
+    convs += [
+        env(
+            "acme",
+            f"late{i}",
+            ConversationIngested(
+                conversation=conv(f"late{i}", T0 + timedelta(days=i), "a01"), ingested_at=late_at
+            ),
+        )
+        for i in range(20)
+    ]
+    await produce_envelopes(settings, physical(CONVERSATIONS, settings), convs)
+    await produce_envelopes(settings, physical(REVIEWS, settings), reviews)
+    n_inputs = len(convs) + len(reviews)
+    ids = [e.data.conversation.conversation_id for e in convs if isinstance(e.data, ConversationIngested)]
+
+    clean = await with_plans(settings)
+    log_clean, procs = await run_to_completion(clean, spawn, 1, n_inputs)
+    for p in procs:
+        p.stop()
+
+    busy = await with_plans(settings.model_copy(update={"db_schema": f"{settings.db_schema}_b"}))
+    ports = [free_port(), free_port()]
+    for port in ports:
+        spawn(["-m", "qastream_sampler"], {"QA_HTTP_PORT": str(port)}, s=busy.settings)
+    clients = [
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {key}"}
+        )
+        for port in ports
+    ]
+
+    async def key_known() -> bool:
+        # 404 (not consumed yet) or 200: either way the replica is up and knows the tenant's key.
+        statuses = []
+        for http in clients:
+            try:
+                statuses.append((await http.get(f"/v1/samples/explain/{ids[0]}")).status_code)
+            except httpx.TransportError:
+                return False
+        return all(s in (200, 404) for s in statuses)
+
+    await eventually(key_known, within=60, every=0.2)
+    rng = random.Random(11)
+    answered = 0
+    while await count(busy, inputs) < n_inputs:
+        for http in clients:
+            r = await http.get(f"/v1/samples/explain/{rng.choice(ids)}")
+            assert r.status_code in (200, 404), r.text  # 404: that conversation is not consumed yet
+            answered += r.status_code == 200
+    assert answered > 0  # explain ran while the replicas were consuming
+
+    async def same_as_clean() -> bool:
+        return await canonical_log(busy) == log_clean
+
+    await eventually(same_as_clean, within=60, every=0.5)
+    for http in clients:
+        await http.aclose()
+
+    # The private state gives exactly the verdicts of a full replay, also for pool-bound plans.
+    full = SamplerStore(clean.settings, 3)
+    async with clean.sessions() as session:
+        await full.rebuild(session)
+        for cid in random.Random(5).sample(ids, 150):
+            own = await explain_state(session, clean.settings, "acme", cid)
+            assert explain(own, cid) == explain(full.states["acme"], cid), cid
+    verdicts = [
+        v for cid in ids[:300] for v in explain(full.states["acme"], cid) if v.plan_id == "onboarding"
+    ]
+    assert {v.picked for v in verdicts} == {True, False}  # not vacuous: the pool-bound plan decided both ways
+
+    # The endpoint leaves a replica's consumer state alone: a stale cache stays stale and empty.
+    runtime = ServiceRuntime(SPEC, clean.settings)
+    store = store_of(runtime)
+    request = Request({"type": "http", "app": SimpleNamespace(state=SimpleNamespace(runtime=runtime))})
+    answer = await explain_conversation(
+        request, ids[0], Principal(tenant_id="acme", role=Role.admin, key_id="k")
+    )
+    assert answer[0]["plan_id"] == "auto-policy"
+    assert store.stale and store.states == {} and store.cursors == {}
+    for rt in (clean, busy, runtime):
+        await rt.engine.dispose()

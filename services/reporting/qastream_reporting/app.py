@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from qastream_reporting.api import router
+from qastream_reporting.export_api import router as export_router
 from qastream_reporting.handlers import make_handler
 from qastream_reporting.tables import metadata, tables
 from qastream_shared import events as ev
@@ -49,7 +50,7 @@ SPEC = ServiceSpec(
     consumes=list(ACCEPTS),
     accepts=ACCEPTS,
     handler=make_handler,
-    routers=[router],
+    routers=[router, export_router],
     title="qastream reporting",
     # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one upsert per
     # rollup: larger batches spread those.

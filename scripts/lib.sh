@@ -61,9 +61,22 @@ kafka_jars() {
   uv run python -c 'from qastream_shared.stack import ensure_kafka_libs; print(ensure_kafka_libs(report=print))'
 }
 
+# The real kustomize renders deploy/kubernetes in the tests; built once from the Go module proxy and cached.
+KUSTOMIZE_VERSION=v5.7.1
+kustomize_bin() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/qastream/kustomize-${KUSTOMIZE_VERSION}"
+  if [ ! -x "$dir/kustomize" ]; then
+    if ! command -v go >/dev/null; then echo "go is missing: cannot build kustomize"; return 1; fi
+    GOBIN="$dir" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
+  fi
+  "$dir/kustomize" version
+}
+
 setup() {
   phase "system packages" system_packages
   export PATH="$HOME/.local/bin:$PATH"
   phase "python env" python_env
   phase "kafka jars" kafka_jars
+  phase "kustomize" kustomize_bin
+  export KUSTOMIZE="${XDG_CACHE_HOME:-$HOME/.cache}/qastream/kustomize-${KUSTOMIZE_VERSION}/kustomize"
 }

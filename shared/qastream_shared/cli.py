@@ -140,6 +140,82 @@ def asyncapi(
         typer.echo(doc.render().decode(), nl=False)
 
 
+ServiceName = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]
+
+
+@app.command()
+def serve(name: ServiceName) -> None:
+    """Run one service, its HTTP API and consumer, in the foreground (the container's command).
+
+    Settings come from the environment (docs/operations.md); SIGTERM stops it gracefully."""
+    from qastream_shared.runtime import serve as run
+    from qastream_shared.services import app_module
+
+    try:
+        module = app_module(name)
+    except KeyError as e:
+        console.print(f"[red]{e.args[0]}[/]")
+        raise typer.Exit(2) from e
+    run(module.build)
+
+
+@app.command()
+def migrate(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Services to migrate (default: all)", show_default=False)
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Run the services' migrations and create the missing topics: the one-shot job before a deploy.
+
+    Idempotent, and safe to run while services run (each schema migrates under an advisory lock)."""
+    import asyncio
+
+    from qastream_shared.runtime import prepare
+    from qastream_shared.services import app_module
+
+    settings = settings_from_stack(state_dir)
+    unknown = [n for n in names or () if n not in SERVICES]
+    if unknown:
+        console.print(
+            f"[red]unknown service(s): {', '.join(unknown)}[/]; the services are {', '.join(SERVICES)}"
+        )
+        raise typer.Exit(2)
+    for name in names or SERVICES:
+        asyncio.run(prepare(app_module(name).SPEC, settings))
+        console.print(f"migrated {name} and its topics")
+
+
+docs_app = typer.Typer(help="The generated sections of docs/operations.md.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+def _docs_section(name: str, write: bool) -> None:
+    from qastream_shared import opsdoc
+
+    text = opsdoc.DOCUMENT.read_text()
+    if write:
+        opsdoc.DOCUMENT.write_text(opsdoc.render(text, name))
+        console.print(f"wrote the {name} section of {opsdoc.DOCUMENT}")
+    else:
+        typer.echo(opsdoc.section(opsdoc.render(text, name), name), nl=False)
+
+
+Write = Annotated[bool, typer.Option("--write", help="Update docs/operations.md")]
+
+
+@docs_app.command("settings")
+def docs_settings(write: Write = False) -> None:
+    """Every setting with its environment variable, default and meaning."""
+    _docs_section("settings", write)
+
+
+@docs_app.command("topics")
+def docs_topics(write: Write = False) -> None:
+    """Every topic with its partitions, retention and compaction."""
+    _docs_section("topics", write)
+
+
 def settings_from_stack(state_dir: Path | None = None) -> Settings:
     """Settings for CLI commands: the environment first, else the servers of the local `qa up` stack."""
     import os

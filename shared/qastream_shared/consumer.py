@@ -48,6 +48,12 @@ BATCH_SIZE = Histogram(
     "qa_consumer_batch_size", "Records per batch", ["service"], buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )
 BATCH_SECONDS = Histogram("qa_consumer_batch_seconds", "Time to process and commit one batch", ["service"])
+EVENT_AGE = Histogram(
+    "qa_consumer_event_age_seconds",
+    "Age (now - ce_time) of the oldest event of each committed batch: how fresh the service's view is",
+    ["service"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21_600, 86_400),
+)
 LAG = Gauge(
     "qa_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"]
 )
@@ -148,6 +154,13 @@ class _Item:
         return f"{r.topic}:{r.partition}:{r.offset}"
 
 
+def consumer_group(settings: Settings, service: str) -> str:
+    """The service's consumer group (scalers such as KEDA watch its lag)."""
+    # A replay into a fresh schema is a new reader of the log, so it gets its own group (offsets from 0).
+    suffix = f"-{settings.db_schema}" if settings.db_schema else ""
+    return f"{settings.topic_prefix}qa-{service}{suffix}"
+
+
 class BatchConsumer:
     def __init__(
         self,
@@ -175,9 +188,7 @@ class BatchConsumer:
         self._claim = array_insert(
             self.inbox, ("event_id", "tenant_id"), suffix="ON CONFLICT DO NOTHING RETURNING event_id"
         )
-        # A replay into a fresh schema is a new reader of the log, so it gets its own group (offsets from 0).
-        suffix = f"-{settings.db_schema}" if settings.db_schema else ""
-        self.group_id = group_id or f"{settings.topic_prefix}qa-{service}{suffix}"
+        self.group_id = group_id or consumer_group(settings, service)
         self.dlq_topic = physical(dlq(service), settings)
         self.consumer: AIOKafkaConsumer | None = None
         self.processed = 0
@@ -228,6 +239,8 @@ class BatchConsumer:
                 await self._commit(consumer, batch)
                 BATCH_SIZE.labels(self.service).observe(len(items))
                 BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+                if oldest := min((it.env.time for it in items if it.env is not None), default=None):
+                    EVENT_AGE.labels(self.service).observe(max(0.0, time.time() - oldest.timestamp()))
                 for tp in batch:
                     hw = consumer.highwater(tp)
                     pos = await consumer.position(tp)

@@ -116,6 +116,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.published = 0
 
+    def wake(self) -> None:
+        """Look at the outbox now (new rows, or a stop to drain for)."""
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
@@ -158,7 +162,7 @@ class OutboxRelay:
         last_purge = datetime.now(UTC)
         in_flight: _Batch | None = None
         after = 0  # cursor past the rows in flight, which are still unmarked
-        while not stop.is_set():
+        while True:
             batch = await self._send_batch(conn, producer, after)
             if in_flight is not None:
                 await self._mark(conn, in_flight)
@@ -171,6 +175,11 @@ class OutboxRelay:
             if in_flight is not None:
                 await self._mark(conn, in_flight)
                 in_flight = None
+            if stop.is_set():
+                if after == 0:
+                    return  # drained: every row committed before the stop is published and marked
+                after = 0
+                continue
             after = 0
             self._wake.clear()
             # The NOTIFY could have landed between the select and the clear; the timeout bounds it.
@@ -179,8 +188,6 @@ class OutboxRelay:
             if datetime.now(UTC) - last_purge > timedelta(minutes=5):
                 await conn.execute("DELETE FROM outbox WHERE published_at < now() - interval '1 hour'")
                 last_purge = datetime.now(UTC)
-        if in_flight is not None:  # a clean stop leaves nothing sent but unmarked
-            await self._mark(conn, in_flight)
 
     async def _send_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer, after: int) -> _Batch:
         rows = await conn.fetch(

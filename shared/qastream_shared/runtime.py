@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,13 +55,23 @@ class ServiceSpec:
     consumer_batch_size: int | None = None
 
 
+def schema_of(spec: ServiceSpec, settings: Settings) -> str:
+    return settings.db_schema or spec.name
+
+
+async def prepare(spec: ServiceSpec, settings: Settings) -> None:
+    """The service's migrations and topics (its dead-letter topic among them); idempotent, safe to race."""
+    await migrate(settings, schema_of(spec, settings), spec.migrations)
+    await ensure_topics(settings, extra=[dlq_topic(spec.name)])
+
+
 class ServiceRuntime:
     def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
         self.spec = spec
         if spec.consumer_batch_size and "consumer_batch_size" not in settings.model_fields_set:
             settings = settings.model_copy(update={"consumer_batch_size": spec.consumer_batch_size})
         self.settings = settings
-        self.schema = settings.db_schema or spec.name
+        self.schema = schema_of(spec, settings)
         self.engine = create_engine(settings, self.schema)
         self.sessions = session_factory(self.engine)
         self.tables = spec.tables
@@ -71,12 +83,15 @@ class ServiceRuntime:
         # Objects a service shares between its handler and its HTTP API (e.g. an in-memory cache).
         self.components: dict[str, Any] = {}
         self._stop = asyncio.Event()
+        # The relay stops last, so it publishes what the consumer's final batch wrote to the outbox.
+        self._relay_stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self, *, consume: bool = True) -> None:
-        await migrate(self.settings, self.schema, self.spec.migrations)
-        await ensure_topics(self.settings, extra=[dlq_topic(self.spec.name)])
-        self._spawn(self.relay.run(self._stop), "relay")
+        if self.settings.migrate_on_start:
+            await prepare(self.spec, self.settings)
+        self._relay_task = self._spawn(self.relay.run(self._relay_stop), "relay")
         if self.directory is not None:
             self._spawn(self.directory.run(self._stop), "directory")
         if consume and self.spec.consumes and self.spec.handler is not None:
@@ -104,7 +119,7 @@ class ServiceRuntime:
             return OwnTenants(self.tables["tenants"])
         return self.directory
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=f"{self.spec.name}-{name}")
 
         def done(t: asyncio.Task[None]) -> None:
@@ -115,6 +130,7 @@ class ServiceRuntime:
 
         task.add_done_callback(done)
         self._tasks.append(task)
+        return task
 
     failed: BaseException | None = None
 
@@ -127,11 +143,25 @@ class ServiceRuntime:
             await uow.flush()
 
     async def stop(self) -> None:
+        """Graceful, within QA_SHUTDOWN_GRACE_S: the consumer stops fetching, finishes and commits its batch
+        and leaves the group; the other loops end; then the relay publishes what is left in the outbox.
+        Whatever still runs at the deadline is cancelled: its batch is redelivered, its rows stay unsent,
+        and the next replica finishes both (nothing is lost, the inbox dedupes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
         self._stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 15)
-        for t in self._tasks:
+        workers = [t for t in self._tasks if t is not self._relay_task and not t.done()]
+        if workers:
+            await asyncio.wait(workers, timeout=max(0.0, deadline - loop.time()))
+        self._relay_stop.set()
+        self.relay.wake()
+        if self._relay_task is not None and not self._relay_task.done():
+            await asyncio.wait([self._relay_task], timeout=max(0.0, deadline - loop.time()))
+        late = [t for t in self._tasks if not t.done()]
+        for t in late:
+            log.warning("%s did not stop within the grace period; cancelled", t.get_name())
             t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.engine.dispose()
 
     async def ready(self) -> dict[str, Any]:
@@ -191,11 +221,16 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: 
 def serve(app_factory: Callable[[], FastAPI]) -> None:
     """Entry point of `python -m qastream_<service>`."""
     settings = get_settings()
+    # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is over, which would end the
+    # process as "killed by a signal"; a stop that finished cleanly exits 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         app_factory(),
         host=settings.http_host,
         port=settings.http_port or 8000,
+        root_path=settings.http_root_path,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
+        # Open HTTP requests get a few seconds; the runtime's own grace period follows (lifespan shutdown).
+        timeout_graceful_shutdown=5,
     )

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 SERVICES: tuple[str, ...] = (
     "ingest",
     "sampler",
@@ -10,3 +13,10 @@ SERVICES: tuple[str, ...] = (
     "coaching",
     "reporting",
 )
+
+
+def app_module(name: str) -> ModuleType:
+    """The service's `qastream_<name>.app`, holding its ServiceSpec (`SPEC`) and app factory (`build`)."""
+    if name not in SERVICES:
+        raise KeyError(f"unknown service {name!r}; the services are {', '.join(SERVICES)}")
+    return importlib.import_module(f"qastream_{name}.app")

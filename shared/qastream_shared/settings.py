@@ -12,42 +12,111 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore", populate_by_name=True)
 
     # The two standard variables win over QA_-prefixed ones so tools and CI can point us at servers.
+    # Every field's description is the operations guide's text for it (`qa docs settings --write`).
     database_url: str = Field(
         default="postgresql+asyncpg://qastream@127.0.0.1:5432/qastream",
         validation_alias="DATABASE_URL",
+        description="PostgreSQL URL (postgresql:// or postgresql+asyncpg://); each service uses its own schema. A secret: it holds the password.",
     )
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    topic_prefix: str = ""
-    # Overrides the service's own schema; tests use it to isolate runs.
-    db_schema: str | None = None
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=0, ge=0, le=65535)
-    log_level: str = "INFO"
-    log_json: bool = True
-    # Mixed into API-key hashes so a stolen table of hashes cannot be brute-forced offline.
-    key_pepper: str = Field(default="qastream-dev-pepper", min_length=8)
-    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
-    consumer_batch_timeout_ms: int = Field(default=100, ge=1, le=60_000)
-    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
-    consumer_backoff_max_s: float = Field(default=5.0, gt=0)
-    # How long a dead replica's partitions wait before the group hands them to the others. Heartbeats run
-    # on their own task, so a long batch does not count against it (max_poll_interval covers that).
-    consumer_session_timeout_ms: int = Field(default=8_000, ge=6_000, le=300_000)
-    consumer_heartbeat_ms: int = Field(default=1_000, ge=100, le=60_000)
-    # Kafka static membership: a replica restarted with the same id (e.g. a StatefulSet pod name) gets its
-    # partitions back without a rebalance. Empty: dynamic membership.
-    consumer_instance_id: str = ""
-    relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
-    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
-    # Signs browser sessions (sessions.py); every service of a deployment needs the same value. Unset, the
-    # sign-in answers 403 saying so and session cookies are refused: no default a deployment could forget.
-    session_secret: SecretStr | None = Field(default=None, min_length=32)
-    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
-    # Origins (the console's) whose pages may call this service with credentials; comma-separated.
-    cors_origins: str = ""
-    # The console's map of service name -> public base URL; empty when one ingress serves all at one origin.
-    service_urls: dict[str, str] = Field(default_factory=dict)
-    otel_exporter: str = Field(default="none", pattern="^(none|console)$")
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="Kafka bootstrap servers, comma-separated host:port.",
+    )
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic and consumer group name, e.g. to share a cluster."
+    )
+    db_schema: str | None = Field(
+        default=None,
+        description="Overrides the service's own schema (its name). For tests and replays into fresh tables; leave unset in production.",
+    )
+    topic_partitions: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="Partitions of each consumed topic when `qa migrate` creates it (0: the registry's count). A consumer never runs more useful replicas than this.",
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=10, description="Replication factor of topics created by `qa migrate`."
+    )
+    topic_min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="min.insync.replicas of created topics; with acks=all a write needs this many replicas.",
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Run the service's migrations and create missing topics at start. Off where a `qa migrate` job does it and services run without DDL rights.",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
+    http_port: int = Field(default=0, ge=0, le=65535, description="Port of the HTTP API (0: any free port).")
+    http_root_path: str = Field(
+        default="",
+        pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+        description="The path prefix a reverse proxy strips before forwarding (e.g. /api/scoring behind the Ingress), so the OpenAPI page links back through it.",
+    )
+    log_level: str = Field(default="INFO", description="Root log level.")
+    log_json: bool = Field(default=True, description="JSON log lines carrying service, tenant and trace ids.")
+    key_pepper: str = Field(
+        default="qastream-dev-pepper",
+        min_length=8,
+        description="Mixed into API-key hashes so a stolen table of hashes cannot be brute-forced offline. A secret; the same value in every service.",
+    )
+    consumer_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Records per consumer batch (one database transaction). A service may set its own default.",
+    )
+    consumer_batch_timeout_ms: int = Field(
+        default=100, ge=1, le=60_000, description="How long a fetch waits to fill a batch."
+    )
+    consumer_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts of a failing (non-transient) batch before its faulty records are dead-lettered.",
+    )
+    consumer_backoff_max_s: float = Field(
+        default=5.0, gt=0, description="Ceiling of the exponential backoff between retried batches."
+    )
+    # Heartbeats run on their own task, so a long batch does not count against the session timeout
+    # (max_poll_interval covers that).
+    consumer_session_timeout_ms: int = Field(
+        default=8_000,
+        ge=6_000,
+        le=300_000,
+        description="How long a dead replica's partitions wait before the group hands them to the others.",
+    )
+    consumer_heartbeat_ms: int = Field(
+        default=1_000, ge=100, le=60_000, description="Consumer group heartbeat interval."
+    )
+    consumer_instance_id: str = Field(
+        default="",
+        description="Kafka static membership: a replica restarted with the same id (e.g. a StatefulSet pod name) gets its partitions back without a rebalance. Empty: dynamic membership.",
+    )
+    relay_batch_size: int = Field(
+        default=1000, ge=1, le=50_000, description="Outbox rows the relay publishes per round trip."
+    )
+    producer_linger_ms: int = Field(
+        default=5, ge=0, le=1000, description="How long the producer waits to fill a record batch."
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=600,
+        description="On SIGTERM: time to finish the in-flight batch, commit and flush the outbox before exiting. Keep it below the orchestrator's grace period.",
+    )
+    otel_exporter: str = Field(
+        default="none",
+        pattern="^(none|console|otlp)$",
+        description="Where traces go: none, console, or otlp (OTLP/HTTP to QA_OTEL_ENDPOINT).",
+    )
+    otel_endpoint: str = Field(
+        default="http://127.0.0.1:4318",
+        description="OpenTelemetry collector base URL for QA_OTEL_EXPORTER=otlp.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -68,3 +137,9 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a Settings field."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"QA_{field.upper()}"

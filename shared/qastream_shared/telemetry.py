@@ -49,6 +49,11 @@ def configure(settings: Settings, service: str) -> None:
         provider = TracerProvider(resource=Resource.create({"service.name": f"qastream-{service}"}))
         if settings.otel_exporter == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        elif settings.otel_exporter == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         trace.set_tracer_provider(provider)
 
 

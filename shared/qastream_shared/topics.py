@@ -33,8 +33,8 @@ class Topic:
     retention_ms: int | None = 7 * 24 * 3600 * 1000
     configs: dict[str, str] = field(default_factory=dict)
 
-    def kafka_configs(self) -> dict[str, str]:
-        cfg = {"min.insync.replicas": "1", **self.configs}
+    def kafka_configs(self, min_insync_replicas: int = 1) -> dict[str, str]:
+        cfg = {"min.insync.replicas": str(min_insync_replicas), **self.configs}
         if self.compacted:
             cfg["cleanup.policy"] = "compact"
         elif self.retention_ms is not None:
@@ -68,10 +68,21 @@ def physical(name: str, settings: Settings) -> str:
     return f"{settings.topic_prefix}{name}"
 
 
+def partitions_of(topic: Topic, settings: Settings) -> int:
+    """QA_TOPIC_PARTITIONS sizes the consumed topics; single-partition ones (the tenant directory, DLQs) stay
+    single: they are read whole, not shared out among replicas."""
+    if settings.topic_partitions and topic.partitions > 1:
+        return settings.topic_partitions
+    return topic.partitions
+
+
 async def ensure_topics(
     settings: Settings, partitions: int | None = None, extra: Sequence[Topic] = ()
 ) -> list[str]:
-    """Create every registered topic (and `extra` ones) that does not exist yet; returns the ones created."""
+    """Create every registered topic (and `extra` ones) that does not exist yet; returns the ones created.
+
+    An existing topic is left as it is: growing partitions re-maps keys, so it is an operator's decision
+    (docs/operations.md)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -79,11 +90,13 @@ async def ensure_topics(
         new = [
             NewTopic(
                 name=physical(t.name, settings),
-                num_partitions=partitions or t.partitions,
-                replication_factor=1,
-                topic_configs=t.kafka_configs(),
+                num_partitions=partitions or partitions_of(t, settings),
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=t.kafka_configs(settings.topic_min_insync_replicas),
             )
-            for t in (*REGISTRY, *extra)
+            # By name: a service's own DLQ is usually registered already, and a create request naming a
+            # topic twice is refused for that topic, silently.
+            for t in {t.name: t for t in (*REGISTRY, *extra)}.values()
             if physical(t.name, settings) not in existing
         ]
         if new:

@@ -22,7 +22,7 @@ def _default(value: Any) -> str:
         return "(unset)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
-    if value == "":
+    if value == "" or value == {}:
         return "(empty)"
     return f"`{value}`"
 
@@ -44,7 +44,8 @@ def settings_section() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         text = ((field.description or "") + _bounds(field)).replace("|", "\\|")
-        rows.append(f"| `{env_name(name)}` | {_default(field.default)} | {text} |")
+        default = field.get_default(call_default_factory=True)
+        rows.append(f"| `{env_name(name)}` | {_default(default)} | {text} |")
     return "\n".join(rows)
 
 

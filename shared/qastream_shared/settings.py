@@ -102,6 +102,24 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(
         default=5, ge=0, le=1000, description="How long the producer waits to fill a record batch."
     )
+    # Every service of a deployment needs the same value. Unset, the sign-in answers 403 saying so and
+    # session cookies are refused: no default a deployment could forget.
+    session_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs browser sessions; the same value in every service. A secret. Unset: sign-in answers 403 and session cookies are refused.",
+    )
+    session_ttl_s: int = Field(
+        default=8 * 3600, ge=60, le=30 * 24 * 3600, description="How long a browser session lasts."
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Origins (the console's) whose pages may call this service with credentials; comma-separated. Empty behind one Ingress (one origin).",
+    )
+    service_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="The console's map of service name to public base URL (JSON); empty when one Ingress serves all at one origin.",
+    )
     shutdown_grace_s: float = Field(
         default=20.0,
         gt=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir())
 KUBERNETES = "1.30.0"
-SECRET = {"DATABASE_URL", "QA_KEY_PEPPER"}
+SECRET = {"DATABASE_URL", "QA_KEY_PEPPER", "QA_SESSION_SECRET"}
 # Settings deliberately absent from the manifests (settings.yaml says why).
 UNSET = {"QA_CONSUMER_BATCH_SIZE", "QA_DB_SCHEMA"}
 
@@ -63,7 +64,8 @@ def service_of(deployment: dict[str, Any]) -> str:
 def settings_of(docs: tuple[dict[str, Any], ...]) -> Settings:
     data = of_kind(docs, "ConfigMap")["qastream-settings"]["data"]
     by_env = {env_name(f): f for f in Settings.model_fields}
-    return Settings(**{by_env[k]: v for k, v in data.items()})
+    # As pydantic-settings reads the environment: complex values (QA_SERVICE_URLS) are JSON.
+    return Settings(**{by_env[k]: json.loads(v) if v.startswith("{") else v for k, v in data.items()})
 
 
 def consumed_partitions(service: str, settings: Settings) -> int:

@@ -53,6 +53,8 @@ class ServiceSpec:
     # The service's own default batch size, for consumers whose per-batch cost is high; an explicit
     # QA_CONSUMER_BATCH_SIZE still wins.
     consumer_batch_size: int | None = None
+    # A BatchConsumer subclass for services that wrap each batch (reporting guards it against a rebuild's swap).
+    consumer_class: type[BatchConsumer] = BatchConsumer
 
 
 def schema_of(spec: ServiceSpec, settings: Settings) -> str:
@@ -95,7 +97,7 @@ class ServiceRuntime:
         if self.directory is not None:
             self._spawn(self.directory.run(self._stop), "directory")
         if consume and self.spec.consumes and self.spec.handler is not None:
-            self.consumer = self.batch_consumer()
+            self.consumer = self.batch_consumer(self.spec.consumer_class)
             self._spawn(self.consumer.run(self._stop), "consumer")
             for task in self.spec.tasks:
                 self._spawn(task(self, self._stop), getattr(task, "__name__", "task"))

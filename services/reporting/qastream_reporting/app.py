@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from qastream_reporting.api import router
 from qastream_reporting.export_api import router as export_router
 from qastream_reporting.handlers import make_handler
+from qastream_reporting.rebuild import SwapGuardedConsumer
 from qastream_reporting.tables import metadata, tables
 from qastream_shared import events as ev
 from qastream_shared.runtime import ServiceSpec, create_app
@@ -55,6 +56,7 @@ SPEC = ServiceSpec(
     # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one upsert per
     # rollup: larger batches spread those.
     consumer_batch_size=2000,
+    consumer_class=SwapGuardedConsumer,
 )
 
 

@@ -4,7 +4,8 @@ The original text is never kept: `Redactor.redact` returns a new Conversation wi
 such as `[EMAIL]`, plus how many of each kind it replaced (for metrics).
 
 Built-in detectors use the stdlib `re` with bounded quantifiers and a validation step (Luhn for cards,
-mod-97 for IBANs, shape rules for phone numbers) so ordinary numbers survive. Tenant patterns are compiled
+mod-97 for IBANs, python-stdnum for US social security numbers, HMRC's allocation rules for UK National
+Insurance numbers, shape rules for phone numbers) so ordinary numbers survive. Tenant patterns are compiled
 with RE2, which matches in linear time, so no tenant pattern can backtrack catastrophically.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from stdnum import iban, luhn
+from stdnum.us import ssn
 
 from qastream_shared.conversation import Conversation, Role, Turn
 
@@ -36,6 +38,7 @@ class PiiKind(StrEnum):
     phone = "phone"
     card = "card"
     iban = "iban"
+    national_id = "national_id"
 
 
 class PolicyError(ValueError):
@@ -93,6 +96,7 @@ class RedactionPolicy(BaseModel):
     phones: bool = True
     cards: bool = True
     ibans: bool = True
+    national_ids: bool = True
     custom: tuple[CustomPattern, ...] = Field(default=(), max_length=MAX_CUSTOM_PATTERNS)
     # `{kind}` is replaced by the upper-cased kind: "[{kind}]" gives "[EMAIL]", "[MEMBER_ID]".
     token_format: str = Field(default="[{kind}]", max_length=40, pattern=r"^[^\x00]*$")
@@ -146,6 +150,27 @@ _PHONE_CONTEXT = re.compile(
     r"phone|call|tel\b|mobile|cell|whatsapp|sms|text me|reach me|contact|my number|fax", re.IGNORECASE
 )
 _PHONE_CONTEXT_CHARS = 30
+# A US SSN written 123-45-6789 or 123 45 6789 (one separator throughout), or nine bare digits after "SSN".
+_SSN = re.compile(r"(?<![\w+$€£¥.,:/-])(?:\d{3}([- ])\d{2}\1\d{4}|\d{9})(?![\w:/%-]|[.,]\d)")
+_SSN_CONTEXT = re.compile(r"\bssn\b|social security|\bsocial\b", re.IGNORECASE)
+# A UK National Insurance number: two letters, three pairs of digits, a suffix A–D (spaces optional).
+_NINO = re.compile(r"\b([A-Z]{2}) ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", re.IGNORECASE)
+_NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+
+
+def _is_ssn(text: str, match: re.Match[str]) -> bool:
+    if match.group(1) is None:  # bare digits: an SSN only when the words before it say so
+        context = text[max(0, match.start() - _PHONE_CONTEXT_CHARS) : match.start()]
+        if _SSN_CONTEXT.search(context) is None:
+            return False
+    return bool(ssn.is_valid(match.group().replace(" ", "")))
+
+
+def _is_nino(match: re.Match[str]) -> bool:
+    """HMRC's allocation rules (python-stdnum has no UK NI number module): neither letter D, F, I, Q, U or V,
+    the second not O, and none of the prefixes that are never issued."""
+    prefix = match.group(1).upper()
+    return not (set(prefix) & set("DFIQUV") or prefix[1] == "O" or prefix in _NINO_NEVER_ISSUED)
 
 
 def _is_date(groups: list[str]) -> bool:
@@ -332,6 +357,11 @@ class Redactor:
                 text = self._validated(text, _IBAN, PiiKind.iban, counts)
             if policy.cards:
                 text = self._cards(text, counts)
+            if policy.national_ids:  # before phones: 123-45-6789 has a phone's shape
+                text = self._validated(text, _SSN, PiiKind.national_id, counts)
+        if policy.national_ids:
+            text = self._validated(text, _NINO, PiiKind.national_id, counts)
+        if _HAS_DIGIT.search(text):
             if policy.phones:
                 text = self._validated(text, _PHONE, PiiKind.phone, counts)
         return text
@@ -357,7 +387,9 @@ class Redactor:
                 end = match.start() + _iban_end(match.group())
                 if end == match.start():
                     continue
-            elif _is_phone(text, match):
+            elif (pattern is _SSN and _is_ssn(text, match)) or (pattern is _NINO and _is_nino(match)):
+                end = match.end()
+            elif pattern is _PHONE and _is_phone(text, match):
                 end = match.end()
             else:
                 continue

@@ -5,10 +5,11 @@ from datetime import time as dtime
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from stdnum import luhn
+from stdnum.us import ssn
 
 from qastream_ingest.redaction import (
     RedactionPolicy,
@@ -277,3 +278,55 @@ def test_custom_patterns_match_each_string_on_its_own(pattern: str) -> None:
     assert [t.text for t in result.conversation.turns] == ["hello", "[REF]"]
     assert result.conversation.metadata == {"ref": "[REF]", "other": "no"}
     assert result.counts == {"ref": 2}
+
+
+# --- national ids ------------------------------------------------------------------------------------------
+
+
+@st.composite
+def valid_ssns(draw: st.DrawFn) -> str:
+    area = draw(st.integers(1, 899).filter(lambda a: a != 666))
+    number = f"{area:03d}{draw(st.integers(1, 99)):02d}{draw(st.integers(1, 9999)):04d}"
+    assume(ssn.is_valid(number))  # python-stdnum also refuses a few numbers known to be misused
+    sep = draw(st.sampled_from(["-", " "]))
+    return sep.join((number[:3], number[3:5], number[5:]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=noise, number=valid_ssns(), after=noise)
+def test_no_valid_ssn_survives_and_it_is_labelled_a_national_id(before: str, number: str, after: str) -> None:
+    out, counts = redact(f"{before} {number} {after}")
+    assert number not in out
+    assert counts.get("national_id") == 1 and "phone" not in counts
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my SSN is 536-90-4399, thanks", "my SSN is [NATIONAL_ID], thanks"),
+        ("ssn 536904399", "ssn [NATIONAL_ID]"),
+        ("NI number AB 12 34 56 C.", "NI number [NATIONAL_ID]."),
+        ("ni: ab123456d", "ni: [NATIONAL_ID]"),
+    ],
+)
+def test_national_ids_are_labelled_as_such(text: str, expected: str) -> None:
+    assert redact(text) == (expected, {"national_id": 1})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 536904399",  # nine bare digits with no SSN nearby
+        "DQ 12 34 56 C",  # D and Q are never used in an NI number
+        "GB 12 34 56 A",  # a prefix never issued
+        "AB 12 34 56 E",  # suffixes run A to D
+    ],
+)
+def test_invalid_national_ids_are_not_national_ids(text: str) -> None:
+    out, counts = redact(text)
+    assert "national_id" not in counts and out == text
+
+
+def test_national_ids_can_be_switched_off() -> None:
+    redactor = Redactor(RedactionPolicy(national_ids=False), PEPPER)
+    assert redact("NI AB 12 34 56 C", redactor) == ("NI AB 12 34 56 C", {})

@@ -38,8 +38,9 @@ def convo(*turns: tuple[str, str], gap_s: float = 10.0, **kw: object) -> Convers
     )
 
 
-# One request's (path, Authorization header, JSON body) → (HTTP status, the assistant message's content).
-Reply = Callable[[str, str | None, dict[str, Any]], tuple[int, str]]
+# One request's (path, Authorization header, JSON body) → (HTTP status, the assistant message's content), and
+# optionally response headers (e.g. Retry-After).
+Reply = Callable[[str, str | None, dict[str, Any]], tuple[int, str] | tuple[int, str, dict[str, str]]]
 
 
 @contextlib.contextmanager
@@ -49,13 +50,15 @@ def chat_endpoint(reply: Reply) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, content = reply(self.path, self.headers.get("Authorization"), body)
+            status, content, *extra = reply(self.path, self.headers.get("Authorization"), body)
             payload = json.dumps(
                 {"choices": [{"message": {"role": "assistant", "content": content}}]}
             ).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,28 +29,40 @@ CARD = card(
 
 
 class Endpoint:
-    """Replies are queued per test: each is (status, message content)."""
+    """Replies are queued per test: each is (status, message content[, response headers]); `HANG` makes the
+    server hold the request until the test ends."""
 
     def __init__(self) -> None:
-        self.replies: list[tuple[int, str]] = []
+        self.replies: list[tuple[int, str] | tuple[int, str, dict[str, str]]] = []
         self.requests: list[dict[str, Any]] = []
+        self.release = threading.Event()
+
+
+HANG = (0, "hang")
 
 
 @pytest.fixture
 def endpoint() -> Iterator[tuple[Endpoint, str]]:
     state = Endpoint()
 
-    def reply(path: str, auth: str | None, body: dict[str, Any]) -> tuple[int, str]:
-        state.requests.append({"path": path, "auth": auth, "body": body})
-        return state.replies.pop(0)
+    def reply(
+        path: str, auth: str | None, body: dict[str, Any]
+    ) -> tuple[int, str] | tuple[int, str, dict[str, str]]:
+        state.requests.append({"path": path, "auth": auth, "body": body, "at": time.monotonic()})
+        answer = state.replies.pop(0)
+        if answer == HANG:
+            state.release.wait(30)
+            return 200, '{"value": 5}'
+        return answer
 
     with chat_endpoint(reply) as url:
         yield state, url
+        state.release.set()
 
 
-def review(base_url: str, retries: int = 1) -> Any:
+def review(base_url: str, retries: int = 1, timeout_s: float = 2) -> Any:
     registry = default_registry(
-        LlmConfig(base_url=base_url, model="m", api_key="k", timeout_s=2, retries=retries, backoff_s=0)
+        LlmConfig(base_url=base_url, model="m", api_key="k", timeout_s=timeout_s, retries=retries)
     )
     return score_conversation(CONV, CARD, registry=registry).ratings[0]
 
@@ -78,6 +92,29 @@ def test_llm_retries_a_5xx(endpoint: tuple[Endpoint, str]) -> None:
     state.replies += [(503, "busy"), (200, '{"value": 5}')]
     assert review(url).value == 5
     assert len(state.requests) == 2
+
+
+def test_llm_waits_as_long_as_retry_after_says(endpoint: tuple[Endpoint, str]) -> None:
+    state, url = endpoint
+    state.replies += [(429, "slow down", {"retry-after-ms": "700"}), (200, '{"value": 3}')]
+    assert review(url).value == 3
+    assert state.requests[1]["at"] - state.requests[0]["at"] >= 0.7  # not before the server allowed it
+
+
+def test_llm_gives_up_on_a_4xx_at_once(endpoint: tuple[Endpoint, str]) -> None:
+    state, url = endpoint
+    state.replies += [(400, "bad request"), (200, '{"value": 3}')]
+    rating = review(url, retries=3)
+    assert rating.value is None and "HTTP 400" in (rating.provenance.error or "")
+    assert len(state.requests) == 1
+
+
+def test_llm_attempt_that_hangs_times_out_and_is_na(endpoint: tuple[Endpoint, str]) -> None:
+    state, url = endpoint
+    state.replies.append(HANG)
+    rating = review(url, retries=0, timeout_s=0.3)
+    assert rating.value is None
+    assert "endpoint unavailable after 1 attempts: APITimeoutError" in (rating.provenance.error or "")
 
 
 @pytest.mark.parametrize(

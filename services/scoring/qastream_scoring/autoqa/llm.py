@@ -1,22 +1,22 @@
 """`llm`: an optional OpenAI-compatible chat endpoint rates one category from a per-category prompt.
 
 Off by default: without an `LlmConfig` every llm category is N/A ("llm scorer is off"). With one, the
-scorer POSTs `{base_url}/chat/completions` and expects the reply's message content to be JSON:
-`{"value": <int on the category's scale> | null, "confidence": 0..1, "evidence": [turn indexes], "reason": "..."}`.
-Transport errors, 429 and 5xx are retried `retries` times; each attempt is bounded by `timeout_s`. An answer
-that is not such JSON, or a value off the scale, raises `LlmError`; the pipeline turns any error into N/A
-with the error in the provenance, so a dead endpoint costs at most (retries + 1)·timeout_s, never a review.
+scorer asks `{base_url}/chat/completions` through the `openai` SDK and expects the reply's message content
+to be JSON: `{"value": <int on the scale> | null, "confidence": 0..1, "evidence": [turn indexes], "reason": "..."}`.
+The SDK retries transport errors, timeouts, 408/409/429 and 5xx `retries` times with jittered exponential
+backoff, honouring the server's Retry-After; each attempt is bounded by `timeout_s`. An answer that is not
+such JSON, or a value off the scale, raises `LlmError`; the pipeline turns any error into N/A with the error
+in the provenance, so a dead endpoint never costs a review.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import openai
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,7 +35,6 @@ class LlmConfig:
     api_key: str | None = None
     timeout_s: float = 10.0
     retries: int = 2
-    backoff_s: float = 0.2
     max_transcript_chars: int = 12_000
 
 
@@ -92,8 +91,17 @@ class LlmScorer:
 
     def __init__(self, config: LlmConfig | None = None) -> None:
         self.config = config
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config and config.api_key else {}
-        self._client = httpx.Client(timeout=config.timeout_s, headers=headers) if config else None
+        self._client = (
+            openai.OpenAI(
+                base_url=config.base_url,
+                # The SDK insists on a key; endpoints without auth (a local vLLM or Ollama) ignore this one.
+                api_key=config.api_key or "no-key",
+                timeout=config.timeout_s,
+                max_retries=config.retries,
+            )
+            if config
+            else None
+        )
 
     def close(self) -> None:
         if self._client is not None:
@@ -131,44 +139,38 @@ class LlmScorer:
             answer.reason,
         )
 
-    def _ask(self, config: LlmConfig, client: httpx.Client, view: ConversationView, parsed: _Parsed) -> str:
+    def _ask(self, config: LlmConfig, client: openai.OpenAI, view: ConversationView, parsed: _Parsed) -> str:
         transcript = "\n".join(
             f"[{i}] {role.value}: {text}"
             for i, (role, text) in enumerate(zip(view.roles, view.texts, strict=True))
         )[: config.max_transcript_chars]
-        body = {
-            "model": config.model,
-            "temperature": 0,
-            "messages": [
-                {
-                    "role": "system",
-                    "content": SYSTEM.format(lo=parsed.lo, hi=parsed.hi, prompt=parsed.prompt),
-                },
-                {"role": "user", "content": transcript},
-            ],
-        }
-        url = config.base_url.rstrip("/") + "/chat/completions"
-        last = "no attempt"
-        for attempt in range(config.retries + 1):
-            if attempt:
-                time.sleep(
-                    config.backoff_s * attempt
-                )  # backoff between retries of a live call, not a test wait
-            try:
-                resp = client.post(url, json=body)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}"
-                continue
-            if resp.status_code >= 400:
-                raise LlmError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-            try:
-                return str(resp.json()["choices"][0]["message"]["content"])
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise LlmError(f"not a chat completion: {type(exc).__name__}: {resp.text[:200]!r}") from None
-        raise LlmError(f"endpoint unavailable after {config.retries + 1} attempts: {last}")
+        attempts = config.retries + 1
+        try:
+            completion = client.chat.completions.create(
+                model=config.model,
+                temperature=0,
+                messages=[
+                    {
+                        "role": "system",
+                        "content": SYSTEM.format(lo=parsed.lo, hi=parsed.hi, prompt=parsed.prompt),
+                    },
+                    {"role": "user", "content": transcript},
+                ],
+            )
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:  # the ones the SDK retried
+                raise LlmError(
+                    f"endpoint unavailable after {attempts} attempts: HTTP {exc.status_code}"
+                ) from None
+            raise LlmError(f"HTTP {exc.status_code}: {exc.message[:200]}") from None
+        except openai.APIConnectionError as exc:  # includes timeouts
+            raise LlmError(
+                f"endpoint unavailable after {attempts} attempts: {type(exc).__name__}: {exc}"
+            ) from None
+        try:
+            return str(completion.choices[0].message.content)
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise LlmError(f"not a chat completion: {type(exc).__name__}: {completion!r:.200}") from None
 
 
 def _strip_fence(content: str) -> str:

@@ -75,6 +75,9 @@ async def latest(uow: UnitOfWork, tenant_id: str, scorecard_id: str) -> Scorecar
 
 
 async def version(uow: UnitOfWork, tenant_id: str, scorecard_id: str, v: int) -> Scorecard | None:
+    # A published version never changes and is never deleted, so once parsed it needs no query.
+    if (cached := _PARSED.get((tenant_id, scorecard_id, v))) is not None:
+        return cached
     row = (
         await uow.session.execute(
             select(scorecards.c.body).where(
@@ -169,6 +172,16 @@ async def config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scor
     if card is None:
         card = await publish(uow, tenant_id, default_scorecard())
     return settings, card
+
+
+async def settings_of(uow: UnitOfWork, tenant_id: str) -> ScoringSettings:
+    """The tenant's scoring settings (the defaults until it sets its own)."""
+    row = (
+        await uow.session.execute(
+            select(scoring_settings.c.settings).where(scoring_settings.c.tenant_id == tenant_id)
+        )
+    ).first()
+    return ScoringSettings.model_validate(row[0]) if row else ScoringSettings()
 
 
 async def set_settings(

@@ -24,6 +24,7 @@ from qastream_scoring.engine import InvalidRating
 from qastream_scoring.stores import assignment_intake as intake
 from qastream_scoring.stores import assignments as store
 from qastream_scoring.stores import reviews as review_store
+from qastream_scoring.workflow import blind
 from qastream_scoring.workflow.pool import ReviewerPool, may_review
 from qastream_scoring.workflow.ratings import RatingIn, check_comments, check_ratings
 from qastream_shared.auth import Principal, may_see, require
@@ -91,7 +92,7 @@ async def next_assignment(request: Request, principal: Reviewing) -> Any:
     async with runtime(request).unit_of_work() as uow:
         pool = await intake.pool(uow, principal.tenant_id)
         row = await store.next_for(uow, principal.tenant_id, reviewer, pool)
-        show = await blinder(uow, principal)
+    show = blind.hide_agent if blind.applies(pool, principal.role) else dict
     if row is None:
         return Response(status_code=204)
     return show(store.view(row))
@@ -150,10 +151,13 @@ async def _checked(
 ) -> tuple[Any, list[Any], list[ReviewComment]]:
     card = await service.version(uow, tenant, row["scorecard_id"], row["scorecard_version"])
     assert card is not None  # published versions are never deleted
-    conversation = await store.transcript(uow, tenant, row["conversation_id"])
+    turns = 0
+    if any(c.turn is not None for c in body.comments):  # only comments on a turn need the transcript
+        conversation = await store.transcript(uow, tenant, row["conversation_id"])
+        turns = len(conversation["turns"]) if conversation else 0
     try:
         ratings = check_ratings(card, body.ratings, complete=complete)
-        comments = check_comments(body.comments, len(conversation["turns"]) if conversation else 0)
+        comments = check_comments(body.comments, turns)
     except InvalidRating as exc:
         raise invalid_rating(exc) from None
     return card, ratings, comments
@@ -203,7 +207,7 @@ async def submit_review(
         if row["status"] != store.OPEN:
             raise HTTPException(409, f"assignment {assignment_id!r} is {row['status']}, not open")
         card, ratings, comments = await _checked(uow, tenant, row, body, complete=True)
-        settings, _ = await service.config(uow, tenant)
+        settings = await service.settings_of(uow, tenant)
         stored = await review_store.submit(
             uow, tenant, row, card, settings, ratings, comments, body.time_spent_s, idempotency_key
         )

@@ -166,7 +166,7 @@ async def rate(request: Request, session_id: Id, body: CalibrationReviewIn, prin
             comments = check_comments(body.comments, len(transcript["turns"]) if transcript else 0)
         except InvalidRating as exc:
             raise invalid_rating(exc) from None
-        settings, _ = await service.config(uow, tenant)
+        settings = await service.settings_of(uow, tenant)
         stored = await store.submit(
             uow, tenant, session, card, settings, me, body.conversation_id, ratings, comments
         )

@@ -115,7 +115,7 @@ async def resolve_dispute(request: Request, dispute_id: Id, body: ResolutionIn, 
             assert review is not None  # reviews are never deleted
             card = await service.version(uow, tenant, review["scorecard_id"], review["scorecard_version"])
             assert card is not None  # published versions are never deleted
-            settings, _ = await service.config(uow, tenant)
+            settings = await service.settings_of(uow, tenant)
             try:
                 new = check_ratings(card, body.ratings, complete=False)
             except InvalidRating as exc:

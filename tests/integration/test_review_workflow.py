@@ -303,3 +303,66 @@ async def test_twenty_concurrent_next_callers_never_share_an_assignment(settings
     await runtime.engine.dispose()
     assert sum(1 for o in owners.values() if o is not None) == 20 and claims == 20
     assert set(Counter(o for o in owners.values() if o).values()) == {1}
+
+
+async def test_split_honours_quotas_self_review_team_leads_and_blind_mode(settings):
+    await ensure_topics(settings)
+    keys = await issue_keys(
+        settings,
+        "acme",
+        {
+            "admin": (Role.admin, {"agent_id": "adm"}),
+            "ann": (Role.reviewer, {"agent_id": "ann"}),
+            "lee": (Role.team_lead, {"agent_id": "lee", "team": "team-a"}),
+        },
+    )
+    async with in_process(settings) as http:
+        await wait_for_key(http, keys.auth("admin"))
+        pool = {
+            "reviewers": [
+                {"reviewer_id": "ann", "daily_quota": 2},
+                {"reviewer_id": "bob", "weekly_quota": 2},
+                {"reviewer_id": "lee", "leads_team": "team-a"},
+                {"reviewer_id": "agent-1", "weight": 5},
+            ],
+            "skip_team_lead": True,
+            "blind": True,
+        }
+        assert (await http.put("/v1/reviewers", json=pool, headers=keys.auth("admin"))).status_code == 200
+        day = datetime(2026, 3, 4, 10, tzinfo=UTC)
+        convs = [conversation(f"c{i}", agent="agent-1") for i in range(6)]  # team-a, handled by agent-1
+        await produce_samples(settings, [sample("acme", c, Purpose.manual, at=day) for c in convs])
+        found = await assignments_of(http, keys, 6)
+        held = Counter(a["reviewer_id"] for a in found)
+        # agent-1 handled them all and lee leads their team: ann and bob fill their quotas, the rest wait.
+        assert held == {"ann": 2, "bob": 2, None: 2}
+        # A replay of the same samples (new event ids) makes no second assignment.
+        await produce_samples(settings, [sample("acme", c, Purpose.manual, at=day) for c in convs])
+        await produce_samples(
+            settings, [sample("acme", conversation("c9", agent="agent-1"), Purpose.manual, at=day)]
+        )
+        again = await assignments_of(http, keys, 7)
+        assert {a["assignment_id"]: a["reviewer_id"] for a in again if a["conversation_id"] != "c9"} == {
+            a["assignment_id"]: a["reviewer_id"] for a in found
+        }
+        # Blind: ann (a reviewer) never sees the agent; the admin does.
+        mine = items(await http.get("/v1/assignments", headers=keys.auth("ann")))
+        assert len(mine) == 2 and all("agent_id" not in a and "team" not in a for a in mine)
+        opened = (
+            await http.get(f"/v1/assignments/{mine[0]['assignment_id']}", headers=keys.auth("ann"))
+        ).json()
+        assert "agent_ids" not in opened["conversation"] and "team" not in opened["conversation"]
+        assert (
+            items(await http.get("/v1/assignments", headers=keys.auth("admin")))[0]["agent_id"] == "agent-1"
+        )
+        # lee leads team-a, so the pool's two are not his to claim; ann gets her own first.
+        assert (await http.get("/v1/assignments/next", headers=keys.auth("lee"))).status_code == 204
+        nxt = (await http.get("/v1/assignments/next", headers=keys.auth("ann"))).json()
+        assert nxt["reviewer_id"] == "ann" and "agent_id" not in nxt
+        # A reassignment to someone who may not review it is refused, naming the field.
+        r = await http.post(
+            f"/v1/assignments/{nxt['assignment_id']}/reassign",
+            json={"reviewer_id": "agent-1", "reason": "x"},
+            headers=keys.auth("admin"),
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reviewer_id"

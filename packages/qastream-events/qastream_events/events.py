@@ -172,6 +172,18 @@ class ReviewKind(StrEnum):
     calibration = "calibration"
 
 
+class CsatCue(BaseModel):
+    """One signal behind a pCSAT prediction: its value, how far it moved the prediction, the turns showing it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    value: float | None = None  # None: not measurable here (e.g. timing without timestamps)
+    # Log-odds of "dissatisfied" this signal adds against an average conversation; > 0 points to dissatisfied.
+    effect: float
+    turns: list[int] = Field(default_factory=list)
+    note: str | None = None
+
+
 class PredictedCsat(BaseModel):
     """How the customer probably felt, apart from the QA score: set by the pCSAT model on auto reviews.
 
@@ -185,6 +197,7 @@ class PredictedCsat(BaseModel):
     p_dissatisfied: float | None = Field(default=None, ge=0, le=1)
     evidence: list[Evidence] = Field(default_factory=list)
     reason: str | None = None
+    cues: list[CsatCue] = Field(default_factory=list)  # every signal, the strongest effect first
 
 
 class ReviewSubmitted(Event):
@@ -648,6 +661,7 @@ __all__ = [
     "ConversationIngested",
     "ConversationSampled",
     "ConversationUpdated",
+    "CsatCue",
     "CsatRecorded",
     "DisputeOpened",
     "DisputeOutcome",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -200,24 +201,51 @@ def _hits(view: ConversationView, turns: list[int], pat: re.Pattern[str]) -> lis
     return [i for i in turns if _matches(pat, view.lower[i])]
 
 
-def _resolved(view: ConversationView, tail: int) -> Finding:
-    conv = view.conversation
+@dataclass(frozen=True, slots=True)
+class OutcomeCues:
+    """The cues `resolved` weighs, each as the turns that show it; pCSAT reads them too."""
+
+    closing: list[int]  # the customer's last `tail` turns
+    confirmed: list[int]
+    complained: list[int]
+    escalated: list[int]
+    unable: list[int]  # agent turns delivering bad news
+    done: list[int]  # agent turns reporting the request carried out
+    outcome: int  # +1 carried out, -1 bad news, 0 neither: the agent's last report
+    abandoned: bool  # the conversation ends on a customer turn nobody answered
+
+
+def outcome_cues(view: ConversationView, tail: int = 2) -> OutcomeCues:
+    """Needs an agent turn and a customer turn."""
     closing = view.customer[-tail:]
-    confirmed = _hits(view, closing, CONFIRM)
-    # The opening states the problem; complaints count once the agent has answered.
-    complained = _hits(view, [i for i in view.customer if i > view.agent[0]], COMPLAIN)
-    escalated = _hits(view, view.customer, ESCALATE)
     unable = _hits(view, view.agent, UNABLE)
     done = _hits(view, view.agent, DONE)
     # +1 carried out, −1 bad news, 0 neither: a success after a refusal still ends well, and the reverse not.
     # A turn that is both ("it could not be booked") is bad news: done must come strictly after.
     outcome = 0 if not (done or unable) else 1 if done and (not unable or done[-1] > unable[-1]) else -1
-    abandoned = view.customer[-1] > view.agent[-1]
-    score = 0.55 + 0.15 * (len(confirmed) / len(closing)) + 0.3 * outcome - len(unable) / len(view.agent)
-    score -= 0.1 * min(len(complained), 3)
-    score -= 0.3 * (bool(escalated) or conv.escalated) + 0.3 * conv.reopened + 0.4 * abandoned
-    evidence = [*confirmed, *done[-1:], *complained[:2], *escalated[:1], *unable[-2:]]
-    if abandoned:
+    return OutcomeCues(
+        closing=closing,
+        confirmed=_hits(view, closing, CONFIRM),
+        # The opening states the problem; complaints count once the agent has answered.
+        complained=_hits(view, [i for i in view.customer if i > view.agent[0]], COMPLAIN),
+        escalated=_hits(view, view.customer, ESCALATE),
+        unable=unable,
+        done=done,
+        outcome=outcome,
+        abandoned=view.customer[-1] > view.agent[-1],
+    )
+
+
+def _resolved(view: ConversationView, tail: int) -> Finding:
+    conv = view.conversation
+    c = outcome_cues(view, tail)
+    score = (
+        0.55 + 0.15 * (len(c.confirmed) / len(c.closing)) + 0.3 * c.outcome - len(c.unable) / len(view.agent)
+    )
+    score -= 0.1 * min(len(c.complained), 3)
+    score -= 0.3 * (bool(c.escalated) or conv.escalated) + 0.3 * conv.reopened + 0.4 * c.abandoned
+    evidence = [*c.confirmed, *c.done[-1:], *c.complained[:2], *c.escalated[:1], *c.unable[-2:]]
+    if c.abandoned:
         evidence.append(view.customer[-1])
     return Finding(clamp(score), 0.6, tuple(view.evidence(i) for i in sorted(set(evidence))))
 

@@ -30,6 +30,21 @@ def _measure(value: float, threshold: float, slack: float) -> float:
     return clamp(1 - (value - threshold) / (threshold * (slack - 1)))
 
 
+def customer_waits(view: ConversationView) -> list[tuple[float, int]]:
+    """(seconds, agent turn) per answered customer turn: from its first unanswered turn to the agent's reply."""
+    waits: list[tuple[float, int]] = []
+    waiting_since = None
+    for i, t in enumerate(view.conversation.turns):
+        if t.ts is None:
+            continue
+        if i in view.customer_set:
+            waiting_since = waiting_since or t.ts
+        elif i in view.agent_set and waiting_since is not None:
+            waits.append(((t.ts - waiting_since).total_seconds(), i))
+            waiting_since = None
+    return waits
+
+
 class TimingScorer:
     name = "timing"
     version = "1.0.0"
@@ -43,17 +58,7 @@ class TimingScorer:
     def score(self, view: ConversationView, parsed: TimingParams) -> Finding:
         if (short := view.too_little()) is not None:
             return short
-        turns = view.conversation.turns
-        waits: list[tuple[float, int]] = []  # (seconds, agent turn) per answered customer turn
-        waiting_since = None
-        for i, t in enumerate(turns):
-            if t.ts is None:
-                continue
-            if i in view.customer_set:
-                waiting_since = waiting_since or t.ts
-            elif i in view.agent_set and waiting_since is not None:
-                waits.append(((t.ts - waiting_since).total_seconds(), i))
-                waiting_since = None
+        waits = customer_waits(view)
         scores: list[float] = []
         evidence: list[int] = []
         if parsed.first_response_s and waits:

@@ -1,0 +1,275 @@
+"""Fit the pCSAT model on the even half of the labelled STAR conversations and write its versioned data.
+
+    uv run python -m bench.pcsat_fit [--data path/to/star.jsonl] [--check]
+
+Writes services/scoring/qastream_scoring/pcsat/model.json (coefficients, calibration, validity figures) and
+docs/pcsat_reliability.png. Deterministic: the same data gives the same file byte for byte; `--check` fails
+(exit 1) when the stored model differs from a refit, e.g. after a scorer changed its cues.
+
+The discipline is the scorecard weights' (bench/autoqa_validity.py): CRC-32 of the conversation id, even
+half fits, odd half checks. The id only splits; no feature reads it, a template name or a domain word.
+- Two logistic heads on the standardised signals, one per question customers answered: "task not done"
+  (user_says_task_done false) and "not calm and helpful" (user_says_agent_calm_helpful false).
+- The risk score is head_not_done + w·head_not_calm_helpful, one linear model. w is chosen on the fitting
+  half, from out-of-fold head scores (5 folds), as the weight that beats the review score by the widest
+  margin on the weaker of the two questions: pCSAT is meant to track satisfaction better than the QA score
+  on both, and a plain fit to "either answer negative" lets the frequent task answers drown the calm one.
+- Platt calibration, fitted on the out-of-fold risk scores of the fitting half, against "dissatisfied":
+  either answer negative (among conversations where at least one was asked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from qastream_scoring.autoqa import prepare, score_conversation
+from qastream_scoring.autoqa.base import ConversationView
+from qastream_scoring.default_scorecard import default_scorecard
+from qastream_scoring.pcsat.model import MODEL_PATH, PcsatModel
+from qastream_scoring.pcsat.signals import SIGNALS, scorer_versions, signals
+from qastream_shared.conversation import Conversation
+from qastream_shared.testing import STAR
+
+MODEL_VERSION = "1.0.0"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+PNG = DOCS / "pcsat_reliability.png"
+HEAD_C = 0.05  # L2 strength: the calm-helpful head learns from about 70 negatives
+FOLDS = 5
+WEIGHTS = [round(0.1 * k, 1) for k in range(51)]
+BINS = 10
+FIT, CHECK = 0, 1
+HALF_NAMES = {FIT: "even (fitted)", CHECK: "odd (not fitted)"}
+NOT_DONE, NOT_CALM = "user_says_task_done", "user_says_agent_calm_helpful"
+
+
+@dataclass
+class Corpus:
+    """The labelled conversations pCSAT can judge (an agent and a customer turn), as arrays."""
+
+    ids: list[str]
+    views: list[ConversationView]
+    x: np.ndarray  # signals, NaN where not measurable
+    half: np.ndarray
+    not_done: np.ndarray  # 1 negative answer, 0 positive, -1 not asked
+    not_calm: np.ndarray
+    review_score: np.ndarray  # the default scorecard's review score, NaN when not scored
+
+
+def _negative(label: bool | None) -> int:
+    return -1 if label is None else int(label is False)
+
+
+def load(path: Path) -> Corpus:
+    rows = [orjson.loads(line) for line in path.open("rb")]
+    card = prepare(default_scorecard())
+    ids, views, xs, nd, nc, review = [], [], [], [], [], []
+    for row in rows:
+        conv = Conversation.model_validate({k: v for k, v in row.items() if k != "labels"})
+        view = ConversationView(conv)
+        if not view.customer or not view.agent:
+            continue
+        found = signals(view)
+        ids.append(conv.conversation_id)
+        views.append(view)
+        xs.append([np.nan if found[s].value is None else found[s].value for s in SIGNALS])
+        nd.append(_negative(row["labels"][NOT_DONE]))
+        nc.append(_negative(row["labels"][NOT_CALM]))
+        score = score_conversation(conv, card).result.score
+        review.append(np.nan if score is None else score)
+    return Corpus(
+        ids=ids,
+        views=views,
+        x=np.array(xs, dtype=float),
+        half=np.array([zlib.crc32(i.encode()) % 2 for i in ids]),
+        not_done=np.array(nd),
+        not_calm=np.array(nc),
+        review_score=np.array(review),
+    )
+
+
+def dissatisfied(c: Corpus) -> np.ndarray:
+    """1 when either answer is negative, 0 when every answer given is positive, -1 when neither was asked."""
+    return np.where(
+        (c.not_done == 1) | (c.not_calm == 1), 1, np.where((c.not_done == 0) | (c.not_calm == 0), 0, -1)
+    )
+
+
+def _auc(y: np.ndarray, score: np.ndarray, pick: np.ndarray) -> float:
+    m = pick & (y >= 0) & ~np.isnan(score)
+    return float(roc_auc_score(y[m], score[m]))
+
+
+def _head(z: np.ndarray, y: np.ndarray, rows: np.ndarray) -> LogisticRegression:
+    m = rows & (y >= 0)
+    return LogisticRegression(C=HEAD_C, max_iter=1000).fit(z[m], y[m])
+
+
+def fit(c: Corpus) -> dict[str, Any]:
+    fitting = c.half == FIT
+    center = np.nanmean(c.x[fitting], axis=0)
+    scale = np.nanstd(c.x[fitting], axis=0)
+    scale[scale == 0] = 1.0
+    z = np.nan_to_num((c.x - center) / scale, nan=0.0)
+    # Out-of-fold head scores on the fitting half: what w and the calibration are chosen on.
+    fold = np.array([(zlib.crc32(i.encode()) >> 1) % FOLDS for i in c.ids])
+    oof = np.zeros((len(c.ids), 2))
+    for k in range(FOLDS):
+        train, test = fitting & (fold != k), fitting & (fold == k)
+        for j, y in enumerate((c.not_done, c.not_calm)):
+            oof[test, j] = _head(z, y, train).decision_function(z[test])
+    review_risk = 1 - c.review_score
+    floor = [_auc(y, review_risk, fitting) for y in (c.not_done, c.not_calm)]
+
+    def margin(w: float) -> float:
+        risk = oof[:, 0] + w * oof[:, 1]
+        return min(_auc(y, risk, fitting) - f for y, f in zip((c.not_done, c.not_calm), floor, strict=True))
+
+    weight = max(WEIGHTS, key=lambda w: (margin(w), -w))
+    heads = [_head(z, y, fitting) for y in (c.not_done, c.not_calm)]
+    coefficients = heads[0].coef_[0] + weight * heads[1].coef_[0]
+    intercept = float(heads[0].intercept_[0] + weight * heads[1].intercept_[0])
+    target = dissatisfied(c)
+    m = fitting & (target >= 0)
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit((oof[m, 0] + weight * oof[m, 1])[:, None], target[m])
+
+    def r(x: float) -> float:
+        return round(float(x), 6)
+
+    return {
+        "version": MODEL_VERSION,
+        "fitted_on": "STAR (../shared/data), even half by CRC-32 of the conversation id; odd half held out",
+        "target": "dissatisfied: the customer said the task was not done or the agent was not calm and helpful",
+        "scorer_versions": scorer_versions(),
+        "signals": list(SIGNALS),
+        "center": {s: r(v) for s, v in zip(SIGNALS, center, strict=True)},
+        "scale": {s: r(v) for s, v in zip(SIGNALS, scale, strict=True)},
+        "coefficients": {s: r(v) for s, v in zip(SIGNALS, coefficients, strict=True)},
+        "intercept": r(intercept),
+        "heads": {
+            "not_done": {s: r(v) for s, v in zip(SIGNALS, heads[0].coef_[0], strict=True)},
+            "not_calm_helpful": {s: r(v) for s, v in zip(SIGNALS, heads[1].coef_[0], strict=True)},
+            "weight_not_calm_helpful": weight,
+            # On the fitting half, out of fold: pCSAT's AUC minus the review score's, on the weaker question.
+            "fitting_margin_over_review_score": round(margin(weight), 4),
+            "l2_c": HEAD_C,
+        },
+        "calibration": {"method": "platt", "a": r(platt.coef_[0][0]), "b": r(platt.intercept_[0])},
+    }
+
+
+def reliability(p: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+    """Equal-width bins of predicted probability: n, mean predicted, observed rate."""
+    out = []
+    for k in range(BINS):
+        lo, hi = k / BINS, (k + 1) / BINS
+        m = (p >= lo) & ((p < hi) if k < BINS - 1 else (p <= hi))
+        n = int(m.sum())
+        out.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "n": n,
+                "mean_predicted": round(float(p[m].mean()), 4) if n else None,
+                "observed": round(float(y[m].mean()), 4) if n else None,
+            }
+        )
+    return out
+
+
+def validity(c: Corpus, p: np.ndarray) -> dict[str, Any]:
+    """Per half: AUCs of pCSAT and of the review score, Brier score, reliability bins with their n."""
+    target = dissatisfied(c)
+    review_risk = 1 - c.review_score
+    out: dict[str, Any] = {}
+    for half, name in HALF_NAMES.items():
+        pick = c.half == half
+        m = pick & (target >= 0)
+        out[name] = {
+            "conversations": int(pick.sum()),
+            "labelled": int(m.sum()),
+            "dissatisfied_rate": round(float(target[m].mean()), 4),
+            "auc_task_not_done": round(_auc(c.not_done, p, pick), 4),
+            "auc_not_calm_helpful": round(_auc(c.not_calm, p, pick), 4),
+            "review_score_auc_task_not_done": round(_auc(c.not_done, review_risk, pick), 4),
+            "review_score_auc_not_calm_helpful": round(_auc(c.not_calm, review_risk, pick), 4),
+            "negatives_task_not_done": int((pick & (c.not_done == 1)).sum()),
+            "negatives_not_calm_helpful": int((pick & (c.not_calm == 1)).sum()),
+            "brier": round(float(brier_score_loss(target[m], p[m])), 4),
+            "brier_base_rate": round(float(brier_score_loss(target[m], np.full(m.sum(), target[m].mean()))), 4),
+            "reliability": reliability(p[m], target[m]),
+        }
+    return out
+
+
+def predictions(c: Corpus, model: PcsatModel) -> np.ndarray:
+    """p_dissatisfied exactly as the service computes it (same code, same rounding)."""
+    return np.array([model.predict(v).p_dissatisfied for v in c.views], dtype=float)
+
+
+def plot(figures: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    ax.fill_between([0, 1], [-0.1, 0.9], [0.1, 1.1], color="grey", alpha=0.12, label="±0.1")
+    for (name, half), marker in zip(figures.items(), ("o", "s"), strict=True):
+        bins = [b for b in half["reliability"] if b["n"]]
+        xs = [b["mean_predicted"] for b in bins]
+        ys = [b["observed"] for b in bins]
+        line = ax.plot(xs, ys, marker=marker, label=f"{name}: Brier {half['brier']}")[0]
+        for b in bins:
+            ax.annotate(str(b["n"]), (b["mean_predicted"], b["observed"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7, color=line.get_color())  # fmt: skip
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(dissatisfied)", ylabel="observed share dissatisfied")
+    ax.set_title("pCSAT reliability on STAR (n per bin)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def build(path: Path) -> dict[str, Any]:
+    corpus = load(path)
+    doc = fit(corpus)
+    doc["validity"] = validity(corpus, predictions(corpus, PcsatModel.from_document(doc)))
+    return doc
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=STAR)
+    parser.add_argument("--check", action="store_true", help="fail when model.json differs from a refit")
+    args = parser.parse_args(argv)
+    doc = build(args.data)
+    text = encode(doc)
+    if args.check:
+        same = MODEL_PATH.exists() and MODEL_PATH.read_bytes() == text
+        print("model.json matches a refit" if same else "model.json differs from a refit: run bench.pcsat_fit")
+        return 0 if same else 1
+    MODEL_PATH.write_bytes(text)
+    plot(doc["validity"], PNG)
+    print(orjson.dumps(doc["validity"], option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The pCSAT model: fitted coefficients as versioned data, applied to a conversation's signals.
+
+`model.json` holds everything a prediction needs, written by `uv run python -m bench.pcsat_fit` and never
+trained at request time: the signals' centre and scale on the fitting half, one coefficient per signal, the
+Platt calibration, the scorer versions the signals were computed with, and the model's measured validity.
+The risk score s = intercept + Σ coefficient·(value − centre)/scale (a signal that cannot be taken, like
+timing without timestamps, sits at its centre); p_dissatisfied = 1 / (1 + exp(−(a·s + b))); the predicted
+satisfaction is 1 + 4·(1 − p_dissatisfied) on the 1–5 survey scale (STAR has yes/no answers, not 1–5
+ratings, so the scale is the calibrated probability restated, not a fitted rating).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from qastream_scoring.autoqa.base import ConversationView
+from qastream_scoring.pcsat.signals import signals
+from qastream_shared.conversation import Conversation
+from qastream_shared.events import CsatCue, PredictedCsat
+
+MODEL_PATH = Path(__file__).with_name("model.json")
+EVIDENCE_CUES = 3  # the turns of this many strongest cues are quoted as evidence
+EVIDENCE_TURNS = 6
+NO_CUSTOMER = "no customer turn: nothing shows how the customer felt"
+NO_AGENT = "no agent turn: the customer was never answered, so there is no service to judge"
+
+
+@dataclass(frozen=True, slots=True)
+class PcsatModel:
+    version: str
+    center: dict[str, float]
+    scale: dict[str, float]
+    coefficients: dict[str, float]
+    intercept: float
+    platt_a: float
+    platt_b: float
+    scorer_versions: dict[str, str]
+    document: dict[str, Any]  # the whole file, validity figures included, as the API serves it
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> PcsatModel:
+        return cls(
+            version=doc["version"],
+            center=doc["center"],
+            scale=doc["scale"],
+            coefficients=doc["coefficients"],
+            intercept=doc["intercept"],
+            platt_a=doc["calibration"]["a"],
+            platt_b=doc["calibration"]["b"],
+            scorer_versions=doc["scorer_versions"],
+            document=doc,
+        )
+
+    def predict(self, conversation: Conversation | ConversationView) -> PredictedCsat:
+        view = conversation if isinstance(conversation, ConversationView) else ConversationView(conversation)
+        if not view.customer:
+            return PredictedCsat(model_version=self.version, reason=NO_CUSTOMER)
+        if not view.agent:
+            return PredictedCsat(model_version=self.version, reason=NO_AGENT)
+        found = signals(view)
+        cues = []
+        for name, coefficient in self.coefficients.items():
+            sig = found[name]
+            z = 0.0 if sig.value is None else (sig.value - self.center[name]) / self.scale[name]
+            cues.append(
+                CsatCue(
+                    name=name,
+                    value=None if sig.value is None else round(sig.value, 4),
+                    effect=round(coefficient * z, 4),
+                    turns=list(sig.turns),
+                    note=sig.note,
+                )
+            )
+        risk = self.intercept + sum(c.effect for c in cues)
+        p = round(_sigmoid(self.platt_a * risk + self.platt_b), 4)
+        cues.sort(key=lambda c: (-abs(c.effect), c.name))
+        turns = dict.fromkeys(t for c in cues[:EVIDENCE_CUES] if c.effect for t in c.turns)
+        return PredictedCsat(
+            model_version=self.version,
+            predicted=round(1 + 4 * (1 - p), 2),
+            p_dissatisfied=p,
+            evidence=[view.evidence(t) for t in list(turns)[:EVIDENCE_TURNS]],
+            cues=cues,
+        )
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+@cache
+def current() -> PcsatModel:
+    """The model shipped with this release."""
+    return PcsatModel.from_document(orjson.loads(MODEL_PATH.read_bytes()))

@@ -105,7 +105,7 @@ def dissatisfied(c: Corpus) -> np.ndarray:
     )
 
 
-def _auc(y: np.ndarray, score: np.ndarray, pick: np.ndarray) -> float:
+def auc(y: np.ndarray, score: np.ndarray, pick: np.ndarray) -> float:
     m = pick & (y >= 0) & ~np.isnan(score)
     return float(roc_auc_score(y[m], score[m]))
 
@@ -129,11 +129,11 @@ def fit(c: Corpus) -> dict[str, Any]:
         for j, y in enumerate((c.not_done, c.not_calm)):
             oof[test, j] = _head(z, y, train).decision_function(z[test])
     review_risk = 1 - c.review_score
-    floor = [_auc(y, review_risk, fitting) for y in (c.not_done, c.not_calm)]
+    floor = [auc(y, review_risk, fitting) for y in (c.not_done, c.not_calm)]
 
     def margin(w: float) -> float:
         risk = oof[:, 0] + w * oof[:, 1]
-        return min(_auc(y, risk, fitting) - f for y, f in zip((c.not_done, c.not_calm), floor, strict=True))
+        return min(auc(y, risk, fitting) - f for y, f in zip((c.not_done, c.not_calm), floor, strict=True))
 
     weight = max(WEIGHTS, key=lambda w: (margin(w), -w))
     heads = [_head(z, y, fitting) for y in (c.not_done, c.not_calm)]
@@ -199,14 +199,16 @@ def validity(c: Corpus, p: np.ndarray) -> dict[str, Any]:
             "conversations": int(pick.sum()),
             "labelled": int(m.sum()),
             "dissatisfied_rate": round(float(target[m].mean()), 4),
-            "auc_task_not_done": round(_auc(c.not_done, p, pick), 4),
-            "auc_not_calm_helpful": round(_auc(c.not_calm, p, pick), 4),
-            "review_score_auc_task_not_done": round(_auc(c.not_done, review_risk, pick), 4),
-            "review_score_auc_not_calm_helpful": round(_auc(c.not_calm, review_risk, pick), 4),
+            "auc_task_not_done": round(auc(c.not_done, p, pick), 4),
+            "auc_not_calm_helpful": round(auc(c.not_calm, p, pick), 4),
+            "review_score_auc_task_not_done": round(auc(c.not_done, review_risk, pick), 4),
+            "review_score_auc_not_calm_helpful": round(auc(c.not_calm, review_risk, pick), 4),
             "negatives_task_not_done": int((pick & (c.not_done == 1)).sum()),
             "negatives_not_calm_helpful": int((pick & (c.not_calm == 1)).sum()),
             "brier": round(float(brier_score_loss(target[m], p[m])), 4),
-            "brier_base_rate": round(float(brier_score_loss(target[m], np.full(m.sum(), target[m].mean()))), 4),
+            "brier_base_rate": round(
+                float(brier_score_loss(target[m], np.full(m.sum(), target[m].mean()))), 4
+            ),
             "reliability": reliability(p[m], target[m]),
         }
     return out
@@ -263,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = encode(doc)
     if args.check:
         same = MODEL_PATH.exists() and MODEL_PATH.read_bytes() == text
-        print("model.json matches a refit" if same else "model.json differs from a refit: run bench.pcsat_fit")
+        print(
+            "model.json matches a refit" if same else "model.json differs from a refit: run bench.pcsat_fit"
+        )
         return 0 if same else 1
     MODEL_PATH.write_bytes(text)
     plot(doc["validity"], PNG)

@@ -134,6 +134,18 @@ class NegativeSentiment(_Strict):
         return f"sentiment<{self.below:g}"
 
 
+class PredictedDissatisfied(_Strict):
+    """pCSAT's calibrated probability that the customer is dissatisfied is at least `at_least`. Needs the auto
+    review, like `negative_sentiment`; a review without a prediction (no customer turn) never matches."""
+
+    kind: Literal["predicted_dissatisfied"] = "predicted_dissatisfied"
+    at_least: float = Field(gt=0, le=1)
+
+    @property
+    def name(self) -> str:
+        return f"p_dissatisfied>={self.at_least:g}"
+
+
 class HandleTimeAbove(_Strict):
     kind: Literal["handle_time_above"] = "handle_time_above"
     seconds: float = Field(gt=0)
@@ -170,6 +182,7 @@ Rule = Annotated[
     | AutoScoreBelow
     | AutoFail
     | NegativeSentiment
+    | PredictedDissatisfied
     | HandleTimeAbove
     | ChannelIs
     | HasTag,
@@ -177,7 +190,7 @@ Rule = Annotated[
 ]
 
 
-REVIEW_FED = (AutoScoreBelow, AutoFail, NegativeSentiment)
+REVIEW_FED = (AutoScoreBelow, AutoFail, NegativeSentiment, PredictedDissatisfied)
 
 
 class Fallback(_Strict):

@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qastream_scoring.autoqa import (
     DEFAULT_REGISTRY,
@@ -20,23 +22,35 @@ from qastream_scoring.autoqa import (
     score_conversation,
 )
 from qastream_scoring.autoqa.llm import LlmSettings
+from qastream_scoring.pcsat import PcsatModel
+from qastream_scoring.pcsat import current as pcsat_model
 from qastream_shared.conversation import Conversation
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import Scorecard, ScoringSettings
+
+
+class PcsatSettings(BaseSettings):
+    """QA_PCSAT_ENABLED=false publishes auto reviews without pCSAT (bench.scoring measures its cost so)."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_PCSAT_", extra="ignore")
+    enabled: bool = True
 
 
 @dataclass
 class AutoQARunner:
     registry: Registry
     pool: ThreadPoolExecutor | None = None  # only when an llm endpoint is configured
+    pcsat: PcsatModel | None = field(default_factory=pcsat_model)
 
     @classmethod
     def from_env(cls) -> AutoQARunner:
         llm = LlmSettings()
         config = llm.config()
+        pcsat = pcsat_model() if PcsatSettings().enabled else None
         if config is None:
-            return cls(DEFAULT_REGISTRY)
-        return cls(default_registry(config), ThreadPoolExecutor(llm.concurrency, thread_name_prefix="autoqa"))
+            return cls(DEFAULT_REGISTRY, pcsat=pcsat)
+        pool = ThreadPoolExecutor(llm.concurrency, thread_name_prefix="autoqa")
+        return cls(default_registry(config), pool, pcsat)
 
     async def score(
         self, conversations: Sequence[Conversation], card: Scorecard, settings: ScoringSettings

@@ -24,6 +24,7 @@ from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
     Envelope,
+    PredictedCsat,
     Rating,
     ReviewKind,
     ReviewSubmitted,
@@ -45,6 +46,7 @@ _INSERT_REVIEWS = (
     .values(
         ratings=cast(bindparam("ratings", type_=Text), JSONB),
         scorer_versions=cast(bindparam("scorer_versions", type_=Text), JSONB),
+        pcsat=cast(bindparam("pcsat", type_=Text), JSONB),
     )
     .on_conflict_do_nothing()
     .returning(reviews.c.review_id)
@@ -196,17 +198,18 @@ async def set_settings(
     )
 
 
-def review_id(tenant_id: str, conversation_id: str, auto: AutoReview) -> str:
-    """Deterministic: the same conversation under the same scorecard and scorers is one review, ever."""
-    return deterministic_id(
-        "review",
-        tenant_id,
-        conversation_id,
+def review_id(tenant_id: str, conversation_id: str, auto: AutoReview, pcsat: PredictedCsat | None) -> str:
+    """Deterministic: the same conversation under the same scorecard, scorers and pCSAT model is one review,
+    ever; a new pCSAT model version makes `qa rescore` back-fill new reviews rather than skip them."""
+    parts = [
         ReviewKind.auto.value,
         auto.scorecard_id,
         str(auto.scorecard_version),
         orjson.dumps(auto.scorer_versions, option=orjson.OPT_SORT_KEYS).decode(),
-    )
+    ]
+    if pcsat is not None:
+        parts.append(f"pcsat={pcsat.model_version}")
+    return deterministic_id("review", tenant_id, conversation_id, *parts)
 
 
 async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conversation]) -> None:
@@ -240,7 +243,8 @@ async def auto_reviews(
     causes: dict[str, Envelope | None] = {}
     autos = await runner.score([conv for conv, _, _ in items], card, settings)
     for (conv, inclusion, cause), auto in zip(items, autos, strict=True):
-        rid = review_id(tenant_id, conv.conversation_id, auto)
+        pcsat = runner.pcsat.predict(conv) if runner.pcsat is not None else None
+        rid = review_id(tenant_id, conv.conversation_id, auto, pcsat)
         ev = ReviewSubmitted(
             review_id=rid,
             conversation_id=conv.conversation_id,
@@ -256,6 +260,7 @@ async def auto_reviews(
             auto_failed=auto.result.auto_failed,
             passed=auto.result.passed,
             inclusion_probability=inclusion,
+            pcsat=pcsat,
             submitted_at=now,
         )
         events[rid], causes[rid] = ev, cause
@@ -275,6 +280,7 @@ async def auto_reviews(
             "team": conv.team,
             "channel": conv.channel.value,
             "inclusion_probability": inclusion,
+            "pcsat": None if pcsat is None else pcsat.model_dump_json(),
             "submitted_at": now,
         }
     if not rows:

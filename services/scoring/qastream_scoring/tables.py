@@ -252,3 +252,8 @@ WORKFLOW_TABLES = (
     calibration_reviews,
 )
 tables.update({t.name: t for t in WORKFLOW_TABLES})
+
+# --- pCSAT (migration 0003) -----------------------------------------------------------------------
+
+# The predicted satisfaction of an AutoQA review, as published in ReviewSubmitted.pcsat (null on manual ones).
+reviews.append_column(Column("pcsat", JSONB, nullable=True))

@@ -281,7 +281,7 @@ def observe_update(
 
 
 def observe_review(state: SamplerState, event: ReviewSubmitted, *, config: SamplerConfig) -> list[Decision]:
-    """Auto reviews feed the AutoQA rules (score, auto-fail, sentiment); other reviews are ignored."""
+    """Auto reviews feed the AutoQA rules (score, auto-fail, sentiment, pCSAT); other reviews are ignored."""
     if event.kind is not ReviewKind.auto:
         return []
     facts = _facts_for(state, event.conversation_id)
@@ -295,4 +295,5 @@ def observe_review(state: SamplerState, event: ReviewSubmitted, *, config: Sampl
         ),
         None,
     )
+    facts.p_dissatisfied = event.pcsat.p_dissatisfied if event.pcsat is not None else None
     return _on_new_facts(state, facts, as_utc(event.submitted_at), "auto review", config)

@@ -53,6 +53,7 @@ class ConversationFacts:
     auto_score: float | None = None
     auto_failed: bool = False
     sentiment: float | None = None
+    p_dissatisfied: float | None = None  # pCSAT, from the auto review
 
 
 class PoolKey(NamedTuple):

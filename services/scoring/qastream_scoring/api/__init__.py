@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from qastream_scoring.api import agreement, assignments, calibrations, disputes, reviews, scorecards
+from qastream_scoring.api import agreement, assignments, calibrations, disputes, pcsat, reviews, scorecards
 
 router = APIRouter()
-for module in (scorecards, reviews, assignments, disputes, calibrations, agreement):
+for module in (scorecards, reviews, assignments, disputes, calibrations, agreement, pcsat):
     router.include_router(module.router)

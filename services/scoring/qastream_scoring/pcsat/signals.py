@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from qastream_scoring.autoqa.base import ConversationView
+from qastream_scoring.autoqa.base import ConversationView, Scorer
 from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer, outcome_cues
 from qastream_scoring.autoqa.sentiment import SentimentScorer, customer_mood
@@ -46,7 +46,7 @@ _RESOLVED = _RESOLUTION.parse({"check": "resolved"}, _SCALE)
 _CONDUCT_PARAMS = _CONDUCT.parse({}, _SCALE)
 _TONE = _SENTIMENT.parse({"customer_weight": 0.0}, _SCALE)
 # The scorers whose versions the signals depend on: a fitted model is only valid with these versions.
-SCORERS = (_RESOLUTION, _CONDUCT, _SENTIMENT, TimingScorer())
+SCORERS: tuple[Scorer, ...] = (_RESOLUTION, _CONDUCT, _SENTIMENT, TimingScorer())
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,7 @@ def _as_submitted(row: Mapping[str, Any]) -> dict[str, Any]:
         auto_failed=row["auto_failed"],
         passed=row["passed"],
         inclusion_probability=row["inclusion_probability"],
+        pcsat=row["pcsat"],
         submitted_at=row["submitted_at"],
     )
     return ev.model_dump(mode="json")

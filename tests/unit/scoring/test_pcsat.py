@@ -1,0 +1,134 @@
+"""pCSAT: no made-up numbers, evidence that points at turns, and validity measured on the half of STAR the
+model was not fitted on (computed here from the data, not read from model.json)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from bench import pcsat_fit
+from qastream_scoring.pcsat import current
+from qastream_scoring.pcsat.model import NO_AGENT, NO_CUSTOMER
+from qastream_scoring.pcsat.signals import scorer_versions
+from qastream_shared.conversation import Conversation
+from qastream_shared.testing import STAR
+
+T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
+
+
+def chat(*turns: tuple[str, str]) -> Conversation:
+    return Conversation.model_validate(
+        {
+            "conversation_id": "c1",
+            "turns": [
+                {"role": role, "text": text, "ts": T0 + timedelta(seconds=20 * i)}
+                for i, (role, text) in enumerate(turns)
+            ],
+        }
+    )
+
+
+def test_no_customer_turn_gets_no_number_but_a_reason() -> None:
+    p = current().predict(chat(("agent", "Hello, how can I help?"), ("agent", "Anyone there?")))
+    assert (p.predicted, p.p_dissatisfied, p.reason) == (None, None, NO_CUSTOMER)
+    assert p.model_version == current().version and p.cues == [] and p.evidence == []
+    blank = current().predict(chat(("customer", "   "), ("agent", "Hello?")))
+    assert (blank.predicted, blank.p_dissatisfied, blank.reason) == (None, None, NO_CUSTOMER)
+    unanswered = current().predict(chat(("customer", "Hello? I need help with my booking")))
+    assert (unanswered.predicted, unanswered.p_dissatisfied, unanswered.reason) == (None, None, NO_AGENT)
+
+
+def test_a_refused_angry_customer_is_predicted_less_satisfied_than_a_thankful_one() -> None:
+    happy = current().predict(
+        chat(
+            ("customer", "Hi, can you book me a table for two tonight?"),
+            ("agent", "Of course. Your table for two at 8 pm is booked and confirmed."),
+            ("customer", "Perfect, thank you so much! That was really helpful."),
+            ("agent", "You're welcome, have a great evening!"),
+        )
+    )
+    unhappy = current().predict(
+        chat(
+            ("customer", "Hi, can you book me a table for two tonight?"),
+            ("agent", "Sorry, we cannot book that. No tables are available."),
+            ("customer", "This is ridiculous, I already told you the time. Useless."),
+            ("agent", "Sorry, we cannot book that. No tables are available."),
+            ("customer", "Forget it."),
+            ("agent", "Goodbye."),
+        )
+    )
+    assert happy.p_dissatisfied is not None and unhappy.p_dissatisfied is not None
+    assert unhappy.p_dissatisfied > happy.p_dissatisfied + 0.2
+    assert happy.predicted is not None and unhappy.predicted is not None
+    assert unhappy.predicted < happy.predicted
+    # The evidence quotes the turns behind the strongest cues, and each cue names its turns.
+    top = unhappy.cues[0]
+    assert abs(top.effect) == max(abs(c.effect) for c in unhappy.cues)
+    assert {e.turn for e in unhappy.evidence} <= {t for c in unhappy.cues[:3] for t in c.turns}
+    assert unhappy.evidence and all(e.quote for e in unhappy.evidence)
+    assert {c.name for c in unhappy.cues} == set(current().coefficients)
+
+
+def test_the_model_was_fitted_with_the_scorers_it_runs_with() -> None:
+    # A scorer whose cues change gets a new version: the model must be refitted (bench.pcsat_fit) with it.
+    assert current().scorer_versions == scorer_versions()
+
+
+@pytest.fixture(scope="module")
+def corpus() -> pcsat_fit.Corpus:
+    if not STAR.exists():
+        pytest.skip(f"{STAR} is not here")
+    return pcsat_fit.load(STAR)
+
+
+def test_refitting_gives_the_stored_coefficients(corpus: pcsat_fit.Corpus) -> None:
+    refit = pcsat_fit.fit(corpus)
+    stored = current().document
+    for key in ("version", "scorer_versions", "center", "scale", "coefficients", "intercept", "calibration"):
+        assert refit[key] == stored[key], key
+
+
+@pytest.fixture(scope="module")
+def held_out(corpus: pcsat_fit.Corpus) -> tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray]:
+    p = pcsat_fit.predictions(corpus, current())
+    return corpus, p, corpus.half == pcsat_fit.CHECK
+
+
+def test_calibrated_within_a_tenth_in_every_well_filled_bin_of_the_held_out_half(
+    held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
+) -> None:
+    c, p, pick = held_out
+    target = pcsat_fit.dissatisfied(c)
+    m = pick & (target >= 0)
+    bins = [b for b in pcsat_fit.reliability(p[m], target[m]) if b["n"] >= 30]
+    assert len(bins) >= 4  # not vacuous: most conversations sit in bins this test checks
+    assert sum(b["n"] for b in bins) >= 0.95 * m.sum()
+    for b in bins:
+        assert abs(b["mean_predicted"] - b["observed"]) <= 0.1, b
+
+
+def test_beats_the_review_score_on_not_calm_helpful_in_the_held_out_half(
+    held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
+) -> None:
+    c, p, pick = held_out
+    review_risk = 1 - c.review_score
+    assert pcsat_fit.auc(c.not_calm, p, pick) > pcsat_fit.auc(c.not_calm, review_risk, pick)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not met by pCSAT 1.0.0: on the held-out half, task-not-done AUC is 0.749 against the review "
+    "score's 0.769 and the 0.82 target, and not-calm-helpful 0.735 against the 0.75 target; the signals "
+    "trade one question against the other (see DESIGN.md, pCSAT)",
+)
+def test_meets_the_targets_and_beats_the_review_score_on_both_questions(
+    held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
+) -> None:
+    c, p, pick = held_out
+    review_risk = 1 - c.review_score
+    for y, target in ((c.not_done, 0.82), (c.not_calm, 0.75)):
+        auc = pcsat_fit.auc(y, p, pick)
+        assert auc > pcsat_fit.auc(y, review_risk, pick)
+        assert auc >= target

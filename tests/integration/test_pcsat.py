@@ -20,6 +20,7 @@ from qastream_scoring.tables import reviews
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
     ConversationIngested,
+    ConversationSampled,
     Envelope,
     PredictedCsat,
     Purpose,
@@ -233,10 +234,12 @@ async def test_predicted_dissatisfied_rule_picks_exactly_the_conversations_at_or
     assert {r.conversation_id for r in manual} == expected
     assert {r.rule for r in manual} == {f"p_dissatisfied>={THRESHOLD:g}"}
     records = await read_topic(settings, physical(SAMPLES, settings), expect=len(P_VALUES) + len(expected))
+    samples = [decode(r.key, r.value, r.headers).data for r in records]
+    assert all(isinstance(e, ConversationSampled) for e in samples)
     picked = {
         e.conversation_id
-        for r in records
-        if (e := decode(r.key, r.value, r.headers).data).purpose is Purpose.manual
+        for e in samples
+        if isinstance(e, ConversationSampled) and e.purpose is Purpose.manual
     }
     assert picked == expected
     await runtime.engine.dispose()

@@ -167,7 +167,7 @@ async def on_reviews(
     rules = [r for r in (await store.current_rules(session, tenant_id)).values() if not r.paused]
     agents = {f.agent_id for f in facts}
     since = utc(min(f.at for f in facts) - longest_window_s(rules))
-    loaded, _ = await store.histories(session, tenant_id, agents, since)
+    loaded = await store.histories(session, tenant_id, agents, since)
     histories = {a: AgentHistory.of(loaded.get(a, [])) for a in agents}
     firings: list[Firing] = []
     revised: list[tuple[ReviewFact, list[Firing]]] = []
@@ -176,10 +176,11 @@ async def on_reviews(
         firings.extend(fired)
         if fact.revision > 0:
             revised.append((fact, fired))
-    await apply_firings(uow, out, tenant_id, firings, api_keys)
+    details = await store.review_details(session, tenant_id, {r for f in firings for r in f.review_ids})
+    await apply_firings(uow, out, tenant_id, firings, api_keys, details)
     for fact, fired in revised:
         await withdraw_stale(uow, out, tenant_id, fact, fired)
-    await raise_alerts(uow, out, tenant_id, facts, firings)
+    await raise_alerts(uow, out, tenant_id, facts, firings, details)
     await refresh_impacts(uow, out, tenant_id, agents)
 
 
@@ -210,8 +211,8 @@ async def on_disputes(
         for f in facts
         for firing in evaluate_rejection(f, [r for r in history if r.agent_id == f.agent_id], rules, kinds)
     ]
-    await apply_firings(uow, out, tenant_id, firings, api_keys)
-    await raise_alerts(uow, out, tenant_id, [], firings)
+    await apply_firings(uow, out, tenant_id, firings, api_keys, {})
+    await raise_alerts(uow, out, tenant_id, [], firings, {})
 
 
 # --- tasks ---
@@ -253,7 +254,12 @@ def envelope(
 
 
 async def apply_firings(
-    uow: UnitOfWork, out: Outbound, tenant_id: str, firings: Sequence[Firing], api_keys: Table
+    uow: UnitOfWork,
+    out: Outbound,
+    tenant_id: str,
+    firings: Sequence[Firing],
+    api_keys: Table,
+    details: dict[str, dict[str, Any]],
 ) -> None:
     """Opens a task per slot without one, or adds the evidence to the slot's open task; publishes both."""
     if not firings:
@@ -264,7 +270,8 @@ async def apply_firings(
     open_ = await store.open_tasks(session, tenant_id, slots)
     closed = await store.closed_counts(session, tenant_id, slots - set(open_))
     leads = await store.team_leads(session, api_keys, tenant_id, (f.team for f in firings))
-    details = await store.review_details(session, tenant_id, (r for f in firings for r in f.review_ids))
+    missing = {r for f in firings for r in f.review_ids} - set(details)
+    details = {**details, **await store.review_details(session, tenant_id, missing)}
     created: dict[str, tuple[dict[str, Any], Firing]] = {}
     evidence_rows: dict[tuple[str, str], dict[str, Any]] = {}
     for f in firings:
@@ -288,10 +295,7 @@ async def apply_firings(
                 "due_at": utc(f.at) + timedelta(days=f.rule.due_days),
                 "impact_reviews": f.rule.impact_reviews,
             }
-            if await store.insert_task(session, task):
-                created[task["task_id"]] = (task, f)
-            else:  # taken by a concurrent batch: join it
-                task = await store.task(session, tenant_id, task["task_id"]) or task
+            created[task["task_id"]] = (task, f)
             open_[slot] = task
         for rid in f.review_ids:
             d = details.get(rid)
@@ -303,17 +307,26 @@ async def apply_firings(
                     "tenant_id": tenant_id,
                     "task_id": task["task_id"],
                     "review_id": rid,
-                    "conversation_id": d.conversation_id,
+                    "conversation_id": d["conversation_id"],
                     "rule_id": f.rule.rule_id,
                     "rule_version": f.rule.version,
                     "reason": f.reason,
                     "at": utc(f.at),
-                    "kind": d.kind,
-                    "quotes": (d.evidence or {}).get(f.category_id or "", [])
+                    "kind": d["kind"],
+                    "quotes": (d["evidence"] or {}).get(f.category_id or "", [])
                     if f.category_id
-                    else [q for qs in (d.evidence or {}).values() for q in qs][:MAX_QUOTES],
+                    else [q for qs in (d["evidence"] or {}).values() for q in qs][:MAX_QUOTES],
                 },
             )
+    inserted = await store.insert_tasks(session, [t for t, _ in created.values()])
+    lost = {tid: t for tid, (t, _) in created.items() if tid not in inserted}
+    if lost:  # another replica's batch opened these slots first: the evidence joins its tasks
+        theirs = await store.open_tasks(session, tenant_id, {t["slot"] for t in lost.values()})
+        for row in evidence_rows.values():
+            if row["task_id"] in lost:
+                row["task_id"] = theirs[lost[row["task_id"]]["slot"]]["task_id"]
+        open_.update(theirs)
+        created = {tid: c for tid, c in created.items() if tid in inserted}
     new_pairs = await store.add_evidence(session, list(evidence_rows.values()))
     touched = {t for t, _ in new_pairs} | set(created)
     ids = await store.evidence_ids(session, tenant_id, touched)
@@ -375,7 +388,12 @@ async def withdraw_stale(
 
 
 async def raise_alerts(
-    uow: UnitOfWork, out: Outbound, tenant_id: str, facts: Iterable[ReviewFact], firings: Iterable[Firing]
+    uow: UnitOfWork,
+    out: Outbound,
+    tenant_id: str,
+    facts: Iterable[ReviewFact],
+    firings: Iterable[Firing],
+    details: dict[str, dict[str, Any]],
 ) -> None:
     """Every auto-fail, and every firing of a rule marked `alert`, raises one RiskAlertRaised."""
     pending: list[RiskAlertRaised] = []
@@ -416,12 +434,11 @@ async def raise_alerts(
             )
     if not pending:
         return
-    details = await store.review_details(
-        uow.session, tenant_id, (a.review_id for a in pending if not a.conversation_id)
-    )
+    missing = {a.review_id for a in pending if not a.conversation_id} - set(details)
+    details = {**details, **await store.review_details(uow.session, tenant_id, missing)}
     for a in pending:
         if not a.conversation_id and a.review_id in details:
-            a.conversation_id = details[a.review_id].conversation_id
+            a.conversation_id = details[a.review_id]["conversation_id"]
     new = await store.insert_alerts(
         uow.session,
         [

@@ -38,9 +38,32 @@ _UPSERT_REVIEWS = array_insert(
         + f" WHERE {reviews.name}.revision < excluded.revision RETURNING review_id"
     ),
 )
+_CATEGORY_COLUMNS = ("tenant_id", "category_id", "critical")
+_ADD_CATEGORIES = array_insert(categories, _CATEGORY_COLUMNS)
+_UPSERT_CATEGORIES = array_insert(
+    categories,
+    _CATEGORY_COLUMNS,
+    suffix="ON CONFLICT (tenant_id, category_id) DO UPDATE SET critical = excluded.critical",
+)
+_TASK_COLUMNS = (
+    "task_id", "tenant_id", "slot", "rule_id", "rule_version", "agent_id", "team", "assignee_id", "category_id",
+    "title", "status", "needs_confirmation", "opened_at", "due_at", "impact_reviews",
+)  # fmt: skip
+_INSERT_TASKS = array_insert(tasks, _TASK_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING task_id")
+_EVIDENCE_COLUMNS = (
+    "tenant_id", "task_id", "review_id", "conversation_id", "rule_id", "rule_version", "reason", "at", "kind",
+    "quotes",
+)  # fmt: skip
+_INSERT_EVIDENCE = array_insert(
+    evidence, _EVIDENCE_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING task_id, review_id"
+)
+_ALERT_COLUMNS = ("alert_id", "tenant_id", "review_id", "agent_id", "team", "rule_id", "reason", "raised_at")
+_INSERT_ALERTS = array_insert(alerts, _ALERT_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING alert_id")
+# The rules read only scores; the categories come as JSON text for orjson, several times faster than the
+# driver's json decoding of the many history rows a batch loads.
 _HISTORY = text(
     f"SELECT review_id, conversation_id, agent_id, team, kind, revision, at, score, passed, auto_failed, "
-    f"categories, evidence FROM {reviews.name} "
+    f"categories::text AS categories FROM {reviews.name} "
     "WHERE tenant_id = :tenant AND agent_id = ANY(CAST(:agents AS text[])) AND at > :since"
 )
 
@@ -103,17 +126,9 @@ async def add_categories(session: AsyncSession, rows: Sequence[dict[str, Any]], 
     """Scorecards say which categories are critical (overwrite); reviews only add ones not seen yet."""
     if not rows:
         return
-    unique = list({(r["tenant_id"], r["category_id"]): r for r in rows}.values())
-    stmt = pg_insert(categories).values(sorted(unique, key=lambda r: (r["tenant_id"], r["category_id"])))
-    stmt = (
-        stmt.on_conflict_do_update(
-            index_elements=[categories.c.tenant_id, categories.c.category_id],
-            set_={"critical": stmt.excluded.critical},
-        )
-        if overwrite
-        else stmt.on_conflict_do_nothing()
-    )
-    await session.execute(stmt)
+    unique = sorted({(r["tenant_id"], r["category_id"]): r for r in rows}.items())
+    params = array_params(_CATEGORY_COLUMNS, [r for _, r in unique])
+    await session.execute(_UPSERT_CATEGORIES if overwrite else _ADD_CATEGORIES, params)
 
 
 # --- review facts ---
@@ -145,7 +160,7 @@ async def upsert_reviews(session: AsyncSession, rows: list[dict[str, Any]]) -> s
     return set(result.scalars().all())
 
 
-def fact_of(row: Any) -> ReviewFact:
+def fact_of(row: Any, categories: dict[str, float] | None = None) -> ReviewFact:
     return ReviewFact(
         review_id=row["review_id"],
         conversation_id=row["conversation_id"],
@@ -156,24 +171,22 @@ def fact_of(row: Any) -> ReviewFact:
         score=row["score"],
         passed=row["passed"],
         auto_failed=row["auto_failed"],
-        categories=row["categories"],
+        categories=row["categories"] if categories is None else categories,
         revision=row["revision"],
     )
 
 
 async def histories(
     session: AsyncSession, tenant_id: str, agents: Iterable[str], since: datetime
-) -> tuple[dict[str, list[ReviewFact]], dict[str, dict[str, Any]]]:
-    """The agents' review facts after `since` (event time), and each review's evidence quotes by id."""
+) -> dict[str, list[ReviewFact]]:
+    """The agents' review facts after `since` (event time)."""
     rows = (
         await session.execute(_HISTORY, {"tenant": tenant_id, "agents": sorted(set(agents)), "since": since})
     ).mappings()
     facts: dict[str, list[ReviewFact]] = {}
-    quotes: dict[str, dict[str, Any]] = {}
     for row in rows:
-        facts.setdefault(row["agent_id"], []).append(fact_of(row))
-        quotes[row["review_id"]] = row["evidence"]
-    return facts, quotes
+        facts.setdefault(row["agent_id"], []).append(fact_of(row, orjson.loads(row["categories"])))
+    return facts
 
 
 async def reviews_of(session: AsyncSession, tenant_id: str, agent_id: str) -> list[ReviewFact]:
@@ -197,7 +210,13 @@ async def review_kinds(session: AsyncSession, tenant_id: str, review_ids: Iterab
     return dict(rows.tuples().all())
 
 
-async def review_details(session: AsyncSession, tenant_id: str, review_ids: Iterable[str]) -> dict[str, Any]:
+def _detail(row: Any) -> dict[str, Any]:
+    return {"conversation_id": row["conversation_id"], "kind": row["kind"], "evidence": row["evidence"]}
+
+
+async def review_details(
+    session: AsyncSession, tenant_id: str, review_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     ids = list(set(review_ids))
     if not ids:
         return {}
@@ -206,7 +225,7 @@ async def review_details(session: AsyncSession, tenant_id: str, review_ids: Iter
             reviews.c.tenant_id == tenant_id, reviews.c.review_id.in_(ids)
         )
     )
-    return {r.review_id: r for r in rows}
+    return {r["review_id"]: _detail(r) for r in rows.mappings()}
 
 
 # --- disputes ---
@@ -284,23 +303,21 @@ async def closed_counts(session: AsyncSession, tenant_id: str, slots: Iterable[s
     return dict(rows.tuples().all())
 
 
-async def insert_task(session: AsyncSession, row: dict[str, Any]) -> bool:
-    done = await session.execute(
-        pg_insert(tasks).values(**row).on_conflict_do_nothing().returning(tasks.c.task_id)
-    )
-    return done.first() is not None
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Inserts new tasks; returns the ids inserted (a concurrent batch may have taken a slot first)."""
+    if not rows:
+        return set()
+    result = await session.execute(_INSERT_TASKS, array_params(_TASK_COLUMNS, rows))
+    return set(result.scalars().all())
 
 
 async def add_evidence(session: AsyncSession, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """Adds evidence rows; returns the (task, review) pairs that were new."""
     if not rows:
         return set()
-    result = await session.execute(
-        pg_insert(evidence)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(evidence.c.task_id, evidence.c.review_id)
-    )
+    params = array_params(_EVIDENCE_COLUMNS, rows)
+    params["quotes"] = [orjson.dumps(q).decode() for q in params["quotes"]]
+    result = await session.execute(_INSERT_EVIDENCE, params)
     return {(t, r) for t, r in result}
 
 
@@ -418,9 +435,7 @@ async def team_leads(
 async def insert_alerts(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     if not rows:
         return set()
-    result = await session.execute(
-        pg_insert(alerts).values(rows).on_conflict_do_nothing().returning(alerts.c.alert_id)
-    )
+    result = await session.execute(_INSERT_ALERTS, array_params(_ALERT_COLUMNS, rows))
     return set(result.scalars().all())
 
 

@@ -15,7 +15,9 @@ assignment, or a claim from the pool under FOR UPDATE SKIP LOCKED), a draft save
 submit of the whole scorecard (which stores the review and its first version, completes the assignment,
 logs it and writes ReviewSubmitted and AssignmentChanged to the outbox). Untimed warm-up first.
 Baselines in the same run: `asyncpg_indexed_query`, the reviewer-queue SELECT `next` starts with, as a
-prepared asyncpg statement on its own connection; `http_healthz`, an HTTP round trip to the same process.
+prepared asyncpg statement on its own connection; `http_healthz`, an HTTP round trip to the same process;
+`http_authenticated_read`, GET /v1/reviewers: the API key checked and one indexed SELECT in a unit of work,
+the floor every authenticated endpoint of the service pays.
 Target: p99 ≤ 50 ms for each of next, draft and submit.
 """
 
@@ -208,6 +210,9 @@ async def main(n_reviews: int, n_assignments: int, ops: int, reviewers: int) -> 
                 healthz: list[float] = []
                 for _ in range(ops):
                     await timed(healthz, lambda: http.get("/healthz"))
+                floor: list[float] = []
+                for _ in range(ops):
+                    await timed(floor, lambda: http.get("/v1/reviewers", headers=admin))
             finally:
                 await conn.close()
         raw = percentiles(baseline)
@@ -224,6 +229,7 @@ async def main(n_reviews: int, n_assignments: int, ops: int, reviewers: int) -> 
             **results,
             "asyncpg_indexed_query": raw,
             "http_healthz": percentiles(healthz),
+            "http_authenticated_read": percentiles(floor),
         }
     finally:
         if proc is not None:

@@ -209,6 +209,12 @@ async def test_every_role_on_every_endpoint_across_two_tenants(settings):
             "platform": 200,
         }
         await check(see_review, "GET", f"/v1/reviews/{rid}")
+        auto_id = next(r["review_id"] for r in await listed("agent", "/v1/reviews") if r["kind"] == "auto")
+        await check(
+            {"rev": 404, "rev_b": 404, "agent2": 404, "admin_b": 404, "agent": 200, "tl": 200},
+            "GET",
+            f"/v1/reviews/{auto_id}",
+        )
         await check(see_review, "GET", f"/v1/reviews/{rid}/history")
         got = await check({w: 200 for w in EVERYONE}, "GET", "/v1/reviews/summary?kind=manual")
         assert got["admin"]["items"] and got["admin_b"]["items"] == [] and got["agent2"]["items"] == []

@@ -16,6 +16,7 @@ from qastream_scoring.api.common import (
     invalid_rating,
     not_found,
     runtime,
+    sees,
     unprocessable,
     user_id,
 )
@@ -27,7 +28,7 @@ from qastream_scoring.stores import reviews as review_store
 from qastream_scoring.workflow import blind
 from qastream_scoring.workflow.pool import ReviewerPool, may_review
 from qastream_scoring.workflow.ratings import RatingIn, check_comments, check_ratings
-from qastream_shared.auth import Principal, may_see, require
+from qastream_shared.auth import Principal, require
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import AssignmentAction, ReviewComment, Role
 from qastream_shared.paging import CursorParam, LimitParam, Page
@@ -100,11 +101,7 @@ async def next_assignment(request: Request, principal: Reviewing) -> Any:
 
 async def _visible(uow: UnitOfWork, principal: Principal, aid: str, *, lock: bool = False) -> dict[str, Any]:
     row = await store.get(uow, principal.tenant_id, aid, lock=lock)
-    if (
-        row is None
-        or principal.role is Role.agent
-        or not may_see(principal, agent_id=row["agent_id"], team=row["team"], reviewer_id=row["reviewer_id"])
-    ):
+    if row is None or principal.role is Role.agent or not sees(principal, row):
         not_found(f"assignment {aid!r}")
     return row
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from collections.abc import Mapping
+from typing import Annotated, Any, NoReturn
 
 from fastapi import HTTPException, Path, Request
 
 from qastream_scoring.engine import InvalidRating
-from qastream_shared.auth import Principal, require
+from qastream_shared.auth import Principal, may_see, require
 from qastream_shared.events import Role
 from qastream_shared.runtime import ServiceRuntime
 
@@ -52,3 +53,11 @@ def actor(principal: Principal) -> str:
 
 def not_found(what: str) -> NoReturn:
     raise HTTPException(404, f"no {what} in this tenant that this key may see")
+
+
+def sees(principal: Principal, row: Mapping[str, Any]) -> bool:
+    """auth.may_see for a review, assignment or dispute row. A row with no reviewer (an AutoQA review, an
+    unassigned assignment) is no reviewer's: '' matches no key, where None would mean "no reviewer rule"."""
+    return may_see(
+        principal, agent_id=row["agent_id"], team=row["team"], reviewer_id=row["reviewer_id"] or ""
+    )

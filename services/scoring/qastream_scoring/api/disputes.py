@@ -9,7 +9,16 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from qastream_scoring import service
-from qastream_scoring.api.common import Id, Reader, actor, invalid_rating, not_found, runtime, unprocessable
+from qastream_scoring.api.common import (
+    Id,
+    Reader,
+    actor,
+    invalid_rating,
+    not_found,
+    runtime,
+    sees,
+    unprocessable,
+)
 from qastream_scoring.engine import InvalidRating
 from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
@@ -77,7 +86,7 @@ async def list_disputes(
 
 
 def _may_see(principal: Principal, row: dict[str, Any]) -> bool:
-    return may_see(principal, agent_id=row["agent_id"], team=row["team"], reviewer_id=row["reviewer_id"])
+    return sees(principal, row)
 
 
 @router.get("/disputes/{dispute_id}")

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from qastream_scoring.api.common import Id, Reader, not_found, runtime
+from qastream_scoring.api.common import Id, Reader, not_found, runtime, sees
 from qastream_scoring.stores import assignment_intake as intake
 from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
 from qastream_scoring.workflow import blind
-from qastream_shared.auth import Principal, may_see
+from qastream_shared.auth import Principal
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.paging import CursorParam, LimitParam, Page
 
@@ -60,9 +60,7 @@ async def review_summary(
 
 async def _visible_review(uow: UnitOfWork, principal: Principal, review_id: str) -> dict[str, Any]:
     row = await review_store.get(uow, principal.tenant_id, review_id)
-    if row is None or not may_see(
-        principal, agent_id=row["agent_id"], team=row["team"], reviewer_id=row["reviewer_id"]
-    ):
+    if row is None or not sees(principal, row):
         not_found(f"review {review_id!r}")
     return row
 

@@ -33,7 +33,7 @@ from qastream_shared.db import array_insert
 from qastream_shared.events import Envelope, InvalidEvent, decode
 from qastream_shared.outbox import add_rows, outbox_row, raw_row
 from qastream_shared.settings import Settings
-from qastream_shared.telemetry import context_from_traceparent, tenant_var, tracer
+from qastream_shared.telemetry import context_from_traceparent, exporting, tenant_var, tracer
 from qastream_shared.topics import dlq, physical
 
 log = logging.getLogger(__name__)
@@ -354,6 +354,7 @@ class BatchConsumer:
         if not items:
             return
         uow: UnitOfWork | None = None
+        started = time.time_ns()
         # One span per batch, linked to the trace of every event in it (W3C traceparent header).
         links = [
             trace.Link(span.get_span_context())
@@ -380,6 +381,8 @@ class BatchConsumer:
             raise
         finally:
             tenant_var.reset(token)
+        if todo and exporting():
+            self._event_spans(todo, started)
         self.processed += len(todo)
         MESSAGES.labels(self.service, "processed").inc(len(todo))
         MESSAGES.labels(self.service, "duplicate").inc(len(items) - len(fresh))
@@ -389,6 +392,28 @@ class BatchConsumer:
                 if it.reason is not None and it.event_id in fresh:
                     DLQ.labels(self.service, it.reason.split(":", 1)[0][:60]).inc()
                     log.warning("dead-lettered %s: %s", it.event_id, it.reason)
+
+    def _event_spans(self, events: list[Envelope], started: int) -> None:
+        """A span per event in its own trace (its traceparent), so one conversation's path through every
+        service is one trace; the batch span above only links to them."""
+        now = time.time_ns()
+        for env in events:
+            if not env.traceparent:
+                continue
+            span = _tracer.start_span(
+                f"{self.service} handle {env.type}",
+                context=context_from_traceparent(env.traceparent),
+                kind=trace.SpanKind.CONSUMER,
+                start_time=started,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.message.id": env.id,
+                    "qa.service": self.service,
+                    "qa.tenant": env.tenant,
+                    "qa.subject": env.subject or "",
+                },
+            )
+            span.end(end_time=now)
 
     async def _claim_and_handle(
         self, uow: UnitOfWork, items: list[_Item]

@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pythonjsonlogger.json import JsonFormatter
@@ -45,16 +45,40 @@ def configure(settings: Settings, service: str) -> None:
     root.setLevel(settings.log_level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider(resource=Resource.create({"service.name": f"qastream-{service}"}))
-        if settings.otel_exporter == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        elif settings.otel_exporter == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    provider = _provider(service)
+    if settings.otel_exporter in _exporters:
+        return  # one exporter of a kind per process, however many services it runs
+    if settings.otel_exporter == "console":
+        export_to(BatchSpanProcessor(ConsoleSpanExporter()))
+    elif settings.otel_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
+        export_to(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)), provider)
+    _exporters.add(settings.otel_exporter)
+
+
+_exporters: set[str] = set()
+
+
+def _provider(service: str = "") -> TracerProvider:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        name = f"qastream-{service}" if service else "qastream"
+        provider = TracerProvider(resource=Resource.create({"service.name": name}))
         trace.set_tracer_provider(provider)
+    return provider
+
+
+def export_to(processor: SpanProcessor, provider: TracerProvider | None = None) -> None:
+    """Sends this process's spans to `processor` too (an exporter; tests use an in-memory one)."""
+    (provider or _provider()).add_span_processor(processor)
+    _exporters.add(f"processor-{id(processor)}")
+
+
+def exporting() -> bool:
+    """Spans leave the process: only then is a span per consumed event worth its cost."""
+    return bool(_exporters - {"none"})
 
 
 def tracer(name: str) -> trace.Tracer:

@@ -26,6 +26,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
         if refused:
             raise Rejected(many=refused)  # before any write: the batch is redone once without them
         for tenant, items in by_tenant.items():
-            await service.accept(uow, redactors, tenant, items, traceparent=events[items[0][0]].traceparent)
+            traces = {i: events[i].traceparent for i, _ in items}
+            await service.accept(uow, redactors, tenant, items, traceparents=traces)
 
     return handle

@@ -124,8 +124,11 @@ async def accept(
     items: list[tuple[int, Conversation]],
     *,
     traceparent: str | None = None,
+    traceparents: dict[int, str | None] | None = None,
 ) -> list[ItemResult]:
-    """Stores new conversations (redacted) and their ConversationIngested events; resends are duplicates."""
+    """Stores new conversations (redacted) and their ConversationIngested events; resends are duplicates.
+
+    `traceparent` is the trace of a whole HTTP batch; `traceparents` gives streamed items their own."""
     if not items:
         return []
     redactor = await redactors.for_tenant(uow, tenant_id)
@@ -145,7 +148,7 @@ async def accept(
             tenant=tenant_id,
             key=conversation_key(tenant_id, clean.conversation_id),
             subject=clean.conversation_id,
-            traceparent=traceparent,
+            traceparent=traceparents.get(index) if traceparents is not None else traceparent,
         )
         envs[clean.conversation_id] = env
         rows.append(

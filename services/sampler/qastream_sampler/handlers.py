@@ -38,6 +38,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             await store.refresh_plans(uow.session)
             decisions = await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
             batch: dict[tuple[str, str], Conversation] = {}
+            traces: dict[tuple[str, str], str | None] = {}
             relevant = []
             rejected: dict[str, str] = {}
             for env in events:
@@ -46,6 +47,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 cid = conversation_of(env.data)
                 if isinstance(env.data, ConversationIngested):
                     batch[(env.tenant, cid)] = env.data.conversation
+                    traces[(env.tenant, cid)] = env.traceparent
                 elif (
                     not isinstance(env.data, ReviewSubmitted)
                     and (env.tenant, cid) not in batch
@@ -69,7 +71,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 assert env.origin is not None
                 decisions += store.apply(env.origin[0], env.origin[1], env.data, env.tenant)
             decisions += store.close_due()
-            await store.publish(uow, decisions, batch)
+            await store.publish(uow, decisions, batch, traces)
 
     return handle
 

@@ -300,8 +300,12 @@ class SamplerStore:
         uow: UnitOfWork,
         decisions: list[tuple[str, Decision]],
         known: dict[tuple[str, str], Conversation],
+        traces: dict[tuple[str, str], str | None] | None = None,
     ) -> int:
-        """Logs each decision once and publishes ConversationSampled for the ones that are new."""
+        """Logs each decision once and publishes ConversationSampled for the ones that are new.
+
+        A decision about a conversation in this batch continues that conversation's trace (`traces`); one
+        made later, when a slot closes, has a cause of its own and starts none."""
         if not decisions:
             return 0
         rows = {}
@@ -345,6 +349,7 @@ class SamplerStore:
                     key=conversation_key(tenant, d.conversation_id),
                     subject=d.conversation_id,
                     id=event_ids[key],
+                    traceparent=(traces or {}).get((tenant, d.conversation_id)),
                 ),
             )
         return len(new)

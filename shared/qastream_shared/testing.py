@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,7 +141,7 @@ def ingested(tenant: str, conv: Conversation, source: str = "ingest") -> Envelop
 
 
 async def produce(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+    settings: Settings, topic: str, records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
     await producer.start()

@@ -314,6 +314,7 @@ async def test_split_honours_quotas_self_review_team_leads_and_blind_mode(settin
             "admin": (Role.admin, {"agent_id": "adm"}),
             "ann": (Role.reviewer, {"agent_id": "ann"}),
             "lee": (Role.team_lead, {"agent_id": "lee", "team": "team-a"}),
+            "agent": (Role.agent, {"agent_id": "agent-1"}),
         },
     )
     async with in_process(settings) as http:
@@ -366,3 +367,20 @@ async def test_split_honours_quotas_self_review_team_leads_and_blind_mode(settin
             headers=keys.auth("admin"),
         )
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reviewer_id"
+        # Blind holds for ann's own review and the disputes of it: no agent, no disputer.
+        cats = [c for g in opened["scorecard"]["groups"] for c in g["categories"]]
+        rating = [{"category_id": c["category_id"], "value": 1} for c in cats]
+        aid = nxt["assignment_id"]
+        rid = (
+            await http.post(
+                f"/v1/assignments/{aid}/review", json={"ratings": rating}, headers=keys.auth("ann")
+            )
+        ).json()["review_id"]
+        d = await http.post(f"/v1/reviews/{rid}/disputes", json={"reason": "no"}, headers=keys.auth("agent"))
+        assert d.status_code == 201 and d.json()["opened_by"] == "agent-1"
+        for view in (
+            (await http.get(f"/v1/reviews/{rid}", headers=keys.auth("ann"))).json(),
+            *items(await http.get("/v1/disputes", headers=keys.auth("ann"))),
+            (await http.get(f"/v1/disputes/{d.json()['dispute_id']}", headers=keys.auth("ann"))).json(),
+        ):
+            assert not {"agent_id", "team", "opened_by"} & set(view), view

@@ -19,6 +19,7 @@ from qastream_scoring.api.common import (
     sees,
     unprocessable,
 )
+from qastream_scoring.api.reviews import blinder
 from qastream_scoring.engine import InvalidRating
 from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
@@ -82,7 +83,8 @@ async def list_disputes(
 ) -> Page:
     async with runtime(request).unit_of_work() as uow:
         items, nxt = await dispute_store.page(uow, principal, status, cursor, limit)
-    return Page(items=items, next_cursor=nxt)
+        show = await blinder(uow, principal)
+    return Page(items=[show(i) for i in items], next_cursor=nxt)
 
 
 def _may_see(principal: Principal, row: dict[str, Any]) -> bool:
@@ -93,9 +95,10 @@ def _may_see(principal: Principal, row: dict[str, Any]) -> bool:
 async def get_dispute(request: Request, dispute_id: Id, principal: Reader) -> Any:
     async with runtime(request).unit_of_work() as uow:
         row = await dispute_store.get(uow, principal.tenant_id, dispute_id)
+        show = await blinder(uow, principal)
     if row is None or not _may_see(principal, row):
         not_found(f"dispute {dispute_id!r}")
-    return dispute_store.view(row)
+    return show(dispute_store.view(row))
 
 
 @router.post("/disputes/{dispute_id}/resolve")
@@ -142,4 +145,5 @@ async def resolve_dispute(request: Request, dispute_id: Id, body: ResolutionIn, 
         resolved = await dispute_store.resolve(
             uow, tenant, row, body.outcome, by=actor(principal), comment=body.comment, revision=revision
         )
-    return dispute_store.view(resolved)
+        show = await blinder(uow, principal)
+    return show(dispute_store.view(resolved))

@@ -7,7 +7,8 @@ from typing import Any
 from qastream_scoring.workflow.pool import ReviewerPool
 from qastream_shared.events import Role
 
-AGENT_FIELDS = ("agent_id", "agent_ids", "team")
+# Who the agent is, and who disputed (the agent or their team lead) says as much.
+AGENT_FIELDS = ("agent_id", "agent_ids", "team", "opened_by")
 
 
 def applies(pool: ReviewerPool, role: Role) -> bool:

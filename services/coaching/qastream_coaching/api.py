@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qastream_coaching import store, transitions
+from qastream_coaching import api_queries, store, transitions
 from qastream_coaching.impact import aggregate
 from qastream_coaching.lifecycle import Action, IllegalTransition
 from qastream_coaching.rules import InvalidRule, Rule, check_rule, edit_rule
@@ -87,7 +87,7 @@ async def list_tasks(
         "due_after": due_after,
     }
     async with runtime(request).unit_of_work() as uow:
-        rows, nxt = await store.task_page(uow.session, principal, filters, cursor, limit)
+        rows, nxt = await api_queries.task_page(uow.session, principal, filters, cursor, limit)
     return Page(items=[task_view(r) for r in rows], next_cursor=nxt)
 
 
@@ -176,7 +176,7 @@ async def impact(
     """Mean impact of the completed tasks per team lead (assignee), rule or team, with a bootstrap interval
     over the tasks: which coaching works."""
     async with runtime(request).unit_of_work() as uow:
-        rows = await store.completed_impacts(uow.session, principal)
+        rows = await api_queries.completed_impacts(uow.session, principal)
     column = {"assignee": "assignee_id", "rule": "rule_id", "team": "team"}[by]
     groups: dict[str | None, list[float]] = {}
     for r in rows:
@@ -202,7 +202,7 @@ async def list_alerts(
     request: Request, principal: Reader, cursor: CursorParam = None, limit: LimitParam = 100
 ) -> Any:
     async with runtime(request).unit_of_work() as uow:
-        rows, nxt = await store.alert_page(uow.session, principal, cursor, limit)
+        rows, nxt = await api_queries.alert_page(uow.session, principal, cursor, limit)
     return Page(items=[_iso({k: v for k, v in r.items() if k != "tenant_id"}) for r in rows], next_cursor=nxt)
 
 
@@ -237,7 +237,7 @@ async def create_rule(
 ) -> dict[str, Any]:
     rule = _parse({**body, "version": 1})
     async with runtime(request).unit_of_work() as uow:
-        if rule.rule_id in await store.rule_ids(uow.session, principal.tenant_id):
+        if rule.rule_id in await api_queries.rule_ids(uow.session, principal.tenant_id):
             raise HTTPException(
                 409, f"rule {rule.rule_id!r} exists; edit it with PUT /v1/rules/{rule.rule_id}"
             )

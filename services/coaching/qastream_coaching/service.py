@@ -1,4 +1,4 @@
-"""Coaching's use cases: reviews and disputes in → tasks, evidence, alerts and impact out.
+"""Coaching's use cases: reviews and disputes in → rules evaluated → tasks and their evidence.
 
 Every function runs inside the caller's unit of work; events leave through `Outbound` (the outbox, plus a
 webhook delivery row per subscriber) in the same transaction as the effects.
@@ -6,16 +6,17 @@ webhook delivery row per subscriber) in the same transaction as the effects.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table
 
 from qastream_coaching import store
-from qastream_coaching.impact import measure
+from qastream_coaching.alerts import raise_alerts
+from qastream_coaching.impact_updates import refresh_impacts
+from qastream_coaching.published import envelope, task_event, utc
 from qastream_coaching.rules import POSITIVE, Rule
 from qastream_coaching.triggers import (
     AgentHistory,
@@ -29,7 +30,6 @@ from qastream_coaching.triggers import (
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
-    CoachingImpactMeasured,
     CoachingTaskCreated,
     CoachingTaskDismissed,
     CoachingTaskEvent,
@@ -42,18 +42,10 @@ from qastream_shared.events import (
     ReviewKind,
     ReviewRevised,
     ReviewSubmitted,
-    RiskAlertRaised,
     deterministic_id,
 )
 
-SOURCE = "coaching"
-# A category scored below this failed it; an auto-failed review's alert names its critical ones below it.
-FAILED_BELOW = 0.5
 MAX_QUOTES = 3
-
-
-def utc(at: float) -> datetime:
-    return datetime.fromtimestamp(at, UTC)
 
 
 def slot_of(agent_id: str, category_id: str | None, rule: Rule) -> str:
@@ -65,10 +57,6 @@ def slot_of(agent_id: str, category_id: str | None, rule: Rule) -> str:
 def task_id_of(tenant_id: str, slot: str, episode: int) -> str:
     """Deterministic: the slot's n-th task (n = tasks already closed in it) has the same id in any replay."""
     return deterministic_id("coaching-task", tenant_id, slot, str(episode))
-
-
-def key_of(tenant_id: str, agent_id: str) -> str:
-    return f"{tenant_id}:{agent_id}"
 
 
 # --- reviews in ---
@@ -218,41 +206,6 @@ async def on_disputes(
 # --- tasks ---
 
 
-def task_event(
-    cls: type[CoachingTaskEvent], row: dict[str, Any], review_ids: list[str], **extra: Any
-) -> CoachingTaskEvent:
-    return cls(
-        task_id=row["task_id"],
-        rule_id=row["rule_id"],
-        rule_version=row["rule_version"],
-        agent_id=row["agent_id"],
-        team=row["team"],
-        assignee_id=row["assignee_id"],
-        category_id=row["category_id"],
-        review_ids=review_ids,
-        status=CoachingTaskStatus(row["status"]),
-        due_at=row["due_at"],
-        occurred_at=extra.pop("occurred_at", None) or datetime.now(UTC),
-        **extra,
-    )
-
-
-def envelope(
-    tenant_id: str,
-    row: dict[str, Any],
-    data: CoachingTaskEvent | CoachingImpactMeasured,
-    event_id: str | None = None,
-) -> Envelope:
-    return Envelope(
-        data=data,
-        source=SOURCE,
-        tenant=tenant_id,
-        key=key_of(tenant_id, row["agent_id"]),
-        subject=row["task_id"],
-        id=event_id or str(uuid.uuid4()),
-    )
-
-
 async def apply_firings(
     uow: UnitOfWork,
     out: Outbound,
@@ -382,147 +335,3 @@ async def withdraw_stale(
             event = task_event(CoachingTaskDismissed, row, [], reason=reason)
             eid = deterministic_id("coaching", tid, "dismissed", fact.review_id, str(fact.revision))
         out.publish(envelope(tenant_id, row, event, eid))
-
-
-# --- alerts ---
-
-
-async def raise_alerts(
-    uow: UnitOfWork,
-    out: Outbound,
-    tenant_id: str,
-    facts: Iterable[ReviewFact],
-    firings: Iterable[Firing],
-    details: dict[str, dict[str, Any]],
-) -> None:
-    """Every auto-fail, and every firing of a rule marked `alert`, raises one RiskAlertRaised."""
-    pending: list[RiskAlertRaised] = []
-    critical: dict[str, bool] | None = None
-    now = datetime.now(UTC)
-    for f in facts:
-        if f.auto_failed and f.revision == 0:
-            if critical is None:
-                critical = await store.known_categories(uow.session, tenant_id)
-            failed = sorted(c for c, s in f.categories.items() if s < FAILED_BELOW)
-            named = [c for c in failed if critical.get(c)] or failed
-            pending.append(
-                RiskAlertRaised(
-                    alert_id=deterministic_id("alert", tenant_id, f.review_id, "auto_fail"),
-                    review_id=f.review_id,
-                    conversation_id=f.conversation_id,
-                    agent_id=f.agent_id,
-                    team=f.team,
-                    category_ids=named,
-                    reason="review auto-failed: " + (", ".join(named) or "a critical category"),
-                    raised_at=now,
-                )
-            )
-    for g in firings:
-        if g.rule.alert:
-            pending.append(
-                RiskAlertRaised(
-                    alert_id=deterministic_id("alert", tenant_id, g.cause_id, g.rule.rule_id),
-                    review_id=g.review_ids[-1],
-                    conversation_id="",
-                    agent_id=g.agent_id,
-                    team=g.team,
-                    rule_id=g.rule.rule_id,
-                    category_ids=[g.category_id] if g.category_id else [],
-                    reason=f"{g.rule.title}: {g.reason}",
-                    raised_at=now,
-                )
-            )
-    if not pending:
-        return
-    missing = {a.review_id for a in pending if not a.conversation_id} - set(details)
-    details = {**details, **await store.review_details(uow.session, tenant_id, missing)}
-    for a in pending:
-        if not a.conversation_id and a.review_id in details:
-            a.conversation_id = details[a.review_id]["conversation_id"]
-    new = await store.insert_alerts(
-        uow.session,
-        [
-            {
-                "alert_id": a.alert_id,
-                "tenant_id": tenant_id,
-                "review_id": a.review_id,
-                "agent_id": a.agent_id,
-                "team": a.team,
-                "rule_id": a.rule_id,
-                "reason": a.reason,
-                "raised_at": a.raised_at,
-            }
-            for a in {a.alert_id: a for a in pending}.values()
-        ],
-    )
-    for a in pending:
-        if a.alert_id in new:
-            new.discard(a.alert_id)
-            out.publish(
-                Envelope(
-                    data=a,
-                    source=SOURCE,
-                    tenant=tenant_id,
-                    key=key_of(tenant_id, a.agent_id or ""),
-                    subject=a.conversation_id,
-                    id=a.alert_id,
-                )
-            )
-
-
-# --- impact ---
-
-
-def impact_of(task: dict[str, Any], history: Sequence[ReviewFact]) -> CoachingImpactMeasured:
-    """The task's category (or review) score over the N reviews up to its completion and the N after."""
-    cat, n = task["category_id"], task["impact_reviews"]
-    done = task["completed_at"].timestamp()
-    values = [
-        (f.at, v)
-        for f in sorted(history, key=lambda f: (f.at, f.review_id))
-        if (v := (f.categories.get(cat) if cat else f.score)) is not None
-    ]
-    before = [v for at, v in values if at <= done][-n:]
-    after = [v for at, v in values if at > done][:n]
-    m = measure(before, after, seed=task["task_id"])
-    return CoachingImpactMeasured(
-        task_id=task["task_id"],
-        rule_id=task["rule_id"],
-        agent_id=task["agent_id"],
-        team=task["team"],
-        assignee_id=task["assignee_id"],
-        category_id=cat,
-        n_before=m.n_before,
-        n_after=m.n_after,
-        mean_before=m.mean_before,
-        mean_after=m.mean_after,
-        difference=m.difference,
-        ci_low=m.ci_low,
-        ci_high=m.ci_high,
-        measured_at=datetime.now(UTC),
-    )
-
-
-async def refresh_impact(
-    uow: UnitOfWork, out: Outbound, tenant_id: str, task: dict[str, Any], history: Sequence[ReviewFact]
-) -> None:
-    measured = impact_of(task, history)
-    old = task.get("impact") or {}
-    if old and (old.get("n_before"), old.get("n_after")) == (measured.n_before, measured.n_after):
-        return
-    stored = measured.model_dump(mode="json", exclude={"measured_at"})
-    await store.update_task(uow.session, tenant_id, task["task_id"], impact=stored)
-    task["impact"] = stored
-    eid = deterministic_id("impact", task["task_id"], str(measured.n_before), str(measured.n_after))
-    out.publish(envelope(tenant_id, task, measured, eid))
-
-
-async def refresh_impacts(uow: UnitOfWork, out: Outbound, tenant_id: str, agents: Iterable[str]) -> None:
-    """Reviews that arrive after a task's completion update its impact as they come."""
-    waiting = await store.completed_tasks(uow.session, tenant_id, agents)
-    histories: dict[str, list[ReviewFact]] = {}
-    for task in waiting:
-        agent = task["agent_id"]
-        if agent not in histories:
-            histories[agent] = await store.reviews_of(uow.session, tenant_id, agent)
-        await refresh_impact(uow, out, tenant_id, task, histories[agent])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from qastream_coaching import service, store
+from qastream_coaching import store
+from qastream_coaching.impact_updates import refresh_impact
 from qastream_coaching.lifecycle import Action, IllegalTransition, next_status
+from qastream_coaching.published import envelope, task_event
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.auth import Principal, may_see
 from qastream_shared.consumer import UnitOfWork
@@ -78,11 +80,11 @@ async def transition(
     task.update(values)
     out = await Outbound.load(uow, [tenant])
     ids = (await store.evidence_ids(uow.session, tenant, [task_id])).get(task_id, [])
-    event = service.task_event(_EVENTS[action], task, ids, occurred_at=now, **extra)
-    out.publish(service.envelope(tenant, task, event))
+    event = task_event(_EVENTS[action], task, ids, occurred_at=now, **extra)
+    out.publish(envelope(tenant, task, event))
     if action is Action.complete:  # the "before" side is known at once; "after" fills in as reviews come
         history = await store.reviews_of(uow.session, tenant, task["agent_id"])
-        await service.refresh_impact(uow, out, tenant, task, history)
+        await refresh_impact(uow, out, tenant, task, history)
     await out.flush()
     return task
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import accumulate
 
 from qastream_coaching.rules import Rule, Trigger
@@ -230,7 +229,3 @@ def longest_window_s(rules: Iterable[Rule]) -> float:
     """How far back in event time any rule looks: the history a batch must load."""
     spans = [2 * WEEK_S if r.trigger is Trigger.iqs_drop else r.window_days * DAY_S for r in rules]
     return max([2 * WEEK_S, *spans])
-
-
-def epoch(at: datetime) -> float:
-    return at.timestamp()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -242,6 +242,25 @@ async def test_rescore_adds_reviews_under_another_version_and_never_overwrites(s
         assert n_scored > 30  # a few conversations without an agent turn get no score
         assert [(r["scorecard_version"], r["reviews"]) for r in rows] == [(1, n_scored), (2, n_scored)]
         assert [(r["scorecard_version"], r["reviews"]) for r in only_v2] == [(2, n_scored)]
+        # A second AutoQA review of one conversation in version 1 (a scorer upgrade): still counted once.
+        async with runtime.unit_of_work() as uow:
+            one = dict(
+                (await uow.session.execute(select(reviews).where(reviews.c.score.is_not(None)).limit(1)))
+                .mappings()
+                .one()
+            )
+            newer = {
+                **one,
+                "review_id": "rescored",
+                "score": 0.0,
+                "submitted_at": one["submitted_at"] + timedelta(hours=1),
+            }
+            await uow.session.execute(reviews.insert().values(**newer))
+        async with runtime.unit_of_work() as uow:
+            after, _ = await review_store.summary(uow, admin, "tenant", "auto", 1, None, 100)
+        assert after[0]["reviews"] == n_scored
+        expected = (rows[0]["iqs"] * n_scored - one["score"]) / n_scored  # the newest review's 0 replaces it
+        assert after[0]["iqs"] == pytest.approx(expected, abs=1e-3)
     finally:
         await runtime.stop()
 

@@ -304,37 +304,41 @@ async def summary(
     cursor: str | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """IQS, pass rate and auto-fail rate per group and scorecard version: a conversation re-scored under
-    another version counts once in each version, never twice in one."""
-    column = {
-        "tenant": reviews.c.tenant_id,
-        "team": reviews.c.team,
-        "agent": reviews.c.agent_id,
-        "channel": reviews.c.channel,
-    }[by]
-    # A literal, not a bound '', so GROUP BY and ORDER BY are the same expression to PostgreSQL.
-    key = func.coalesce(column, literal_column("''"))
-    group = key.label("group")
-    q = (
-        select(
-            group,
-            reviews.c.scorecard_id,
-            reviews.c.scorecard_version,
-            func.count().label("reviews"),
-            func.avg(reviews.c.score).label("iqs"),
-            func.avg(case((reviews.c.passed, 1.0), else_=0.0)).label("pass_rate"),
-            func.avg(case((reviews.c.auto_failed, 1.0), else_=0.0)).label("auto_fail_rate"),
-        )
+    """IQS, pass rate and auto-fail rate per group and scorecard version. A conversation counts once per
+    version: re-scored under another version it counts once in each, and when it has several reviews of
+    one kind in one version (scored again after a scorer upgrade), its newest stands."""
+    conversation = (
+        reviews.c.tenant_id,
+        reviews.c.conversation_id,
+        reviews.c.scorecard_id,
+        reviews.c.scorecard_version,
+    )
+    latest = (
+        select(reviews)
         .where(
             visible(reviews, principal, reviewer="reviewer_id"),
             reviews.c.kind == kind,
             reviews.c.score.is_not(None),
         )
-        .group_by(key, reviews.c.scorecard_id, reviews.c.scorecard_version)
+        .distinct(*conversation)
+        .order_by(*conversation, reviews.c.submitted_at.desc(), reviews.c.review_id)
     )
     if scorecard_version is not None:
-        q = q.where(reviews.c.scorecard_version == scorecard_version)
-    order = [key, reviews.c.scorecard_id, reviews.c.scorecard_version]
+        latest = latest.where(reviews.c.scorecard_version == scorecard_version)
+    r = latest.subquery("latest")
+    column = {"tenant": r.c.tenant_id, "team": r.c.team, "agent": r.c.agent_id, "channel": r.c.channel}[by]
+    # A literal, not a bound '', so GROUP BY and ORDER BY are the same expression to PostgreSQL.
+    key = func.coalesce(column, literal_column("''"))
+    q = select(
+        key.label("group"),
+        r.c.scorecard_id,
+        r.c.scorecard_version,
+        func.count().label("reviews"),
+        func.avg(r.c.score).label("iqs"),
+        func.avg(case((r.c.passed, 1.0), else_=0.0)).label("pass_rate"),
+        func.avg(case((r.c.auto_failed, 1.0), else_=0.0)).label("auto_fail_rate"),
+    ).group_by(key, r.c.scorecard_id, r.c.scorecard_version)
+    order = [key, r.c.scorecard_id, r.c.scorecard_version]
     rows = [dict(r) for r in (await uow.session.execute(paged(q, order, cursor, limit))).mappings()]
     items, nxt = page_of(rows, ["group", "scorecard_id", "scorecard_version"], limit)
     return [

@@ -3,20 +3,24 @@ raw events (tests/integration/reporting_stream.py), and no key sees more than it
 
 from __future__ import annotations
 
+import asyncio
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import text
 
 from qastream_reporting.app import SPEC
+from qastream_shared import events as ev
 from qastream_shared.events import Role
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
 from qastream_shared.testing import eventually, produce, read_topic
 from qastream_shared.topics import REVIEWS, dlq, ensure_topics, physical
-from tests.integration.reporting_stream import Oracle, add_tenant, build, publish
+from tests.integration.reporting_stream import Oracle, Stream, add_tenant, build, publish
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +275,49 @@ async def test_a_malformed_event_is_dead_lettered_with_its_reason(reporting, set
     records = await read_topic(settings, physical(dlq("reporting"), settings), expect=1)
     reasons = [dict(r.headers)["dlq_reason"].decode() for r in records]
     assert any("schema violation" in reason for reason in reasons), reasons
+
+
+async def test_the_stream_pushes_a_scopes_figures_as_reviews_arrive(reporting, settings):
+    http, keys, acme, *_ = reporting
+    r = await http.get("/v1/stream", params={"agent_id": "agent-2"}, headers=auth(keys["agent"]))
+    assert r.status_code == 403
+    r = await http.get("/v1/stream", params={"group_by": "team"}, headers=auth(keys["admin"]))
+    assert r.status_code == 422 and "group_by" in r.json()["detail"]
+    want = acme.quality("combined", lambda r: r["team"] == "team-a")["reviews"]
+    async with http.stream("GET", "/v1/stream", params={"team": "team-a"}, headers=auth(keys["admin"])) as s:
+        assert s.status_code == 200
+        lines = s.aiter_lines()
+
+        async def next_figures() -> dict[str, Any]:
+            async for line in lines:
+                if line.startswith("data:"):
+                    return orjson.loads(line[5:])
+            raise AssertionError("the stream ended")
+
+        first = await asyncio.wait_for(next_figures(), 30)
+        assert first["quality"]["reviews"] == want
+        extra = Stream("acme")
+        for team, rid in (("team-b", "other-team"), ("team-a", "new-review")):
+            extra.add(
+                REVIEWS,
+                ev.ReviewSubmitted(
+                    review_id=rid,
+                    conversation_id=f"acme-{rid}",
+                    kind=ev.ReviewKind.auto,
+                    scorecard_id="cs",
+                    scorecard_version=1,
+                    ratings=[ev.Rating(category_id="greeting", value=5, score=1.0)],
+                    score=1.0,
+                    passed=True,
+                    team=team,
+                    agent_id="agent-9",
+                    channel="chat",
+                    submitted_at=datetime.now(UTC),
+                ),
+                f"acme-{rid}",
+            )
+        await publish(settings, extra)
+        pushed = await asyncio.wait_for(next_figures(), 60)
+        # Only the scope's own change is pushed: the other team's review moved nothing here.
+        assert pushed["quality"]["reviews"] == want + 1
+        assert pushed["freshness"]["lag_seconds"] is not None

@@ -6,23 +6,34 @@ review reached the figures and how long that took after the review event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting import metrics, store
 from qastream_reporting.query import Params, metrics_query, params
 from qastream_shared.auth import Principal, require
 from qastream_shared.paging import page_of
 
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+
+async def _one_session(request: Request) -> AsyncIterator[None]:
+    """One database session per request, shared by its queries: each checkout costs a round trip."""
+    async with request.app.state.sessions() as session:
+        request.state.db = session
+        yield
+
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[Depends(_one_session)])
 Reader = Annotated[Principal, require()]
 P = Annotated[Params, Depends(params)]
 
 
-def _sessions(request: Request) -> Any:
-    return request.app.state.sessions
+@contextlib.asynccontextmanager
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    yield request.state.db
 
 
 async def _respond(
@@ -39,7 +50,7 @@ async def _respond(
     page, cursor = page_of(rows, q.group_by, limit) if q.group_by else (rows, None)
     if extra is not None:
         await extra(page)
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         fresh = await store.freshness_of(session, principal.tenant_id)
     items = [{**{g: _plain(r[g]) for g in q.group_by}, **shape(r)} for r in page]
     return {
@@ -65,7 +76,7 @@ async def _simple(
     refuse: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     q = metrics_query(dataset, p, principal, refuse=refuse)
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         rows = await store.aggregate(session, dataset, q, principal, cursor=p.cursor, limit=p.limit)
     return await _respond(request, dataset, q, principal, rows, p.limit, shape)
 
@@ -178,7 +189,7 @@ async def design_weighted(request: Request, p: P, principal: Reader) -> dict[str
     over the scope's conversations), each with a 95% interval, beside the raw mean."""
     q = metrics_query("quality", p, principal, refuse=("kind",))
     q.filters["kind"] = "manual"
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         rows = await store.aggregate(session, "quality", q, principal, cursor=p.cursor, limit=p.limit)
     population: dict[tuple[Any, ...], float] = {}
 
@@ -192,7 +203,7 @@ async def design_weighted(request: Request, p: P, principal: Reader) -> dict[str
             group_by=q.group_by,
         )
         keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
-        async with _sessions(request)() as session:
+        async with _session(request) as session:
             found = await store.aggregate(session, "customer", cq, principal, measures=["n"], only=keys)
         population.update({tuple(r[g] for g in q.group_by): float(r["n"]) for r in found})
 
@@ -214,7 +225,7 @@ async def _correlations(
     """Spearman's ρ of survey CSAT against the query's measure, for each group of the page."""
     pq = store.Query(filters=q.filters, since=q.since, until=q.until, group_by=[*q.group_by, "csat", "value"])
     keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         found = await store.aggregate(session, "csat_pairs", pq, principal, measures=["n"], only=keys)
     pairs: dict[tuple[Any, ...], list[tuple[float, float, float]]] = {}
     for r in found:
@@ -228,7 +239,7 @@ async def csat_correlation(request: Request, p: P, principal: Reader) -> dict[st
     (`measure=qa`, the human review when there is one), or the predicted CSAT (`measure=pcsat`)."""
     q = metrics_query("csat_pairs", p, principal)
     q.filters.setdefault("measure", "qa")
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         rows = await store.aggregate(
             session, "csat_pairs", q, principal, cursor=p.cursor, limit=p.limit, measures=["n"]
         )
@@ -250,7 +261,7 @@ async def csat_correlation(request: Request, p: P, principal: Reader) -> dict[st
 async def pcsat(request: Request, p: P, principal: Reader) -> dict[str, Any]:
     """Predicted CSAT beside survey CSAT per scope, their Spearman agreement, and the survey coverage."""
     q = metrics_query("customer", p, principal)
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         rows = await store.aggregate(session, "customer", q, principal, cursor=p.cursor, limit=p.limit)
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
 
@@ -279,7 +290,7 @@ async def pcsat(request: Request, p: P, principal: Reader) -> dict[str, Any]:
 async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
     """Disputes opened and their outcomes; the dispute rate is per manual review of the same scope."""
     q = metrics_query("disputes", p, principal)
-    async with _sessions(request)() as session:
+    async with _session(request) as session:
         rows = await store.aggregate(session, "disputes", q, principal, cursor=p.cursor, limit=p.limit)
     reviewed: dict[tuple[Any, ...], float] = {}
 
@@ -290,7 +301,7 @@ async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
             filters={**q.filters, "kind": "manual"}, since=q.since, until=q.until, group_by=q.group_by
         )
         keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
-        async with _sessions(request)() as session:
+        async with _session(request) as session:
             found = await store.aggregate(session, "quality", rq, principal, measures=["n"], only=keys)
         reviewed.update({tuple(r[g] for g in q.group_by): float(r["n"]) for r in found})
 

@@ -11,6 +11,7 @@ from qastream_reporting.api import router
 from qastream_reporting.export_api import router as export_router
 from qastream_reporting.handlers import make_handler
 from qastream_reporting.rebuild import SwapGuardedConsumer
+from qastream_reporting.stream_api import router as stream_router
 from qastream_reporting.tables import metadata, tables
 from qastream_shared import events as ev
 from qastream_shared.runtime import ServiceSpec, create_app
@@ -51,7 +52,7 @@ SPEC = ServiceSpec(
     consumes=list(ACCEPTS),
     accepts=ACCEPTS,
     handler=make_handler,
-    routers=[router, export_router],
+    routers=[router, export_router, stream_router],
     title="qastream reporting",
     # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one upsert per
     # rollup: larger batches spread those.

@@ -64,7 +64,7 @@ FRESHNESS = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
 FRESHNESS_LAST = Gauge("qa_reporting_freshness_last_seconds", "Freshness lag of the last projected review")
-NOTIFY_CHANNEL = "qa_reporting"
+NOTIFY_CHANNEL = "qa_reporting:"
 _DIALECT = postgresql.dialect()
 Key = tuple[str, str]  # (tenant, conversation)
 
@@ -321,7 +321,10 @@ async def project(session: AsyncSession, events: Sequence[Envelope]) -> set[str]
         changed |= await _project_workflow(session, workflow)
     if changed:
         await session.execute(
-            text("SELECT pg_notify(:channel, t) FROM unnest(CAST(:tenants AS TEXT[])) AS t"),
+            # Delivered on commit, to every replica's listener (changes.py) for this schema.
+            text(
+                "SELECT pg_notify(:channel || current_schema(), t) FROM unnest(CAST(:tenants AS TEXT[])) AS t"
+            ),
             {"channel": NOTIFY_CHANNEL, "tenants": sorted(changed)},
         )
     return changed
@@ -427,7 +430,7 @@ async def apply_difference(session: AsyncSession, tenant: str, diff: facts.Contr
     for name, rows in diff.items():
         table = rollups[name]
         dims, measures = facts.ROLLUPS[name]
-        ordered = sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0]))  # one lock order
+        ordered = sorted(rows.items())  # one lock order for every writer (each key position has one type)
         params: dict[str, list[Any]] = {"tenant_id": [tenant] * len(ordered)}
         for i, d in enumerate(dims):
             params[d] = [k[i] for k, _ in ordered]

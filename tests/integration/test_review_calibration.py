@@ -104,6 +104,7 @@ async def test_calibration_session_gives_the_alpha_and_alignment_computed_by_han
 
         await eventually(stored_all, within=60)
         body = {
+            "name": "March calibration",
             "scorecard_id": "calib",
             "conversation_ids": [c.conversation_id for c in convs],
             "participants": list(FIXTURE),
@@ -113,6 +114,7 @@ async def test_calibration_session_gives_the_alpha_and_alignment_computed_by_han
         s = await http.post("/v1/calibrations", json=body, headers=lead)
         assert s.status_code == 201, s.text
         sid = s.json()["session_id"]
+        assert s.json()["name"] == "March calibration"
         assert (await http.get(f"/v1/calibrations/{sid}", headers=keys.auth("outsider"))).status_code == 404
         for name, rows in FIXTURE.items():
             for i, (ok, tone) in enumerate(rows):

@@ -1,4 +1,4 @@
-"""Migration 0002 upgrades a schema that 0001 made before the review workflow existed."""
+"""Migrations 0002 to 0004 upgrade a schema that 0001 made before the review workflow existed."""
 
 from __future__ import annotations
 
@@ -54,4 +54,4 @@ async def test_0002_adds_the_workflow_to_a_release_one_schema(settings):
     assert {t.name for t in WORKFLOW_TABLES} <= names
     assert NEW_COLUMNS <= columns
     assert {i.name for i in reviews.indexes} <= indexes
-    assert revision == 1 and version == "0002"  # an existing review is its own first revision
+    assert revision == 1 and version == "0004"  # an existing review is its own first revision

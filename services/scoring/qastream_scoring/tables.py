@@ -217,6 +217,7 @@ calibration_sessions = Table(
     metadata,
     Column("session_id", String(64), primary_key=True),
     tenant_id(),
+    Column("name", Text, nullable=True),  # migration 0003
     Column("scorecard_id", String(64), nullable=False),
     Column("scorecard_version", Integer, nullable=False),
     Column("conversation_ids", ARRAY(String(200)), nullable=False),
@@ -253,7 +254,7 @@ WORKFLOW_TABLES = (
 )
 tables.update({t.name: t for t in WORKFLOW_TABLES})
 
-# --- pCSAT (migration 0003) -----------------------------------------------------------------------
+# --- pCSAT (migration 0004) -----------------------------------------------------------------------
 
 # The predicted satisfaction of an AutoQA review, as published in ReviewSubmitted.pcsat (null on manual ones).
 reviews.append_column(Column("pcsat", JSONB, nullable=True))

@@ -129,10 +129,12 @@ async def open_assignment(request: Request, assignment_id: Id, principal: QueueR
         )
         conversation = await store.transcript(uow, tenant, row["conversation_id"])
         log = await store.history(uow, tenant, assignment_id)
-        show = await blinder(uow, principal)
+        pool = await intake.pool(uow, tenant)
+    show = blind.hide_agent if blind.applies(pool, principal.role) else dict
     return show(
         {
             **store.view(row),
+            "blind": pool.blind,
             "draft": row["draft"],
             "conversation": conversation,
             "scorecard": card.model_dump(mode="json") if card else None,

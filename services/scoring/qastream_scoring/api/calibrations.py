@@ -37,6 +37,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 class SessionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
     scorecard_id: str | None = Field(default=None, max_length=64, description="default: the active scorecard")
     scorecard_version: int | None = Field(default=None, ge=1, description="default: its latest version")
     conversation_ids: list[Name] = Field(min_length=1, max_length=200)
@@ -94,6 +95,7 @@ async def open_session(request: Request, body: SessionIn, principal: Lead) -> An
             body.benchmark_reviewer_id,
             body.deadline,
             actor(principal),
+            body.name,
         )
     return store.view(row)
 

@@ -31,12 +31,13 @@ async def list_reviews(
     request: Request,
     principal: Reader,
     conversation_id: Annotated[str | None, Query(max_length=200)] = None,
+    agent_id: Annotated[str | None, Query(max_length=200)] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page:
     """Newest first. Agents see their own reviews, team leads their team's, reviewers the ones they wrote."""
     async with runtime(request).unit_of_work() as uow:
-        items, nxt = await review_store.page(uow, principal, conversation_id, cursor, limit)
+        items, nxt = await review_store.page(uow, principal, conversation_id, agent_id, cursor, limit)
         show = await blinder(uow, principal)
     return Page(items=[show(i) for i in items], next_cursor=nxt)
 

@@ -68,11 +68,13 @@ async def open_session(
     benchmark: str | None,
     deadline: datetime,
     by: str,
+    name: str | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     row = {
         "session_id": str(uuid.uuid4()),
         "tenant_id": tenant_id,
+        "name": name,
         "scorecard_id": card.scorecard_id,
         "scorecard_version": card.version,
         "conversation_ids": list(conversation_ids),
@@ -83,7 +85,7 @@ async def open_session(
         "opened_at": now,
     }
     await uow.session.execute(calibration_sessions.insert().values(**row))
-    ev = CalibrationOpened(**{k: v for k, v in row.items() if k != "tenant_id"})
+    ev = CalibrationOpened(**{k: v for k, v in row.items() if k not in ("tenant_id", "name")})
     uow.publish(
         CALIBRATIONS,
         Envelope(

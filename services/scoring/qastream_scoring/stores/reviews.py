@@ -280,12 +280,19 @@ def view(row: Any) -> dict[str, Any]:
 
 
 async def page(
-    uow: UnitOfWork, principal: Principal, conversation_id: str | None, cursor: str | None, limit: int
+    uow: UnitOfWork,
+    principal: Principal,
+    conversation_id: str | None,
+    agent_id: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, by (submitted_at, review_id)."""
     q = select(reviews).where(visible(reviews, principal, reviewer="reviewer_id"))
     if conversation_id is not None:
         q = q.where(reviews.c.conversation_id == conversation_id)
+    if agent_id is not None:
+        q = q.where(reviews.c.agent_id == agent_id)
     q = paged(q, [reviews.c.submitted_at, reviews.c.review_id], cursor, limit, newest_first=True)
     rows = [dict(r) for r in (await uow.session.execute(q)).mappings()]
     items, nxt = page_of(rows, ["submitted_at", "review_id"], limit)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qastream_coaching import api_queries, store, transitions
+from qastream_coaching.config_cache import cache_of
 from qastream_coaching.impact import aggregate
 from qastream_coaching.lifecycle import Action, IllegalTransition
 from qastream_coaching.rules import InvalidRule, Rule, check_rule, edit_rule
@@ -122,7 +123,9 @@ async def _transition(
 ) -> dict[str, Any]:
     try:
         async with runtime(request).unit_of_work() as uow:
-            row = await transitions.transition(uow, principal, task_id, action, **fields)
+            row = await transitions.transition(
+                uow, cache_of(runtime(request)), principal, task_id, action, **fields
+            )
     except transitions.NotFound:
         raise HTTPException(404, f"no task {task_id!r} visible to this key") from None
     except transitions.Forbidden as exc:
@@ -244,6 +247,7 @@ async def create_rule(
         await _checked(uow, principal.tenant_id, rule)
         if not await store.save_rule(uow.session, principal.tenant_id, rule):
             raise HTTPException(409, f"rule {rule.rule_id!r} was created concurrently")
+    cache_of(runtime(request)).forget(principal.tenant_id)
     return rule.model_dump(mode="json")
 
 
@@ -285,6 +289,7 @@ async def _edit(
         await _checked(uow, principal.tenant_id, rule)
         if not await store.save_rule(uow.session, principal.tenant_id, rule):
             raise HTTPException(409, f"rule {rule_id!r} was edited concurrently; read it and retry")
+    cache_of(runtime(request)).forget(principal.tenant_id)
     return rule.model_dump(mode="json")
 
 

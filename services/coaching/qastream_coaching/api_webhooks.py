@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qastream_coaching.api import runtime, unprocessable
+from qastream_coaching.config_cache import cache_of
 from qastream_coaching.webhooks import store
 from qastream_coaching.webhooks.outbound import WEBHOOK_TYPES
 from qastream_coaching.webhooks.settings import webhook_settings
@@ -106,6 +107,7 @@ async def create_webhook(request: Request, body: WebhookIn, principal: Manager) 
     async with runtime(request).unit_of_work() as uow:
         await store.create(uow.session, row)
         saved = await store.get(uow.session, principal.tenant_id, webhook_id)
+    cache_of(runtime(request)).forget(principal.tenant_id)
     assert saved is not None
     return _view(saved, secret=True)
 
@@ -145,6 +147,7 @@ async def edit_webhook(
         if values:
             await store.change(uow.session, principal.tenant_id, webhook_id, **values)
         row = await store.get(uow.session, principal.tenant_id, webhook_id)
+    cache_of(runtime(request)).forget(principal.tenant_id)
     assert row is not None
     return _view(row)
 
@@ -155,6 +158,7 @@ async def delete_webhook(request: Request, webhook_id: WebhookId, principal: Man
     async with runtime(request).unit_of_work() as uow:
         if not await store.delete(uow.session, principal.tenant_id, webhook_id):
             raise HTTPException(404, f"no webhook {webhook_id!r} in this tenant")
+    cache_of(runtime(request)).forget(principal.tenant_id)
 
 
 @router.get("/webhook-deliveries", response_model=Page)

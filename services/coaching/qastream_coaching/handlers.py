@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from qastream_coaching import service, store
+from qastream_coaching.config_cache import cache_of
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.consumer import Handler, UnitOfWork
 from qastream_shared.events import (
@@ -20,10 +21,11 @@ from qastream_shared.runtime import ServiceRuntime
 
 def make_handler(runtime: ServiceRuntime) -> Handler:
     api_keys = runtime.tables["api_keys"]
+    cache = cache_of(runtime)
 
     async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
         """Admission (ServiceSpec.accepts) has let through only declared types of known tenants."""
-        out = await Outbound.load(uow, {e.tenant for e in events})
+        out = await Outbound.load(uow, {e.tenant for e in events}, cache)
         reviews: dict[str, list[Envelope]] = {}
         disputes: dict[str, list[Envelope]] = {}
         cards: list[dict[str, Any]] = []
@@ -43,9 +45,9 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 )
         await store.add_categories(uow.session, cards, overwrite=True)
         for tenant, envs in reviews.items():
-            await service.on_reviews(uow, out, tenant, envs, api_keys)
+            await service.on_reviews(uow, out, tenant, envs, api_keys, cache)
         for tenant, envs in disputes.items():
-            await service.on_disputes(uow, out, tenant, envs, api_keys)
+            await service.on_disputes(uow, out, tenant, envs, api_keys, cache)
         await out.flush()
 
     return handle

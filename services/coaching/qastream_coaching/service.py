@@ -15,6 +15,7 @@ from sqlalchemy import Table
 
 from qastream_coaching import store
 from qastream_coaching.alerts import raise_alerts
+from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.impact_updates import refresh_impacts
 from qastream_coaching.published import envelope, task_event, utc
 from qastream_coaching.rules import POSITIVE, Rule
@@ -100,7 +101,12 @@ def review_in(data: ReviewSubmitted | ReviewRevised, at: datetime) -> ReviewIn |
 
 
 async def on_reviews(
-    uow: UnitOfWork, out: Outbound, tenant_id: str, events: Sequence[Envelope], api_keys: Table
+    uow: UnitOfWork,
+    out: Outbound,
+    tenant_id: str,
+    events: Sequence[Envelope],
+    api_keys: Table,
+    cache: ConfigCache,
 ) -> None:
     session = uow.session
     revised_ids = [e.data.review_id for e in events if isinstance(e.data, ReviewRevised)]
@@ -138,21 +144,21 @@ async def on_reviews(
         }
         for r in latest.values()
     ]
-    # Revisions first: a submission redelivered after its revision must not count as new.
+    # Sorted, so concurrent batches lock the rows they share in the same order. A stored later revision wins.
     changed = await store.upsert_reviews(session, sorted(rows, key=lambda r: r["review_id"]))
-    await store.add_categories(
-        session,
-        [
-            {"tenant_id": tenant_id, "category_id": c, "critical": False}
-            for r in rows
-            for c in r["categories"]
-        ],
-        overwrite=False,
-    )
+    new_categories = {(tenant_id, c) for r in rows for c in r["categories"]} - cache.categories
+    if new_categories:
+        await store.add_categories(
+            session,
+            [{"tenant_id": t, "category_id": c, "critical": False} for t, c in new_categories],
+            overwrite=False,
+        )
+        cache.categories |= new_categories
+        uow.on_rollback.append(lambda: cache.categories.difference_update(new_categories))
     facts = sorted((latest[i].fact for i in changed), key=lambda f: (f.at, f.review_id))
     if not facts:
         return
-    rules = [r for r in (await store.current_rules(session, tenant_id)).values() if not r.paused]
+    rules = await cache.active_rules(session, tenant_id)
     agents = {f.agent_id for f in facts}
     since = utc(min(f.at for f in facts) - longest_window_s(rules))
     loaded = await store.histories(session, tenant_id, agents, since)
@@ -173,7 +179,12 @@ async def on_reviews(
 
 
 async def on_disputes(
-    uow: UnitOfWork, out: Outbound, tenant_id: str, events: Sequence[Envelope], api_keys: Table
+    uow: UnitOfWork,
+    out: Outbound,
+    tenant_id: str,
+    events: Sequence[Envelope],
+    api_keys: Table,
+    cache: ConfigCache,
 ) -> None:
     """Rejected disputes on one category are facts for dispute_rejections rules."""
     facts = [
@@ -188,7 +199,7 @@ async def on_disputes(
     facts = sorted((f for f in facts if f.dispute_id in new), key=lambda f: (f.at, f.dispute_id))
     if not facts:
         return
-    rules = [r for r in (await store.current_rules(uow.session, tenant_id)).values() if not r.paused]
+    rules = await cache.active_rules(uow.session, tenant_id)
     if not rules:
         return
     since = utc(min(f.at for f in facts) - longest_window_s(rules))
@@ -220,8 +231,7 @@ async def apply_firings(
     session = uow.session
     firings = sorted(firings, key=lambda f: (f.at, f.cause_id, f.rule.rule_id))
     slots = {slot_of(f.agent_id, f.category_id, f.rule) for f in firings}
-    open_ = await store.open_tasks(session, tenant_id, slots)
-    closed = await store.closed_counts(session, tenant_id, slots - set(open_))
+    open_, closed = await store.slot_tasks(session, tenant_id, slots)
     leads = await store.team_leads(session, api_keys, tenant_id, (f.team for f in firings))
     missing = {r for f in firings for r in f.review_ids} - set(details)
     details = {**details, **await store.review_details(session, tenant_id, missing)}

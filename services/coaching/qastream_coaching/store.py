@@ -288,16 +288,24 @@ async def open_tasks(
     return {r["slot"]: dict(r) for r in rows.mappings()}
 
 
-async def closed_counts(session: AsyncSession, tenant_id: str, slots: Iterable[str]) -> dict[str, int]:
+async def slot_tasks(
+    session: AsyncSession, tenant_id: str, slots: Iterable[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """The open task of each slot (locked) and how many tasks each slot has closed, in one read."""
     wanted = sorted(set(slots))
     if not wanted:
-        return {}
+        return {}, {}
     rows = await session.execute(
-        select(tasks.c.slot, func.count())
-        .where(tasks.c.tenant_id == tenant_id, tasks.c.slot.in_(wanted), tasks.c.status.not_in(OPEN))
-        .group_by(tasks.c.slot)
+        select(tasks).where(tasks.c.tenant_id == tenant_id, tasks.c.slot.in_(wanted)).with_for_update()
     )
-    return dict(rows.tuples().all())
+    open_: dict[str, dict[str, Any]] = {}
+    closed: dict[str, int] = {}
+    for r in rows.mappings():
+        if r["status"] in OPEN:
+            open_[r["slot"]] = dict(r)
+        else:
+            closed[r["slot"]] = closed.get(r["slot"], 0) + 1
+    return open_, closed
 
 
 async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qastream_coaching import store
+from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.impact_updates import refresh_impact
 from qastream_coaching.lifecycle import Action, IllegalTransition, next_status
 from qastream_coaching.published import envelope, task_event
@@ -53,7 +54,7 @@ def _may(principal: Principal, action: Action, task: dict[str, Any]) -> bool:
 
 
 async def transition(
-    uow: UnitOfWork, principal: Principal, task_id: str, action: Action, **fields: Any
+    uow: UnitOfWork, cache: ConfigCache, principal: Principal, task_id: str, action: Action, **fields: Any
 ) -> dict[str, Any]:
     """Applies `action`; NotFound, Forbidden or IllegalTransition when it may not happen."""
     tenant = principal.tenant_id
@@ -78,7 +79,7 @@ async def transition(
         extra = {"reason": fields["reason"]}
     await store.update_task(uow.session, tenant, task_id, **values)
     task.update(values)
-    out = await Outbound.load(uow, [tenant])
+    out = await Outbound.load(uow, [tenant], cache)
     ids = (await store.evidence_ids(uow.session, tenant, [task_id])).get(task_id, [])
     event = task_event(_EVENTS[action], task, ids, occurred_at=now, **extra)
     out.publish(envelope(tenant, task, event))

@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
-from qastream_coaching.tables import webhooks
+from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.webhooks import store
 from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
@@ -74,19 +73,9 @@ class Outbound:
         self.rows: list[dict[str, Any]] = []
 
     @classmethod
-    async def load(cls, uow: UnitOfWork, tenants: Iterable[str]) -> Outbound:
-        """The active subscriptions of these tenants, read once per unit of work."""
-        wanted = sorted(set(tenants))
-        subs: dict[str, list[tuple[str, frozenset[str]]]] = {}
-        if wanted:
-            rows = await uow.session.execute(
-                select(webhooks.c.tenant_id, webhooks.c.webhook_id, webhooks.c.event_types).where(
-                    webhooks.c.tenant_id.in_(wanted), webhooks.c.active
-                )
-            )
-            for tenant, wid, types in rows:
-                subs.setdefault(tenant, []).append((wid, frozenset(types)))
-        return cls(uow, subs)
+    async def load(cls, uow: UnitOfWork, tenants: Iterable[str], cache: ConfigCache) -> Outbound:
+        """The active subscriptions of these tenants (cached for the process, see ConfigCache)."""
+        return cls(uow, await cache.subscriptions_of(uow.session, tenants))
 
     def publish(self, env: Envelope) -> None:
         self.uow.publish(COACHING, env)

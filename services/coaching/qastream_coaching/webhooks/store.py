@@ -146,6 +146,21 @@ async def attempts_of(
 # --- subscriptions ---
 
 
+async def subscriptions(
+    session: AsyncSession, tenants: Sequence[str]
+) -> dict[str, list[tuple[str, frozenset[str]]]]:
+    """tenant → its active webhooks and the event types each subscribes to."""
+    rows = await session.execute(
+        select(webhooks.c.tenant_id, webhooks.c.webhook_id, webhooks.c.event_types).where(
+            webhooks.c.tenant_id.in_(list(tenants)), webhooks.c.active
+        )
+    )
+    out: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    for tenant, wid, types in rows:
+        out.setdefault(tenant, []).append((wid, frozenset(types)))
+    return out
+
+
 async def create(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(webhooks.insert().values(**row))
 

@@ -1,4 +1,5 @@
-"""Reviewer assignments: made from manual samples, handed out by `next`, changed with a reason, all logged.
+"""Reviewer assignments: handed out by `next`, opened, drafted, completed, or changed with a reason (how
+they are made from manual samples: assignment_intake.py).
 
 Every change is a row in assignment_log and an AssignmentChanged on qa.assignments, in one transaction.
 """
@@ -50,6 +51,8 @@ def log_change(
     event_id: str | None = None,
     cause: Envelope | None = None,
 ) -> dict[str, Any]:
+    """Publishes the change as AssignmentChanged and returns its assignment_log row for the caller to insert
+    (in batches, where a batch makes many)."""
     ev = AssignmentChanged(
         assignment_id=row["assignment_id"],
         conversation_id=row["conversation_id"],

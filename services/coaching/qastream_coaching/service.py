@@ -160,13 +160,18 @@ async def on_reviews(
         return
     rules = await cache.active_rules(session, tenant_id)
     agents = {f.agent_id for f in facts}
-    since = utc(min(f.at for f in facts) - longest_window_s(rules))
-    loaded = await store.histories(session, tenant_id, agents, since)
+    loaded = (
+        await store.histories(
+            session, tenant_id, agents, utc(min(f.at for f in facts) - longest_window_s(rules))
+        )
+        if rules
+        else {}
+    )
     histories = {a: AgentHistory.of(loaded.get(a, [])) for a in agents}
     firings: list[Firing] = []
     revised: list[tuple[ReviewFact, list[Firing]]] = []
     for fact in facts:
-        fired = evaluate_review(fact, histories[fact.agent_id], rules) if rules else []
+        fired = evaluate_review(fact, histories[fact.agent_id], rules)
         firings.extend(fired)
         if fact.revision > 0:
             revised.append((fact, fired))
@@ -232,7 +237,9 @@ async def apply_firings(
     firings = sorted(firings, key=lambda f: (f.at, f.cause_id, f.rule.rule_id))
     slots = {slot_of(f.agent_id, f.category_id, f.rule) for f in firings}
     open_, closed = await store.slot_tasks(session, tenant_id, slots)
-    leads = await store.team_leads(session, api_keys, tenant_id, (f.team for f in firings))
+    # Only tasks about to open need their team's lead.
+    new_teams = {f.team for f in firings if slot_of(f.agent_id, f.category_id, f.rule) not in open_}
+    leads = await store.team_leads(session, api_keys, tenant_id, new_teams)
     missing = {r for f in firings for r in f.review_ids} - set(details)
     details = {**details, **await store.review_details(session, tenant_id, missing)}
     created: dict[str, tuple[dict[str, Any], Firing]] = {}

@@ -15,7 +15,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from qastream_shared.admission import Admission
 from qastream_shared.db import array_insert
-from qastream_shared.events import Envelope, InvalidEvent, decode
+from qastream_shared.events import Envelope, Event, InvalidEvent, decode
 from qastream_shared.outbox import add_rows, outbox_row, raw_row
 from qastream_shared.settings import Settings
 from qastream_shared.telemetry import context_from_traceparent, exporting, tenant_var, tracer
@@ -91,6 +91,10 @@ class Rejected(Exception):
         super().__init__("; ".join(self.reasons.values()))
 
 
+class UndeclaredEvent(Exception):
+    """A service published an event type its ServiceSpec does not declare for that topic: a bug."""
+
+
 @dataclass
 class UnitOfWork:
     """What a handler gets: the batch's session, and an outbox to publish follow-up events through."""
@@ -102,8 +106,13 @@ class UnitOfWork:
     pending: list[dict[str, Any]] = field(default_factory=list)
     # Called when the transaction does not commit, so handlers can drop in-memory state it had changed.
     on_rollback: list[Callable[[], None]] = field(default_factory=list)
+    # The service's declared output (ServiceSpec.produces), which the published AsyncAPI document is made
+    # from; None leaves publishing unchecked (tools and tests that are no service).
+    produces: Mapping[str, Sequence[type[Event]]] | None = None
 
     def publish(self, topic: str, env: Envelope) -> None:
+        if self.produces is not None and type(env.data) not in self.produces.get(topic, ()):
+            raise UndeclaredEvent(f"{env.type} on {topic} is not in the service's ServiceSpec.produces")
         self.pending.append(outbox_row(topic, env, self.settings))
 
     async def flush(self) -> None:
@@ -174,6 +183,7 @@ class BatchConsumer:
         handler: Handler,
         group_id: str | None = None,
         admission: Admission | None = None,
+        produces: Mapping[str, Sequence[type[Event]]] | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -184,6 +194,7 @@ class BatchConsumer:
         self.schema = schema
         self.handler = handler
         self.admission = admission
+        self.produces = produces
         # RETURNING names the events no earlier delivery claimed.
         self._claim = array_insert(
             self.inbox, ("event_id", "tenant_id"), suffix="ON CONFLICT DO NOTHING RETURNING event_id"
@@ -373,7 +384,7 @@ class BatchConsumer:
                 attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(items)},
             ):
                 async with self.sessions() as session, session.begin():
-                    uow = UnitOfWork(session, self.settings, self.outbox, self.schema)
+                    uow = UnitOfWork(session, self.settings, self.outbox, self.schema, produces=self.produces)
                     todo, fresh, dead = await self._claim_and_handle(uow, items)
         except BaseException:
             for hook in uow.on_rollback if uow is not None else ():

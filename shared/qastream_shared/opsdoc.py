@@ -60,11 +60,19 @@ def _retention(t: Topic) -> str:
 
 
 def topics_section() -> str:
-    rows = ["| topic | partitions | retention | cleanup.policy |", "|---|---|---|---|"]
+    from qastream_shared.asyncapi import EXTERNAL, flows
+
+    rows = [
+        "| topic | partitions | retention | cleanup.policy | produced by | consumed by |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_topic = flows()
     for t in REGISTRY:
         partitions = f"{t.partitions} (QA_TOPIC_PARTITIONS)" if t.partitions > 1 else "1"
         policy = "compact" if t.compacted else "delete"
-        rows.append(f"| `{t.name}` | {partitions} | {_retention(t)} | {policy} |")
+        producers = ", ".join(by_topic[t.name]["producers"]) or EXTERNAL
+        consumers = ", ".join(by_topic[t.name]["consumers"]) or "operators, platform teams"
+        rows.append(f"| `{t.name}` | {partitions} | {_retention(t)} | {policy} | {producers} | {consumers} |")
     return "\n".join(rows)
 
 

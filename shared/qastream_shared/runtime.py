@@ -42,6 +42,9 @@ class ServiceSpec:
     consumes: Sequence[str] = ()
     # Which event types each consumed topic may carry; anything else is dead-lettered before the handler.
     accepts: Mapping[str, Sequence[type[Event]]] = field(default_factory=dict)
+    # Which event types the service publishes on each topic (its dead letters aside); publishing anything
+    # else raises. The AsyncAPI document's send operations are made from it.
+    produces: Mapping[str, Sequence[type[Event]]] = field(default_factory=dict)
     handler: Callable[[ServiceRuntime], Handler] | None = None
     uses_directory: bool = True
     # The service whose own tenants table is the source of qa.tenants (ingest): admission reads that table.
@@ -114,6 +117,7 @@ class ServiceRuntime:
             schema=self.schema,
             handler=self.spec.handler(self),
             admission=Admission(self.spec.accepts, self.settings, self.tenant_lookup()),
+            produces=self.spec.produces,
         )
 
     def tenant_lookup(self) -> TenantLookup | None:
@@ -140,7 +144,9 @@ class ServiceRuntime:
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction: effects plus the outbox rows they publish, committed together or not at all."""
         async with self.sessions() as session, session.begin():
-            uow = UnitOfWork(session, self.settings, self.tables["outbox"], self.schema)
+            uow = UnitOfWork(
+                session, self.settings, self.tables["outbox"], self.schema, produces=self.spec.produces
+            )
             yield uow
             await uow.flush()
 

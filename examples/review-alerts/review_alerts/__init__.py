@@ -1,0 +1,1 @@
+"""Example platform-team consumer of the qastream event stream (FastStream)."""

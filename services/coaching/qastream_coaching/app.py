@@ -15,15 +15,18 @@ from qastream_coaching.webhooks.delivery import deliver_webhooks
 from qastream_shared.events import (
     CalibrationClosed,
     CalibrationOpened,
+    CoachingImpactMeasured,
+    CoachingTaskEvent,
     DisputeOpened,
     DisputeResolved,
     ReviewRevised,
     ReviewSubmitted,
+    RiskAlertRaised,
     ScorecardPublished,
 )
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings
-from qastream_shared.topics import CALIBRATIONS, DISPUTES, REVIEWS, SCORECARDS
+from qastream_shared.topics import CALIBRATIONS, COACHING, DISPUTES, REVIEWS, SCORECARDS
 
 SPEC = ServiceSpec(
     name="coaching",
@@ -38,6 +41,8 @@ SPEC = ServiceSpec(
         SCORECARDS: [ScorecardPublished],
         CALIBRATIONS: [CalibrationOpened, CalibrationClosed],
     },
+    # Every task lifecycle event (each a CoachingTaskEvent), measured impact and risk alerts.
+    produces={COACHING: [*CoachingTaskEvent.__subclasses__(), CoachingImpactMeasured, RiskAlertRaised]},
     handler=make_handler,
     routers=[router, webhooks_router],
     tasks=[deliver_webhooks],

@@ -15,10 +15,18 @@ from qastream_ingest.handlers import make_handler
 from qastream_ingest.service import Redactors
 from qastream_ingest.tables import metadata, tables
 from qastream_shared.conversation import Conversation
-from qastream_shared.events import InboundConversation
+from qastream_shared.events import (
+    ApiKeyIssued,
+    ApiKeyRevoked,
+    ConversationIngested,
+    ConversationUpdated,
+    CsatRecorded,
+    InboundConversation,
+    TenantUpserted,
+)
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings, get_settings
-from qastream_shared.topics import INBOUND_CONVERSATIONS
+from qastream_shared.topics import CONVERSATIONS, INBOUND_CONVERSATIONS, TENANTS
 
 SPEC = ServiceSpec(
     name="ingest",
@@ -27,6 +35,10 @@ SPEC = ServiceSpec(
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[INBOUND_CONVERSATIONS],
     accepts={INBOUND_CONVERSATIONS: [InboundConversation]},
+    produces={
+        CONVERSATIONS: [ConversationIngested, ConversationUpdated, CsatRecorded],
+        TENANTS: [TenantUpserted, ApiKeyIssued, ApiKeyRevoked],
+    },
     handler=make_handler,
     uses_directory=False,
     owns_tenants=True,

@@ -11,6 +11,7 @@ from qastream_sampler.handlers import idle_tick, make_handler
 from qastream_sampler.tables import metadata, tables
 from qastream_shared.events import (
     ConversationIngested,
+    ConversationSampled,
     ConversationUpdated,
     CsatRecorded,
     ReviewRevised,
@@ -18,7 +19,7 @@ from qastream_shared.events import (
 )
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings
-from qastream_shared.topics import CONVERSATIONS, REVIEWS
+from qastream_shared.topics import CONVERSATIONS, REVIEWS, SAMPLES
 
 SPEC = ServiceSpec(
     name="sampler",
@@ -31,6 +32,7 @@ SPEC = ServiceSpec(
         # Revisions of human reviews are accepted but never trigger sampling.
         REVIEWS: [ReviewSubmitted, ReviewRevised],
     },
+    produces={SAMPLES: [ConversationSampled]},
     handler=make_handler,
     routers=[router],
     tasks=[idle_tick],

@@ -10,10 +10,20 @@ from qastream_scoring.api import router
 from qastream_scoring.autoqa_runner import close_on_stop
 from qastream_scoring.handlers import make_handler
 from qastream_scoring.tables import metadata, tables
-from qastream_shared.events import ConversationSampled
+from qastream_shared.events import (
+    AssignmentChanged,
+    CalibrationClosed,
+    CalibrationOpened,
+    ConversationSampled,
+    DisputeOpened,
+    DisputeResolved,
+    ReviewRevised,
+    ReviewSubmitted,
+    ScorecardPublished,
+)
 from qastream_shared.runtime import ServiceSpec, create_app
 from qastream_shared.settings import Settings
-from qastream_shared.topics import SAMPLES
+from qastream_shared.topics import ASSIGNMENTS, CALIBRATIONS, DISPUTES, REVIEWS, SAMPLES, SCORECARDS
 
 SPEC = ServiceSpec(
     name="scoring",
@@ -22,6 +32,13 @@ SPEC = ServiceSpec(
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[SAMPLES],
     accepts={SAMPLES: [ConversationSampled]},
+    produces={
+        REVIEWS: [ReviewSubmitted, ReviewRevised],
+        ASSIGNMENTS: [AssignmentChanged],
+        DISPUTES: [DisputeOpened, DisputeResolved],
+        CALIBRATIONS: [CalibrationOpened, CalibrationClosed],
+        SCORECARDS: [ScorecardPublished],
+    },
     handler=make_handler,
     routers=[router],
     tasks=[close_on_stop],

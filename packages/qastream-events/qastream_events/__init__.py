@@ -1,0 +1,1 @@
+"""The qastream event contract: `events` (models, encode/decode), `topics` (names), `conversation`, `scorecard`."""

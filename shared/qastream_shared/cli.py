@@ -136,6 +136,13 @@ def asyncapi(
     if write:
         doc.DOCUMENT.write_bytes(doc.render())
         console.print(f"wrote {doc.DOCUMENT}")
+        # The platform-kit example's own document embeds the same models; keep it in step (a dev install).
+        try:
+            from review_alerts import asyncapi as example
+        except ImportError:
+            return
+        example.DOCUMENT.write_text(example.render())
+        console.print(f"wrote {example.DOCUMENT}")
     else:
         typer.echo(doc.render().decode(), nl=False)
 

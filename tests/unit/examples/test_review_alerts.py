@@ -88,7 +88,7 @@ def test_committed_asyncapi_document_is_what_faststream_makes():
     from review_alerts import asyncapi
 
     assert asyncapi.DOCUMENT.read_text() == asyncapi.render(), (
-        "uv run python -m review_alerts.asyncapi --write"
+        "run `uv run qa asyncapi --write` (it writes this document too)"
     )
     doc = json.loads(asyncapi.DOCUMENT.read_text())
     assert {c["address"] for c in doc["channels"].values()} == {REVIEWS, COACHING}

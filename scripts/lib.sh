@@ -67,7 +67,7 @@ kustomize_bin() {
   local dir="${XDG_CACHE_HOME:-$HOME/.cache}/qastream/kustomize-${KUSTOMIZE_VERSION}"
   if [ ! -x "$dir/kustomize" ]; then
     if ! command -v go >/dev/null; then echo "go is missing: cannot build kustomize"; return 1; fi
-    GOBIN="$dir" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
+    GOBIN="$dir" go install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
   fi
   "$dir/kustomize" version
 }
@@ -77,6 +77,7 @@ setup() {
   export PATH="$HOME/.local/bin:$PATH"
   phase "python env" python_env
   phase "kafka jars" kafka_jars
-  phase "kustomize" kustomize_bin
+  # Only the manifest tests need it (they fail under CI without it); the demo must not depend on Go.
+  phase "kustomize" kustomize_bin || echo "kustomize unavailable: tests/unit/platform/test_deploy_kubernetes.py will say so"
   export KUSTOMIZE="${XDG_CACHE_HOME:-$HOME/.cache}/qastream/kustomize-${KUSTOMIZE_VERSION}/kustomize"
 }

@@ -13,8 +13,9 @@ Default scorecard, default settings, no llm. Labels are only read here, to measu
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from scipy.stats import pointbiserialr
 from sklearn.metrics import roc_auc_score
 
+from bench.common import TINY_HELP
 from qastream_scoring.autoqa import prepare, score_conversation
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_shared.conversation import Conversation
@@ -38,9 +40,9 @@ def _mean(xs: list[float]) -> float:
     return round(sum(xs) / max(1, len(xs)), 4)
 
 
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA
-    rows = [json.loads(line) for line in path.open()]
+def main(path: Path, limit: int | None) -> None:
+    with path.open() as fh:
+        rows = [json.loads(line) for line in itertools.islice(fh, limit)]
     convs = [Conversation.model_validate({k: v for k, v in r.items() if k != "labels"}) for r in rows]
     card = prepare(default_scorecard())
     score_conversation(convs[0], card)  # load VADER and the word list outside the timing
@@ -89,4 +91,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("path", nargs="?", type=Path, default=DATA)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    args = parser.parse_args()
+    main(args.path, 300 if args.tiny else None)

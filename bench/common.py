@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 
 @dataclass
 class Stopwatch:
@@ -31,6 +33,20 @@ def rate(n: int, seconds: float, **extra: Any) -> dict[str, Any]:
 def ratio(numerator: float, denominator: float, target: float) -> dict[str, Any]:
     value = numerator / denominator
     return {"value": round(value, 3), "target": target, "met": value >= target}
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
+    """A raw baseline's own topic: the launcher's broker never auto-creates one (auto.create.topics.enable
+    is off). Under the run's topic prefix, so the bench's clean-up deletes it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+TINY_HELP = "the smallest sizes, for the CI smoke run (tests/integration/test_bench_smoke.py)"
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import statistics
 import sys
 from typing import Any
 
-from bench.common import Stopwatch, emit
+from bench.common import TINY_HELP, Stopwatch, emit
 from bench.platform import cleanup, servers
 from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import explain_state
@@ -111,5 +111,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--conversations", type=int, default=11_000)
     parser.add_argument("--explains", type=int, default=40)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
-    emit(asyncio.run(main(args.conversations, args.explains)))
+    emit(asyncio.run(main(200, 3) if args.tiny else main(args.conversations, args.explains)))

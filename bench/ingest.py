@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import Stopwatch, emit, rate
+from bench.common import TINY_HELP, Stopwatch, create_topic, emit, rate
 from bench.platform import cleanup, servers
 from qastream_ingest.app import SPEC
 from qastream_shared.events import Role
@@ -162,9 +162,10 @@ async def raw_copy(settings: Settings, n: int) -> dict[str, Any]:
 
 async def raw_produce(settings: Settings, n: int) -> dict[str, Any]:
     values = [orjson.dumps(r) for r in star_records()]
+    topic = f"{settings.topic_prefix}bench.raw"
+    await create_topic(settings.kafka_bootstrap_servers, topic)
     producer = make_producer(settings)
     await producer.start()
-    topic = f"{settings.topic_prefix}bench.raw"
     try:
         await producer.send_and_wait(topic, b"warm-up")
         clock = Stopwatch()
@@ -182,7 +183,7 @@ async def raw_produce(settings: Settings, n: int) -> dict[str, Any]:
 
 
 async def main(
-    seconds: float, clients: int, profile: str | None, single_rates: list[float]
+    seconds: float, clients: int, profile: str | None, single_rates: list[float], raw_n: int = RAW_N
 ) -> dict[str, Any]:
     db, kafka = servers()
     settings = isolated_settings(db, kafka)
@@ -208,8 +209,8 @@ async def main(
             "http_batches": batches,
             "http_single": single,
             "http_single_at": at_rates,
-            "raw_copy": await raw_copy(settings, RAW_N),
-            "raw_produce": await raw_produce(settings, RAW_N),
+            "raw_copy": await raw_copy(settings, raw_n),
+            "raw_produce": await raw_produce(settings, raw_n),
         }
     finally:
         ingest.stop()
@@ -220,6 +221,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--raw", type=int, default=RAW_N, help="records in each raw baseline")
     parser.add_argument("--profile", help="write a py-spy flame graph of the service here")
     parser.add_argument(
         "--single-rate",
@@ -228,5 +230,8 @@ if __name__ == "__main__":
         default=[],
         help="also measure single POSTs at this rate",
     )
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
-    emit(asyncio.run(main(args.seconds, args.clients, args.profile, args.single_rate)))
+    if args.tiny:
+        args.seconds, args.clients, args.raw = 1.0, 1, 200
+    emit(asyncio.run(main(args.seconds, args.clients, args.profile, args.single_rate, args.raw)))

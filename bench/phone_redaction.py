@@ -26,7 +26,7 @@ from typing import Any
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberFormat, PhoneNumberType
 
-from bench.common import emit
+from bench.common import TINY_HELP, emit
 from qastream_ingest.redaction import RedactionPolicy, Redactor
 
 REGIONS = ("US", "GB", "FR", "DE", "ES", "IT", "NL", "IN", "AU", "BR", "CA", "MX")
@@ -125,5 +125,6 @@ def main(n: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--ordinary", type=int, default=3000)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
-    emit(main(args.ordinary))
+    emit(main(50 if args.tiny else args.ordinary))

@@ -24,10 +24,10 @@ import os
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import insert
 
-from bench.common import Stopwatch, emit, rate, ratio
+from bench.common import TINY_HELP, Stopwatch, create_topic, emit, rate, ratio
 from qastream_shared.db import drop_schema
 from qastream_shared.events import decode, encode
 from qastream_shared.migrations import migrate
@@ -176,12 +176,7 @@ async def main(n: int) -> dict[str, Any]:
     try:
         await migrate(settings, runtime.schema, SPEC.migrations)
         await ensure_topics(settings, partitions=PARTITIONS)
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(raw_topic, num_partitions=PARTITIONS, replication_factor=1)])
-        finally:
-            await admin.close()
+        await create_topic(kafka, raw_topic, PARTITIONS)
 
         produced = await raw_produce(settings, raw_topic, n)
         consumed = await raw_consume(settings, raw_topic, n)
@@ -208,4 +203,6 @@ async def main(n: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=50_000)
-    emit(asyncio.run(main(parser.parse_args().messages)))
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    args = parser.parse_args()
+    emit(asyncio.run(main(600 if args.tiny else args.messages)))

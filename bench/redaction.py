@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.common import emit
+from bench.common import TINY_HELP, emit
 from qastream_ingest.importers import read_conversations
 from qastream_ingest.redaction import RedactionPolicy, Redactor, tenant_pepper
 from qastream_shared.conversation import Conversation
@@ -66,5 +66,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--conversations", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
-    emit(main(args.conversations, args.rounds))
+    emit(main(50, 1) if args.tiny else main(args.conversations, args.rounds))

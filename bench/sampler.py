@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 from sqlalchemy import func, select
 
-from bench.common import Stopwatch, emit, rate
+from bench.common import TINY_HELP, Stopwatch, emit, rate
 from bench.platform import cleanup, raw_consume, servers
 from qastream_sampler.app import SPEC
 from qastream_sampler.tables import inputs, sample_log
@@ -131,5 +131,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--conversations", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
-    emit(asyncio.run(main(args.conversations, args.batch)))
+    emit(asyncio.run(main(300 if args.tiny else args.conversations, args.batch)))

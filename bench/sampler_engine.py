@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from bench.common import emit
+from bench.common import TINY_HELP, emit
 from qastream_sampler.decisions import uniform
 from qastream_sampler.engine import SamplerConfig, SamplerState, close, observe_conversation
 from qastream_sampler.plans import parse_plan
@@ -55,4 +55,6 @@ def main(n: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--conversations", type=int, default=50_000)
-    emit(main(parser.parse_args().conversations))
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    args = parser.parse_args()
+    emit(main(1_000 if args.tiny else args.conversations))

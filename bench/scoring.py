@@ -32,7 +32,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from bench.common import Stopwatch, emit, rate
+from bench.common import TINY_HELP, Stopwatch, emit, rate
 from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa.pipeline import score_conversation
@@ -185,5 +185,8 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--pure", type=int, default=None, help="conversations scored in-process (all)")
     parser.add_argument("--profile", help="write a py-spy speedscope profile of the scoring process here")
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.messages, args.pure = 1_100, 20  # more than one batch of 500: the first is not timed
     emit(asyncio.run(main(args.messages, args.pure, args.profile)))

@@ -244,8 +244,9 @@ def cli() -> None:
     parser.add_argument("--assignments", type=int)
     parser.add_argument("--ops", type=int)
     parser.add_argument("--reviewers", type=int, default=50)
+    parser.add_argument("--tiny", action="store_true", help="the same as --size smoke (the CI smoke run)")
     a = parser.parse_args()
-    reviews, assignments, ops = SIZES[a.size]
+    reviews, assignments, ops = SIZES["smoke" if a.tiny else a.size]
     emit(
         asyncio.run(
             main(a.reviews or reviews, a.assignments or assignments, a.ops or ops, max(2, a.reviewers))

@@ -51,6 +51,8 @@ def up(
     except StackError as e:
         console.print(f"[red]qa up failed:[/] {e}")
         raise typer.Exit(1) from e
+    if stack.restarted:
+        console.print(f"[yellow]restarted[/] {', '.join(stack.restarted)} (found dead, same port as before)")
     console.print(f"[green]stack is up[/] (state in {stack.state_dir})")
     console.print(f"  DATABASE_URL={state['postgres']['url']}")
     console.print(f"  KAFKA_BOOTSTRAP_SERVERS={state['kafka']['bootstrap']}")
@@ -75,9 +77,10 @@ def status(state_dir: StateDir = None) -> None:
         raise typer.Exit(1)
     table = Table("component", "pid", "port", "alive")
     table.add_column("address", overflow="fold")  # shown whole: it is there to be copied
+    table.add_column("problems", overflow="fold")
     for r in rows:
         alive = "external" if r.external else ("[green]yes[/]" if r.alive else "[red]no[/]")
-        table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), alive, r.url)
+        table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), alive, r.url, f"[red]{r.problem}[/]")
     console.print(table)
 
 

@@ -184,7 +184,28 @@ class ServiceRuntime:
             checks["consumer"] = "ok" if self.consumer.ready.is_set() else "joining"
         if self.failed is not None:
             checks["tasks"] = f"failed: {self.failed!r}"
+        checks[BROKER_CHECK] = await broker_reachable(self.settings.kafka_bootstrap_servers)
         return checks
+
+
+# Reported by /readyz but not part of its verdict: with the broker away, writes still commit to the outbox
+# and wait there, so taking the service out of rotation would only turn a delay into errors.
+BROKER_CHECK = "broker"
+
+
+async def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> str:
+    """ "ok" when a TCP connection to any bootstrap server opens, else why not (for /readyz and `qa status`)."""
+    last = "no bootstrap server"
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            last = f"unavailable: {exc.__class__.__name__}"
+            continue
+        writer.close()
+        return "ok"
+    return last
 
 
 def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
@@ -211,7 +232,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Any:
         checks = await app.state.runtime.ready()
-        ok = all(v in ("ok",) for v in checks.values())
+        ok = all(v == "ok" for k, v in checks.items() if k != BROKER_CHECK)
         return (
             http.problem(503, "Service Unavailable", **{"checks": checks}) if not ok else {"checks": checks}
         )

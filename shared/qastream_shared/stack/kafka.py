@@ -63,9 +63,10 @@ class KafkaBroker(StateDir):
         return self.state_dir / "kafka"
 
     def ensure_kafka(self) -> str:
-        """Return the bootstrap servers: KAFKA_BOOTSTRAP_SERVERS when set, else our own broker."""
+        """Return the bootstrap servers: KAFKA_BOOTSTRAP_SERVERS when set and not ours, else our own broker
+        (started, or restarted on its port, if needed)."""
         external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if external:
+        if external and not self._recorded_own("kafka", "bootstrap", external):
             if not self.owns_kafka():  # never forget a broker of ours that is still running
                 self._update("kafka", {"external": True, "bootstrap": external})
             return external
@@ -86,6 +87,11 @@ class KafkaBroker(StateDir):
         )
         if self._owned("kafka") and port_open(port):
             return bootstrap
+        if self._pid_file("kafka").exists():  # `down` removes it: a leftover means the broker died
+            self.report(
+                f"Kafka on {bootstrap} is not running (it was not stopped by `qa down`): restarting it"
+            )
+            self.restarted.append("kafka")
         java = java_bin()
         libs = ensure_kafka_libs(report=self.report)
         classpath = f"{libs}/*"

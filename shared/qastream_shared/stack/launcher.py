@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from qastream_shared.services import SERVICES
 from qastream_shared.settings import Settings
 from qastream_shared.stack.kafka import KafkaBroker
@@ -14,6 +16,8 @@ from qastream_shared.stack.postgres import PostgresServer
 from qastream_shared.stack.services import ServiceProcesses
 from qastream_shared.stack.state import port_open
 from qastream_shared.topics import ensure_topics
+
+READYZ_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class ComponentStatus:
     alive: bool
     external: bool
     url: str
+    problem: str = ""  # what a live service's /readyz reports as not ok, e.g. "broker unavailable: ..."
 
 
 class Stack(PostgresServer, KafkaBroker, ServiceProcesses):
@@ -65,6 +70,23 @@ class Stack(PostgresServer, KafkaBroker, ServiceProcesses):
             proc = self._owned(name)
             alive = proc is not None and port_open(svc["port"])
             rows.append(
-                ComponentStatus(name, proc.pid if proc else None, svc["port"], alive, False, svc["url"])
+                ComponentStatus(
+                    name,
+                    proc.pid if proc else None,
+                    svc["port"],
+                    alive,
+                    False,
+                    svc["url"],
+                    readiness_problems(svc["url"]) if alive else "",
+                )
             )
         return rows
+
+
+def readiness_problems(url: str) -> str:
+    """The checks a service's /readyz does not report as ok, as "name: value; ..."; "" when all are."""
+    try:
+        checks = httpx.get(f"{url}/readyz", timeout=READYZ_TIMEOUT_S).json().get("checks", {})
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"readyz: {exc.__class__.__name__}"
+    return "; ".join(f"{name} {value}" for name, value in checks.items() if value != "ok")

@@ -81,10 +81,11 @@ class PostgresServer(StateDir):
         return None
 
     def ensure_postgres(self) -> str:
-        """Return the database URL: DATABASE_URL when set, else our own server (started if needed)."""
+        """Return the database URL: DATABASE_URL when set and not ours, else our own server (started, or
+        restarted on its port, if needed)."""
         external = os.environ.get("DATABASE_URL")
-        if external:
-            url = sqlalchemy_url(external)
+        url = sqlalchemy_url(external) if external else None
+        if url is not None and not self._recorded_own("postgres", "url", url):
             if not self.owns_postgres():  # never forget a server of ours that is still running
                 self._update("postgres", {"external": True, "url": url})
             return url
@@ -102,6 +103,11 @@ class PostgresServer(StateDir):
         self._update("postgres", {"external": False, "port": port, "url": url})
         if self._pg_pid() and port_open(port):
             return url
+        if (self.pg_data / "postmaster.pid").exists():  # a clean stop removes it: a leftover means a crash
+            self.report(
+                f"PostgreSQL on port {port} is not running (it was not stopped cleanly): restarting it"
+            )
+            self.restarted.append("postgres")
         bindir = postgres_bindir()
         fresh = not (self.pg_data / "PG_VERSION").exists()
         if fresh:

@@ -82,6 +82,7 @@ class StateDir:
         self.state_dir = (state_dir or default_state_dir()).resolve()
         self.report = report
         self.logs_dir = self.state_dir / "logs"
+        self.restarted: list[str] = []  # servers of ours found dead (not stopped by us) and started again
 
     # --- persisted state ---
 
@@ -152,6 +153,13 @@ class StateDir:
             for p in alive:
                 p.kill()
         return True
+
+    def _recorded_own(self, component: str, address_key: str, address: str) -> bool:
+        """Whether the state file records ``address`` as a server this state dir started, alive or not:
+        an exported `qa env` names our own servers, and a dead one of ours is restarted, not taken as
+        someone else's."""
+        recorded = self.state().get(component, {})
+        return not recorded.get("external", True) and recorded.get(address_key) == address
 
     def _spawn(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path) -> psutil.Process:
         self.logs_dir.mkdir(parents=True, exist_ok=True)

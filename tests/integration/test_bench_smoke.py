@@ -32,7 +32,7 @@ def test_bench_runs_tiny_on_the_stack(name: str, kafka_bootstrap: str, database_
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # the heaviest tiny runs (reporting, review) take about 4 min on a busy machine
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, f"bench.{name} failed:\n{done.stderr[-3000:]}"

@@ -8,6 +8,11 @@ weights were tuned on the even half and checked on the odd one, so two halves th
 no cue keys on a few conversations. (The cues themselves came from reading conversations of both halves.)
 Default scorecard, default settings, no llm. Labels are only read here, to measure.
 
+`pcsat` puts the pCSAT model (services/scoring/qastream_scoring/pcsat, fitted on the even half by
+bench.pcsat_fit) next to the review score, per half: AUC for task-not-done and not-calm-helpful (both
+scores on the same conversations), Brier score (and the base rate's), and reliability bins with their n,
+drawn in docs/pcsat_reliability.png.
+
     uv run python -m bench.autoqa_validity [path/to/star.jsonl]
 """
 
@@ -23,12 +28,14 @@ from pathlib import Path
 from scipy.stats import pointbiserialr
 from sklearn.metrics import roc_auc_score
 
+from bench import pcsat_fit
 from bench.common import TINY_HELP
 from qastream_scoring.autoqa import prepare, score_conversation
 from qastream_scoring.default_scorecard import default_scorecard
+from qastream_scoring.pcsat import current
 from qastream_shared.conversation import Conversation
+from qastream_shared.testing import STAR as DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conversations" / "star.jsonl"
 LABELS = ("user_says_task_done", "user_says_agent_calm_helpful")
 
 
@@ -87,7 +94,22 @@ def main(path: Path, limit: int | None) -> None:
             "mean_score_negatives": _mean([s for s, n in zip(review_score, negative, strict=True) if n]),
             "mean_score_positives": _mean([s for s, n in zip(review_score, negative, strict=True) if not n]),
         }
+    out["pcsat"] = pcsat_validity(path, limit)
     print(json.dumps(out, indent=2))
+
+
+def pcsat_validity(path: Path, limit: int | None) -> dict[str, object]:
+    corpus = pcsat_fit.load(path, limit)
+    model = current()
+    figures = pcsat_fit.validity(corpus, pcsat_fit.predictions(corpus, model))
+    if limit is None:  # a --tiny run does not redraw the published diagram
+        pcsat_fit.plot(figures, pcsat_fit.PNG)
+    return {
+        "model_version": model.version,
+        "judged": len(corpus.ids),
+        "reliability_diagram": str(pcsat_fit.PNG.relative_to(pcsat_fit.DOCS.parent)),
+        "per_half": figures,
+    }
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
     uv run python -m bench.pcsat_fit [--data path/to/star.jsonl] [--check]
 
-Writes services/scoring/qastream_scoring/pcsat/model.json (coefficients, calibration, validity figures) and
-docs/pcsat_reliability.png. Deterministic: the same data gives the same file byte for byte; `--check` fails
+Writes services/scoring/qastream_scoring/pcsat/model.json (coefficients, calibration, validity figures);
+bench.autoqa_validity draws docs/pcsat_reliability.png from the same figures. Deterministic: the same data gives the same file byte for byte; `--check` fails
 (exit 1) when the stored model differs from a refit, e.g. after a scorer changed its cues.
 
 The discipline is the scorecard weights' (bench/autoqa_validity.py): CRC-32 of the conversation id, even
@@ -21,6 +21,7 @@ half fits, odd half checks. The id only splits; no feature reads it, a template 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import zlib
 from collections.abc import Sequence
@@ -70,8 +71,9 @@ def _negative(label: bool | None) -> int:
     return -1 if label is None else int(label is False)
 
 
-def load(path: Path) -> Corpus:
-    rows = [orjson.loads(line) for line in path.open("rb")]
+def load(path: Path, limit: int | None = None) -> Corpus:
+    with path.open("rb") as fh:
+        rows = [orjson.loads(line) for line in itertools.islice(fh, limit)]
     card = prepare(default_scorecard())
     ids, views, xs, nd, nc, review = [], [], [], [], [], []
     for row in rows:
@@ -270,7 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0 if same else 1
     MODEL_PATH.write_bytes(text)
-    plot(doc["validity"], PNG)
     print(orjson.dumps(doc["validity"], option=orjson.OPT_INDENT_2).decode())
     return 0
 

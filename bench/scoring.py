@@ -17,6 +17,9 @@ STAR conversations under unique ids. Prints JSON:
   process's CPU time over the same span. Afterwards (untimed) qa.reviews must hold exactly one record per
   conversation;
 - service_over_raw_consume and service_over_score_conversation: how much of each bound the service reaches.
+- without_pcsat: the same conversations through a second process with QA_PCSAT_ENABLED=false, run first in
+  fresh topics and schema, and score_conversation without the pCSAT prediction: `service_with_over_without`
+  is pCSAT's cost on throughput (target >= 0.9, i.e. at most a 10% drop). The figures above include pCSAT.
 `--profile PATH` runs py-spy (speedscope format) on the scoring process while it works.
 """
 
@@ -32,11 +35,12 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from bench.common import TINY_HELP, Stopwatch, emit, rate
+from bench.common import TINY_HELP, Stopwatch, emit, rate, ratio
 from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa.pipeline import score_conversation
 from qastream_scoring.default_scorecard import default_scorecard
+from qastream_scoring.pcsat import current as pcsat_model
 from qastream_scoring.tables import reviews
 from qastream_shared.conversation import Conversation
 from qastream_shared.runtime import ServiceRuntime
@@ -63,13 +67,18 @@ def conversations(n: int) -> list[Conversation]:
     ]
 
 
-def pure_rate(convs: list[Conversation]) -> dict[str, Any]:
+def pure_rate(convs: list[Conversation], pcsat: bool) -> dict[str, Any]:
+    """score_conversation alone, or followed by the pCSAT prediction as the service makes it."""
     card, settings = default_scorecard(), ScoringSettings()
+    model = pcsat_model()
     for c in convs[:50]:
         score_conversation(c, card, settings)  # warm-up: prepared scorecard, lazy lexicons
+        model.predict(c)
     clock = Stopwatch()
     for c in convs:
         score_conversation(c, card, settings)
+        if pcsat:
+            model.predict(c)
     clock.stop()
     return rate(len(convs), clock.seconds)
 
@@ -78,12 +87,15 @@ async def topic_size(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> i
     return sum((await consumer.end_offsets(tps)).values())
 
 
-async def service_rate(settings: Settings, n: int, profile: str | None) -> tuple[dict[str, Any], int]:
+async def service_rate(
+    settings: Settings, n: int, profile: str | None, pcsat: bool
+) -> tuple[dict[str, Any], int]:
     """Runs the scoring process until n reviews are stored and published; returns the rate and its pid."""
     runtime = ServiceRuntime(SPEC, settings)
     offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await offsets.start()
-    proc = Proc(["-m", "qastream_scoring"], settings, {"QA_HTTP_PORT": str(free_port())})
+    env = {"QA_HTTP_PORT": str(free_port()), "QA_PCSAT_ENABLED": str(pcsat).lower()}
+    proc = Proc(["-m", "qastream_scoring"], settings, env)
     spy = None
     try:
         reviews_topic = physical(REVIEWS, settings)
@@ -154,20 +166,32 @@ async def check_published(settings: Settings, n: int) -> None:
         raise RuntimeError(f"{len(records)} records for {len(keys)} conversations on qa.reviews, want {n}")
 
 
-async def main(n: int, pure_n: int | None, profile: str | None) -> dict[str, Any]:
-    db, kafka = servers()
+async def run(
+    db: str, kafka: str, convs: list[Conversation], profile: str | None, pcsat: bool
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """One scoring process over its own topics and schema: (raw consume, service rate, pid)."""
     settings = isolated_settings(db, kafka)
+    n = len(convs)
     try:
         await ensure_topics(settings)  # qa.samples and qa.reviews: PARTITIONS each
         await add_tenant(settings, TENANT)
-        convs = conversations(n)
         await produce_envelopes(settings, physical(SAMPLES, settings), [sampled(TENANT, c) for c in convs])
         consumed = await raw_consume(settings, physical(SAMPLES, settings), n)
-        pure = pure_rate(convs[:pure_n])
-        service, pid = await service_rate(settings, n, profile)
+        service, pid = await service_rate(settings, n, profile, pcsat)
         await check_published(settings, n)
     finally:
         await cleanup(ServiceRuntime(SPEC, settings), settings)
+    return consumed, service, pid
+
+
+async def main(n: int, pure_n: int | None, profile: str | None) -> dict[str, Any]:
+    db, kafka = servers()
+    convs = conversations(n)
+    pure_off = pure_rate(convs[:pure_n], pcsat=False)
+    pure = pure_rate(convs[:pure_n], pcsat=True)
+    # Without pCSAT first, then with it (the release's default): the same conversations, fresh topics each.
+    consumed_off, service_off, _ = await run(db, kafka, convs, None, pcsat=False)
+    consumed, service, pid = await run(db, kafka, convs, profile, pcsat=True)
     return {
         "kafka": kafka,
         "conversations": n,
@@ -176,6 +200,14 @@ async def main(n: int, pure_n: int | None, profile: str | None) -> dict[str, Any
         "service": service,
         "service_over_raw_consume": round(service["per_s"] / consumed["per_s"], 3),
         "service_over_score_conversation": round(service["per_s"] / pure["per_s"], 3),
+        # pCSAT's cost, measured in this run: the same conversations scored without it.
+        "without_pcsat": {
+            "raw_consume": consumed_off,
+            "score_conversation": pure_off,
+            "service": service_off,
+            "score_conversation_with_over_without": round(pure["per_s"] / pure_off["per_s"], 3),
+            "service_with_over_without": ratio(service["per_s"], service_off["per_s"], 0.9),
+        },
         **({"profile": profile, "pid": pid} if profile else {}),
     }
 

@@ -1,4 +1,4 @@
-"""`qa rescore`: back-fill AutoQA on stored conversations under another scorecard or scorer version."""
+"""`qa rescore`: back-fill AutoQA on stored conversations under another scorecard, scorer or pCSAT model version."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def rescore(
         datetime | None, typer.Option(help="Only conversations that ended at or after this time")
     ] = None,
 ) -> None:
-    """Emit new AutoQA reviews tagged with the given version; existing reviews are never overwritten."""
+    """Emit new AutoQA reviews (with pCSAT) tagged with the given versions; existing reviews are never overwritten."""
     created, seen = asyncio.run(_rescore(tenant, scorecard, scorecard_version, since))
     console.print(
         f"[green]{created} new reviews[/] from {seen} stored conversations ({seen - created} already scored)"

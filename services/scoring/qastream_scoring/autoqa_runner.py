@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,7 +21,9 @@ from qastream_scoring.autoqa import (
     prepare,
     score_conversation,
 )
+from qastream_scoring.autoqa.base import ConversationView
 from qastream_scoring.autoqa.llm import LlmSettings
+from qastream_scoring.autoqa.pipeline import PreparedScorecard
 from qastream_scoring.pcsat import PcsatModel
 from qastream_scoring.pcsat import current as pcsat_model
 from qastream_shared.conversation import Conversation
@@ -61,16 +63,21 @@ class AutoQARunner:
         )
         if self.pool is None or not uses_llm:
             # CPU-only scorers: threads would only add GIL hand-offs.
-            return [score_conversation(c, prepared, settings, self.registry) for c in conversations]
+            return [self._review(c, prepared, settings) for c in conversations]
         loop = asyncio.get_running_loop()
         return list(
             await asyncio.gather(
-                *(
-                    loop.run_in_executor(self.pool, score_conversation, c, prepared, settings, self.registry)
-                    for c in conversations
-                )
+                *(loop.run_in_executor(self.pool, self._review, c, prepared, settings) for c in conversations)
             )
         )
+
+    def _review(
+        self, conversation: Conversation, prepared: PreparedScorecard, settings: ScoringSettings
+    ) -> AutoReview:
+        # One view for the scorecard and pCSAT: pCSAT reuses the findings and cues the categories computed.
+        view = ConversationView(conversation)
+        auto = score_conversation(view, prepared, settings, self.registry)
+        return auto if self.pcsat is None else replace(auto, pcsat=self.pcsat.predict(view))
 
     def close(self) -> None:
         if self.pool is not None:

@@ -243,7 +243,7 @@ async def auto_reviews(
     causes: dict[str, Envelope | None] = {}
     autos = await runner.score([conv for conv, _, _ in items], card, settings)
     for (conv, inclusion, cause), auto in zip(items, autos, strict=True):
-        pcsat = runner.pcsat.predict(conv) if runner.pcsat is not None else None
+        pcsat = auto.pcsat
         rid = review_id(tenant_id, conv.conversation_id, auto, pcsat)
         ev = ReviewSubmitted(
             review_id=rid,

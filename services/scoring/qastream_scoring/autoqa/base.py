@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,6 +15,7 @@ from qastream_shared.events import Evidence
 from qastream_shared.scorecard import Scale
 
 QUOTE_CHARS = 120
+T = TypeVar("T")
 _WORD = re.compile(r"[a-z']+")
 _TOKEN = re.compile(r"[a-z0-9']+")
 
@@ -46,6 +47,31 @@ class ConversationView:
         self.customer = [i for i, r in enumerate(self.roles) if r is Role.customer and self.texts[i].strip()]
         self.agent_set = frozenset(self.agent)
         self.customer_set = frozenset(self.customer)
+        # What scorers and pCSAT share about this conversation, computed once: see `memo` and `finding`.
+        self._memo: dict[Hashable, Any] = {}
+        self._findings: dict[str, list[tuple[Any, Finding]]] = {}
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """compute() once per view and key; for pure functions of the conversation shared by several readers."""
+        try:
+            found: T = self._memo[key]
+        except KeyError:
+            found = self._memo[key] = compute()
+        return found
+
+    def finding(self, scorer: Scorer, parsed: Any) -> Finding:
+        """scorer.score(self, parsed), once per equal params: pCSAT reuses what the scorecard's categories found.
+
+        Params are compared by their fields (frozen pydantic models, some holding dicts, so not hashable; and
+        their __eq__ costs more than the dict comparison here).
+        """
+        seen = self._findings.setdefault(scorer.name, [])
+        for params, found in seen:
+            if params is parsed or (type(params) is type(parsed) and params.__dict__ == parsed.__dict__):
+                return found
+        found = scorer.score(self, parsed)
+        seen.append((parsed, found))
+        return found
 
     @cached_property
     def words(self) -> list[list[str]]:

@@ -16,7 +16,7 @@ from qastream_scoring.autoqa.base import ConversationView, Finding, Scorer
 from qastream_scoring.autoqa.registry import DEFAULT_REGISTRY, Registry
 from qastream_scoring.engine import ReviewResult, category_score, combine, value_for_fraction
 from qastream_shared.conversation import Conversation
-from qastream_shared.events import Provenance, Rating
+from qastream_shared.events import PredictedCsat, Provenance, Rating
 from qastream_shared.scorecard import Category, Scorecard, ScoringSettings
 
 
@@ -42,6 +42,7 @@ class AutoReview:
     ratings: list[Rating]
     result: ReviewResult
     scorer_versions: dict[str, str]  # every scorer this scorecard uses → its version
+    pcsat: PredictedCsat | None = None  # set by the runner, from the same view
 
 
 def prepare(scorecard: Scorecard, registry: Registry = DEFAULT_REGISTRY) -> PreparedScorecard:
@@ -85,14 +86,14 @@ def _prepared(scorecard: Scorecard, registry: Registry) -> PreparedScorecard:
 
 
 def score_conversation(
-    conversation: Conversation,
+    conversation: Conversation | ConversationView,
     scorecard: Scorecard | PreparedScorecard,
     settings: ScoringSettings | None = None,
     registry: Registry = DEFAULT_REGISTRY,
 ) -> AutoReview:
     prepared = scorecard if isinstance(scorecard, PreparedScorecard) else _prepared(scorecard, registry)
     settings = settings or ScoringSettings()
-    view = ConversationView(conversation)
+    view = conversation if isinstance(conversation, ConversationView) else ConversationView(conversation)
     ratings: list[Rating] = []
     scores: dict[str, float | None] = {}
     for pc in prepared.categories:
@@ -103,7 +104,7 @@ def score_conversation(
             continue
         error = None
         try:
-            finding = pc.scorer.score(view, pc.parsed)
+            finding = view.finding(pc.scorer, pc.parsed)
         except Exception as exc:  # any scorer bug or endpoint failure makes this one category N/A
             error = f"{type(exc).__name__}: {exc}"[:500]
             finding = Finding(None, 0.0)

@@ -216,7 +216,11 @@ class OutcomeCues:
 
 
 def outcome_cues(view: ConversationView, tail: int = 2) -> OutcomeCues:
-    """Needs an agent turn and a customer turn."""
+    """Needs an agent turn and a customer turn. Computed once per view and tail."""
+    return view.memo(("outcome_cues", tail), lambda: _outcome_cues(view, tail))
+
+
+def _outcome_cues(view: ConversationView, tail: int) -> OutcomeCues:
     closing = view.customer[-tail:]
     unable = _hits(view, view.agent, UNABLE)
     done = _hits(view, view.agent, DONE)

@@ -77,7 +77,12 @@ def _upbeat(view: ConversationView, turn: int) -> bool:
 
 
 def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]]:
-    """The customer part of the score and its evidence; needs an agent turn and a customer turn."""
+    """The customer part of the score and its evidence; needs an agent turn and a customer turn.
+    Computed once per view and tail."""
+    return view.memo(("customer_mood", tail), lambda: _customer_mood(view, tail))
+
+
+def _customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]]:
     turns = view.customer
     last = turns[-tail:]
     end = sum(compound(view.texts[i]) for i in last) / len(last)

@@ -32,6 +32,10 @@ def _measure(value: float, threshold: float, slack: float) -> float:
 
 def customer_waits(view: ConversationView) -> list[tuple[float, int]]:
     """(seconds, agent turn) per answered customer turn: from its first unanswered turn to the agent's reply."""
+    return view.memo("customer_waits", lambda: _customer_waits(view))
+
+
+def _customer_waits(view: ConversationView) -> list[tuple[float, int]]:
     waits: list[tuple[float, int]] = []
     waiting_since = None
     for i, t in enumerate(view.conversation.turns):

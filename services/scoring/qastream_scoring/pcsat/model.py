@@ -68,8 +68,9 @@ class PcsatModel:
         for name, coefficient in self.coefficients.items():
             sig = found[name]
             z = 0.0 if sig.value is None else (sig.value - self.center[name]) / self.scale[name]
+            # Built without re-validation: every value comes from this code and the checked model file.
             cues.append(
-                CsatCue(
+                CsatCue.model_construct(
                     name=name,
                     value=None if sig.value is None else round(sig.value, 4),
                     effect=round(coefficient * z, 4),
@@ -81,11 +82,12 @@ class PcsatModel:
         p = round(_sigmoid(self.platt_a * risk + self.platt_b), 4)
         cues.sort(key=lambda c: (-abs(c.effect), c.name))
         turns = dict.fromkeys(t for c in cues[:EVIDENCE_CUES] if c.effect for t in c.turns)
-        return PredictedCsat(
+        return PredictedCsat.model_construct(
             model_version=self.version,
             predicted=round(1 + 4 * (1 - p), 2),
             p_dissatisfied=p,
             evidence=[view.evidence(t) for t in list(turns)[:EVIDENCE_TURNS]],
+            reason=None,
             cues=cues,
         )
 

@@ -64,9 +64,9 @@ def signals(view: ConversationView) -> dict[str, Signal]:
     """Every signal of a conversation with at least one agent turn and one customer turn."""
     mood, mood_turns = customer_mood(view, _TONE.tail)
     cues = outcome_cues(view, _RESOLVED.tail)
-    resolved = _RESOLUTION.score(view, _RESOLVED)
-    conduct = _CONDUCT.score(view, _CONDUCT_PARAMS)
-    tone = _SENTIMENT.score(view, _TONE)
+    resolved = view.finding(_RESOLUTION, _RESOLVED)
+    conduct = view.finding(_CONDUCT, _CONDUCT_PARAMS)
+    tone = view.finding(_SENTIMENT, _TONE)
     wait, waited = _mean_wait(view)
     handle = view.conversation.handle_seconds()
     return {

@@ -3,16 +3,22 @@ model was not fitted on (computed here from the data, not read from model.json).
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from bench import pcsat_fit
+from qastream_ingest.importers import parse_star
+from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare, score_conversation
+from qastream_scoring.autoqa_runner import AutoQARunner
+from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.pcsat import current
 from qastream_scoring.pcsat.model import NO_AGENT, NO_CUSTOMER
 from qastream_scoring.pcsat.signals import scorer_versions
 from qastream_shared.conversation import Conversation
+from qastream_shared.scorecard import ScoringSettings
 from qastream_shared.testing import STAR
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
@@ -132,3 +138,29 @@ def test_meets_the_targets_and_beats_the_review_score_on_both_questions(
         auc = pcsat_fit.auc(y, p, pick)
         assert auc > pcsat_fit.auc(y, review_risk, pick)
         assert auc >= target
+
+
+def test_a_failing_signal_gives_a_reason_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qastream_scoring.autoqa.conduct import ConductScorer
+
+    def broken(self: ConductScorer, view: object, parsed: object) -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(ConductScorer, "score", broken)
+    p = current().predict(chat(("customer", "Hi, I need a taxi"), ("agent", "Booked, it is on its way.")))
+    assert (p.predicted, p.p_dissatisfied) == (None, None)
+    assert p.reason == "no signals: ValueError: boom"
+
+
+def test_sharing_the_view_with_pcsat_leaves_every_rating_as_it_was() -> None:
+    if not STAR.exists():
+        pytest.skip(f"{STAR} is not here")
+    card = prepare(default_scorecard())
+    runner = AutoQARunner(DEFAULT_REGISTRY)
+    with STAR.open("rb") as fh:
+        convs = [c for c in itertools.islice(parse_star(fh), 300) if isinstance(c, Conversation)]
+    for conv in convs:
+        shared = runner._review(conv, card, ScoringSettings())
+        alone = score_conversation(conv, card)
+        assert (shared.ratings, shared.result) == (alone.ratings, alone.result), conv.conversation_id
+        assert shared.pcsat == current().predict(conv)

@@ -62,12 +62,15 @@ class ConversationView:
     def finding(self, scorer: Scorer, parsed: Any) -> Finding:
         """scorer.score(self, parsed), once per equal params: pCSAT reuses what the scorecard's categories found.
 
-        Params are compared by their fields (frozen pydantic models, some holding dicts, so not hashable; and
-        their __eq__ costs more than the dict comparison here).
+        Params are compared by equality, the same object first (parsed params are frozen pydantic models or
+        slotted dataclasses, some holding dicts, so not hashable).
         """
         seen = self._findings.setdefault(scorer.name, [])
         for params, found in seen:
-            if params is parsed or (type(params) is type(parsed) and params.__dict__ == parsed.__dict__):
+            if params is parsed:
+                return found
+        for params, found in seen:
+            if params == parsed:
                 return found
         found = scorer.score(self, parsed)
         seen.append((parsed, found))

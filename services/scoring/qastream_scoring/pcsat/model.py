@@ -63,7 +63,12 @@ class PcsatModel:
             return PredictedCsat(model_version=self.version, reason=NO_CUSTOMER)
         if not view.agent:
             return PredictedCsat(model_version=self.version, reason=NO_AGENT)
-        found = signals(view)
+        try:
+            found = signals(view)
+        except Exception as exc:  # a scorer bug leaves this review without pCSAT, as it leaves a category N/A
+            return PredictedCsat(
+                model_version=self.version, reason=f"no signals: {type(exc).__name__}: {exc}"[:500]
+            )
         cues = []
         for name, coefficient in self.coefficients.items():
             sig = found[name]

@@ -20,6 +20,7 @@ from qastream_shared import events as ev
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import Envelope, conversation_key
 from qastream_shared.keys import generate_key
+from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard
 from qastream_shared.settings import Settings
 from qastream_shared.testing import produce_envelopes
 from qastream_shared.topics import (
@@ -30,6 +31,7 @@ from qastream_shared.topics import (
     DISPUTES,
     REVIEWS,
     SAMPLES,
+    SCORECARDS,
     TENANTS,
     physical,
 )
@@ -363,7 +365,41 @@ def build(tenant: str, seed: int = 7, conversations: int = 80) -> Stream:
                 ),
                 agent,
             )
+    for version, weights in SHADOW_CARDS.items():
+        s.add(SCORECARDS, ev.ScorecardPublished(scorecard=card(version, weights)), "cs")
     return s
+
+
+# Version 1 is the fixture's own rule (equal weights, compliance critical); version 3 drops greeting and
+# makes compliance ordinary and heavy.
+SHADOW_CARDS = {
+    1: {"greeting": (1, False), "empathy": (1, False), "resolution": (1, False), "compliance": (1, True)},
+    3: {"greeting": (0, False), "empathy": (1, False), "resolution": (2, False), "compliance": (3, False)},
+}
+
+
+def card(version: int, weights: dict[str, tuple[int, bool]]) -> Scorecard:
+    return Scorecard(
+        scorecard_id="cs",
+        version=version,
+        name="customer service",
+        groups=[
+            Group(
+                group_id="all",
+                name="all",
+                categories=[
+                    Category(
+                        category_id=c,
+                        name=c,
+                        weight=w,
+                        critical=critical,
+                        scale=Scale(kind=ScaleKind.five_point),
+                    )
+                    for c, (w, critical) in weights.items()
+                ],
+            )
+        ],
+    )
 
 
 async def add_tenant(
@@ -619,4 +655,30 @@ class Oracle:
             c["closed_at"].date(): c["alpha"]
             for c in self.calibrations.values()
             if c.get("closed_at") and c["alpha"] is not None
+        }
+
+    def shadow(self, kind: str, version: int) -> dict[str, Any]:
+        """Every current review of `kind` re-scored by hand under SHADOW_CARDS[version]: the weighted mean
+        of rated categories' (value − 1)/4; a critical category below 0.5 zeroes it; pass at 0.8."""
+        weights = SHADOW_CARDS[version]
+        scores, passed = [], []
+        for r in self.reviews.values():
+            d = r.data
+            if d["kind"].value != kind:
+                continue
+            rated = [
+                (weights[x["category_id"]], (x["value"] - 1) / 4)
+                for x in d["ratings"]
+                if x["value"] is not None
+            ]
+            total = sum(w for (w, _), _ in rated)
+            failed = any(critical and y < 0.5 for (_, critical), y in rated)
+            score = 0.0 if failed else (sum(w * y for (w, _), y in rated) / total if total else None)
+            if score is not None:
+                scores.append(score)
+                passed.append(score >= 0.8 and not failed)
+        return {
+            "iqs": sum(scores) / len(scores),
+            "pass_rate": sum(passed) / len(passed),
+            "reviews": len(scores),
         }

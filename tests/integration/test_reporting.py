@@ -75,7 +75,7 @@ async def reporting(settings, spawn):
             return False  # not migrated yet
         return n >= expected
 
-    await eventually(projected, within=120)
+    await eventually(projected, within=240)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         yield http, keys, Oracle(acme.all()), Oracle(beta.all()), runtime
     await runtime.engine.dispose()
@@ -189,6 +189,27 @@ async def test_every_figure_equals_the_recomputation_from_raw_events(reporting):
         d.isoformat(): a for d, a in want_alpha.items()
     }
 
+    for kind in ("auto", "manual"):
+        for version in (1, 3):
+            r = await http.get(
+                "/v1/metrics/shadow",
+                params={"scorecard_id": "cs", "scorecard_version": version, "kind": kind},
+                headers=auth(admin),
+            )
+            assert r.status_code == 200, r.text
+            body, want_shadow = r.json(), acme.shadow(kind, version)
+            assert body["shadow"]["scored"] == want_shadow["reviews"]
+            assert close(body["shadow"]["iqs"], want_shadow["iqs"]), (kind, version, body, want_shadow)
+            assert close(body["shadow"]["pass_rate"], want_shadow["pass_rate"])
+            if version == 1:  # the live rule itself: the shadow equals the live figures
+                assert close(body["shadow"]["iqs"], body["live"]["iqs"])
+    r = await http.get(
+        "/v1/metrics/shadow", params={"scorecard_id": "cs", "scorecard_version": 9}, headers=auth(admin)
+    )
+    assert r.status_code == 404
+    r = await http.get("/v1/metrics/shadow", params={"scorecard_id": "cs"}, headers=auth(admin))
+    assert r.status_code == 422 and "scorecard_version" in r.json()["detail"]
+
     coaching = (await get(http, admin, "coaching"))["items"][0]
     assert coaching["tasks"] == len(acme.tasks)
     assert coaching["completed"] == sum(t["status"] == "completed" for t in acme.tasks.values())
@@ -212,7 +233,10 @@ ENDPOINTS = (
     "csat-correlation",
     "pcsat",
     "disputes",
+    "shadow",
 )
+# Endpoints that need parameters of their own to answer; isolation is checked on them with those.
+NEEDS = {"shadow": {"scorecard_id": "cs", "scorecard_version": 1}}
 
 WITHOUT_AGENTS = {"calibrations"}  # tenant-wide figures: filtering them by agent is a bad query
 
@@ -235,14 +259,17 @@ async def test_tenant_and_role_isolation_on_every_endpoint(reporting):
     }
     assert revs == {"rev-1"}
     for path in ENDPOINTS:
-        r = await http.get(f"/v1/metrics/{path}")
+        r = await http.get(f"/v1/metrics/{path}", params=NEEDS.get(path, {}))
         assert r.status_code == 401, path
-        r = await http.get(f"/v1/metrics/{path}", params={"agent_id": "agent-2"}, headers=auth(keys["agent"]))
+        needs = NEEDS.get(path, {})
+        r = await http.get(
+            f"/v1/metrics/{path}", params={"agent_id": "agent-2", **needs}, headers=auth(keys["agent"])
+        )
         if path in WITHOUT_AGENTS:
             assert r.status_code == 422 and "agent_id" in r.json()["detail"], (path, r.text)
         else:
             assert r.status_code == 403, (path, r.text)
-        r = await http.get(f"/v1/metrics/{path}", headers=auth(keys["beta"]))
+        r = await http.get(f"/v1/metrics/{path}", params=needs, headers=auth(keys["beta"]))
         assert r.status_code == 200, path
         assert r.json()["freshness"]["last_review_at"] is not None
     for path in ("quality", "customer", "disputes", "coaching"):

@@ -10,13 +10,16 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting import metrics, store
-from qastream_reporting.query import Params, metrics_query, params
+from qastream_reporting import shadow as shadow_scoring
+from qastream_reporting.query import Params, metrics_query, params, unprocessable
 from qastream_shared.auth import Principal, require
 from qastream_shared.paging import page_of
+from qastream_shared.scorecard import Scorecard
 
 
 async def _one_session(request: Request) -> AsyncIterator[None]:
@@ -319,3 +322,35 @@ async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
         }
 
     return await _respond(request, "disputes", q, principal, rows, p.limit, shape, extra=manual_reviews)
+
+
+@router.get("/shadow")
+async def shadow(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """IQS, pass rate and auto-fail rate of a scope's reviews (`kind` auto or manual) as they stand, beside
+    the same reviews re-scored from their stored ratings under `scorecard_id` version `scorecard_version`."""
+    q = metrics_query("quality", p, principal)
+    for name in ("scorecard_id", "scorecard_version"):
+        if name not in q.filters:
+            raise unprocessable(name, "required: the scorecard version to re-score under")
+    kind = q.filters.get("kind", "auto")
+    if kind not in ("auto", "manual"):
+        raise unprocessable("kind", "shadow scoring re-scores auto or manual reviews")
+    card_id, version = q.filters["scorecard_id"], q.filters["scorecard_version"]
+    async with _session(request) as session:
+        body = await store.scorecard(session, principal.tenant_id, card_id, version)
+        if body is None:
+            raise HTTPException(404, f"no version {version} of scorecard {card_id!r} in this tenant")
+        run = shadow_scoring.start(Scorecard.model_validate_json(body))
+        async for row in store.current_reviews(session, principal, q, kind, card_id):
+            run.add(row.score, row.passed, row.auto_failed, orjson.loads(row.ratings))
+        fresh = await store.freshness_of(session, principal.tenant_id)
+    return {
+        "metric": "shadow",
+        "scorecard_id": card_id,
+        "scorecard_version": version,
+        "kind": kind,
+        "live": run.live.figures(),
+        "shadow": run.shadow.figures(),
+        "unmapped_ratings": run.unmapped,
+        "freshness": fresh,
+    }

@@ -24,11 +24,13 @@ from qastream_shared.topics import (
     DISPUTES,
     REVIEWS,
     SAMPLES,
+    SCORECARDS,
 )
 
 ACCEPTS: dict[str, list[type[ev.Event]]] = {
     CONVERSATIONS: [ev.ConversationIngested, ev.ConversationUpdated, ev.CsatRecorded],
     SAMPLES: [ev.ConversationSampled],
+    SCORECARDS: [ev.ScorecardPublished],
     REVIEWS: [ev.ReviewSubmitted, ev.ReviewRevised],
     ASSIGNMENTS: [ev.AssignmentChanged],
     DISPUTES: [ev.DisputeOpened, ev.DisputeResolved],

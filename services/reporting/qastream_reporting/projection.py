@@ -38,6 +38,7 @@ from qastream_reporting.tables import (
     is_count,
     reviews,
     rollups,
+    scorecards,
 )
 from qastream_shared.events import (
     AssignmentChanged,
@@ -56,6 +57,7 @@ from qastream_shared.events import (
     Rating,
     ReviewRevised,
     ReviewSubmitted,
+    ScorecardPublished,
 )
 
 FRESHNESS = Histogram(
@@ -569,6 +571,14 @@ async def _project_workflow(session: AsyncSession, events: Sequence[Envelope]) -
                 "measured_at": _utc(data.measured_at),
                 "day": _day(data.measured_at),
             }
+        elif isinstance(data, ScorecardPublished):
+            card = data.scorecard
+            latest[("scorecards", tenant, f"{card.scorecard_id}:{card.version}")] = {
+                "tenant_id": tenant,
+                "scorecard_id": card.scorecard_id,
+                "version": card.version,
+                "body": card.model_dump_json(),
+            }
         else:
             continue  # RiskAlertRaised: accepted on qa.coaching, not reported on yet
         changed.add(tenant)
@@ -586,6 +596,7 @@ _WORKFLOW = {
     "calibrations": calibrations,
     "coaching_tasks": coaching_tasks,
     "coaching_impacts": coaching_impacts,
+    "scorecards": scorecards,
 }
 # A later event replaces a row's columns, except those an earlier event alone knows.
 _KEEP_FIRST = {

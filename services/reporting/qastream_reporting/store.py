@@ -6,7 +6,7 @@ default filters that keep one figure from counting a review twice (the view and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     Float,
     Table,
+    Text,
     cast,
     false,
     func,
@@ -34,7 +35,9 @@ from qastream_reporting.tables import (
     disputes,
     freshness,
     is_count,
+    reviews,
     rollups,
+    scorecards,
 )
 from qastream_shared.auth import Principal, visible
 from qastream_shared.paging import paged
@@ -221,3 +224,37 @@ async def freshness_of(session: AsyncSession, tenant: str) -> dict[str, Any]:
         "lag_seconds": max(0.0, (row.projected_at - row.review_time).total_seconds()),
         "age_seconds": max(0.0, (now - row.projected_at).total_seconds()),
     }
+
+
+async def scorecard(session: AsyncSession, tenant: str, scorecard_id: str, version: int) -> str | None:
+    """A published scorecard version's JSON, or None."""
+    row = (
+        await session.execute(
+            select(cast(scorecards.c.body, Text)).where(
+                scorecards.c.tenant_id == tenant,
+                scorecards.c.scorecard_id == scorecard_id,
+                scorecards.c.version == version,
+            )
+        )
+    ).first()
+    return row[0] if row else None
+
+
+async def current_reviews(
+    session: AsyncSession, principal: Principal, q: Query, kind: str, scorecard_id: str
+) -> AsyncIterator[Any]:
+    """The current revision of every review of `kind` and scorecard in the scope, from a server-side cursor."""
+    t = reviews
+    stmt = select(t.c.score, t.c.passed, t.c.auto_failed, cast(t.c.ratings, Text).label("ratings")).where(
+        visible(t, principal), t.c.kind == kind, t.c.scorecard_id == scorecard_id
+    )
+    for name in ("team", "agent_id", "channel"):
+        if name in q.filters:
+            stmt = stmt.where(t.c[name] == q.filters[name])
+    if q.since is not None:
+        stmt = stmt.where(t.c.day >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(t.c.day <= q.until)
+    result = await session.stream(stmt.execution_options(yield_per=5000))
+    async for row in result:
+        yield row

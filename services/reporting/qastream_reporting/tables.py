@@ -172,6 +172,16 @@ coaching_impacts = Table(
     Column("day", Date, nullable=False),
     PrimaryKeyConstraint("tenant_id", "task_id"),
 )
+# Every published scorecard version (qa.scorecards), for shadow scoring.
+scorecards = Table(
+    "scorecards",
+    metadata,
+    tenant_id(),
+    Column("scorecard_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body", JSONB, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "scorecard_id", "version"),
+)
 # Per tenant: the event time of the newest review projected, and when: the freshness of every figure.
 freshness = Table(
     "freshness",
@@ -212,6 +222,7 @@ tables.update(
     coaching_tasks=coaching_tasks,
     coaching_impacts=coaching_impacts,
     freshness=freshness,
+    scorecards=scorecards,
     **rollups,
 )
 # Compared table by table between a rebuild and the live schema (everything but the platform's tables).

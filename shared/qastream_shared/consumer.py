@@ -4,7 +4,9 @@ One Kafka batch → one database transaction holding the effects, an inbox row p
 rows. Offsets are committed only after that transaction commits, so a crash anywhere replays the batch
 and the inbox turns the replay into a no-op. Records that can never be processed go to the service's
 dead-letter topic (through the same outbox) with the reason, and the partition keeps flowing.
-Transient failures, such as PostgreSQL being down, are retried with backoff and never skip a record.
+Transient failures, such as PostgreSQL being down, are retried with backoff and never skip a record; a
+batch stuck that way shows in qa_consumer_stuck_seconds and in a log line with the cause at growing
+intervals, and a stop ends the retrying at once (the batch is redelivered).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ EVENT_AGE = Histogram(
     "Age (now - ce_time) of the oldest event of each committed batch: how fresh the service's view is",
     ["service"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21_600, 86_400),
+)
+STUCK = Gauge(
+    "qa_consumer_stuck_seconds",
+    "How long the consumer has been retrying its current batch (0 when it is not)",
+    ["service"],
 )
 LAG = Gauge(
     "qa_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"]
@@ -149,6 +156,37 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+class _Stuck:
+    """Since when the current batch keeps failing: read by the STUCK gauge, logged at 0 s, 1 s, 2 s, 4 s, …"""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.since: float | None = None
+        self.next_log = 0.0
+        STUCK.labels(service).set_function(self.age)
+
+    def age(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+    def failed(self, records: int, exc: BaseException, transient: bool) -> None:
+        if self.since is None:
+            self.since, self.next_log = time.monotonic(), 0.0
+        age = self.age()
+        if age >= self.next_log:
+            log.warning(
+                "%s: batch of %d records failing for %.0fs (%s), retrying: %r",
+                self.service,
+                records,
+                age,
+                "transient" if transient else "error",
+                exc,
+            )
+            self.next_log = max(1.0, 2 * age)
+
+    def cleared(self) -> None:
+        self.since = None
+
+
 @dataclass
 class _Item:
     record: ConsumerRecord[bytes, bytes]
@@ -205,6 +243,7 @@ class BatchConsumer:
         self.processed = 0
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()  # set once run() has returned, e.g. to release what handlers use
+        self._stuck = _Stuck(service)
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -298,14 +337,23 @@ class BatchConsumer:
     _committed_all = True
 
     async def _process(self, items: list[_Item], stop: asyncio.Event) -> None:
+        self._committed_all = False
+        try:
+            self._committed_all = await self._until_committed(items, stop, isolate=True)
+        finally:
+            self._stuck.cleared()
+
+    async def _until_committed(self, items: list[_Item], stop: asyncio.Event, *, isolate: bool) -> bool:
+        """Commits `items`, or returns False once `stop` is set. Transient failures are retried for as long as
+        they last (a record is never skipped), with backoff, the stuck gauge and a log line at growing
+        intervals. A batch that keeps failing otherwise is split to find the poison (`isolate`); a single
+        record that does is dead-lettered."""
         attempt = 0
         delay = 0.1
-        self._committed_all = False
         while True:
             try:
                 await self._transaction(items)
-                self._committed_all = True
-                return
+                return True
             except Rejected as rej:
                 # Dead-letter those events and redo the rest of the batch in a fresh transaction.
                 marked = 0
@@ -319,47 +367,28 @@ class BatchConsumer:
             except Exception as exc:
                 transient = is_transient(exc)
                 RETRIES.labels(self.service, "transient" if transient else "error").inc()
+                self._stuck.failed(len(items), exc, transient)
                 if not transient:
                     attempt += 1
                     if attempt >= self.settings.consumer_max_attempts:
-                        await self._isolate_poison(items, exc)
-                        self._committed_all = True
-                        return
-                log.warning(
-                    "batch of %d failed (%s, attempt %d); retrying in %.1fs",
-                    len(items),
-                    "transient" if transient else repr(exc),
-                    attempt,
-                    delay,
-                )
+                        if isolate and len(items) > 1:
+                            return await self._isolate_poison(items, stop)
+                        for it in items:
+                            it.reason = it.reason or f"handler failed {attempt} times: {exc!r}"[:1000]
+                        continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 if stop.is_set():
-                    return
+                    return False
                 delay = min(delay * 2, self.settings.consumer_backoff_max_s)
 
-    async def _isolate_poison(self, items: list[_Item], first_error: Exception) -> None:
-        """A batch kept failing for a non-transient reason: find the record(s) at fault, one by one."""
+    async def _isolate_poison(self, items: list[_Item], stop: asyncio.Event) -> bool:
+        """A batch kept failing for a non-transient reason: each record on its own, so only the ones at fault
+        are dead-lettered (the rest commit, and a redelivery is inbox-deduped)."""
         for it in items:
-            if it.reason is not None:
-                continue
-            attempt = 0
-            delay = 0.1
-            while True:
-                try:
-                    await self._transaction([it])
-                    break
-                except Exception as exc:
-                    if is_transient(exc):
-                        await asyncio.sleep(delay)  # infrastructure wait, not a test wait
-                        delay = min(delay * 2, self.settings.consumer_backoff_max_s)
-                        continue
-                    attempt += 1
-                    if attempt >= self.settings.consumer_max_attempts:
-                        it.reason = f"handler failed {attempt} times: {exc!r}"[:1000]
-                        break
-        # Everything that still fails is dead-lettered; the rest is already committed (and inbox-deduped).
-        await self._transaction([it for it in items if it.reason is not None])
+            if not await self._until_committed([it], stop, isolate=False):
+                return False
+        return True
 
     async def _transaction(self, items: list[_Item]) -> None:
         if not items:

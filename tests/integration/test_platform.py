@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select, text
 
 from qastream_shared.consumer import BatchConsumer
@@ -193,10 +195,15 @@ async def test_poison_event_is_isolated_after_retries_and_others_commit(probe, s
 
 
 async def _dead_lettered(runtime: ServiceRuntime) -> bool:
+    return await dead_letters(runtime) == 1
+
+
+async def dead_letters(runtime: ServiceRuntime) -> int:
     t = runtime.tables["outbox"]
     async with runtime.sessions() as s:
-        n = (await s.execute(select(func.count()).where(t.c.topic.like("%qa.dlq.probe")))).scalar_one()
-    return n == 1
+        return int(
+            (await s.execute(select(func.count()).where(t.c.topic.like("%qa.dlq.probe")))).scalar_one()
+        )
 
 
 async def test_duplicate_event_within_one_batch_has_its_effect_once(probe, settings):
@@ -238,3 +245,45 @@ async def schemas_like(settings: Settings, like: str) -> set[str]:
             return set((await conn.execute(query, {"like": like})).scalars())
     finally:
         await engine.dispose()
+
+
+async def test_a_stuck_batch_is_visible_and_stop_is_prompt_while_isolating(probe, settings, caplog):
+    """A batch that fails (so it is split to find the poison) and whose records then fail transiently is
+    retried for as long as it takes, visibly: a gauge of its age, a log line with the cause at growing
+    intervals; and a stop ends the consumer at once, committing nothing."""
+    settings.consumer_max_attempts = 1  # split the batch at its first non-transient failure
+    settings.consumer_backoff_max_s = 60.0  # a stop must not wait out a backoff
+    envs = [ingested("acme", conversation(f"stuck-{i}")) for i in range(3)]
+    # One key, one partition: the three arrive as one batch, which the handler refuses as a whole.
+    await produce(
+        settings, physical(CONVERSATIONS, settings), [(b"acme:k", v, h) for _, v, h in map(encode, envs)]
+    )
+    transient_failures = 0
+
+    async def handler(uow, events):
+        nonlocal transient_failures
+        if len(events) > 1:
+            raise ValueError("one of these is poison")
+        transient_failures += 1
+        raise ConnectionError("database away")
+
+    consumer = probe.batch_consumer()
+    consumer.handler = handler
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="qastream_shared.consumer")
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def stuck_a_while() -> bool:
+        return transient_failures >= 5
+
+    await eventually(stuck_a_while, within=60, every=0.05)
+    assert (REGISTRY.get_sample_value("qa_consumer_stuck_seconds", {"service": "probe"}) or 0) > 0
+    said = [r.getMessage() for r in caplog.records if "failing for" in r.getMessage()]
+    assert any("ConnectionError('database away')" in m for m in said), said
+    assert any("ValueError('one of these is poison')" in m for m in said), said
+    assert len(said) < transient_failures + 1  # not one line per retry: at growing intervals
+
+    stop.set()
+    await asyncio.wait_for(task, 10)  # the isolation loop watches the stop event too
+    assert REGISTRY.get_sample_value("qa_consumer_stuck_seconds", {"service": "probe"}) == 0
+    assert await count(probe) == 0 and await dead_letters(probe) == 0  # nothing skipped

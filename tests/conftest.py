@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -36,8 +37,8 @@ async def _drop_isolated_at_session_end() -> AsyncIterator[None]:
     yield
     issued = list(ISSUED)
     ISSUED.clear()
-    if issued:
-        await drop_isolated(issued)
+    for failure in await drop_isolated(issued):  # e.g. a fault test's private stack, already gone
+        warnings.warn(f"not dropped: {failure}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

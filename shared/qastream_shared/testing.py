@@ -46,31 +46,46 @@ def isolated_settings(database_url: str, kafka_bootstrap: str, **overrides: Any)
 ISSUED: list[Settings] = []
 
 
-async def drop_isolated(issued: list[Settings]) -> None:
-    """Drops the schemas (and schemas derived from them, e.g. `<schema>_b`) and the topics of `issued`."""
-    for settings in issued:
-        engine = create_engine(settings, settings.db_schema or "public")
+async def drop_isolated(issued: list[Settings]) -> list[str]:
+    """Drops the schemas (and schemas derived from them, e.g. `<schema>_b`) and the topics of `issued`.
+
+    Best effort, for cleanup: returns what could not be dropped (e.g. a private stack already gone), and
+    skips the other schemas on the same servers rather than wait on each.
+    """
+    failed: list[str] = []
+    unreachable: set[tuple[str, str]] = set()
+    unique = {(s.database_url, s.kafka_bootstrap_servers, s.db_schema, s.topic_prefix): s for s in issued}
+    for settings in unique.values():
+        servers = (settings.database_url, settings.kafka_bootstrap_servers)
+        if servers in unreachable or not settings.db_schema or not settings.topic_prefix:
+            continue
         try:
-            async with engine.connect() as conn:
-                like = (settings.db_schema or "").replace("_", r"\_") + "%"
-                schemas = (
-                    await conn.execute(
-                        text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :like"), {"like": like}
-                    )
-                ).scalars()
-                found = list(schemas)
-            for schema in found if settings.db_schema else ():
-                await drop_schema(engine, schema)
-        finally:
-            await engine.dispose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        try:
-            ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-            if ours and settings.topic_prefix:
-                await admin.delete_topics(ours)
-        finally:
-            await admin.close()
+            await _drop_one(settings)
+        except Exception as exc:  # cleanup: report and go on
+            unreachable.add(servers)
+            failed.append(f"{settings.db_schema}/{settings.topic_prefix}: {exc!r}")
+    return failed
+
+
+async def _drop_one(settings: Settings) -> None:
+    engine = create_engine(settings, settings.db_schema or "public")
+    try:
+        async with engine.connect() as conn:
+            like = (settings.db_schema or "").replace("_", r"\_") + "%"
+            query = text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :like")
+            found = list((await conn.execute(query, {"like": like})).scalars())
+        for schema in found:
+            await drop_schema(engine, schema)
+    finally:
+        await engine.dispose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -224,7 +224,7 @@ async def test_isolated_schemas_and_topics_are_dropped(database_url, kafka_boots
     for s in (mine, mine.model_copy(update={"db_schema": f"{mine.db_schema}_b"}), other):
         await migrate(s, s.db_schema or "", SPEC.migrations)
         await ensure_topics(s)
-    await drop_isolated([mine])
+    assert await drop_isolated([mine]) == []
     assert await schemas_like(other, "t\\_%") >= {other.db_schema}
     assert not await schemas_like(other, f"{mine.db_schema}%".replace("_", "\\_"))
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)

@@ -11,6 +11,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qastream_shared.settings import Settings
@@ -25,6 +27,15 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
         body["detail"] = detail
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method some route serves on `path` (Starlette's own 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return methods
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -105,8 +116,16 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem(422, "Unprocessable Content", detail, errors=errors)
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's own (404 for an unknown path, 405) as well as the app's: every error is a problem.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            allow = ", ".join(sorted(allowed_methods(app, request.url.path)))
+            response = problem(
+                405, "Method Not Allowed", f"{request.method} is not allowed on this path; allowed: {allow}"
+            )
+            response.headers["Allow"] = allow
+            return response
         if isinstance(exc.detail, dict):
             return problem(
                 exc.status_code,
@@ -119,8 +138,10 @@ def install(app: FastAPI) -> None:
             404: "Not Found",
             409: "Conflict",
             413: "Content Too Large",
+            415: "Unsupported Media Type",
         }.get(exc.status_code, "Error")
         response = problem(exc.status_code, title, str(exc.detail))
+        response.headers.update(exc.headers or {})
         if exc.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from pydantic import BaseModel
 from sqlalchemy import MetaData, Table, text
 
-from qastream_shared import http, telemetry
+from qastream_shared import api_contract, http, telemetry
 from qastream_shared.admission import Admission, TenantLookup
 from qastream_shared.consumer import BatchConsumer, Handler, UnitOfWork
 from qastream_shared.db import create_engine, session_factory
@@ -58,6 +59,8 @@ class ServiceSpec:
     consumer_batch_size: int | None = None
     # A BatchConsumer subclass for services that wrap each batch (reporting guards it against a rebuild's swap).
     consumer_class: type[BatchConsumer] = BatchConsumer
+    # Models the OpenAPI document publishes beyond those its routes name (e.g. a body parsed by hand).
+    openapi_models: Sequence[type[BaseModel]] = ()
 
 
 def schema_of(spec: ServiceSpec, settings: Settings) -> str:
@@ -225,8 +228,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: 
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=spec.title or f"qastream {spec.name}", version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=spec.title or f"qastream {spec.name}",
+        version="1.0.0",
+        lifespan=lifespan,
+        dependencies=[Depends(api_contract.safe_parameters)],
+    )
     http.install(app)
+    api_contract.install(app, spec.openapi_models)
     http.allow_console(app, settings)
 
     @app.get("/readyz", include_in_schema=False)

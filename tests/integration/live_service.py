@@ -33,6 +33,8 @@ class ServiceUnderTest:
     name: str  # ServiceSpec.name; the process is `python -m qastream_<name>`
     body: tuple[str, str]  # an operation that reads a JSON body: (method, path)
     authenticated: str  # a GET any role may call, to tell when a new key has reached the service
+    # Schemathesis checks this service is not yet held to, each with the reason (see the issue's report).
+    unchecked: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -40,8 +42,21 @@ class ServiceUnderTest:
 
 
 SERVICES = (
-    ServiceUnderTest("ingest", ("POST", "/v1/conversations"), "/v1/tenant"),
-    ServiceUnderTest("sampler", ("POST", "/v1/plans"), "/v1/samples"),
+    ServiceUnderTest(
+        "ingest",
+        ("POST", "/v1/conversations"),
+        "/v1/tenant",
+        # A redaction policy's custom patterns must have unique names: JSON Schema cannot state that.
+        unchecked=("positive_data_acceptance",),
+    ),
+    ServiceUnderTest(
+        "sampler",
+        ("POST", "/v1/plans"),
+        "/v1/samples",
+        # A plan edit is a free-form object of changes, and plans have cross-field rules (slots <= quota,
+        # overlapping plans' priorities) that JSON Schema cannot state: schema-valid edits can be a 422.
+        unchecked=("positive_data_acceptance",),
+    ),
     ServiceUnderTest("scoring", ("PUT", "/v1/scorecards/fuzz"), "/v1/scorecards"),
 )
 

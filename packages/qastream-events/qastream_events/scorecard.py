@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qastream_events.json_input import JsonInput
+
 SLUG = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 
 
@@ -97,7 +99,7 @@ class ScoringMode(StrEnum):
     deduction = "deduction"
 
 
-class ScoringSettings(BaseModel):
+class ScoringSettings(JsonInput):
     """A tenant's scoring rules; the engine's behaviour is a pure function of these and the ratings.
 
     - accumulation: score = Σ(score·weight)/Σ(weight) over the counted categories.

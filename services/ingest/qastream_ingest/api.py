@@ -13,20 +13,13 @@ from sqlalchemy import select
 from qastream_ingest import service
 from qastream_ingest.redaction import RedactionPolicy
 from qastream_ingest.tables import tables
+from qastream_shared.api_contract import problem_response
 from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.conversation import MAX_BATCH_ITEMS, Conversation, Feedback
 from qastream_shared.events import Role
-from qastream_shared.http import PROBLEM, problem
+from qastream_shared.http import problem
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.telemetry import current_traceparent
-
-PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-
-
-def problem_response(description: str) -> dict[str, Any]:
-    """An OpenAPI response whose body is a problem document (published as a component by app.py)."""
-    return {"description": description, "content": {PROBLEM: {"schema": PROBLEM_REF}}}
-
 
 router = APIRouter(
     prefix="/v1",
@@ -45,22 +38,6 @@ FeedbackWriter = Annotated[Principal, require(Role.admin, Role.platform, Role.qa
 Admin = Annotated[Principal, require(Role.admin)]
 # NUL is excluded too: PostgreSQL text cannot hold it.
 ConversationId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s/?#\x00]+$")]
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document; batch answers add their per-item results."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldError] | None = None
 
 
 class ItemResultOut(BaseModel):
@@ -82,8 +59,16 @@ class BatchIn(BaseModel):
     conversations: list[Conversation] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
+def at_least_one_of(*fields: str) -> dict[str, Any]:
+    """The schema side of a model that needs one of `fields` given (and not null)."""
+    return {
+        "anyOf": [{"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields],
+        "description": f"give at least one of {', '.join(fields)}",
+    }
+
+
 class ConversationEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=at_least_one_of("escalated", "reopened"))
     escalated: bool | None = None
     reopened: bool | None = None
 
@@ -91,6 +76,18 @@ class ConversationEvent(BaseModel):
     def _something(self) -> ConversationEvent:
         if self.escalated is None and self.reopened is None:
             raise ValueError("give at least one of escalated, reopened")
+        return self
+
+
+class FeedbackIn(Feedback):
+    """CSAT, NPS and/or FCR after the conversation: at least one of them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=at_least_one_of("csat", "nps", "fcr"))
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackIn:
+        if self.csat is None and self.nps is None and self.fcr is None:
+            raise ValueError("give at least one of csat, nps, fcr")
         return self
 
 
@@ -214,19 +211,10 @@ async def get_conversation(
 async def post_feedback(
     request: Request,
     conversation_id: ConversationId,
-    fb: Annotated[Feedback, Body()],
+    fb: Annotated[FeedbackIn, Body()],
     principal: FeedbackWriter,
 ) -> dict[str, str]:
     """CSAT (1–5), NPS (0–10) and/or FCR that arrive after the conversation."""
-    if fb.csat is None and fb.nps is None and fb.fcr is None:
-        raise HTTPException(
-            422,
-            {
-                "title": "Unprocessable Content",
-                "detail": "give at least one of csat, nps, fcr",
-                "errors": [{"field": "body", "message": "give at least one of csat, nps, fcr"}],
-            },
-        )
     async with runtime(request).unit_of_work() as uow:
         found = await service.record_feedback(
             uow, principal.tenant_id, conversation_id, fb, current_traceparent()

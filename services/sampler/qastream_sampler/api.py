@@ -12,7 +12,7 @@ from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import explain_state
 from qastream_sampler.plan_store import current_plans, insert_auto_policy, insert_plan
-from qastream_sampler.plans import AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
+from qastream_sampler.plans import PLAN_MODELS, AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
 from qastream_sampler.tables import sample_log
 from qastream_shared.auth import Principal, require, visible
 from qastream_shared.consumer import UnitOfWork
@@ -63,12 +63,27 @@ async def list_plans(request: Request, principal: Reader) -> list[dict[str, Any]
         ]
 
 
-@router.post("/plans", status_code=201)
+# The body is parsed by hand (a plan of any kind, version 1); the schema names the kinds it may be.
+_PLAN_BODY = {
+    "oneOf": [{"$ref": f"#/components/schemas/{m.__name__}"} for m in PLAN_MODELS],
+    "discriminator": {"propertyName": "kind"},
+    "required": ["kind"],
+}
+
+
+@router.post(
+    "/plans",
+    status_code=201,
+    responses={409: {"description": "A plan with this plan_id exists: edit it with PUT"}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _PLAN_BODY}}}
+    },
+)
 async def create_plan(
     request: Request, principal: Lead, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """Random, stratified or targeted (field `kind`). Overlapping plans may not share a priority."""
-    plan = _parse({**body, "version": 1})
+    plan = _parse(body).model_copy(update={"version": 1})  # a new plan is version 1, whatever it says
     async with runtime(request).unit_of_work() as uow:
         current = await current_plans(uow.session, principal.tenant_id)
         if plan.plan_id in current:

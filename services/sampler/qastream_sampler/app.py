@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from qastream_sampler.api import router
 from qastream_sampler.handlers import idle_tick, make_handler
+from qastream_sampler.plans import PLAN_MODELS
 from qastream_sampler.tables import metadata, tables
 from qastream_shared.events import (
     ConversationIngested,
@@ -40,6 +41,7 @@ SPEC = ServiceSpec(
     # Each batch pays fixed costs (plan and tail checks, closing due slots across tenants, commit), so
     # bigger batches decide more per second; sampling latency is measured in minutes, not milliseconds.
     consumer_batch_size=4000,
+    openapi_models=PLAN_MODELS,
 )
 
 

@@ -23,12 +23,13 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
+from qastream_events.json_input import JsonInput
 from qastream_shared.conversation import Channel
 
 
-class _Strict(BaseModel):
+class _Strict(JsonInput):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -272,6 +273,7 @@ class TargetedPlan(_PlanBase):
 
 
 AnyPlan = RandomPlan | StratifiedPlan | TargetedPlan
+PLAN_MODELS = (RandomPlan, StratifiedPlan, TargetedPlan)
 Plan = Annotated[AnyPlan, Field(discriminator="kind")]
 
 

@@ -68,17 +68,10 @@ async def publish_scorecard(
 ) -> Any:
     """Publishes the draft as the next immutable version (version 1 for a new scorecard).
 
-    The draft's `version` and `published_at` are ignored; re-publishing identical content is a no-op.
+    The path names the scorecard: the draft's `scorecard_id`, `version` and `published_at` are ignored.
+    Re-publishing identical content is a no-op.
     """
-    if draft.scorecard_id != scorecard_id:
-        raise HTTPException(
-            422,
-            {
-                "title": "Unprocessable Content",
-                "detail": f"scorecard_id: body says {draft.scorecard_id!r}, path says {scorecard_id!r}",
-                "errors": [{"field": "scorecard_id", "message": "must match the path"}],
-            },
-        )
+    draft = draft.model_copy(update={"scorecard_id": scorecard_id})
     try:
         async with runtime(request).unit_of_work() as uow:
             return await service.publish(uow, principal.tenant_id, draft)
@@ -93,16 +86,20 @@ async def get_settings(request: Request, principal: Reader) -> Any:
     return SettingsIn(settings=settings, active_scorecard_id=card.scorecard_id)
 
 
-@router.put("/scoring-settings", response_model=SettingsIn)
+@router.put(
+    "/scoring-settings",
+    response_model=SettingsIn,
+    responses={404: {"description": "active_scorecard_id names no scorecard of this tenant"}},
+)
 async def put_settings(request: Request, body: SettingsIn, principal: Lead) -> Any:
     async with runtime(request).unit_of_work() as uow:
         if body.active_scorecard_id is not None and (
             await service.latest(uow, principal.tenant_id, body.active_scorecard_id) is None
         ):
-            raise HTTPException(
-                422,
+            raise HTTPException(  # a reference to a resource the tenant does not have, as GET would say
+                404,
                 {
-                    "title": "Unprocessable Content",
+                    "title": "Not Found",
                     "detail": f"active_scorecard_id: no scorecard {body.active_scorecard_id!r} in this tenant",
                     "errors": [{"field": "active_scorecard_id", "message": "unknown scorecard"}],
                 },

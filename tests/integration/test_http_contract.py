@@ -43,7 +43,7 @@ async def live(
         tenant = await publish_tenant(settings, "fuzz")
     process = LiveService(service.module, lambda args, env: Proc(args, settings, env))
     try:
-        await process.start()
+        await process.start(within=180)  # a busy machine: migrations, topics, a consumer group to join
         await process.wait_key(service.authenticated, tenant.auth())
         yield Live(service, process, tenant)
     finally:
@@ -96,8 +96,12 @@ def schemathesis_cli(live: Live, *, examples: int, phases: str) -> subprocess.Co
         return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False, cwd=scratch)
 
 
+@pytest.mark.timeout(1800)
 async def test_schemathesis_finds_nothing(live: Live) -> None:
     """Every operation, valid and invalid data, every check: no 500, no undocumented status or content type,
     nothing the schema allows refused, nothing it forbids accepted, 405 with Allow, 401 without a key."""
+    if live.service.not_fuzzed:
+        pytest.skip(live.service.not_fuzzed)
     result = await asyncio.to_thread(schemathesis_cli, live, examples=40, phases="examples,coverage,fuzzing")
-    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-3000:] + live.process.output()
+    failures = result.stdout[result.stdout.find("FAILURES") :]
+    assert result.returncode == 0, failures[:30000] + result.stderr[-3000:] + live.process.output()

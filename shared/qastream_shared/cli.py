@@ -130,6 +130,29 @@ def demo(
 
 
 @app.command()
+def bench(
+    state_dir: StateDir = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="CI smoke: phases of a few seconds")] = False,
+    window: Annotated[float, typer.Option(min=1, help="Seconds per phase")] = 60.0,
+) -> None:
+    """The pipeline benchmark (bench/pipeline.py): all five services, throughput and latency, as JSON."""
+    import os
+    import subprocess
+    import sys
+
+    # bench/ lives beside the packages in the repository, not in an installed package.
+    repo = Path(__file__).resolve().parents[2]
+    settings = settings_from_stack(state_dir)
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    args = [sys.executable, "-m", "bench.pipeline", "--window", str(window), *(["--tiny"] if tiny else [])]
+    raise typer.Exit(subprocess.run(args, cwd=repo, env=env, check=False).returncode)
+
+
+@app.command()
 def asyncapi(
     write: Annotated[bool, typer.Option("--write", help="Update shared/asyncapi.json")] = False,
 ) -> None:

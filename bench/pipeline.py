@@ -208,6 +208,7 @@ async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
 async def latency(p: Pipeline, conn: asyncpg.Connection, rate: float, window: float) -> dict[str, Any]:
     stream = star_stream("lat")
     per_tick = max(1, round(rate * LATENCY_TICK_S))
+    tick_s = per_tick / rate  # at low rates one conversation per tick, spaced to keep the rate
     accepted_at: dict[str, float] = {}
     pending: dict[str, set[str]] = {"scoring": set(), "reporting": set()}
     seen: dict[str, list[float]] = {"scoring": [], "reporting": []}
@@ -245,7 +246,7 @@ async def latency(p: Pipeline, conn: asyncpg.Connection, rate: float, window: fl
     async with p.client() as client:
         start = time.perf_counter()
         tick = 0
-        while (scheduled := start + tick * LATENCY_TICK_S) < start + window:
+        while (scheduled := start + tick * tick_s) < start + window:
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             sent.append(asyncio.create_task(one(client, take(stream, per_tick))))
             tick += 1

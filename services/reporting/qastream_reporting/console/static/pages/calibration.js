@@ -24,18 +24,37 @@ async function list() {
   }
   return table("Sessions, newest first", [
     { key: "opened_at", label: "Opened", render: (s) => when(s.opened_at) },
-    { key: "name", label: "Session", render: (s) => h("button", { type: "button", class: "link", onclick: () => show(s.session_id) }, s.name || s.session_id) },
+    { key: "session_id", label: "Session", render: (s) => h("button", { type: "button", class: "link", onclick: () => show(s.session_id) }, `${(s.conversation_ids || []).length} conversations · ${s.session_id.slice(0, 8)}`) },
     { key: "participants", label: "Reviewers", render: (s) => (s.participants || []).join(", ") },
     { key: "deadline", label: "Deadline", render: (s) => when(s.deadline) },
-    { key: "closed_at", label: "State", render: (s) => (s.closed_at ? `closed · α ${alpha(s.alpha ?? (s.results || {}).alpha)}` : "open") },
+    { key: "closed_at", label: "State", render: (s) => (s.closed_at ? `closed · α ${alpha((s.results || {}).alpha)}` : "open") },
   ], items);
 }
 
+// Where raters split: each (conversation, category) whose raters chose more than one value.
+function splits(s) {
+  const out = [];
+  for (const c of s.conversations || []) {
+    const byCategory = new Map();
+    for (const r of c.ratings || []) {
+      for (const rating of r.ratings || []) {
+        if (!byCategory.has(rating.category_id)) byCategory.set(rating.category_id, {});
+        byCategory.get(rating.category_id)[r.reviewer_id] = rating.value;
+      }
+    }
+    for (const [category, values] of byCategory) {
+      if (new Set(Object.values(values)).size > 1) out.push({ conversation_id: c.conversation_id, category_id: category, values });
+    }
+  }
+  return out;
+}
+
 function results(s) {
-  const r = s.results || s;
+  const r = s.results || {};
   const cats = Object.entries(r.alpha_by_category || {});
+  const split = splits(s);
   return h("div", {},
-    h("p", {}, "Overall Krippendorff's α (ordinal): ", h("strong", { "data-metric": "alpha" }, alpha(r.alpha)), r.alpha === null || r.alpha === undefined ? " — too few paired ratings to compute it." : ""),
+    h("p", {}, "Overall Krippendorff's α: ", h("strong", { "data-metric": "alpha" }, alpha(r.alpha)), r.alpha === null || r.alpha === undefined ? " — too few paired ratings to compute it." : ""),
     cats.length ? table("α per category", [
       { key: 0, label: "Category", render: (c) => label(c[0]) },
       { key: 1, label: "α", numeric: true, render: (c) => alpha(c[1]) },
@@ -43,12 +62,12 @@ function results(s) {
     Object.keys(r.alignment || {}).length ? table(`Alignment to the benchmark${s.benchmark_reviewer_id ? ` (${s.benchmark_reviewer_id})` : ""}`, [
       { key: 0, label: "Reviewer" },
       { key: 1, label: "Alignment", numeric: true, render: (c) => `${num(100 * c[1], 0)}%` },
-    ], Object.entries(r.alignment)) : null,
-    (r.splits || []).length ? table("Where reviewers split", [
+    ], Object.entries(r.alignment)) : h("p", { class: "hint" }, "No benchmark reviewer was named, so there is no alignment score."),
+    split.length ? table("Where reviewers split", [
       { key: "conversation_id", label: "Conversation" },
       { key: "category_id", label: "Category", render: (x) => label(x.category_id) },
-      { key: "values", label: "Ratings", render: (x) => Object.entries(x.values || x.ratings || {}).map(([who, v]) => `${who}: ${v === null ? "N/A" : v}`).join(", ") },
-    ], r.splits) : null,
+      { key: "values", label: "Ratings", render: (x) => Object.entries(x.values).map(([who, v]) => `${who}: ${v === null ? "N/A" : v}`).join(", ") },
+    ], split) : h("p", {}, "Every reviewer gave the same rating everywhere."),
   );
 }
 
@@ -68,7 +87,8 @@ function rateForm(s, conversationId, card, conv, mine) {
     });
     try {
       await api("scoring", `${base}/${encodeURIComponent(s.session_id)}/reviews`, { method: "POST", body: { conversation_id: conversationId, ratings } });
-      fill(out, h("p", { class: "notice" }, "Saved. Other reviewers' ratings stay hidden until the session closes."));
+      fill(out, h("p", { class: "notice" }, "Saved. You can now see the others' ratings of this conversation."));
+      await show(s.session_id);
     } catch (err) {
       fill(out, errorBox(err));
     }
@@ -99,18 +119,15 @@ async function show(id) {
       }
       if ((s.participants || []).includes(me.agent_id)) {
         const card = await api("scoring", `/v1/scorecards/${encodeURIComponent(s.scorecard_id)}/versions/${s.scorecard_version}`);
-        for (const cid of s.conversation_ids) {
-          let conv = null;
-          try {
-            conv = await api("ingest", `/v1/conversations/${encodeURIComponent(cid)}`);
-          } catch (err) {
-            conv = null;
-          }
-          const mine = new Map(((s.my_ratings || {})[cid] || []).map((r) => [r.category_id, r.value]));
-          parts.push(rateForm(s, cid, card, conv, mine));
+        for (const c of s.conversations || []) {
+          const done = (c.ratings || []).find((r) => r.reviewer_id === me.agent_id);
+          parts.push(done
+            ? h("p", { class: "notice" }, `You rated ${c.conversation_id}. Others' ratings of it are shown to you now; α appears when the session closes.`)
+            : rateForm(s, c.conversation_id, card, c.conversation, null));
         }
       } else {
-        parts.push(empty("Ratings stay hidden until the session closes; then α and the splits appear here."));
+        const rated = (s.conversations || []).map((c) => `${c.conversation_id}: ${(c.ratings || []).length} of ${(s.participants || []).length} rated`);
+        parts.push(h("ul", {}, rated.map((x) => h("li", {}, x))));
       }
     }
     return h("div", {}, parts);
@@ -126,7 +143,9 @@ if (LEADS.includes(me.role)) {
     const split = (x) => x.toString().split(",").map((v) => v.trim()).filter(Boolean);
     const deadline = d.get("deadline") ? new Date(d.get("deadline")).toISOString() : new Date(Date.now() + 7 * 86400000).toISOString();
     try {
-      const s = await api("scoring", base, { method: "POST", body: { name: d.get("name"), conversation_ids: split(d.get("conversations")), participants: split(d.get("participants")), deadline } });
+      const body = { conversation_ids: split(d.get("conversations")), participants: split(d.get("participants")), deadline };
+      if (d.get("benchmark")) body.benchmark_reviewer_id = d.get("benchmark").toString().trim();
+      const s = await api("scoring", base, { method: "POST", body });
       fill($("create-result"), h("p", { class: "notice" }, `Session created; ${s.participants.length} reviewers can rate now.`));
       await load($("session-list"), list);
     } catch (err) {

@@ -37,7 +37,10 @@ async function act(task, action, cell) {
 
 function actions(task) {
   const cell = h("div", { class: "actions" });
-  if (task.status === "open") cell.append(h("button", { type: "button", onclick: () => act(task, "acknowledge", cell) }, "Acknowledge"));
+  // Only the coached agent acknowledges; leads confirm AutoQA-only tasks, complete and dismiss.
+  if (task.needs_confirmation && LEADS.includes(me.role)) cell.append(h("button", { type: "button", onclick: () => act(task, "confirm", cell) }, "Confirm"));
+  else if (task.status === "open" && me.role === "agent") cell.append(h("button", { type: "button", onclick: () => act(task, "acknowledge", cell) }, "Acknowledge"));
+  else if (task.status === "open") cell.append(h("span", { class: "hint" }, "waiting for the agent to acknowledge"));
   if (task.status === "acknowledged" && LEADS.includes(me.role)) cell.append(h("button", { type: "button", onclick: () => actionForm(task, cell, "complete") }, "Complete…"));
   if ((task.status === "open" || task.status === "acknowledged") && LEADS.includes(me.role)) cell.append(h("button", { type: "button", class: "secondary", onclick: () => actionForm(task, cell, "dismiss") }, "Dismiss…"));
   if (!cell.childNodes.length) cell.append(task.impact && task.impact.difference !== undefined && task.impact.difference !== null ? `impact ${pct(task.impact.difference)}` : "–");
@@ -51,10 +54,10 @@ function view() {
       : "No coaching tasks match. Coaching rules open tasks from reviews below the pass mark or auto-fails.");
   }
   return table("Coaching tasks", [
-    { key: "created_at", label: "Opened", render: (t) => when(t.created_at) },
+    { key: "opened_at", label: "Opened", render: (t) => when(t.opened_at) },
     { key: "agent_id", label: "Agent" },
     { key: "category_id", label: "Category", render: (t) => label(t.category_id) || "–" },
-    { key: "reason", label: "Why", render: (t) => t.reason || t.title || label(t.rule_id) },
+    { key: "title", label: "Task", render: (t) => h("span", {}, t.title, h("div", { class: "hint" }, `rule ${t.rule_id} v${t.rule_version}`), t.notes ? h("div", {}, `Notes: ${t.notes}`) : null, t.dismiss_reason ? h("div", {}, `Dismissed: ${t.dismiss_reason}`) : null) },
     { key: "status", label: "Status", render: (t) => h("span", { class: "badge", "data-status": t.status }, label(t.status)) },
     { key: "due_at", label: "Due", render: (t) => when(t.due_at) },
     { key: "task_id", label: "Action", render: actions },

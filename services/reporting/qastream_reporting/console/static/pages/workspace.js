@@ -29,7 +29,7 @@ function negative(cat, v) {
 async function queue() {
   const page = await api("scoring", "/v1/assignments", { params: { status: "open", reviewer_id: me.agent_id, limit: 50 } });
   if (!page.items.length) return empty("Your queue is empty. Take the next assignment to claim one from the pool.");
-  return h("ul", {}, page.items.map((a) => h("li", {}, h("button", { type: "button", class: "link", onclick: () => open(a.assignment_id) }, `${a.conversation_id}`), ` · ${label(a.purpose || a.reason || "")} · assigned ${when(a.assigned_at || a.created_at)}`)));
+  return h("ul", {}, page.items.map((a) => h("li", {}, h("button", { type: "button", class: "link", onclick: () => open(a.assignment_id) }, `${a.conversation_id}`), ` · ${a.plan_id ? `plan ${a.plan_id}` : "assigned"} · ${when(a.created_at)}`)));
 }
 
 async function next() {

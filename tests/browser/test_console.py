@@ -1,0 +1,330 @@
+"""The console in headless chromium against the real pipeline: each persona's main flow end to end, the
+dashboard's figures equal to the reporting API's, role and CSRF checks, accessibility and a phone width.
+
+The tests of this module run in order on one stack: the reviewer's review is what the agent disputes and
+the QA lead resolves.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.browser import PHONE, Session, serious_violations
+from tests.browser.conftest import deadline_in
+from tests.browser.stack import LiveStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+state: dict[str, Any] = {}
+
+
+def api(stack: LiveStack, service: str, path: str, person: str = "lead", **params: Any) -> Any:
+    r = httpx.get(f"{stack.url(service)}{path}", headers=stack.auth(person), params=params, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def until(check: Any, within: float = 60.0, every: float = 0.3) -> Any:
+    """Polls `check()` until it returns something truthy, or fails with the last value."""
+    deadline = time.monotonic() + within
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within}s; last value {last!r}")
+        time.sleep(every)
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def rate_every_category(page: Page, value: str) -> None:
+    """With the keyboard, as a reviewer would: focus the first category, then one key per category."""
+    page.locator(".category").first.focus()
+    for _ in range(page.locator(".category").count()):
+        page.keyboard.press(value)
+
+
+def test_reviewer_takes_the_next_assignment_and_submits(stack: LiveStack, browser: Browser) -> None:
+    s = Session(browser, stack, "reviewer")
+    page = s.sign_in()
+    assert page.url.endswith("/workspace")
+    s.loaded()
+    page.click("#take-next")
+    expect(page.locator("#scorecard-form .category").first).to_be_visible()
+    conversation = page.locator("#assignment strong").inner_text().removeprefix("Conversation ")
+    # The lowest rating everywhere: the review falls below the pass mark, so coaching opens a task.
+    rate_every_category(page, "1")
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved", timeout=15_000)
+    s.shot("workspace-rating")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("[data-metric=submitted-score]")).to_be_visible(timeout=15_000)
+    href = page.locator("#submit-result a").get_attribute("href")
+    assert href and href.startswith("/reviews/")
+    state["review_id"] = href.rsplit("/", 1)[1]
+    state["conversation_id"] = conversation
+    review = api(stack, "scoring", f"/v1/reviews/{state['review_id']}")
+    assert review["kind"] == "manual" and review["reviewer_id"] == "rev-1"
+    assert review["conversation_id"] == conversation
+    assert all(r["value"] in (0, 1) for r in review["ratings"] if r["value"] is not None)
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_agent_disputes_the_review(stack: LiveStack, browser: Browser) -> None:
+    review = api(stack, "scoring", f"/v1/reviews/{state['review_id']}")
+    owner = "agent" if review["agent_id"] == "agent-1" else "agent2"
+    state["owner"] = owner
+    s = Session(browser, stack, owner)
+    page = s.sign_in()
+    assert page.url.endswith(f"/agents/{review['agent_id']}")
+    s.loaded()
+    page.click(f"a[href='/reviews/{state['review_id']}']")
+    s.loaded()
+    expect(page.locator(".turn").first).to_be_visible()
+    s.shot("agent-review")
+    category = review["ratings"][0]["category_id"]
+    state["category"] = category
+    page.select_option("#dispute-category", category)
+    page.fill("#dispute-reason", "The customer thanked me twice; the greeting was fine.")
+    page.click("#open-dispute button[type=submit]")
+    expect(page.locator("#dispute-form")).to_contain_text("Dispute opened")
+    disputes = api(stack, "scoring", "/v1/disputes", status="open")["items"]
+    assert [(d["review_id"], d["category_id"]) for d in disputes] == [(state["review_id"], category)]
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_lead_accepts_and_the_dashboard_changes_live(stack: LiveStack, browser: Browser) -> None:
+    until(lambda: api(stack, "reporting", "/v1/metrics/quality", kind="manual")["items"][0]["reviews"] == 1)
+    board = Session(browser, stack, "lead")
+    board.sign_in()
+    dashboard = board.open("/dashboard")
+    iqs = dashboard.locator("[data-metric=iqs]")
+    before = pct(api(stack, "reporting", "/v1/metrics/quality", **dashboard_filters())["items"][0]["iqs"])
+    expect(iqs).to_have_text(before)
+    dashboard.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    desk = Session(browser, stack, "lead")
+    page = desk.sign_in()
+    desk.open("/disputes")
+    page.click("text=Resolve…")
+    page.select_option("select[id^=out-]", "accepted")
+    last = page.locator("select[id^=val-] option:not([value=na])").last.get_attribute("value")
+    page.select_option("select[id^=val-]", last)
+    page.fill("textarea[id^=com-]", "Agreed: the greeting was complete.")
+    page.click("form.resolve button[type=submit]")
+    expect(page.locator("#dispute-list")).to_contain_text("Resolved", timeout=15_000)
+    desk.shot("disputes-resolved")
+    # The dashboard, never reloaded, shows the revised review's effect.
+    expect(iqs).not_to_have_text(before, timeout=60_000)
+    assert dashboard.evaluate("window.__sameDocument") is True
+    after = api(stack, "reporting", "/v1/metrics/quality", **dashboard_filters())["items"][0]["iqs"]
+    expect(iqs).to_have_text(pct(after))
+    board.shot("dashboard")
+    assert not board.errors and not desk.errors, board.errors + desk.errors
+    board.close()
+    desk.close()
+
+
+def dashboard_filters() -> dict[str, Any]:
+    """What the dashboard sends by default: the last 90 days."""
+    from datetime import UTC, datetime, timedelta
+
+    return {"from": (datetime.now(UTC) - timedelta(days=89)).date().isoformat()}
+
+
+def test_dashboard_figures_equal_the_reporting_api(stack: LiveStack, browser: Browser) -> None:
+    s = Session(browser, stack, "lead")
+    s.sign_in()
+    page = s.open("/dashboard")
+    team = "team-a"
+    page.fill("#f-team", team)
+    page.select_option("#f-range", "30")
+    page.click("#filters button[type=submit]")
+    s.loaded(2)
+    from datetime import UTC, datetime, timedelta
+
+    params = {"team": team, "from": (datetime.now(UTC) - timedelta(days=29)).date().isoformat()}
+    q = api(stack, "reporting", "/v1/metrics/quality", **params)["items"][0]
+    c = api(stack, "reporting", "/v1/metrics/customer", **params)["items"][0]
+    expect(page.locator("[data-metric=iqs]")).to_have_text(pct(q["iqs"]))
+    expect(page.locator("[data-metric=pass_rate]")).to_have_text(pct(q["pass_rate"]))
+    expect(page.locator("[data-metric=auto_fail_rate]")).to_have_text(pct(q["auto_fail_rate"]))
+    expect(page.locator("[data-metric=reviews]")).to_have_text(f"{q['reviews']:,}")
+    expect(page.locator("[data-metric=coverage_manual]")).to_have_text(pct(c["coverage_manual"]))
+    agents = api(stack, "reporting", "/v1/metrics/quality", group_by="agent_id", limit=25, **params)["items"]
+    rows = page.locator("#agents tbody tr")
+    expect(rows).to_have_count(len(agents))
+    for a in agents:
+        row = page.locator("#agents tbody tr", has=page.locator(f"a[href='/agents/{a['agent_id']}']"))
+        expect(row.locator("td").nth(2)).to_have_text(pct(a["iqs"]))
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_calibration_with_three_raters_shows_alpha(stack: LiveStack, browser: Browser) -> None:
+    reviews = api(stack, "scoring", "/v1/reviews", limit=20)["items"]
+    convs = list(dict.fromkeys(r["conversation_id"] for r in reviews))[:2]
+    lead = Session(browser, stack, "lead")
+    page = lead.sign_in()
+    lead.open("/calibration")
+    page.fill("#c-convs", ", ".join(convs))
+    page.fill("#c-raters", "rev-1, rev-2, rev-3")
+    page.fill("#c-bench", "rev-1")
+    page.fill("#c-deadline", deadline_in(3))
+    page.click("#create-session button[type=submit]")
+    expect(page.locator("#create-result")).to_contain_text("Session created")
+    # Two raters agree; the third rates one step lower on the first conversation: α below 1, but defined.
+    for person, shift in (("reviewer", 0), ("reviewer2", 0), ("reviewer3", 1)):
+        r = Session(browser, stack, person)
+        rp = r.sign_in()
+        r.open("/calibration")
+        rp.locator("#session-list button.link").first.click()
+        for n in range(len(convs)):
+            form = rp.locator("#session form").first
+            expect(form).to_be_visible()
+            for fs in form.locator("fieldset").all():
+                radios = fs.locator("input[type=radio]:not([value=na])")
+                count = radios.count()
+                radios.nth(max(0, count - 1 - (shift if n == 0 else 0))).check()
+            form.locator("button[type=submit]").click()
+            expect(rp.locator("#session .notice").nth(n)).to_be_visible(timeout=15_000)
+        assert not r.errors, r.errors
+        r.close()
+    lead.open("/calibration")
+    page.locator("#session-list button.link").first.click()
+    page.click("text=Close session and compute α")
+    alpha = page.locator("[data-metric=alpha]")
+    expect(alpha).to_have_text(re.compile(r"^-?\d\.\d\d$"), timeout=15_000)
+    sessions = api(stack, "scoring", "/v1/calibrations")["items"]
+    assert alpha.inner_text() == f"{sessions[0]['results']['alpha']:.2f}"
+    expect(page.locator("#session")).to_contain_text("Where reviewers split")
+    lead.shot("calibration-results")
+    assert not lead.errors, lead.errors
+    lead.close()
+
+
+def test_team_lead_completes_a_coaching_task(stack: LiveStack, browser: Browser) -> None:
+    # agent-1 is in team-a, the team lead's team; their reviews below the pass mark opened tasks.
+    until(lambda: api(stack, "coaching", "/v1/tasks", person="agent", status="open")["items"])
+    agent = Session(browser, stack, "agent")
+    ap = agent.sign_in()
+    agent.open("/coaching")
+    ap.locator("#task-list button", has_text="Acknowledge").first.click()
+    acknowledged = until(
+        lambda: api(stack, "coaching", "/v1/tasks", person="team_lead", status="acknowledged")["items"]
+    )
+    assert len(acknowledged) == 1 and acknowledged[0]["agent_id"] == "agent-1"
+    agent.close()
+    lead = Session(browser, stack, "team_lead")
+    page = lead.sign_in()
+    lead.open("/coaching")
+    page.locator("#task-list button", has_text="Complete…").click()
+    page.fill("textarea[id^=complete-]", "Walked through the greeting and the closing together.")
+    page.click("text=Complete task")
+    lead.loaded(2)
+    done = api(stack, "coaching", "/v1/tasks", person="team_lead", status="completed")["items"]
+    assert [(t["task_id"], t["notes"]) for t in done] == [
+        (acknowledged[0]["task_id"], "Walked through the greeting and the closing together.")
+    ]
+    expect(page.locator("#task-list")).to_contain_text("Notes: Walked through")
+    lead.shot("coaching")
+    assert not lead.errors, lead.errors
+    lead.close()
+
+
+def test_an_agent_cannot_reach_another_agents_pages_or_data(stack: LiveStack, browser: Browser) -> None:
+    s = Session(browser, stack, "agent")
+    page = s.sign_in()
+    response = page.goto(stack.console + "/agents/agent-2")
+    assert response is not None and response.status == 403
+    expect(page.locator("h1")).to_have_text("This page is not open to you")
+    # The session's own calls to the APIs, as a page script would make them.
+    seen = page.evaluate(
+        """async (u) => {
+            const get = (url) => fetch(url, {credentials: 'include'}).then(async r => [r.status, await r.json()]);
+            return {
+              metrics: await get(u.reporting + '/v1/metrics/quality?agent_id=agent-2'),
+              reviews: await get(u.scoring + '/v1/reviews?agent_id=agent-2'),
+              dashboard: (await fetch('/dashboard', {credentials: 'include'})).status,
+            };
+        }""",
+        {"reporting": stack.url("reporting"), "scoring": stack.url("scoring")},
+    )
+    assert seen["metrics"][0] == 403
+    assert seen["reviews"] == [200, {"items": [], "next_cursor": None}]
+    assert seen["dashboard"] == 403
+    s.close()
+
+
+def test_a_forged_csrf_token_is_refused(stack: LiveStack, browser: Browser) -> None:
+    s = Session(browser, stack, "lead")
+    page = s.sign_in()
+    s.open("/plans")
+    statuses = page.evaluate(
+        """async (sampler) => {
+            const real = document.cookie.split('; ').find(c => c.startsWith('qa_csrf=')).slice(8);
+            const post = (token) => fetch(sampler + '/v1/plans/everything/pause', {
+                method: 'POST', credentials: 'include', headers: token ? {'X-CSRF-Token': token} : {}});
+            const forged = (await post('forged' + real.slice(6))).status;
+            const missing = (await post(null)).status;
+            const plans = await (await fetch(sampler + '/v1/plans', {credentials: 'include'})).json();
+            return {forged, missing, paused: plans.find(p => p.plan_id === 'everything').paused};
+        }""",
+        stack.url("sampler"),
+    )
+    assert statuses == {"forged": 403, "missing": 403, "paused": False}
+    s.close()
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_pages_have_no_serious_accessibility_violations(
+    stack: LiveStack, browser: Browser, viewport: str
+) -> None:
+    pages = {
+        "lead": ["/dashboard", "/disputes", "/calibration", "/plans", f"/reviews/{state['review_id']}"],
+        "reviewer": ["/workspace"],
+        "team_lead": ["/coaching"],
+        "agent": ["/agents/agent-1"],
+    }
+    found: dict[str, Any] = {}
+    for person, paths in pages.items():
+        s = Session(browser, stack, person, **({"viewport": PHONE} if viewport == "phone" else {}))
+        s.sign_in()
+        for path in paths:
+            page = s.open(path)
+            if viewport == "phone":
+                # Nothing wider than the phone: no sideways scrolling of the page itself.
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"], f"{path} is {width}px wide on a {PHONE['width']}px phone"
+                s.shot(f"phone{path.replace('/', '-')}")
+            if violations := serious_violations(page):
+                found[f"{person} {path}"] = violations
+        assert not s.errors, s.errors
+        s.close()
+    assert not found, found
+
+
+def test_signed_out_pages_send_you_to_sign_in(stack: LiveStack, browser: Browser) -> None:
+    s = Session(browser, stack, "lead")
+    page = s.page
+    page.goto(stack.console + "/dashboard")
+    assert "/signin?next=/dashboard" in page.url
+    page.fill("#api-key", "qa_0000000000000000_" + "x" * 43)
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("[role=alert]")).to_contain_text("not valid")
+    s.shot("signin")
+    s.sign_in()
+    page.click("#sign-out")
+    page.wait_for_url(re.compile(r"/signin$"))
+    page.goto(stack.console + "/dashboard")
+    assert "/signin" in page.url
+    s.close()

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from qastream_shared.testing import eventually, isolated_settings
-from tests.browser import stack as live
+from tests.browser import stack as pipeline
 from tests.browser.browser import chromium
 
 
@@ -21,12 +21,12 @@ def _ok(r: httpx.Response) -> Any:
 
 
 @pytest.fixture(scope="module")
-async def stack(database_url: str, kafka_bootstrap: str) -> AsyncIterator[live.LiveStack]:
+async def live(database_url: str, kafka_bootstrap: str) -> AsyncIterator[pipeline.LiveStack]:
     """The pipeline with one tenant: a reviewer pool, a plan sending every conversation to people, a
     coaching rule on reviews below the pass mark, and 12 real STAR conversations of agent-1 and agent-2,
     each AutoQA-scored and assigned before any test runs."""
     settings = isolated_settings(database_url, kafka_bootstrap)
-    s = await live.start(settings)
+    s = await pipeline.start(settings)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             lead = s.auth("lead")
@@ -60,10 +60,10 @@ async def stack(database_url: str, kafka_bootstrap: str) -> AsyncIterator[live.L
                     },
                 )
             )
-            conversations = live.star(12, agents={"agent-1": "team-a", "agent-2": "team-b"})
+            conversations = pipeline.star(12, agents={"agent-1": "team-a", "agent-2": "team-b"})
             for i, c in enumerate(conversations):
                 c["csat"] = 1 + i % 5
-            await live.ingest(s, conversations)
+            await pipeline.ingest(s, conversations)
 
             async def scored_and_assigned() -> bool:
                 q = await http.get(
@@ -87,7 +87,7 @@ async def stack(database_url: str, kafka_bootstrap: str) -> AsyncIterator[live.L
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def chrome() -> Iterator[Browser]:
     with chromium() as b:
         yield b
 

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 state: dict[str, Any] = {}
 
 
-def api(stack: LiveStack, service: str, path: str, person: str = "lead", **params: Any) -> Any:
-    r = httpx.get(f"{stack.url(service)}{path}", headers=stack.auth(person), params=params, timeout=30)
+def api(live: LiveStack, service: str, path: str, person: str = "lead", **params: Any) -> Any:
+    r = httpx.get(f"{live.url(service)}{path}", headers=live.auth(person), params=params, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -53,8 +53,8 @@ def rate_every_category(page: Page, value: str) -> None:
         page.keyboard.press(value)
 
 
-def test_reviewer_takes_the_next_assignment_and_submits(stack: LiveStack, browser: Browser) -> None:
-    s = Session(browser, stack, "reviewer")
+def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "reviewer")
     page = s.sign_in()
     assert page.url.endswith("/workspace")
     s.loaded()
@@ -71,7 +71,7 @@ def test_reviewer_takes_the_next_assignment_and_submits(stack: LiveStack, browse
     assert href and href.startswith("/reviews/")
     state["review_id"] = href.rsplit("/", 1)[1]
     state["conversation_id"] = conversation
-    review = api(stack, "scoring", f"/v1/reviews/{state['review_id']}")
+    review = api(live, "scoring", f"/v1/reviews/{state['review_id']}")
     assert review["kind"] == "manual" and review["reviewer_id"] == "rev-1"
     assert review["conversation_id"] == conversation
     assert all(r["value"] in (0, 1) for r in review["ratings"] if r["value"] is not None)
@@ -79,11 +79,11 @@ def test_reviewer_takes_the_next_assignment_and_submits(stack: LiveStack, browse
     s.close()
 
 
-def test_agent_disputes_the_review(stack: LiveStack, browser: Browser) -> None:
-    review = api(stack, "scoring", f"/v1/reviews/{state['review_id']}")
+def test_agent_disputes_the_review(live: LiveStack, chrome: Browser) -> None:
+    review = api(live, "scoring", f"/v1/reviews/{state['review_id']}")
     owner = "agent" if review["agent_id"] == "agent-1" else "agent2"
     state["owner"] = owner
-    s = Session(browser, stack, owner)
+    s = Session(chrome, live, owner)
     page = s.sign_in()
     assert page.url.endswith(f"/agents/{review['agent_id']}")
     s.loaded()
@@ -97,22 +97,22 @@ def test_agent_disputes_the_review(stack: LiveStack, browser: Browser) -> None:
     page.fill("#dispute-reason", "The customer thanked me twice; the greeting was fine.")
     page.click("#open-dispute button[type=submit]")
     expect(page.locator("#dispute-form")).to_contain_text("Dispute opened")
-    disputes = api(stack, "scoring", "/v1/disputes", status="open")["items"]
+    disputes = api(live, "scoring", "/v1/disputes", status="open")["items"]
     assert [(d["review_id"], d["category_id"]) for d in disputes] == [(state["review_id"], category)]
     assert not s.errors, s.errors
     s.close()
 
 
-def test_lead_accepts_and_the_dashboard_changes_live(stack: LiveStack, browser: Browser) -> None:
-    until(lambda: api(stack, "reporting", "/v1/metrics/quality", kind="manual")["items"][0]["reviews"] == 1)
-    board = Session(browser, stack, "lead")
+def test_lead_accepts_and_the_dashboard_changes_live(live: LiveStack, chrome: Browser) -> None:
+    until(lambda: api(live, "reporting", "/v1/metrics/quality", kind="manual")["items"][0]["reviews"] == 1)
+    board = Session(chrome, live, "lead")
     board.sign_in()
     dashboard = board.open("/dashboard")
     iqs = dashboard.locator("[data-metric=iqs]")
-    before = pct(api(stack, "reporting", "/v1/metrics/quality", **dashboard_filters())["items"][0]["iqs"])
+    before = pct(api(live, "reporting", "/v1/metrics/quality", **dashboard_filters())["items"][0]["iqs"])
     expect(iqs).to_have_text(before)
     dashboard.evaluate("window.__sameDocument = true")  # gone if the page reloads
-    desk = Session(browser, stack, "lead")
+    desk = Session(chrome, live, "lead")
     page = desk.sign_in()
     desk.open("/disputes")
     page.click("text=Resolve…")
@@ -126,7 +126,7 @@ def test_lead_accepts_and_the_dashboard_changes_live(stack: LiveStack, browser: 
     # The dashboard, never reloaded, shows the revised review's effect.
     expect(iqs).not_to_have_text(before, timeout=60_000)
     assert dashboard.evaluate("window.__sameDocument") is True
-    after = api(stack, "reporting", "/v1/metrics/quality", **dashboard_filters())["items"][0]["iqs"]
+    after = api(live, "reporting", "/v1/metrics/quality", **dashboard_filters())["items"][0]["iqs"]
     expect(iqs).to_have_text(pct(after))
     board.shot("dashboard")
     assert not board.errors and not desk.errors, board.errors + desk.errors
@@ -141,8 +141,8 @@ def dashboard_filters() -> dict[str, Any]:
     return {"from": (datetime.now(UTC) - timedelta(days=89)).date().isoformat()}
 
 
-def test_dashboard_figures_equal_the_reporting_api(stack: LiveStack, browser: Browser) -> None:
-    s = Session(browser, stack, "lead")
+def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "lead")
     s.sign_in()
     page = s.open("/dashboard")
     team = "team-a"
@@ -153,14 +153,14 @@ def test_dashboard_figures_equal_the_reporting_api(stack: LiveStack, browser: Br
     from datetime import UTC, datetime, timedelta
 
     params = {"team": team, "from": (datetime.now(UTC) - timedelta(days=29)).date().isoformat()}
-    q = api(stack, "reporting", "/v1/metrics/quality", **params)["items"][0]
-    c = api(stack, "reporting", "/v1/metrics/customer", **params)["items"][0]
+    q = api(live, "reporting", "/v1/metrics/quality", **params)["items"][0]
+    c = api(live, "reporting", "/v1/metrics/customer", **params)["items"][0]
     expect(page.locator("[data-metric=iqs]")).to_have_text(pct(q["iqs"]))
     expect(page.locator("[data-metric=pass_rate]")).to_have_text(pct(q["pass_rate"]))
     expect(page.locator("[data-metric=auto_fail_rate]")).to_have_text(pct(q["auto_fail_rate"]))
     expect(page.locator("[data-metric=reviews]")).to_have_text(f"{q['reviews']:,}")
     expect(page.locator("[data-metric=coverage_manual]")).to_have_text(pct(c["coverage_manual"]))
-    agents = api(stack, "reporting", "/v1/metrics/quality", group_by="agent_id", limit=25, **params)["items"]
+    agents = api(live, "reporting", "/v1/metrics/quality", group_by="agent_id", limit=25, **params)["items"]
     rows = page.locator("#agents tbody tr")
     expect(rows).to_have_count(len(agents))
     for a in agents:
@@ -170,10 +170,10 @@ def test_dashboard_figures_equal_the_reporting_api(stack: LiveStack, browser: Br
     s.close()
 
 
-def test_calibration_with_three_raters_shows_alpha(stack: LiveStack, browser: Browser) -> None:
-    reviews = api(stack, "scoring", "/v1/reviews", limit=20)["items"]
+def test_calibration_with_three_raters_shows_alpha(live: LiveStack, chrome: Browser) -> None:
+    reviews = api(live, "scoring", "/v1/reviews", limit=20)["items"]
     convs = list(dict.fromkeys(r["conversation_id"] for r in reviews))[:2]
-    lead = Session(browser, stack, "lead")
+    lead = Session(chrome, live, "lead")
     page = lead.sign_in()
     lead.open("/calibration")
     page.fill("#c-convs", ", ".join(convs))
@@ -184,7 +184,7 @@ def test_calibration_with_three_raters_shows_alpha(stack: LiveStack, browser: Br
     expect(page.locator("#create-result")).to_contain_text("Session created")
     # Two raters agree; the third rates one step lower on the first conversation: α below 1, but defined.
     for person, shift in (("reviewer", 0), ("reviewer2", 0), ("reviewer3", 1)):
-        r = Session(browser, stack, person)
+        r = Session(chrome, live, person)
         rp = r.sign_in()
         r.open("/calibration")
         rp.locator("#session-list button.link").first.click()
@@ -204,7 +204,7 @@ def test_calibration_with_three_raters_shows_alpha(stack: LiveStack, browser: Br
     page.click("text=Close session and compute α")
     alpha = page.locator("[data-metric=alpha]")
     expect(alpha).to_have_text(re.compile(r"^-?\d\.\d\d$"), timeout=15_000)
-    sessions = api(stack, "scoring", "/v1/calibrations")["items"]
+    sessions = api(live, "scoring", "/v1/calibrations")["items"]
     assert alpha.inner_text() == f"{sessions[0]['results']['alpha']:.2f}"
     expect(page.locator("#session")).to_contain_text("Where reviewers split")
     lead.shot("calibration-results")
@@ -212,26 +212,26 @@ def test_calibration_with_three_raters_shows_alpha(stack: LiveStack, browser: Br
     lead.close()
 
 
-def test_team_lead_completes_a_coaching_task(stack: LiveStack, browser: Browser) -> None:
+def test_team_lead_completes_a_coaching_task(live: LiveStack, chrome: Browser) -> None:
     # agent-1 is in team-a, the team lead's team; their reviews below the pass mark opened tasks.
-    until(lambda: api(stack, "coaching", "/v1/tasks", person="agent", status="open")["items"])
-    agent = Session(browser, stack, "agent")
+    until(lambda: api(live, "coaching", "/v1/tasks", person="agent", status="open")["items"])
+    agent = Session(chrome, live, "agent")
     ap = agent.sign_in()
     agent.open("/coaching")
     ap.locator("#task-list button", has_text="Acknowledge").first.click()
     acknowledged = until(
-        lambda: api(stack, "coaching", "/v1/tasks", person="team_lead", status="acknowledged")["items"]
+        lambda: api(live, "coaching", "/v1/tasks", person="team_lead", status="acknowledged")["items"]
     )
     assert len(acknowledged) == 1 and acknowledged[0]["agent_id"] == "agent-1"
     agent.close()
-    lead = Session(browser, stack, "team_lead")
+    lead = Session(chrome, live, "team_lead")
     page = lead.sign_in()
     lead.open("/coaching")
     page.locator("#task-list button", has_text="Complete…").click()
     page.fill("textarea[id^=complete-]", "Walked through the greeting and the closing together.")
     page.click("text=Complete task")
     lead.loaded(2)
-    done = api(stack, "coaching", "/v1/tasks", person="team_lead", status="completed")["items"]
+    done = api(live, "coaching", "/v1/tasks", person="team_lead", status="completed")["items"]
     assert [(t["task_id"], t["notes"]) for t in done] == [
         (acknowledged[0]["task_id"], "Walked through the greeting and the closing together.")
     ]
@@ -241,10 +241,10 @@ def test_team_lead_completes_a_coaching_task(stack: LiveStack, browser: Browser)
     lead.close()
 
 
-def test_an_agent_cannot_reach_another_agents_pages_or_data(stack: LiveStack, browser: Browser) -> None:
-    s = Session(browser, stack, "agent")
+def test_an_agent_cannot_reach_another_agents_pages_or_data(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "agent")
     page = s.sign_in()
-    response = page.goto(stack.console + "/agents/agent-2")
+    response = page.goto(live.console + "/agents/agent-2")
     assert response is not None and response.status == 403
     expect(page.locator("h1")).to_have_text("This page is not open to you")
     # The session's own calls to the APIs, as a page script would make them.
@@ -257,7 +257,7 @@ def test_an_agent_cannot_reach_another_agents_pages_or_data(stack: LiveStack, br
               dashboard: (await fetch('/dashboard', {credentials: 'include'})).status,
             };
         }""",
-        {"reporting": stack.url("reporting"), "scoring": stack.url("scoring")},
+        {"reporting": live.url("reporting"), "scoring": live.url("scoring")},
     )
     assert seen["metrics"][0] == 403
     assert seen["reviews"] == [200, {"items": [], "next_cursor": None}]
@@ -265,8 +265,8 @@ def test_an_agent_cannot_reach_another_agents_pages_or_data(stack: LiveStack, br
     s.close()
 
 
-def test_a_forged_csrf_token_is_refused(stack: LiveStack, browser: Browser) -> None:
-    s = Session(browser, stack, "lead")
+def test_a_forged_csrf_token_is_refused(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "lead")
     page = s.sign_in()
     s.open("/plans")
     statuses = page.evaluate(
@@ -279,7 +279,7 @@ def test_a_forged_csrf_token_is_refused(stack: LiveStack, browser: Browser) -> N
             const plans = await (await fetch(sampler + '/v1/plans', {credentials: 'include'})).json();
             return {forged, missing, paused: plans.find(p => p.plan_id === 'everything').paused};
         }""",
-        stack.url("sampler"),
+        live.url("sampler"),
     )
     assert statuses == {"forged": 403, "missing": 403, "paused": False}
     s.close()
@@ -287,7 +287,7 @@ def test_a_forged_csrf_token_is_refused(stack: LiveStack, browser: Browser) -> N
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 def test_pages_have_no_serious_accessibility_violations(
-    stack: LiveStack, browser: Browser, viewport: str
+    live: LiveStack, chrome: Browser, viewport: str
 ) -> None:
     pages = {
         "lead": ["/dashboard", "/disputes", "/calibration", "/plans", f"/reviews/{state['review_id']}"],
@@ -297,7 +297,7 @@ def test_pages_have_no_serious_accessibility_violations(
     }
     found: dict[str, Any] = {}
     for person, paths in pages.items():
-        s = Session(browser, stack, person, **({"viewport": PHONE} if viewport == "phone" else {}))
+        s = Session(chrome, live, person, **({"viewport": PHONE} if viewport == "phone" else {}))
         s.sign_in()
         for path in paths:
             page = s.open(path)
@@ -313,10 +313,10 @@ def test_pages_have_no_serious_accessibility_violations(
     assert not found, found
 
 
-def test_signed_out_pages_send_you_to_sign_in(stack: LiveStack, browser: Browser) -> None:
-    s = Session(browser, stack, "lead")
+def test_signed_out_pages_send_you_to_sign_in(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "lead")
     page = s.page
-    page.goto(stack.console + "/dashboard")
+    page.goto(live.console + "/dashboard")
     assert "/signin?next=/dashboard" in page.url
     page.fill("#api-key", "qa_0000000000000000_" + "x" * 43)
     page.click("#signin-form button[type=submit]")
@@ -325,6 +325,6 @@ def test_signed_out_pages_send_you_to_sign_in(stack: LiveStack, browser: Browser
     s.sign_in()
     page.click("#sign-out")
     page.wait_for_url(re.compile(r"/signin$"))
-    page.goto(stack.console + "/dashboard")
+    page.goto(live.console + "/dashboard")
     assert "/signin" in page.url
     s.close()

@@ -168,6 +168,6 @@ def allow_console(app: FastAPI, settings: Settings) -> None:
             allow_origins=origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["content-type", "x-csrf-token"],
+            allow_headers=["content-type", "x-csrf-token", "idempotency-key"],
             max_age=600,
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from qastream_reporting.api import router
+from qastream_reporting.console import router as console_router
 from qastream_reporting.export_api import router as export_router
 from qastream_reporting.handlers import make_handler
 from qastream_reporting.rebuild import SwapGuardedConsumer
@@ -54,7 +55,7 @@ SPEC = ServiceSpec(
     consumes=list(ACCEPTS),
     accepts=ACCEPTS,
     handler=make_handler,
-    routers=[router, export_router, stream_router],
+    routers=[router, export_router, stream_router, console_router],
     title="qastream reporting",
     # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one upsert per
     # rollup: larger batches spread those.

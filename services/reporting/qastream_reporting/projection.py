@@ -442,7 +442,9 @@ async def apply_difference(session: AsyncSession, tenant: str, diff: facts.Contr
         empty = [r.ctid for r in result if r.n == 0]
         if empty:
             await session.execute(
-                text(f"DELETE FROM {table.name} WHERE ctid = ANY(CAST(:ctids AS TID[]))"), {"ctids": empty}
+                # Bound as text: asyncpg encodes a tid[] parameter only from tuples, and these are strings.
+                text(f"DELETE FROM {table.name} WHERE ctid = ANY(CAST(CAST(:ctids AS TEXT[]) AS TID[]))"),
+                {"ctids": empty},
             )
 
 

@@ -28,7 +28,10 @@ TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", 
 
 def _csp(settings: Settings) -> str:
     # No inline script or style anywhere: data reaches the page as JSON in a non-executed script tag.
-    apis = " ".join(sorted(set(settings.service_urls.values())))
+    # Relative service URLs (one Ingress, one origin) are covered by 'self'.
+    apis = " ".join(
+        sorted({u for u in settings.service_urls.values() if u.startswith(("http://", "https://"))})
+    )
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self' {apis}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

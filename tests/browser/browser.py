@@ -71,7 +71,7 @@ class Session:
     def loaded(self, at_least: int = 1) -> None:
         """Waits until the page's script says it has drawn its data (body[data-loaded] counts draws)."""
         self.page.wait_for_function(
-            "n => Number(document.body.dataset.loaded || 0) >= n", arg=at_least, timeout=30_000
+            "n => Number(document.body.dataset.loaded || 0) >= n", arg=at_least, timeout=120_000
         )
 
     def shot(self, name: str) -> Path:

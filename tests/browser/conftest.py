@@ -80,7 +80,7 @@ async def live(database_url: str, kafka_bootstrap: str) -> AsyncIterator[pipelin
                     and len(a.json()["items"]) == len(conversations)
                 )
 
-            await eventually(scored_and_assigned, within=180, every=0.5)
+            await eventually(scored_and_assigned, within=300, every=0.5)
         yield s
     finally:
         s.stop()

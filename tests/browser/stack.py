@@ -154,7 +154,7 @@ async def start(
     people: Iterable[Person] = PEOPLE,
     *,
     extra_env: dict[str, str] | None = None,
-    within: float = 120.0,
+    within: float = 300.0,
 ) -> LiveStack:
     """Starts every service of the pipeline that exists, then the tenant and one key per person."""
     names = [n for n in PIPELINE if _has_main(n)]

@@ -46,11 +46,15 @@ def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def rate_every_category(page: Page, value: str) -> None:
-    """With the keyboard, as a reviewer would: focus the first category, then one key per category."""
+def rate_every_category_lowest(page: Page) -> None:
+    """With the keyboard, as a reviewer would: on each category, the key of its lowest value (the
+    shortcut moves on to the next category by itself)."""
     page.locator(".category").first.focus()
-    for _ in range(page.locator(".category").count()):
-        page.keyboard.press(value)
+    for category in page.locator(".category").all():
+        page.keyboard.press(category.locator("input[type=radio]").first.get_attribute("value") or "")
+    expect(page.locator(".category input[type=radio]:checked")).to_have_count(
+        page.locator(".category").count()
+    )
 
 
 def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome: Browser) -> None:
@@ -62,7 +66,7 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     expect(page.locator("#scorecard-form .category").first).to_be_visible()
     conversation = page.locator("#assignment strong").inner_text().removeprefix("Conversation ")
     # The lowest rating everywhere: the review falls below the pass mark, so coaching opens a task.
-    rate_every_category(page, "1")
+    rate_every_category_lowest(page)
     expect(page.locator("#draft-status")).to_contain_text("Draft saved", timeout=15_000)
     s.shot("workspace-rating")
     page.keyboard.press("Control+Enter")
@@ -74,7 +78,7 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     review = api(live, "scoring", f"/v1/reviews/{state['review_id']}")
     assert review["kind"] == "manual" and review["reviewer_id"] == "rev-1"
     assert review["conversation_id"] == conversation
-    assert all(r["value"] in (0, 1) for r in review["ratings"] if r["value"] is not None)
+    assert review["auto_failed"] and review["score"] == 0
     assert not s.errors, s.errors
     s.close()
 
@@ -91,10 +95,15 @@ def test_agent_disputes_the_review(live: LiveStack, chrome: Browser) -> None:
     s.loaded()
     expect(page.locator(".turn").first).to_be_visible()
     s.shot("agent-review")
-    category = review["ratings"][0]["category_id"]
+    # The critical category: rated lowest it zeroes the review, so accepting the dispute moves the score.
+    card = api(
+        live, "scoring", f"/v1/scorecards/{review['scorecard_id']}/versions/{review['scorecard_version']}"
+    )
+    category = next(c["category_id"] for g in card["groups"] for c in g["categories"] if c["critical"])
+    assert review["auto_failed"] and review["score"] == 0
     state["category"] = category
     page.select_option("#dispute-category", category)
-    page.fill("#dispute-reason", "The customer thanked me twice; the greeting was fine.")
+    page.fill("#dispute-reason", "I read the disclosure word for word in turn 3.")
     page.click("#open-dispute button[type=submit]")
     expect(page.locator("#dispute-form")).to_contain_text("Dispute opened")
     disputes = api(live, "scoring", "/v1/disputes", status="open")["items"]
@@ -119,7 +128,7 @@ def test_lead_accepts_and_the_dashboard_changes_live(live: LiveStack, chrome: Br
     page.select_option("select[id^=out-]", "accepted")
     last = page.locator("select[id^=val-] option:not([value=na])").last.get_attribute("value")
     page.select_option("select[id^=val-]", last)
-    page.fill("textarea[id^=com-]", "Agreed: the greeting was complete.")
+    page.fill("textarea[id^=com-]", "Agreed: the disclosure was read in full.")
     page.click("form.resolve button[type=submit]")
     expect(page.locator("#dispute-list")).to_contain_text("Resolved", timeout=15_000)
     desk.shot("disputes-resolved")
@@ -320,7 +329,7 @@ def test_signed_out_pages_send_you_to_sign_in(live: LiveStack, chrome: Browser) 
     assert "/signin?next=/dashboard" in page.url
     page.fill("#api-key", "qa_0000000000000000_" + "x" * 43)
     page.click("#signin-form button[type=submit]")
-    expect(page.locator("[role=alert]")).to_contain_text("not valid")
+    expect(page.locator("main .error:not([hidden])")).to_contain_text("not valid")
     s.shot("signin")
     s.sign_in()
     page.click("#sign-out")

@@ -300,3 +300,10 @@ function wireSignOut() {
 }
 
 wireSignOut();
+
+// A page's data is drawn: counted on <body data-loaded> (tests wait on it) and marked for bench.console.
+export function markLoaded() {
+  const n = Number(document.body.dataset.loaded || 0) + 1;
+  document.body.dataset.loaded = String(n);
+  if (n === 1) performance.mark("qa-loaded");
+}

@@ -11,7 +11,8 @@ export function transcript(turns, evidence = new Set(), comments = [], { onComme
       notes,
       onComment ? h("button", { type: "button", class: "link", onclick: () => onComment(i) }, `Comment on turn ${i + 1}`) : null);
   });
-  const node = h("ol", { class: "transcript", "aria-label": "Transcript" }, items);
+  // Focusable, so keyboard users can scroll it (it scrolls on its own when long).
+  const node = h("ol", { class: "transcript", "aria-label": "Transcript", tabindex: "0" }, items);
   function focus(list) {
     items.forEach((el, i) => el.classList.toggle("evidence", list.includes(i)));
     const first = items[list[0]];

@@ -1,4 +1,4 @@
-import { api, barChart, config, empty, errorBox, fill, h, int, label, load, pct, sizeBars, stat, table, when } from "../console.js";
+import { api, barChart, config, empty, errorBox, fill, h, int, label, load, pct, sizeBars, stat, table, when, markLoaded } from "../console.js";
 
 const agentId = config.agent_id;
 const $ = (id) => document.getElementById(id);
@@ -51,5 +51,5 @@ Promise.all([
   load($("agent-reviews"), reviews),
 ]).then(() => {
   sizeBars();
-  document.body.dataset.loaded = "1";
+  markLoaded();
 }).catch((err) => fill($("agent-stats"), errorBox(err)));

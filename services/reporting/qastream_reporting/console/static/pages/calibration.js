@@ -1,4 +1,4 @@
-import { api, empty, errorBox, fill, h, label, load, me, num, table, when } from "../console.js";
+import { api, empty, errorBox, fill, h, label, load, me, num, table, when, markLoaded } from "../console.js";
 import { transcript } from "../transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -153,4 +153,4 @@ if (LEADS.includes(me.role)) {
     }
   });
 }
-load($("session-list"), list).then(() => { document.body.dataset.loaded = "1"; });
+load($("session-list"), list).then(() => { markLoaded(); });

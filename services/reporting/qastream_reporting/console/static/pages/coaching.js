@@ -1,4 +1,4 @@
-import { api, empty, errorBox, fill, h, int, label, load, me, pct, table, when } from "../console.js";
+import { api, empty, errorBox, fill, h, int, label, load, me, pct, table, when, markLoaded } from "../console.js";
 
 const $ = (id) => document.getElementById(id);
 const LEADS = ["team_lead", "qa_lead", "admin"];
@@ -89,7 +89,7 @@ async function impact() {
 }
 
 function reload() {
-  return load($("task-list"), () => page(true)).then(() => { document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1); });
+  return load($("task-list"), () => page(true)).then(() => { markLoaded(); });
 }
 
 $("task-filters").addEventListener("submit", (e) => { e.preventDefault(); reload(); });

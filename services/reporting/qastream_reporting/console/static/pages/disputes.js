@@ -1,4 +1,4 @@
-import { api, empty, errorBox, fill, h, label, load, me, table, when } from "../console.js";
+import { api, empty, errorBox, fill, h, label, load, me, table, when, markLoaded } from "../console.js";
 
 const $ = (id) => document.getElementById(id);
 const RESOLVERS = ["reviewer", "qa_lead", "admin"];
@@ -95,7 +95,7 @@ async function page(reset) {
 }
 
 function reload() {
-  return load($("dispute-list"), () => page(true)).then(() => { document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1); });
+  return load($("dispute-list"), () => page(true)).then(() => { markLoaded(); });
 }
 
 $("dispute-filters").addEventListener("submit", (e) => { e.preventDefault(); reload(); });

@@ -1,4 +1,4 @@
-import { api, empty, errorBox, fill, h, label, load, num, table, when } from "../console.js";
+import { api, empty, errorBox, fill, h, label, load, num, table, when, markLoaded } from "../console.js";
 
 const $ = (id) => document.getElementById(id);
 let plans = [];
@@ -98,5 +98,5 @@ $("picks-more").addEventListener("click", () => {
 function reload() {
   return load($("plan-list"), list);
 }
-Promise.all([reload(), load($("picks"), () => picks(null))]).then(() => { document.body.dataset.loaded = "1"; });
+Promise.all([reload(), load($("picks"), () => picks(null))]).then(() => { markLoaded(); });
 edit(null);

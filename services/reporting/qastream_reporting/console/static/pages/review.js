@@ -1,4 +1,4 @@
-import { ApiError, api, config, empty, errorBox, fill, h, label, load, me, pct, when } from "../console.js";
+import { ApiError, api, config, empty, errorBox, fill, h, label, load, me, pct, when, markLoaded } from "../console.js";
 import { transcript } from "../transcript.js";
 
 const reviewId = config.review_id;
@@ -107,7 +107,7 @@ async function main() {
   fill($("history"), history.versions.length > 1
     ? h("ol", {}, history.versions.map((v) => h("li", {}, `Revision ${v.revision}: score ${pct(v.review.score)}${v.reason ? ` — ${v.reason}` : ""}`)))
     : empty("Not revised since it was submitted."));
-  document.body.dataset.loaded = "1";
+  markLoaded();
 }
 
 main().catch((err) => fill($("ratings"), errorBox(err)));

@@ -1,4 +1,4 @@
-import { api, empty, errorBox, fill, h, label, load, me, when } from "../console.js";
+import { api, empty, errorBox, fill, h, label, load, me, when, markLoaded } from "../console.js";
 import { transcript } from "../transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -223,4 +223,4 @@ document.addEventListener("keydown", (e) => {
 $("scorecard-form").addEventListener("input", changed);
 $("scorecard-form").addEventListener("submit", submit);
 $("take-next").addEventListener("click", () => next().catch((err) => fill($("assignment"), errorBox(err))));
-load($("queue"), queue).then(() => { document.body.dataset.loaded = "1"; });
+load($("queue"), queue).then(() => { markLoaded(); });

@@ -60,7 +60,7 @@ class Session:
         page.goto(self.stack.console + "/signin")
         page.fill("#api-key", self.stack.keys[self.person])
         page.click("#signin-form button[type=submit]")
-        page.wait_for_url(lambda url: "/signin" not in url)
+        page.wait_for_url(lambda url: "/signin" not in url, timeout=120_000)
         return page
 
     def open(self, path: str) -> Page:

@@ -19,7 +19,8 @@ from tests.browser.browser import PHONE, Session, serious_violations
 from tests.browser.conftest import deadline_in
 from tests.browser.stack import LiveStack
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+# The module's first test also pays for starting the five services (minutes on a loaded machine).
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(900)]
 
 state: dict[str, Any] = {}
 

@@ -38,7 +38,8 @@ from sqlalchemy import func, select
 from bench.common import TINY_HELP, Stopwatch, emit, rate, ratio
 from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
-from qastream_scoring.autoqa.pipeline import score_conversation
+from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare
+from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.pcsat import current as pcsat_model
 from qastream_scoring.tables import reviews
@@ -68,17 +69,14 @@ def conversations(n: int) -> list[Conversation]:
 
 
 def pure_rate(convs: list[Conversation], pcsat: bool) -> dict[str, Any]:
-    """score_conversation alone, or followed by the pCSAT prediction as the service makes it."""
-    card, settings = default_scorecard(), ScoringSettings()
-    model = pcsat_model()
+    """AutoQA in this process as the service runs it (one view per conversation), with or without pCSAT."""
+    card, settings = prepare(default_scorecard()), ScoringSettings()
+    runner = AutoQARunner(DEFAULT_REGISTRY, pcsat=pcsat_model() if pcsat else None)
     for c in convs[:50]:
-        score_conversation(c, card, settings)  # warm-up: prepared scorecard, lazy lexicons
-        model.predict(c)
+        runner.review(c, card, settings)  # warm-up: lazy lexicons
     clock = Stopwatch()
     for c in convs:
-        score_conversation(c, card, settings)
-        if pcsat:
-            model.predict(c)
+        runner.review(c, card, settings)
     clock.stop()
     return rate(len(convs), clock.seconds)
 

@@ -63,15 +63,15 @@ class AutoQARunner:
         )
         if self.pool is None or not uses_llm:
             # CPU-only scorers: threads would only add GIL hand-offs.
-            return [self._review(c, prepared, settings) for c in conversations]
+            return [self.review(c, prepared, settings) for c in conversations]
         loop = asyncio.get_running_loop()
         return list(
             await asyncio.gather(
-                *(loop.run_in_executor(self.pool, self._review, c, prepared, settings) for c in conversations)
+                *(loop.run_in_executor(self.pool, self.review, c, prepared, settings) for c in conversations)
             )
         )
 
-    def _review(
+    def review(
         self, conversation: Conversation, prepared: PreparedScorecard, settings: ScoringSettings
     ) -> AutoReview:
         # One view for the scorecard and pCSAT: pCSAT reuses the findings and cues the categories computed.

@@ -160,7 +160,7 @@ def test_sharing_the_view_with_pcsat_leaves_every_rating_as_it_was() -> None:
     with STAR.open("rb") as fh:
         convs = [c for c in itertools.islice(parse_star(fh), 300) if isinstance(c, Conversation)]
     for conv in convs:
-        shared = runner._review(conv, card, ScoringSettings())
+        shared = runner.review(conv, card, ScoringSettings())
         alone = score_conversation(conv, card)
         assert (shared.ratings, shared.result) == (alone.ratings, alone.result), conv.conversation_id
         assert shared.pcsat == current().predict(conv)

@@ -112,16 +112,17 @@ class Pipeline:
     admin: dict[str, str] = field(default_factory=dict)
     posted: list[str] = field(default_factory=list)
 
-    def settings_of(self, name: str) -> Settings:
-        return self.settings.model_copy(update={"db_schema": schema_of(self.settings, name)})
+    def settings_of(self, name: str, suffix: str = "") -> Settings:
+        return self.settings.model_copy(update={"db_schema": schema_of(self.settings, name) + suffix})
 
-    def _live(self, name: str) -> LiveService:
-        s = self.settings_of(name)
+    def live(self, name: str, suffix: str = "") -> LiveService:
+        """A process of `name`; with `suffix`, in a schema of its own, so a new reader of the log (offset 0)."""
+        s = self.settings_of(name, suffix)
         return LiveService(f"qastream_{name}", lambda args, env: self.spawn(args, env, s=s))
 
     async def start(self, name: str) -> LiveService:
         """One more process of `name` (a replica when one runs already)."""
-        svc = self._live(name)
+        svc = self.live(name)
         await svc.start(within=180)
         self.services.setdefault(name, []).append(svc)
         return svc
@@ -277,13 +278,22 @@ async def _all(http: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
 
 
 class Clock:
-    """Time from a fault until the pipeline is settled again, printed in the test output."""
+    """Time from a fault until the pipeline is settled again, printed in the test output.
+
+    `back()` marks when the faulty part is back (the restarted process ready, the server up), so the report
+    tells the process start-up (slow on a busy machine) from the catching up that follows.
+    """
 
     def __init__(self, fault: str) -> None:
         self.fault = fault
         self.started = time.monotonic()
+        self.back_at: float | None = None
+
+    def back(self) -> None:
+        self.back_at = time.monotonic()
 
     def done(self) -> float:
         took = time.monotonic() - self.started
-        print(f"\nrecovery[{self.fault}]: {took:.1f} s from the fault to a settled pipeline")
+        split = f" (back after {self.back_at - self.started:.1f} s)" if self.back_at is not None else ""
+        print(f"\nrecovery[{self.fault}]: {took:.1f} s from the fault to a settled pipeline{split}")
         return took

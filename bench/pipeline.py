@@ -9,6 +9,8 @@ stack. Each service runs as `python -m qastream_<name>` with its own schema (`<r
 consumer settings, under a fresh topic prefix; all dropped at the end. Untimed set-up: a tenant with keys
 (ingest's own use case), the five processes ready, and a warm-up batch seen in reporting.
 Prints JSON:
+- idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline, each timed from
+  its 202 to its auto review stored by scoring and by reporting: the cost of the hops with nothing to batch;
 - sustained: `--clients` connections post batches of 100 real STAR conversations (fresh ids) as fast as
   ingest accepts them for `--window` seconds; per_s is the conversations accepted divided by the time from
   the first POST until every service's consumer group has no lag left (all five stages done with them).
@@ -268,6 +270,31 @@ async def latency(p: Pipeline, conn: asyncpg.Connection, rate: float, window: fl
     }
 
 
+async def idle(p: Pipeline, conn: asyncpg.Connection, n: int) -> dict[str, Any]:
+    """One conversation at a time on the drained pipeline: what each hop costs with nothing to batch."""
+    stream = star_stream("idle")
+    found = {
+        name: f"SELECT 1 FROM \"{p.schema(name)}\".reviews WHERE kind = 'auto' AND conversation_id = $1"
+        for name in ("scoring", "reporting")
+    }
+    seen: dict[str, list[float]] = {name: [] for name in found}
+    async with p.client() as client:
+        for conv in take(stream, n):
+            await post(client, [conv])
+            accepted = time.perf_counter()
+            waiting = dict(found)
+            deadline = accepted + 60
+            while waiting:
+                for name, query in list(waiting.items()):
+                    if await conn.fetchval(query, conv["conversation_id"]):
+                        seen[name].append((time.perf_counter() - accepted) * 1000)
+                        del waiting[name]
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"{conv['conversation_id']} not seen in {sorted(waiting)} within 60 s")
+                await asyncio.sleep(POLL_S)
+    return {"scored": percentiles(seen["scoring"]), "reported": percentiles(seen["reporting"])}
+
+
 async def ping_pong(settings: Settings, topic: str, n: int) -> dict[str, Any]:
     producer = make_producer(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
@@ -306,7 +333,7 @@ async def baselines(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def main(window: float, clients: int) -> dict[str, Any]:
+async def main(window: float, clients: int, idle_n: int) -> dict[str, Any]:
     db, kafka = servers()
     base = isolated_settings(
         db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
@@ -317,6 +344,7 @@ async def main(window: float, clients: int) -> dict[str, Any]:
         await p.start()
         conn = await asyncpg.connect(base.asyncpg_dsn)
         await warm_up(p, conn)
+        idle_figures = await idle(p, conn, idle_n)
         sus = await sustained(p, clients, window)
         lat = await latency(p, conn, 0.7 * sus["per_s"], window)
         base_figures = await baselines(base)
@@ -339,6 +367,7 @@ async def main(window: float, clients: int) -> dict[str, Any]:
     return {
         "window_s": window,
         "clients": clients,
+        "idle_one_at_a_time": idle_figures,
         "sustained": sus,
         "latency_at_70_percent": lat,
         **base_figures,
@@ -352,9 +381,10 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--window", type=float, default=60.0, help="seconds per phase")
     parser.add_argument("--clients", type=int, default=4, help="concurrent posting connections")
+    parser.add_argument("--idle", type=int, default=60, help="conversations posted one at a time, idle")
     parser.add_argument("--tiny", action="store_true", help="CI smoke: 4 s phases")
     a = parser.parse_args()
-    emit(asyncio.run(main(4.0 if a.tiny else a.window, a.clients)))
+    emit(asyncio.run(main(4.0 if a.tiny else a.window, a.clients, 10 if a.tiny else a.idle)))
 
 
 if __name__ == "__main__":

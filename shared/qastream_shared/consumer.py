@@ -254,6 +254,7 @@ class BatchConsumer:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
             # Generous: a batch may wait out a database restart before it commits.
             max_poll_interval_ms=600_000,
             session_timeout_ms=self.settings.consumer_session_timeout_ms,

@@ -1,7 +1,7 @@
 """Reporting: projection throughput beside raw consume, and metrics query latency over a large tenant.
 
     uv run python -m bench.reporting [--events 20000] [--reviews 1000000] [--queries 40]
-    uv run python -m bench.reporting --tiny        # CI smoke: 10,000 events, 20,000 reviews, 5 queries
+    uv run python -m bench.reporting --tiny        # CI smoke: 1,000 events, 2,000 reviews, 3 queries
 
 Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or reuses) the launcher's local
 stack. Everything runs in a fresh topic prefix and schema, dropped at the end. Prints JSON:
@@ -331,5 +331,5 @@ if __name__ == "__main__":
     parser.add_argument("--tiny", action="store_true", help="CI smoke size")
     args = parser.parse_args()
     if args.tiny:
-        args.events, args.reviews, args.queries = 10_000, 20_000, 5
+        args.events, args.reviews, args.queries = 1_000, 2_000, 3
     emit(asyncio.run(main(args.events, args.reviews, args.queries)))

@@ -2,7 +2,7 @@
 scoring process, with --reviews reviews and --assignments open assignments stored for one tenant.
 
     uv run python -m bench.review [--reviews 1000000] [--assignments 100000] [--ops 1000]
-    uv run python -m bench.review --size smoke        # 20,000 reviews, 2,000 assignments, 200 ops
+    uv run python -m bench.review --size smoke        # 2,000 reviews, 200 assignments, 30 ops
 
 Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or reuses) the launcher's
 local stack. Everything runs in a fresh topic prefix and schema, dropped at the end.
@@ -48,7 +48,7 @@ from tests.integration.conftest import Proc
 
 TENANT = "bench"
 TARGET_P99_MS = 50.0
-SIZES = {"smoke": (20_000, 2_000, 200), "full": (1_000_000, 100_000, 1_000)}
+SIZES = {"smoke": (2_000, 200, 30), "full": (1_000_000, 100_000, 1_000)}
 
 _SEED_CONVERSATIONS = """
 INSERT INTO conversations (tenant_id, conversation_id, body, ended_at)

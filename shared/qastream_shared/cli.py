@@ -122,11 +122,15 @@ def logs(
 def demo(
     state_dir: StateDir = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N conversations")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Keep the stack running until Ctrl-C, then stop it")
+    ] = True,
 ) -> None:
-    """Run the stack on the real STAR conversations: ingest, sample, AutoQA-score, report."""
+    """All five services on the real STAR conversations: ingest, sample, AutoQA, simulated reviewers,
+    a dispute, a calibration, coaching and reporting; then the console, until Ctrl-C."""
     from qastream_shared.demo import run_demo
 
-    run_demo(state_dir, limit)
+    run_demo(state_dir, limit, wait=wait)
 
 
 @app.command()

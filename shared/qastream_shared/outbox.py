@@ -128,12 +128,16 @@ class OutboxRelay:
                 # Database or broker away, or a send failed: start over with a fresh connection and
                 # producer; nothing is lost because unacknowledged rows stay unmarked.
                 log.warning("outbox relay: %r; retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+            except Exception:
+                # Anything else is a bug, but a relay that stops leaves the outbox unpublished for good
+                # while the service still looks healthy: say so loudly and keep relaying.
+                log.exception("outbox relay failed unexpectedly; restarting it")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _run_leader(self, stop: asyncio.Event) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(
-            self.settings.asyncpg_dsn, server_settings={"search_path": self.schema}
+            self.settings.asyncpg_dsn, server_settings={"search_path": self.schema}, timeout=10
         )
         producer = make_producer(self.settings)
         try:
@@ -149,10 +153,10 @@ class OutboxRelay:
             await producer.start()
             await self._publish(conn, producer, stop)
         finally:
+            # Bounded: after a database restart a graceful close can wait forever on a dead socket.
             with contextlib.suppress(Exception):
-                await producer.stop()
-            with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(producer.stop(), 10)
+            conn.terminate()
 
     async def _publish(
         self, conn: asyncpg.Connection, producer: AIOKafkaProducer, stop: asyncio.Event

@@ -102,7 +102,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, within: float = 60.0, every: float = 0.1) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, within: float = 60.0, every: float = 0.1
+) -> T:
     """Awaits until `check()` returns a truthy value; fails with the last value after `within` seconds."""
     deadline = time.monotonic() + within
     last: T | None = None

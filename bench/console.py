@@ -136,7 +136,10 @@ def main() -> None:
     )
     parser.add_argument("--conversations", type=int, default=2000)
     parser.add_argument("--visits", type=int, default=20)
+    parser.add_argument("--tiny", action="store_true", help="CI smoke size: 20 conversations, 2 visits")
     args = parser.parse_args()
+    if args.tiny:
+        args.conversations, args.visits = 20, 2
     settings = isolated_settings(os.environ["DATABASE_URL"], os.environ["KAFKA_BOOTSTRAP_SERVERS"])
 
     async def up() -> pipeline.LiveStack:

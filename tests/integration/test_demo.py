@@ -31,9 +31,10 @@ def demo_env(tmp_path: Path, database_url: str, kafka_bootstrap: str) -> Iterato
     subprocess.run([sys.executable, "-m", "qastream_shared.cli", "down"], env=env, cwd=REPO, timeout=120)
 
 
+@pytest.mark.timeout(900)  # five services started, 60 conversations through every stage, people simulated
 def test_the_demo_runs_every_service_and_explains_what_it_shows(demo_env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "qastream_shared.cli", "demo", "--limit", "120", "--no-wait"],
+        [sys.executable, "-m", "qastream_shared.cli", "demo", "--limit", "60", "--no-wait"],
         env=demo_env,
         cwd=REPO,
         capture_output=True,

@@ -56,6 +56,8 @@ SPEC = ServiceSpec(
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[TOPIC],
     accepts={TOPIC: [ConversationIngested]},
+    # The fault tests use the probe as the source of the conversations it then consumes.
+    produces={TOPIC: [ConversationIngested]},
     handler=make_handler,
     uses_directory=False,
 )

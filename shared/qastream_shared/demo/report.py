@@ -50,6 +50,10 @@ async def sampling(http: httpx.AsyncClient, urls: dict[str, str], limit: int | N
         if not any(p == plan_id for p, _ in by_plan):
             table.add_row(plan_id, "-", "0", WHEN_DECIDED.get(plan.get("kind", ""), ""))
     console.print(table)
+    for plan_id, plan in plans.items():
+        if plan.get("kind") == "stratified":
+            note = PENDING_NOTE.format(plan=plan_id, by=plan.get("by"), period=plan.get("period"))
+            console.print(f"[dim]{note}[/]")
     console.print(
         "[dim]Why a conversation was or was not picked: `uv run qa samples explain ID --tenant T`.[/]"
     )

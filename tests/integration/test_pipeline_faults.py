@@ -231,7 +231,9 @@ async def test_replay_of_sampler_and_reporting_from_offset_zero(pipeline: Pipeli
             samples, quality = await eventually(replayed, within=300, every=0.5)
         clock.done()
         assert tuple(samples) == before.samples
-        assert quality == before.quality
+        assert quality[:2] == before.quality[:2]
+        # The replayed rollups add the same scores in another order: equal up to float rounding.
+        assert quality[2:] == pytest.approx(before.quality[2:], rel=1e-9)
         after = await pipeline.settled()
         assert after == before, "the replayed samples changed scoring, coaching or reporting"
     finally:

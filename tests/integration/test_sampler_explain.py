@@ -120,12 +120,15 @@ async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_run
     await eventually(key_known, within=60, every=0.2)
     rng = random.Random(11)
     answered = 0
-    while await count(busy, inputs) < n_inputs:
+    # At least one round, then until the replicas have consumed everything: on a fast machine they may
+    # finish before the first round, and the log must still equal the clean run's afterwards.
+    while True:
         for http in clients:
             r = await http.get(f"/v1/samples/explain/{rng.choice(ids)}")
             assert r.status_code in (200, 404), r.text  # 404: that conversation is not consumed yet
             answered += r.status_code == 200
-    assert answered > 0  # explain ran while the replicas were consuming
+        if await count(busy, inputs) >= n_inputs and answered > 0:
+            break
 
     async def same_as_clean() -> bool:
         return await canonical_log(busy) == log_clean

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 # Rollup name → (dimension columns, measure columns). Every measure is a sum, so rollups add and subtract.
@@ -333,3 +333,14 @@ def merge(into: Contributions, more: Mapping[str, Mapping[tuple[Any, ...], Seque
             else:
                 for i, v in enumerate(values):
                     row[i] += v
+
+
+def day_of(*times: datetime | None) -> date:
+    for t in times:
+        if t is not None:
+            return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
+    raise ValueError("no time")
+
+
+def utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -4,9 +4,9 @@ through only the declared event types of known tenants."""
 from __future__ import annotations
 
 from qastream_reporting.projection import project
-from qastream_shared.consumer import Handler, UnitOfWork
 from qastream_shared.events import Envelope
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.unit_of_work import Handler, UnitOfWork
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:

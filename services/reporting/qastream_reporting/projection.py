@@ -3,7 +3,7 @@
 For every conversation the batch touches: lock it (two replicas may hold partitions of different topics
 about one conversation), load its state, compute its rollup contributions before and after applying the
 batch's events (facts.contributions), and write the new state and the difference. Workflow facts
-(disputes, assignments, calibrations, coaching) are upserted as their latest state.
+(disputes, assignments, calibrations, coaching) are upserted as their latest state (workflow_projection).
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from prometheus_client import Gauge, Histogram
-from sqlalchemy import TextClause, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting import facts
@@ -26,38 +25,29 @@ from qastream_reporting.facts import (
     ConversationState,
     RatingFact,
     ReviewFact,
+    day_of,
+    utc,
 )
 from qastream_reporting.tables import (
-    assignments,
-    calibrations,
-    coaching_impacts,
-    coaching_tasks,
     conversations,
-    disputes,
     freshness,
     is_count,
     reviews,
     rollups,
-    scorecards,
 )
+from qastream_reporting.upserts import columns_of, upsert
+from qastream_reporting.workflow_projection import project_workflow
+from qastream_shared.db import array_params
 from qastream_shared.events import (
-    AssignmentChanged,
-    CalibrationClosed,
-    CalibrationOpened,
-    CoachingImpactMeasured,
-    CoachingTaskEvent,
     ConversationIngested,
     ConversationSampled,
     ConversationUpdated,
     CsatRecorded,
-    DisputeOpened,
-    DisputeResolved,
     Envelope,
     Purpose,
     Rating,
     ReviewRevised,
     ReviewSubmitted,
-    ScorecardPublished,
 )
 
 FRESHNESS = Histogram(
@@ -67,46 +57,15 @@ FRESHNESS = Histogram(
 )
 FRESHNESS_LAST = Gauge("qa_reporting_freshness_last_seconds", "Freshness lag of the last projected review")
 NOTIFY_CHANNEL = "qa_reporting:"
-_DIALECT = postgresql.dialect()
 Key = tuple[str, str]  # (tenant, conversation)
 
 
-def _sql_type(column: Any) -> str:
-    return str(column.type.compile(dialect=_DIALECT))
-
-
-def upsert(table: Any, columns: Sequence[str], conflict: Sequence[str], *, update: str = "set") -> TextClause:
-    """`INSERT … SELECT FROM unnest(arrays) ON CONFLICT (…)`: replace the row ("set"), add to it ("add"),
-    or keep it ("keep"). JSONB travels as text arrays and is cast per row."""
-    arrays = ", ".join(
-        f"CAST(:{c} AS {'TEXT' if _sql_type(table.c[c]) == 'JSONB' else _sql_type(table.c[c])}[])"
-        for c in columns
-    )
-    select = ", ".join(f"u.{c}::jsonb" if _sql_type(table.c[c]) == "JSONB" else f"u.{c}" for c in columns)
-    rest = [c for c in columns if c not in conflict]
-    if update == "keep" or not rest:
-        action = "DO NOTHING"
-    elif update == "add":
-        action = "DO UPDATE SET " + ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in rest)
-    else:
-        action = "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest)
-    returning = " RETURNING ctid::text AS ctid, n" if update == "add" else ""
-    return text(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {select} FROM unnest({arrays}) "
-        f"AS u({', '.join(columns)}) ON CONFLICT ({', '.join(conflict)}) {action}{returning}"
-    )
-
-
-def _columns(table: Any) -> tuple[str, ...]:
-    return tuple(c.name for c in table.columns)
-
-
-_CONVERSATION_COLS = _columns(conversations)
-_REVIEW_COLS = _columns(reviews)
+_CONVERSATION_COLS = columns_of(conversations)
+_REVIEW_COLS = columns_of(reviews)
 _UPSERT_CONVERSATIONS = upsert(conversations, _CONVERSATION_COLS, ("tenant_id", "conversation_id"))
 _UPSERT_REVIEWS = upsert(reviews, _REVIEW_COLS, ("tenant_id", "review_id"))
 _ROLLUP_UPSERTS = {
-    name: upsert(t, _columns(t), [c.name for c in t.primary_key.columns], update="add")
+    name: upsert(t, columns_of(t), [c.name for c in t.primary_key.columns], update="add")
     for name, t in rollups.items()
 }
 _UPSERT_FRESHNESS = text(
@@ -131,17 +90,6 @@ _LOAD_REVIEWS = text(
 def _lock_key(key: Key) -> int:
     digest = hashlib.blake2b(f"reporting:{key[0]}:{key[1]}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def _day(*times: datetime | None) -> date:
-    for t in times:
-        if t is not None:
-            return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
-    raise ValueError("no time")
-
-
-def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _ratings(ratings: Iterable[Rating]) -> tuple[RatingFact, ...]:
@@ -215,7 +163,7 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
     if isinstance(data, ConversationIngested):
         c = data.conversation
         fact = ConversationFact(
-            day=_day(c.ended_at, c.started_at, data.ingested_at),
+            day=day_of(c.ended_at, c.started_at, data.ingested_at),
             team=c.team,
             agent_id=c.agent_id,
             channel=c.channel.value,
@@ -234,7 +182,7 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
         if conv is None:
             # Feedback or a sample before the conversation itself: a placeholder dated by the event.
             when = data.recorded_at if isinstance(data, CsatRecorded) else data.sampled_at
-            conv = state.conversation = ConversationFact(day=_day(when))
+            conv = state.conversation = ConversationFact(day=day_of(when))
         if isinstance(data, CsatRecorded):
             conv.csat = data.csat if data.csat is not None else conv.csat
             conv.nps = data.nps if data.nps is not None else conv.nps
@@ -251,7 +199,7 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
             kind=data.kind.value,
             scorecard_id=data.scorecard_id,
             scorecard_version=data.scorecard_version,
-            submitted_at=_utc(data.submitted_at),
+            submitted_at=utc(data.submitted_at),
             ratings=_ratings(data.ratings),
             reviewer_id=data.reviewer_id,
             agent_id=data.agent_id,
@@ -274,7 +222,7 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
             kind=data.kind.value,
             scorecard_id=data.scorecard_id or (old.scorecard_id if old else ""),
             scorecard_version=data.scorecard_version or (old.scorecard_version if old else 0),
-            submitted_at=old.submitted_at if old else _utc(data.revised_at),
+            submitted_at=old.submitted_at if old else utc(data.revised_at),
             ratings=_ratings(data.ratings),
             revision=data.revision,
             reviewer_id=data.reviewer_id or (old.reviewer_id if old else None),
@@ -320,7 +268,7 @@ async def project(session: AsyncSession, events: Sequence[Envelope]) -> set[str]
     if touched:
         changed |= await _project_conversations(session, touched)
     if workflow:
-        changed |= await _project_workflow(session, workflow)
+        changed |= await project_workflow(session, workflow)
     if changed:
         await session.execute(
             # Delivered on commit, to every replica's listener (changes.py) for this schema.
@@ -369,7 +317,7 @@ async def _project_conversations(session: AsyncSession, touched: dict[Key, list[
         old_conv = None if state.conversation is None else _conv_tuple(state.conversation)
         for env in touched[key]:
             if _apply(state, env) and isinstance(env.data, ReviewSubmitted | ReviewRevised):
-                t = _utc(env.time)
+                t = utc(env.time)
                 if tenant not in newest or t > newest[tenant]:
                     newest[tenant] = t
         facts.merge(after[tenant], facts.contributions(state))
@@ -381,9 +329,9 @@ async def _project_conversations(session: AsyncSession, touched: dict[Key, list[
                 review_rows.append(_review_row(tenant, key[1], r))
                 changed.add(tenant)
     if conv_rows:
-        await session.execute(_UPSERT_CONVERSATIONS, _arrays(_CONVERSATION_COLS, conv_rows))
+        await session.execute(_UPSERT_CONVERSATIONS, array_params(_CONVERSATION_COLS, conv_rows))
     if review_rows:
-        await session.execute(_UPSERT_REVIEWS, _arrays(_REVIEW_COLS, review_rows))
+        await session.execute(_UPSERT_REVIEWS, array_params(_REVIEW_COLS, review_rows))
     for tenant in sorted(changed):
         await apply_difference(session, tenant, facts.difference(before[tenant], after[tenant]))
     if newest:
@@ -422,10 +370,6 @@ def _conversation_row(key: Key, c: ConversationFact) -> dict[str, Any]:
     }
 
 
-def _arrays(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {c: [r[c] for r in rows] for c in columns}
-
-
 async def apply_difference(session: AsyncSession, tenant: str, diff: facts.Contributions) -> None:
     """Adds one tenant's difference to the rollups; rows whose count falls to 0 are deleted, so a rebuild
     holds exactly the rows live does."""
@@ -446,178 +390,3 @@ async def apply_difference(session: AsyncSession, tenant: str, diff: facts.Contr
                 text(f"DELETE FROM {table.name} WHERE ctid = ANY(CAST(CAST(:ctids AS TEXT[]) AS TID[]))"),
                 {"ctids": empty},
             )
-
-
-async def _project_workflow(session: AsyncSession, events: Sequence[Envelope]) -> set[str]:
-    # Later events of one entity win; keyed topics keep one entity's events in order.
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    changed: set[str] = set()
-    for env in events:
-        data = env.data
-        tenant = env.tenant
-        if isinstance(data, DisputeOpened):
-            row = latest.get(("disputes", tenant, data.dispute_id)) or {}
-            latest[("disputes", tenant, data.dispute_id)] = {
-                "outcome": None,
-                "resolved_by": None,
-                "resolved_at": None,
-                **row,
-                "tenant_id": tenant,
-                "dispute_id": data.dispute_id,
-                "review_id": data.review_id,
-                "conversation_id": data.conversation_id,
-                "category_id": data.category_id,
-                "agent_id": data.agent_id,
-                "team": data.team,
-                "opened_by": data.opened_by,
-                "opened_at": _utc(data.opened_at),
-                "day": _day(data.opened_at),
-            }
-        elif isinstance(data, DisputeResolved):
-            row = latest.get(("disputes", tenant, data.dispute_id)) or {
-                "opened_by": None,
-                "opened_at": None,
-                "day": _day(data.resolved_at),
-            }
-            latest[("disputes", tenant, data.dispute_id)] = {
-                **row,
-                "tenant_id": tenant,
-                "dispute_id": data.dispute_id,
-                "review_id": data.review_id,
-                "conversation_id": data.conversation_id,
-                "category_id": data.category_id,
-                "agent_id": data.agent_id,
-                "team": data.team,
-                "outcome": data.outcome.value,
-                "resolved_by": data.resolved_by,
-                "resolved_at": _utc(data.resolved_at),
-            }
-        elif isinstance(data, AssignmentChanged):
-            row = latest.get(("assignments", tenant, data.assignment_id)) or {
-                "created_at": _utc(data.occurred_at),
-                "day": _day(data.occurred_at),
-                "inclusion_probability": None,
-                "agent_id": None,
-                "team": None,
-                "reviewer_id": None,
-            }
-            latest[("assignments", tenant, data.assignment_id)] = {
-                **row,
-                "tenant_id": tenant,
-                "assignment_id": data.assignment_id,
-                "conversation_id": data.conversation_id,
-                "reviewer_id": data.reviewer_id or row["reviewer_id"],
-                "action": data.action.value,
-                "inclusion_probability": data.inclusion_probability or row["inclusion_probability"],
-                "changed_at": _utc(data.occurred_at),
-            }
-        elif isinstance(data, CalibrationOpened | CalibrationClosed):
-            row = latest.get(("calibrations", tenant, data.session_id)) or {"opened_at": None}
-            latest[("calibrations", tenant, data.session_id)] = {
-                **row,
-                "tenant_id": tenant,
-                "session_id": data.session_id,
-                "scorecard_id": data.scorecard_id,
-                "scorecard_version": data.scorecard_version,
-                "conversations": len(data.conversation_ids),
-                "participants": len(data.participants),
-                "opened_at": _utc(data.opened_at)
-                if isinstance(data, CalibrationOpened)
-                else row["opened_at"],
-                "closed_at": _utc(data.closed_at) if isinstance(data, CalibrationClosed) else None,
-                "day": _day(data.closed_at if isinstance(data, CalibrationClosed) else data.opened_at),
-                "alpha": data.alpha if isinstance(data, CalibrationClosed) else None,
-                "alpha_by_category": (
-                    orjson.dumps(data.alpha_by_category).decode()
-                    if isinstance(data, CalibrationClosed)
-                    else None
-                ),
-                "agent_id": None,
-                "team": None,
-            }
-        elif isinstance(data, CoachingTaskEvent):
-            row = latest.get(("coaching_tasks", tenant, data.task_id)) or {
-                "created_at": _utc(data.occurred_at),
-                "day": _day(data.occurred_at),
-            }
-            latest[("coaching_tasks", tenant, data.task_id)] = {
-                **row,
-                "tenant_id": tenant,
-                "task_id": data.task_id,
-                "rule_id": data.rule_id,
-                "agent_id": data.agent_id,
-                "team": data.team,
-                "category_id": data.category_id,
-                "status": data.status.value,
-                "updated_at": _utc(data.occurred_at),
-            }
-        elif isinstance(data, CoachingImpactMeasured):
-            latest[("coaching_impacts", tenant, data.task_id)] = {
-                "tenant_id": tenant,
-                **data.model_dump(
-                    include={
-                        "task_id",
-                        "rule_id",
-                        "agent_id",
-                        "team",
-                        "category_id",
-                        "n_before",
-                        "n_after",
-                        "mean_before",
-                        "mean_after",
-                        "difference",
-                        "ci_low",
-                        "ci_high",
-                    }
-                ),
-                "measured_at": _utc(data.measured_at),
-                "day": _day(data.measured_at),
-            }
-        elif isinstance(data, ScorecardPublished):
-            card = data.scorecard
-            latest[("scorecards", tenant, f"{card.scorecard_id}:{card.version}")] = {
-                "tenant_id": tenant,
-                "scorecard_id": card.scorecard_id,
-                "version": card.version,
-                "body": card.model_dump_json(),
-            }
-        else:
-            continue  # RiskAlertRaised: accepted on qa.coaching, not reported on yet
-        changed.add(tenant)
-    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (table, _, _), row in latest.items():
-        by_table[table].append(row)
-    for name, rows in by_table.items():
-        await _upsert_workflow(session, _WORKFLOW[name], rows)
-    return changed
-
-
-_WORKFLOW = {
-    "disputes": disputes,
-    "assignments": assignments,
-    "calibrations": calibrations,
-    "coaching_tasks": coaching_tasks,
-    "coaching_impacts": coaching_impacts,
-    "scorecards": scorecards,
-}
-# A later event replaces a row's columns, except those an earlier event alone knows.
-_KEEP_FIRST = {
-    "disputes": ("opened_by", "opened_at", "day"),
-    "assignments": ("created_at", "day", "reviewer_id", "inclusion_probability"),
-    "calibrations": ("opened_at",),
-    "coaching_tasks": ("created_at", "day"),
-}
-
-
-async def _upsert_workflow(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> None:
-    cols = _columns(table)
-    pk = [c.name for c in table.primary_key.columns]
-    keep = _KEEP_FIRST.get(table.name, ())
-    sets = ", ".join(
-        f"{c} = COALESCE({table.name}.{c}, excluded.{c})" if c in keep else f"{c} = excluded.{c}"
-        for c in cols
-        if c not in pk
-    )
-    base = upsert(table, cols, pk, update="keep").text.replace("DO NOTHING", f"DO UPDATE SET {sets}")
-    rows.sort(key=lambda r: tuple(r[c] for c in pk))
-    await session.execute(text(base), _arrays(cols, rows))

@@ -17,26 +17,26 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from qastream_shared.admission import Admission
 from qastream_shared.db import array_insert
 from qastream_shared.events import Envelope, Event, InvalidEvent, decode
-from qastream_shared.outbox import add_rows, outbox_row, raw_row
+from qastream_shared.outbox import raw_row
 from qastream_shared.settings import Settings
 from qastream_shared.telemetry import context_from_traceparent, exporting, tenant_var, tracer
 from qastream_shared.topics import dlq, physical
+from qastream_shared.transient import is_transient
+from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -81,79 +81,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-class Rejected(Exception):
-    """Raised by a handler for events that are well-formed but can never be processed (e.g. unknown tenant).
-
-    The batch is rolled back and redone without them; each is dead-lettered with its reason.
-    """
-
-    def __init__(
-        self, event_id: str | None = None, reason: str = "", *, many: dict[str, str] | None = None
-    ) -> None:
-        self.reasons = dict(many or {})
-        if event_id is not None:
-            self.reasons[event_id] = reason
-        super().__init__("; ".join(self.reasons.values()))
-
-
-class UndeclaredEvent(Exception):
-    """A service published an event type its ServiceSpec does not declare for that topic: a bug."""
-
-
-@dataclass
-class UnitOfWork:
-    """What a handler gets: the batch's session, and an outbox to publish follow-up events through."""
-
-    session: AsyncSession
-    settings: Settings
-    outbox_table: Table
-    schema: str
-    pending: list[dict[str, Any]] = field(default_factory=list)
-    # Called when the transaction does not commit, so handlers can drop in-memory state it had changed.
-    on_rollback: list[Callable[[], None]] = field(default_factory=list)
-    # The service's declared output (ServiceSpec.produces), which the published AsyncAPI document is made
-    # from; None leaves publishing unchecked (tools and tests that are no service).
-    produces: Mapping[str, Sequence[type[Event]]] | None = None
-
-    def publish(self, topic: str, env: Envelope) -> None:
-        if self.produces is not None and type(env.data) not in self.produces.get(topic, ()):
-            raise UndeclaredEvent(f"{env.type} on {topic} is not in the service's ServiceSpec.produces")
-        self.pending.append(outbox_row(topic, env, self.settings))
-
-    async def flush(self) -> None:
-        await add_rows(self.session, self.outbox_table, self.pending, self.schema)
-        self.pending.clear()
-
-
-Handler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Infrastructure trouble that retrying will cure, as opposed to a bug or a bad record."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        if isinstance(
-            seen,
-            OSError
-            | ConnectionError
-            | TimeoutError
-            | OperationalError
-            | InterfaceError
-            | asyncpg.PostgresConnectionError
-            | asyncpg.InterfaceError
-            | asyncpg.CannotConnectNowError
-            | asyncpg.AdminShutdownError
-            | asyncpg.SerializationError
-            | asyncpg.DeadlockDetectedError
-            | KafkaError,
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class _Stuck:

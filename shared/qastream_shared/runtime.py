@@ -21,7 +21,7 @@ from sqlalchemy import MetaData, Table, text
 
 from qastream_shared import api_contract, http, telemetry
 from qastream_shared.admission import Admission, TenantLookup
-from qastream_shared.consumer import BatchConsumer, Handler, UnitOfWork
+from qastream_shared.consumer import BatchConsumer
 from qastream_shared.db import create_engine, session_factory
 from qastream_shared.directory import OwnTenants, TenantDirectory
 from qastream_shared.events import Event
@@ -30,6 +30,7 @@ from qastream_shared.outbox import OutboxRelay
 from qastream_shared.session_api import router as session_router
 from qastream_shared.settings import Settings, get_settings
 from qastream_shared.topics import dlq_topic, ensure_topics
+from qastream_shared.unit_of_work import Handler, UnitOfWork
 
 log = logging.getLogger(__name__)
 

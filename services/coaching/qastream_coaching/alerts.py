@@ -10,8 +10,8 @@ from qastream_coaching import store
 from qastream_coaching.published import SOURCE, key_of
 from qastream_coaching.triggers import Firing, ReviewFact
 from qastream_coaching.webhooks.outbound import Outbound
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import Envelope, RiskAlertRaised, deterministic_id
+from qastream_shared.unit_of_work import UnitOfWork
 
 # A category scored below this failed it; an auto-failed review's alert names its critical ones below it.
 FAILED_BELOW = 0.5

@@ -14,12 +14,12 @@ from qastream_coaching.impact import aggregate
 from qastream_coaching.lifecycle import Action, IllegalTransition
 from qastream_coaching.rules import InvalidRule, Rule, check_rule, edit_rule
 from qastream_shared.auth import Principal, require
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import CoachingTaskStatus, Role
 from qastream_shared.http import validation_errors
 from qastream_shared.paging import CursorParam, LimitParam, Page
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import SLUG
+from qastream_shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1")
 Reader = Annotated[Principal, require(Role.admin, Role.qa_lead, Role.team_lead, Role.agent, Role.platform)]

@@ -7,7 +7,6 @@ from typing import Any
 from qastream_coaching import service, store
 from qastream_coaching.config_cache import cache_of
 from qastream_coaching.webhooks.outbound import Outbound
-from qastream_shared.consumer import Handler, UnitOfWork
 from qastream_shared.events import (
     CalibrationClosed,
     DisputeResolved,
@@ -17,6 +16,7 @@ from qastream_shared.events import (
     ScorecardPublished,
 )
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.unit_of_work import Handler, UnitOfWork
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:

@@ -11,8 +11,8 @@ from qastream_coaching.impact import measure
 from qastream_coaching.published import envelope
 from qastream_coaching.triggers import ReviewFact
 from qastream_coaching.webhooks.outbound import Outbound
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import CoachingImpactMeasured, deterministic_id
+from qastream_shared.unit_of_work import UnitOfWork
 
 
 def impact_of(task: dict[str, Any], history: Sequence[ReviewFact]) -> CoachingImpactMeasured:

@@ -29,7 +29,6 @@ from qastream_coaching.triggers import (
     longest_window_s,
 )
 from qastream_coaching.webhooks.outbound import Outbound
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     CoachingTaskCreated,
     CoachingTaskDismissed,
@@ -45,6 +44,7 @@ from qastream_shared.events import (
     ReviewSubmitted,
     deterministic_id,
 )
+from qastream_shared.unit_of_work import UnitOfWork
 
 MAX_QUOTES = 3
 

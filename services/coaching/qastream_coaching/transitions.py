@@ -12,7 +12,6 @@ from qastream_coaching.lifecycle import Action, IllegalTransition, next_status
 from qastream_coaching.published import envelope, task_event
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.auth import Principal, may_see
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     CoachingTaskAcknowledged,
     CoachingTaskCompleted,
@@ -22,6 +21,7 @@ from qastream_shared.events import (
     CoachingTaskStatus,
     Role,
 )
+from qastream_shared.unit_of_work import UnitOfWork
 
 LEADS = frozenset({Role.admin, Role.qa_lead, Role.team_lead})
 _EVENTS: dict[Action, type[CoachingTaskEvent]] = {

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from qastream_ingest import service
-from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import Envelope, InboundConversation
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:

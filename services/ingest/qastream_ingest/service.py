@@ -17,7 +17,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from qastream_ingest.redaction import RedactionPolicy, Redactor, tenant_pepper
 from qastream_ingest.tables import conversations, feedback, redaction_policies, tables
 from qastream_shared.auth import Principal, visible
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation, Feedback
 from qastream_shared.events import (
     ApiKeyIssued,
@@ -32,6 +31,7 @@ from qastream_shared.events import (
 )
 from qastream_shared.keys import generate_key
 from qastream_shared.topics import CONVERSATIONS, TENANTS
+from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "ingest"
 

@@ -15,10 +15,10 @@ from qastream_sampler.plan_store import current_plans, insert_auto_policy, inser
 from qastream_sampler.plans import PLAN_MODELS, AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
 from qastream_sampler.tables import sample_log
 from qastream_shared.auth import Principal, require, visible
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import Role
 from qastream_shared.http import validation_errors
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1")
 # Sampling decisions are tenant-wide (the log holds no agent or team): only roles that see the tenant read them.

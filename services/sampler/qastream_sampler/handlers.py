@@ -7,11 +7,11 @@ import contextlib
 import logging
 
 from qastream_sampler.store import SamplerStore, conversation_of
-from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationIngested, Envelope, ReviewRevised, ReviewSubmitted
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, physical
+from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
 
 log = logging.getLogger(__name__)
 

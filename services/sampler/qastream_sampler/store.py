@@ -35,7 +35,6 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.plans import AutoPolicy, parse_plan
 from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, sample_log
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
@@ -50,6 +49,7 @@ from qastream_shared.events import (
 )
 from qastream_shared.settings import Settings
 from qastream_shared.topics import CONVERSATIONS, SAMPLES, physical
+from qastream_shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 SOURCE = "sampler"

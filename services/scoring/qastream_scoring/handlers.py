@@ -6,10 +6,10 @@ from __future__ import annotations
 from qastream_scoring import service
 from qastream_scoring.autoqa_runner import runner_of
 from qastream_scoring.stores import assignment_intake
-from qastream_shared.consumer import Handler, UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import ConversationSampled, Envelope, Purpose
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.unit_of_work import Handler, UnitOfWork
 
 
 def make_handler(runtime: ServiceRuntime) -> Handler:

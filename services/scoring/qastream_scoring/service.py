@@ -20,7 +20,6 @@ from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import DEFAULT_SCORECARD_ID, default_scorecard
 from qastream_scoring.tables import conversations, reviews, scorecards, scoring_settings
 from qastream_scoring.validation import next_version
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
     Envelope,
@@ -34,6 +33,7 @@ from qastream_shared.events import (
 )
 from qastream_shared.scorecard import Scorecard, ScoringSettings
 from qastream_shared.topics import REVIEWS, SCORECARDS
+from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "scoring"
 # Batch inserts run as executemany of one statement, compiled once: a multi-row .values() is compiled

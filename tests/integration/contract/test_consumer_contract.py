@@ -15,13 +15,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import insert, text
 
-from qastream_shared.consumer import BatchConsumer, Handler, UnitOfWork
+from qastream_shared.consumer import BatchConsumer
 from qastream_shared.events import Envelope, TenantUpserted, conversation_key, encode
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import eventually, produce, read_topic
 from qastream_shared.topics import dlq, dlq_topic, ensure_topics, physical
+from qastream_shared.unit_of_work import Handler, UnitOfWork
 from tests.integration.contract.cases import CASES, ContractCase
 
 pytestmark = pytest.mark.integration

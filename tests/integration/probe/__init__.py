@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func
 
-from qastream_shared.consumer import Handler, Rejected, UnitOfWork
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import ConversationIngested, Envelope
 from qastream_shared.platform_tables import add_platform_tables
 from qastream_shared.runtime import ServiceRuntime, ServiceSpec
+from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
 
 metadata = MetaData()
 tables = add_platform_tables(metadata)

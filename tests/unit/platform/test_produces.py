@@ -7,11 +7,11 @@ from typing import Any, cast
 
 import pytest
 
-from qastream_shared.consumer import UndeclaredEvent, UnitOfWork
 from qastream_shared.events import ConversationIngested, CsatRecorded
 from qastream_shared.settings import Settings
 from qastream_shared.testing import conversation, ingested
 from qastream_shared.topics import CONVERSATIONS, REVIEWS
+from qastream_shared.unit_of_work import UndeclaredEvent, UnitOfWork
 
 
 def uow(produces: Any) -> UnitOfWork:

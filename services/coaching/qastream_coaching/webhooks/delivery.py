@@ -22,8 +22,8 @@ from prometheus_client import Counter as Metric
 from qastream_coaching.webhooks import signing, store
 from qastream_coaching.webhooks.settings import WebhookSettings, webhook_settings
 from qastream_coaching.webhooks.ssrf import RefusedUrl, check_url
-from qastream_shared.consumer import is_transient
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.transient import is_transient
 
 log = logging.getLogger(__name__)
 ATTEMPTS = Metric("qa_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])

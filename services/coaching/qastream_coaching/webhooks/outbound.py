@@ -11,7 +11,6 @@ import orjson
 
 from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.webhooks import store
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     CalibrationClosed,
     CoachingImpactMeasured,
@@ -29,6 +28,7 @@ from qastream_shared.events import (
     deterministic_id,
 )
 from qastream_shared.topics import COACHING
+from qastream_shared.unit_of_work import UnitOfWork
 
 # The event types a webhook may subscribe to: reviews, coaching tasks and their impact, alerts, calibrations.
 WEBHOOK_TYPES = frozenset(

@@ -29,9 +29,9 @@ from qastream_scoring.workflow import blind
 from qastream_scoring.workflow.pool import ReviewerPool, may_review
 from qastream_scoring.workflow.ratings import RatingIn, check_comments, check_ratings
 from qastream_shared.auth import Principal, require
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import AssignmentAction, ReviewComment, Role
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["assignments"])
 # Everyone but agents: reviewers see their own queue, team leads their team's, leads the tenant's.

@@ -13,8 +13,8 @@ from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
 from qastream_scoring.workflow import blind
 from qastream_shared.auth import Principal
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from qastream_shared.consumer import UnitOfWork
+from qastream_shared.unit_of_work import UnitOfWork
 
 _PAIRS = text(
     """

@@ -13,9 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from qastream_scoring.stores.assignments import OPEN, log_change
 from qastream_scoring.tables import assignment_log, assignments, reviewer_pools
 from qastream_scoring.workflow.pool import Load, ReviewerPool, choose, period_day, preference, week_start
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import AssignmentAction, ConversationSampled, Envelope, deterministic_id
 from qastream_shared.scorecard import Scorecard
+from qastream_shared.unit_of_work import UnitOfWork
 
 
 async def pool(uow: UnitOfWork, tenant_id: str) -> ReviewerPool:

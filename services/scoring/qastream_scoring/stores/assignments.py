@@ -17,7 +17,6 @@ from sqlalchemy import and_, func, not_, select, update
 from qastream_scoring.tables import assignment_log, assignments, conversations
 from qastream_scoring.workflow.pool import ReviewerPool
 from qastream_shared.auth import Principal, visible
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     AssignmentAction,
     AssignmentChanged,
@@ -27,6 +26,7 @@ from qastream_shared.events import (
 )
 from qastream_shared.paging import page_of, paged
 from qastream_shared.topics import ASSIGNMENTS
+from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "scoring"
 OPEN, COMPLETED, REMOVED = "open", "completed", "removed"

@@ -15,7 +15,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from qastream_scoring.engine import score_review
 from qastream_scoring.tables import calibration_reviews, calibration_sessions, conversations
 from qastream_shared.auth import TENANT_WIDE, Principal
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     CalibrationClosed,
     CalibrationOpened,
@@ -30,6 +29,7 @@ from qastream_shared.events import (
 from qastream_shared.paging import page_of, paged
 from qastream_shared.scorecard import Scorecard, ScoringSettings
 from qastream_shared.topics import CALIBRATIONS, REVIEWS
+from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "scoring"
 _RATINGS = TypeAdapter(list[Rating])

@@ -13,7 +13,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from qastream_scoring.tables import disputes
 from qastream_scoring.workflow.disputes import OPEN
 from qastream_shared.auth import Principal, visible
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     DisputeOpened,
     DisputeOutcome,
@@ -24,6 +23,7 @@ from qastream_shared.events import (
 )
 from qastream_shared.paging import page_of, paged
 from qastream_shared.topics import DISPUTES
+from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "scoring"
 

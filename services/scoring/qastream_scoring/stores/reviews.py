@@ -16,7 +16,6 @@ from qastream_scoring.engine import score_review
 from qastream_scoring.stores import assignments as assignment_store
 from qastream_scoring.tables import review_versions, reviews
 from qastream_shared.auth import Principal, visible
-from qastream_shared.consumer import UnitOfWork
 from qastream_shared.events import (
     Envelope,
     Rating,
@@ -30,6 +29,7 @@ from qastream_shared.events import (
 from qastream_shared.paging import page_of, paged
 from qastream_shared.scorecard import Scorecard, ScoringSettings
 from qastream_shared.topics import REVIEWS
+from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "scoring"
 _RATINGS = TypeAdapter(list[Rating])

@@ -65,11 +65,7 @@ async def reporting(http: httpx.AsyncClient, urls: dict[str, str]) -> None:
     for kind in ("auto", "manual"):
         body = (await http.get(f"{base}/quality", params={"kind": kind})).json()
         for r in body.get("items", []):
-            ci = (
-                f"{r['iqs']:.1%} ({r['iqs_ci_low']:.1%}–{r['iqs_ci_high']:.1%})"
-                if r.get("iqs") is not None
-                else "-"
-            )
+            ci = _estimate(r.get("iqs"), r.get("iqs_ci_low"), r.get("iqs_ci_high"))
             rate = f"{r['pass_rate']:.1%}" if r.get("pass_rate") is not None else "-"
             table.add_row(kind, str(r["reviews"]), ci, rate)
     console.print(table)
@@ -79,8 +75,8 @@ async def reporting(http: httpx.AsyncClient, urls: dict[str, str]) -> None:
         if hajek.get("estimate") is not None and raw.get("mean") is not None:
             console.print(
                 f"manual sample of {r.get('reviews')}: raw mean IQS {raw['mean']:.1%}; design-weighted "
-                f"(Hájek, by each pick's inclusion probability) {hajek['estimate']:.1%} "
-                f"({hajek['ci_low']:.1%}–{hajek['ci_high']:.1%})"
+                f"(Hájek, by each pick's inclusion probability) "
+                f"{_estimate(hajek['estimate'], hajek.get('ci_low'), hajek.get('ci_high'))}"
             )
     for metric in ("disputes", "calibrations", "coaching"):
         items = (await http.get(f"{base}/{metric}")).json().get("items", [])
@@ -89,6 +85,15 @@ async def reporting(http: httpx.AsyncClient, urls: dict[str, str]) -> None:
     fresh = weighted.get("freshness")
     if fresh:
         console.print(f"[dim]reporting freshness: {_fmt(fresh) if isinstance(fresh, dict) else fresh}[/]")
+
+
+def _estimate(value: float | None, low: float | None, high: float | None) -> str:
+    """A share with its interval; a sample too small to bootstrap has no interval, so none is shown."""
+    if value is None:
+        return "-"
+    if low is None or high is None:
+        return f"{value:.1%} (too few for a CI)"
+    return f"{value:.1%} ({low:.1%}–{high:.1%})"
 
 
 def _fmt(row: dict[str, Any]) -> str:

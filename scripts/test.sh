@@ -16,7 +16,7 @@ eval "$(uv run qa env)"
 echo "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS DATABASE_URL=$DATABASE_URL"
 
 set +e
-uv run pytest -q -p no:cacheprovider "$@"
+uv run pytest -q -p no:cacheprovider --durations=30 "$@"
 rc=$?
 set -e
 # pytest's 5 means it collected no tests: that is a failure, not a pass.

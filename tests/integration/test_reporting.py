@@ -253,6 +253,12 @@ async def test_tenant_and_role_isolation_on_every_endpoint(reporting):
     assert teams == {"team-b"}
     agents = {i["agent_id"] for i in await everything(http, keys["agent"], "quality", group_by="agent_id")}
     assert agents == {"agent-1"}
+    # The agent search narrows to ids containing the text, in any case, and never widens a role's scope.
+    found = await everything(http, keys["admin"], "quality", group_by="agent_id", agent_contains="GENT-1")
+    all_ids = {i["agent_id"] for i in await everything(http, keys["admin"], "quality", group_by="agent_id")}
+    assert {i["agent_id"] for i in found} == {a for a in all_ids if "gent-1" in a} != all_ids
+    searched = await everything(http, keys["agent"], "quality", group_by="agent_id", agent_contains="agent")
+    assert {i["agent_id"] for i in searched} == {"agent-1"}
     revs = {
         i["reviewer_id"]
         for i in await everything(http, keys["reviewer"], "reviewers", group_by="reviewer_id")
@@ -294,6 +300,10 @@ async def test_bad_queries_get_a_422_naming_the_parameter(reporting):
         r = await http.get("/v1/metrics/quality", params=params, headers=admin)
         assert r.status_code == 422, (params, r.text)
         assert field in r.json()["detail"], (params, r.json())
+    r = await http.get("/v1/metrics/calibrations", params={"agent_contains": "a"}, headers=admin)
+    assert r.status_code == 422 and "agent_contains" in r.json()["detail"]
+    r = await http.get("/v1/metrics/quality", params={"agent_contains": ""}, headers=admin)
+    assert r.status_code == 422 and "agent_contains" in r.json()["detail"]
     r = await http.get("/v1/metrics/coaching", params={"reviewer_id": "rev-1"}, headers=admin)
     assert r.status_code == 422 and "reviewer_id" in r.json()["detail"]
 

@@ -204,6 +204,7 @@ async def design_weighted(request: Request, p: P, principal: Reader) -> dict[str
             since=q.since,
             until=q.until,
             group_by=q.group_by,
+            agent_contains=q.agent_contains,
         )
         keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
         async with _session(request) as session:
@@ -226,7 +227,13 @@ async def _correlations(
     request: Request, q: store.Query, principal: Principal, page: Sequence[dict[str, Any]]
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     """Spearman's ρ of survey CSAT against the query's measure, for each group of the page."""
-    pq = store.Query(filters=q.filters, since=q.since, until=q.until, group_by=[*q.group_by, "csat", "value"])
+    pq = store.Query(
+        filters=q.filters,
+        since=q.since,
+        until=q.until,
+        group_by=[*q.group_by, "csat", "value"],
+        agent_contains=q.agent_contains,
+    )
     keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
     async with _session(request) as session:
         found = await store.aggregate(session, "csat_pairs", pq, principal, measures=["n"], only=keys)
@@ -270,7 +277,11 @@ async def pcsat(request: Request, p: P, principal: Reader) -> dict[str, Any]:
 
     async def correlate(page: list[dict[str, Any]]) -> None:
         cq = store.Query(
-            filters={**q.filters, "measure": "pcsat"}, since=q.since, until=q.until, group_by=q.group_by
+            filters={**q.filters, "measure": "pcsat"},
+            since=q.since,
+            until=q.until,
+            group_by=q.group_by,
+            agent_contains=q.agent_contains,
         )
         found.update(await _correlations(request, cq, principal, page))
 
@@ -301,7 +312,11 @@ async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
         if not set(q.group_by) <= set(SHARED_SCOPE) or q.filters.keys() - set(SHARED_SCOPE):
             return
         rq = store.Query(
-            filters={**q.filters, "kind": "manual"}, since=q.since, until=q.until, group_by=q.group_by
+            filters={**q.filters, "kind": "manual"},
+            since=q.since,
+            until=q.until,
+            group_by=q.group_by,
+            agent_contains=q.agent_contains,
         )
         keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
         async with _session(request) as session:

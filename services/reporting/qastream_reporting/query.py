@@ -33,6 +33,7 @@ FILTERS = (
     "measure",
 )
 PAGING = ("cursor", "limit")
+SEARCH = "agent_contains"
 
 
 def unprocessable(field: str, message: str) -> HTTPException:
@@ -57,6 +58,7 @@ class Params:
     filters: dict[str, Any]
     cursor: str | None
     limit: int
+    agent_contains: str | None = None
 
 
 def params(
@@ -79,6 +81,10 @@ def params(
     rule_id: str | None = None,
     status: Literal["open", "acknowledged", "completed", "dismissed"] | None = None,
     measure: Literal["qa", "pcsat"] | None = None,
+    agent_contains: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Agents whose id contains this text (any case)"),
+    ] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Params:
@@ -105,6 +111,7 @@ def params(
         {k: v for k, v in given.items() if v is not None},
         cursor,
         limit,
+        agent_contains,
     )
 
 
@@ -118,7 +125,7 @@ def metrics_query(
 ) -> MetricsQuery:
     """The store query for one dataset; `refuse` names filters the endpoint fixes itself, `allow` extra
     ones it handles itself."""
-    known = {"from", "to", "group_by", *FILTERS, *PAGING}
+    known = {"from", "to", "group_by", SEARCH, *FILTERS, *PAGING}
     unknown = sorted(set(p.request.query_params) - known)
     if unknown:
         raise unprocessable(unknown[0], f"unknown parameter; use {', '.join(sorted(known))}")
@@ -130,6 +137,8 @@ def metrics_query(
     for g in p.group_by:
         if g not in dims or g in refuse:
             raise unprocessable("group_by", f"{g!r} is not a dimension of this metric; use {', '.join(dims)}")
+    if p.agent_contains is not None and "agent_id" not in ds.dims:
+        raise unprocessable(SEARCH, "this metric has no agents to search")
     if len(set(p.group_by)) != len(p.group_by):
         raise unprocessable("group_by", "a dimension is repeated")
     if p.since is not None and p.until is not None and p.since > p.until:
@@ -140,4 +149,10 @@ def metrics_query(
     if not may_see(principal, agent_id=wanted_agent, team=wanted_team, reviewer_id=wanted_reviewer):
         raise HTTPException(403, f"a {principal.role.value} key may not see this scope")
     filters = {k: v for k, v in p.filters.items() if k not in allow}
-    return MetricsQuery(filters=filters, since=p.since, until=p.until, group_by=list(p.group_by))
+    return MetricsQuery(
+        filters=filters,
+        since=p.since,
+        until=p.until,
+        group_by=list(p.group_by),
+        agent_contains=p.agent_contains,
+    )

@@ -143,12 +143,14 @@ DERIVED = {"week": lambda t: cast(func.date_trunc("week", t.c.day), Date)}
 
 @dataclass
 class Query:
-    """A metrics query: equality filters on dimensions, a range of days, and the dimensions to group by."""
+    """A metrics query: equality filters on dimensions, a range of days, the dimensions to group by, and
+    optionally a text the agent id must contain (the console's agent search)."""
 
     filters: dict[str, Any] = field(default_factory=dict)
     since: date | None = None
     until: date | None = None
     group_by: list[str] = field(default_factory=list)
+    agent_contains: str | None = None
 
 
 def groupable(ds: Dataset) -> tuple[str, ...]:
@@ -171,6 +173,8 @@ def where(ds: Dataset, q: Query, principal: Principal) -> list[ColumnElement[boo
     if ds.has_view:
         by_version = "scorecard_version" in filters or "scorecard_version" in q.group_by
         clauses.append(t.c.view == ("version" if by_version else "latest"))
+    if q.agent_contains is not None:
+        clauses.append(t.c.agent_id.icontains(q.agent_contains, autoescape=True))
     if q.since is not None:
         clauses.append(t.c[ds.time] >= q.since)
     if q.until is not None:

@@ -48,6 +48,7 @@ async def stream(request: Request, p: P, principal: Reader) -> EventSourceRespon
         filters={k: v for k, v in q.filters.items() if k in ("team", "agent_id", "channel")},
         since=q.since,
         until=q.until,
+        agent_contains=q.agent_contains,
     )
     sessions = request.app.state.sessions
 

@@ -66,6 +66,24 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     page.click("#take-next")
     expect(page.locator("#scorecard-form .category").first).to_be_visible()
     conversation = page.locator("#assignment strong").inner_text().removeprefix("Conversation ")
+    # A turn comment through the page's own dialog: an empty one is refused in words, Esc cancels.
+    page.get_by_role("button", name="Comment on turn 2").click()
+    dialog = page.get_by_role("dialog", name="Comment on turn 2")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Comment")).to_be_focused()
+    dialog.get_by_role("button", name="Add comment").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("please write something")
+    assert not serious_violations(page), serious_violations(page)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#turn-comments")).to_contain_text("No turn comments")
+    page.get_by_role("button", name="Comment on turn 2").click()
+    page.get_by_role("dialog").get_by_label("Comment").fill("The greeting skipped the customer's name.")
+    page.get_by_role("dialog").get_by_role("button", name="Add comment").click()
+    expect(page.locator("#turn-comments")).to_contain_text(
+        "Turn 2: The greeting skipped the customer's name."
+    )
+    expect(page.get_by_role("button", name="Comment on turn 2")).to_be_focused()
     # The lowest rating everywhere: the review falls below the pass mark, so coaching opens a task.
     rate_every_category_lowest(page)
     expect(page.locator("#draft-status")).to_contain_text("Draft saved", timeout=15_000)
@@ -80,6 +98,9 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     assert review["kind"] == "manual" and review["reviewer_id"] == "rev-1"
     assert review["conversation_id"] == conversation
     assert review["auto_failed"] and review["score"] == 0
+    assert [(c["turn"], c["text"]) for c in review["comments"]] == [
+        (1, "The greeting skipped the customer's name.")
+    ]
     assert not s.errors, s.errors
     s.close()
 
@@ -155,6 +176,22 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     s = Session(chrome, live, "lead")
     s.sign_in()
     page = s.open("/dashboard")
+    # Categories by the scorecard's names, in the breakdown and the agreement table.
+    names = {
+        c["category_id"]: c["name"]
+        for card in api(live, "scoring", "/v1/scorecards")
+        for g in card["groups"]
+        for c in g["categories"]
+    }
+    default = dashboard_filters()
+    rated = api(live, "reporting", "/v1/metrics/categories", group_by="category_id", **default)["items"]
+    shown = page.locator("#categories .bar-label").all_inner_texts()
+    assert shown == [names[r["category_id"]] for r in rated]
+    assert set(shown) != {r["category_id"] for r in rated}
+    agreed = api(live, "reporting", "/v1/metrics/agreement", group_by="category_id", **default)["items"]
+    expect(page.locator("#agreement tbody tr td:first-child")).to_have_text(
+        [names[a["category_id"]] for a in agreed]
+    )
     team = "team-a"
     page.fill("#f-team", team)
     page.select_option("#f-range", "30")
@@ -176,6 +213,42 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     for a in agents:
         row = page.locator("#agents tbody tr", has=page.locator(f"a[href='/agents/{a['agent_id']}']"))
         expect(row.locator("td").nth(2)).to_have_text(pct(a["iqs"]))
+    # The QA-vs-CSAT scatter: one dot per agent with both figures; a dot opens the agent.
+    by_agent = {"group_by": "agent_id", **params}
+    iqs = {
+        a["agent_id"]: a["iqs"] for a in api(live, "reporting", "/v1/metrics/quality", **by_agent)["items"]
+    }
+    csat = {
+        a["agent_id"]: a["csat"] for a in api(live, "reporting", "/v1/metrics/customer", **by_agent)["items"]
+    }
+    plotted = sorted(a for a in iqs if iqs[a] is not None and csat.get(a) is not None)
+    assert plotted, "the fixture gives agents CSAT answers"
+    dots = page.locator("#csat svg a")
+    expect(dots).to_have_count(len(plotted))
+    assert sorted((d.get_attribute("href") or "").rsplit("/", 1)[1] for d in dots.all()) == plotted
+    s.shot("dashboard-filtered")
+    dots.first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/agents/"))
+    assert page.url.rsplit("/", 1)[1] in plotted
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_agent_search_asks_the_server(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "lead")
+    s.sign_in()
+    page = s.open("/dashboard")
+    expect(page.locator("#agents tbody tr")).to_have_count(2)
+    with page.expect_response(lambda r: "agent_contains=GENT-2" in r.url and r.status == 200):
+        page.get_by_label("Search agents").fill("GENT-2")
+    rows = page.locator("#agents tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("a")).to_have_text("agent-2")
+    page.get_by_label("Search agents").fill("nobody-by-this-name")
+    expect(page.locator("#agents")).to_contain_text("No agent id contains “nobody-by-this-name”")
+    page.get_by_label("Search agents").fill("")
+    expect(page.locator("#agents tbody tr")).to_have_count(2)
     assert not s.errors, s.errors
     s.close()
 
@@ -249,6 +322,59 @@ def test_team_lead_completes_a_coaching_task(live: LiveStack, chrome: Browser) -
     lead.shot("coaching")
     assert not lead.errors, lead.errors
     lead.close()
+
+
+def test_lead_writes_a_sampling_plan_with_the_form(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "lead")
+    page = s.sign_in()
+    s.open("/plans")
+    page.get_by_role("button", name="Start a new plan").click()
+    page.get_by_label("Plan id").fill("unhappy-voice")
+    page.get_by_label("Name", exact=True).fill("Unhappy voice customers")
+    page.get_by_label("Priority").fill("10")
+    page.get_by_label("Conversations matching rules").check()
+    page.get_by_label("Rule", exact=True).select_option(label="CSAT at most")
+    page.get_by_label("score (1–5)").fill("9")
+    page.get_by_role("button", name="Add a rule").click()
+    expect(page.get_by_label("Rule", exact=True).nth(1)).to_be_focused()
+    page.get_by_label("Rule", exact=True).nth(1).select_option(label="Escalated")
+    page.get_by_label("voice", exact=True).check()
+    page.get_by_role("button", name="Save as a new version").click()
+    # Caught before sending, named beside the field, and the field is focused.
+    expect(page.locator("#plan-problems")).to_contain_text("Rule 1 (CSAT at most): must be at most 5")
+    expect(page.get_by_label("score (1–5)")).to_be_focused()
+    expect(page.get_by_label("score (1–5)")).to_have_attribute("aria-invalid", "true")
+    s.shot("plans-problem")
+    page.get_by_label("score (1–5)").fill("2")
+    page.get_by_role("button", name="Save as a new version").click()
+    expect(page.locator("#plan-result")).to_contain_text("Saved unhappy-voice version 1")
+    row = page.locator("#plan-list tbody tr", has_text="unhappy-voice")
+    expect(row).to_contain_text("CSAT at most 2 or Escalated (voice only)")
+    plan = next(p for p in api(live, "sampler", "/v1/plans") if p["plan_id"] == "unhappy-voice")
+    assert (plan["kind"], plan["priority"], plan["scope"]["channels"]) == ("targeted", 10, ["voice"])
+    assert [r["kind"] for r in plan["rules"]] == ["csat_at_most", "escalated"] and plan["rules"][0][
+        "max"
+    ] == 2
+    # An edit is a new version; a clash the sampler finds (same priority as an overlapping plan) is in words.
+    row.get_by_role("button", name="Edit unhappy-voice").click()
+    expect(page.get_by_label("Plan id")).to_have_attribute("readonly", "")
+    page.get_by_label("Of the matching conversations, pick (%)").fill("50")
+    page.get_by_label("Priority").fill("100")
+    page.get_by_role("button", name="Save as a new version").click()
+    expect(page.locator("#plan-result [role=alert]")).to_contain_text(
+        "'everything' and 'unhappy-voice' overlap"
+    )
+    page.get_by_label("Priority").fill("10")
+    page.get_by_role("button", name="Save as a new version").click()
+    expect(page.locator("#plan-result")).to_contain_text("Saved unhappy-voice version 2")
+    row.get_by_role("button", name="Pause unhappy-voice").click()
+    expect(row.locator(".badge")).to_have_text("paused")
+    plan = next(p for p in api(live, "sampler", "/v1/plans") if p["plan_id"] == "unhappy-voice")
+    assert (plan["version"], plan["rate"], plan["paused"]) == (3, 0.5, True)
+    s.shot("plans")
+    assert not serious_violations(page), serious_violations(page)
+    assert not s.errors, s.errors
+    s.close()
 
 
 def test_an_agent_cannot_reach_another_agents_pages_or_data(live: LiveStack, chrome: Browser) -> None:

@@ -162,6 +162,18 @@ export const int = (x) => (x === null || x === undefined ? "–" : Number(x).toL
 export const when = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" }) : "–");
 export const label = (s) => (s || "").replaceAll("_", " ");
 
+// Category names from the tenant's scorecards (their latest versions), fetched once per page. Figures are
+// keyed by category id; an id no current scorecard names (a retired category) is shown as the id.
+let categoryNames = null;
+export function categoriesNamed() {
+  if (!categoryNames) {
+    categoryNames = api("scoring", "/v1/scorecards")
+      .then((cards) => new Map(cards.flatMap((c) => c.groups.flatMap((g) => g.categories.map((x) => [x.category_id, x.name])))))
+      .catch(() => new Map());
+  }
+  return categoryNames.then((names) => (id) => (id ? names.get(id) || label(id) : null));
+}
+
 // A sortable table: columns [{key, label, render?, numeric?}], rows of objects.
 export function table(caption, columns, rows, { onRow } = {}) {
   let sortKey = null;
@@ -266,21 +278,66 @@ export function sizeBars(root = document) {
 // A scatter of (x, y) in 0..1 x 1..5 (QA score vs CSAT), one dot per point.
 export function scatter(title, points, xLabel, yLabel, yMin = 1, yMax = 5) {
   if (!points.length) return empty("No conversation has both a QA score and a CSAT answer yet.");
-  const W = 600, H = 240, L = 44, R = 12, T = 12, B = 36;
+  const W = 600, H = 250, L = 44, R = 12, T = 24, B = 36;
   const xs = (v) => L + v * (W - L - R);
   const ys = (v) => T + (1 - (v - yMin) / (yMax - yMin)) * (H - T - B);
-  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  // Dots that link to pages make the chart a group of links, not one image (an image's children are hidden).
+  const role = points.some((p) => p.href) ? "group" : "img";
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role, "aria-label": title, class: "chart" });
   for (let v = yMin; v <= yMax; v++) {
     svg.append(s("line", { x1: L, x2: W - R, y1: ys(v), y2: ys(v), class: "grid" }));
     svg.append(s("text", { x: L - 6, y: ys(v) + 4, "text-anchor": "end", class: "axis" }, v));
   }
   for (const v of [0, 0.5, 1]) svg.append(s("text", { x: xs(v), y: H - 18, "text-anchor": "middle", class: "axis" }, `${v * 100}%`));
   svg.append(s("text", { x: (W + L) / 2, y: H - 2, "text-anchor": "middle", class: "axis" }, xLabel));
-  svg.append(s("text", { x: 4, y: T + 2, class: "axis" }, yLabel));
+  svg.append(s("text", { x: 4, y: 12, class: "axis" }, yLabel));
   for (const p of points) {
-    svg.append(s("circle", { cx: xs(p.x), cy: ys(p.y), r: Math.min(10, 3 + Math.sqrt(p.n || 1)), class: "dot faint" }, s("title", {}, p.label)));
+    const dot = s("circle", { cx: xs(p.x), cy: ys(p.y), r: Math.min(10, 3 + Math.sqrt(p.n || 1)), class: "dot faint" }, s("title", {}, p.label));
+    svg.append(p.href ? s("a", { href: p.href, "aria-label": p.label }, dot) : dot);
   }
   return svg;
+}
+
+// Asks for one text in a modal <dialog> (focus moves in and is kept there, Esc cancels, focus returns to
+// the control that asked): resolves to the trimmed text, or null when cancelled.
+export function ask({ title, fieldLabel, hint, confirm = "Save", maxlength = 5000 }) {
+  const opener = document.activeElement;
+  const id = `ask-${Date.now()}`;
+  const field = h("textarea", { id: `${id}-text`, name: "text", rows: 4, maxlength, required: true, "aria-describedby": hint ? `${id}-hint` : null });
+  const problem = h("p", { id: `${id}-problem`, class: "error", role: "alert", hidden: true });
+  const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+  const form = h("form", { method: "dialog", novalidate: true },
+    h("h2", { id: `${id}-title` }, title),
+    h("label", { for: field.id }, fieldLabel),
+    hint ? h("p", { id: `${id}-hint`, class: "hint" }, hint) : null,
+    field,
+    problem,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, confirm), cancel));
+  const dialog = h("dialog", { class: "ask", "aria-labelledby": `${id}-title` }, form);
+  document.body.append(dialog);
+  return new Promise((resolve) => {
+    let answer = null;
+    form.addEventListener("submit", (e) => {
+      const text = field.value.trim();
+      if (!text) {
+        e.preventDefault();
+        problem.textContent = `${fieldLabel}: please write something, or cancel.`;
+        problem.hidden = false;
+        field.setAttribute("aria-invalid", "true");
+        field.focus();
+        return;
+      }
+      answer = text;
+    });
+    cancel.addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (opener && opener.focus) opener.focus();
+      resolve(answer);
+    });
+    dialog.showModal();
+    field.focus();
+  });
 }
 
 export function stat(labelText, value, sub) {

@@ -1,4 +1,4 @@
-import { api, barChart, config, empty, errorBox, fill, h, int, label, load, pct, sizeBars, stat, table, when, markLoaded } from "../console.js";
+import { api, barChart, categoriesNamed, config, empty, errorBox, fill, h, int, label, load, pct, sizeBars, stat, table, when, markLoaded } from "../console.js";
 
 const agentId = config.agent_id;
 const $ = (id) => document.getElementById(id);
@@ -22,8 +22,11 @@ async function summary() {
 }
 
 async function categories() {
-  const page = await api("reporting", "/v1/metrics/categories", { params: { agent_id: agentId, group_by: "category_id", limit: 200 } });
-  const node = barChart("Mean score per category", page.items.map((r) => ({ label: label(r.category_id), value: r.score })));
+  const [page, named] = await Promise.all([
+    api("reporting", "/v1/metrics/categories", { params: { agent_id: agentId, group_by: "category_id", limit: 200 } }),
+    categoriesNamed(),
+  ]);
+  const node = barChart("Mean score per category", page.items.map((r) => ({ label: named(r.category_id), value: r.score })));
   queueMicrotask(() => sizeBars());
   return node;
 }

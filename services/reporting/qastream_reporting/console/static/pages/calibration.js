@@ -1,7 +1,9 @@
-import { api, empty, errorBox, fill, h, label, load, me, num, table, when, markLoaded } from "../console.js";
+import { api, categoriesNamed, empty, errorBox, fill, h, load, me, num, table, when, markLoaded } from "../console.js";
 import { transcript } from "../transcript.js";
 
 const $ = (id) => document.getElementById(id);
+// Figures carry category ids; people read the scorecard's names (fetched once, before the first draw).
+const named = await categoriesNamed();
 const LEADS = ["qa_lead", "admin"];
 const base = "/v1/calibrations";
 
@@ -56,7 +58,7 @@ function results(s) {
   return h("div", {},
     h("p", {}, "Overall Krippendorff's α: ", h("strong", { "data-metric": "alpha" }, alpha(r.alpha)), r.alpha === null || r.alpha === undefined ? " — too few paired ratings to compute it." : ""),
     cats.length ? table("α per category", [
-      { key: 0, label: "Category", render: (c) => label(c[0]) },
+      { key: 0, label: "Category", render: (c) => named(c[0]) },
       { key: 1, label: "α", numeric: true, render: (c) => alpha(c[1]) },
     ], cats) : null,
     Object.keys(r.alignment || {}).length ? table(`Alignment to the benchmark${s.benchmark_reviewer_id ? ` (${s.benchmark_reviewer_id})` : ""}`, [
@@ -65,7 +67,7 @@ function results(s) {
     ], Object.entries(r.alignment)) : h("p", { class: "hint" }, "No benchmark reviewer was named, so there is no alignment score."),
     split.length ? table("Where reviewers split", [
       { key: "conversation_id", label: "Conversation" },
-      { key: "category_id", label: "Category", render: (x) => label(x.category_id) },
+      { key: "category_id", label: "Category", render: (x) => named(x.category_id) },
       { key: "values", label: "Ratings", render: (x) => Object.entries(x.values).map(([who, v]) => `${who}: ${v === null ? "N/A" : v}`).join(", ") },
     ], split) : h("p", {}, "Every reviewer gave the same rating everywhere."),
   );

@@ -1,6 +1,8 @@
-import { api, empty, errorBox, fill, h, int, label, load, me, pct, table, when, markLoaded } from "../console.js";
+import { api, categoriesNamed, empty, errorBox, fill, h, int, label, load, me, pct, table, when, markLoaded } from "../console.js";
 
 const $ = (id) => document.getElementById(id);
+// Figures carry category ids; people read the scorecard's names (fetched once, before the first draw).
+const named = await categoriesNamed();
 const LEADS = ["team_lead", "qa_lead", "admin"];
 let cursor = null;
 let rows = [];
@@ -56,7 +58,7 @@ function view() {
   return table("Coaching tasks", [
     { key: "opened_at", label: "Opened", render: (t) => when(t.opened_at) },
     { key: "agent_id", label: "Agent" },
-    { key: "category_id", label: "Category", render: (t) => label(t.category_id) || "–" },
+    { key: "category_id", label: "Category", render: (t) => named(t.category_id) || "–" },
     { key: "title", label: "Task", render: (t) => h("span", {}, t.title, h("div", { class: "hint" }, `rule ${t.rule_id} v${t.rule_version}`), t.notes ? h("div", {}, `Notes: ${t.notes}`) : null, t.dismiss_reason ? h("div", {}, `Dismissed: ${t.dismiss_reason}`) : null) },
     { key: "status", label: "Status", render: (t) => h("span", { class: "badge", "data-status": t.status }, label(t.status)) },
     { key: "due_at", label: "Due", render: (t) => when(t.due_at) },

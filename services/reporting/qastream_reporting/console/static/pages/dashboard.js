@@ -1,5 +1,5 @@
 import {
-  api, barChart, empty, errorBox, fill, h, int, label, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
+  allPages, api, barChart, categoriesNamed, empty, errorBox, fill, h, int, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
 } from "../console.js";
 
 const form = document.getElementById("filters");
@@ -42,7 +42,7 @@ function showFreshness(f) {
 }
 
 async function headline() {
-  const [quality, customer, design] = await Promise.all([metrics("quality"), metrics("customer"), metrics("design-weighted")]);
+  const [quality, customer, design] = await Promise.all([metrics("quality"), metrics("customer"), metrics("design-weighted"), passMarkKnown]);
   showFreshness(quality.freshness);
   const q = one(quality) || {};
   const c = one(customer) || {};
@@ -72,47 +72,56 @@ async function headline() {
 }
 
 async function trend() {
-  const page = await metrics("quality", { group_by: "day", limit: 400 });
+  const [page] = await Promise.all([metrics("quality", { group_by: "day", limit: 400 }), passMarkKnown]);
   const points = page.items.filter((r) => r.iqs !== null).map((r) => ({ label: r.day, value: r.iqs }));
   return lineChart("IQS per day", points, passMark, passMark === null ? "" : `pass mark ${pct(passMark, 0)}`);
 }
 
 async function categories() {
-  const page = await metrics("categories", { group_by: "category_id", limit: 200 });
-  const node = barChart("Mean score per category", page.items.map((r) => ({ label: label(r.category_id), value: r.score })));
+  const [page, named] = await Promise.all([metrics("categories", { group_by: "category_id", limit: 200 }), categoriesNamed()]);
+  const node = barChart("Mean score per category", page.items.map((r) => ({ label: named(r.category_id), value: r.score })));
   queueMicrotask(() => sizeBars($("categories")));
   return node;
 }
 
 async function agreement() {
-  const page = await metrics("agreement", { group_by: "category_id", limit: 200 });
+  const [page, named] = await Promise.all([metrics("agreement", { group_by: "category_id", limit: 200 }), categoriesNamed()]);
   if (!page.items.length) return empty("No conversation has both an AutoQA and a human review yet. Agreement appears once reviewers submit reviews.");
   return table("AutoQA and human ratings of the same conversations", [
-    { key: "category_id", label: "Category", render: (r) => label(r.category_id) },
+    { key: "category_id", label: "Category", render: (r) => named(r.category_id) },
     { key: "pairs", label: "Pairs", numeric: true, render: (r) => int(r.pairs) },
     { key: "exact_agreement", label: "Exact agreement", numeric: true, render: (r) => pct(r.exact_agreement) },
     { key: "mean_abs_difference", label: "Mean |difference|", numeric: true, render: (r) => num(r.mean_abs_difference) },
   ], page.items);
 }
 
+// One dot per agent (every agent in the filters, all pages): their IQS against their customers' mean CSAT.
+const MAX_AGENTS_PLOTTED = 2000;
 async function csat() {
   const [corr, byAgentQ, byAgentC] = await Promise.all([
     metrics("csat-correlation"),
-    metrics("quality", { group_by: "agent_id", limit: 500 }),
-    metrics("customer", { group_by: "agent_id", limit: 500 }),
+    allPages("reporting", "/v1/metrics/quality", { ...filters(), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
+    allPages("reporting", "/v1/metrics/customer", { ...filters(), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
   ]);
   const r = one(corr) || {};
-  const csatOf = new Map(byAgentC.items.map((x) => [x.agent_id, x]));
-  const points = byAgentQ.items
-    .filter((x) => x.iqs !== null && csatOf.get(x.agent_id) && csatOf.get(x.agent_id).csat !== null)
-    .map((x) => ({ x: x.iqs, y: csatOf.get(x.agent_id).csat, n: x.reviews, label: `${x.agent_id}: IQS ${pct(x.iqs)}, CSAT ${num(csatOf.get(x.agent_id).csat)}` }));
+  const csatOf = new Map(byAgentC.filter((x) => x.csat !== null).map((x) => [x.agent_id, x.csat]));
+  const points = byAgentQ
+    .filter((x) => x.iqs !== null && csatOf.has(x.agent_id))
+    .map((x) => ({
+      x: x.iqs,
+      y: csatOf.get(x.agent_id),
+      n: x.reviews,
+      href: `/agents/${encodeURIComponent(x.agent_id)}`,
+      label: `${x.agent_id}: IQS ${pct(x.iqs)}, mean CSAT ${num(csatOf.get(x.agent_id))} (${int(x.reviews)} reviews)`,
+    }));
   return h(
     "div",
     {},
     h("p", {}, r.rho === null || r.rho === undefined
       ? "Spearman's ρ appears once conversations have both a QA score and a CSAT answer."
       : `Spearman's ρ between a conversation's QA score and its CSAT: ${num(r.rho)} over ${int(r.n)} conversations (p = ${num(r.p_value, 3)}).`),
-    scatter("Each agent's IQS against their mean CSAT", points, "IQS", "CSAT"),
+    scatter("Each agent's IQS against their customers' mean CSAT", points, "IQS", "mean CSAT"),
+    points.length ? h("p", { class: "hint", "data-metric": "scatter_agents" }, `${int(points.length)} ${points.length === 1 ? "agent" : "agents"} with both an IQS and CSAT answers; a dot's size grows with the agent's reviews. Select a dot to open the agent.`) : null,
   );
 }
 
@@ -144,9 +153,8 @@ async function coaching() {
 function agentTable(rows, customers) {
   const byId = new Map(customers.map((c) => [c.agent_id, c]));
   const merged = rows.map((r) => ({ ...r, csat: (byId.get(r.agent_id) || {}).csat ?? null, coverage: (byId.get(r.agent_id) || {}).coverage_manual ?? null }));
-  const search = $("agent-search").value.trim().toLowerCase();
-  const shown = search ? merged.filter((r) => (r.agent_id || "").toLowerCase().includes(search)) : merged;
-  if (!shown.length) return empty(search ? `No agent on this page matches “${search}”.` : "No reviewed agents in this range yet. Reviews appear as conversations are scored.");
+  const search = agentSearch();
+  if (!merged.length) return empty(search ? `No agent id contains “${search}” in this range.` : "No reviewed agents in this range yet. Reviews appear as conversations are scored.");
   return table("Agents (click a column to sort)", [
     { key: "agent_id", label: "Agent", render: (r) => h("a", { href: `/agents/${encodeURIComponent(r.agent_id)}` }, r.agent_id) },
     { key: "reviews", label: "Reviews", numeric: true, render: (r) => int(r.reviews) },
@@ -155,21 +163,30 @@ function agentTable(rows, customers) {
     { key: "auto_fail_rate", label: "Auto-fail", numeric: true, render: (r) => pct(r.auto_fail_rate) },
     { key: "csat", label: "CSAT", numeric: true, render: (r) => num(r.csat) },
     { key: "coverage", label: "Coverage", numeric: true, render: (r) => pct(r.coverage) },
-  ], shown);
+  ], merged);
 }
 
+const agentSearch = () => $("agent-search").value.trim();
+
+// The search is the server's (agent ids containing the text), so it covers every agent, not one page.
+// A slower answer to an older search never replaces a newer one's: only the latest call draws.
 let agentPage = { rows: [], customers: [], next: null };
+let agentsAsked = 0;
 async function agents(cursorIndex = agentCursors.length - 1) {
+  const asked = ++agentsAsked;
   const cursor = agentCursors[cursorIndex];
-  const page = await metrics("quality", { group_by: "agent_id", limit: 25, cursor });
+  const search = { agent_contains: agentSearch() };
+  const page = await metrics("quality", { group_by: "agent_id", limit: 25, cursor, ...search });
   const ids = page.items.map((r) => r.agent_id);
-  const customers = ids.length ? await metrics("customer", { group_by: "agent_id", limit: 500 }) : { items: [] };
+  const customers = ids.length ? await metrics("customer", { group_by: "agent_id", limit: 500, ...search }) : { items: [] };
+  if (asked !== agentsAsked) return undefined;
   agentPage = { rows: page.items, customers: customers.items.filter((c) => ids.includes(c.agent_id)), next: page.next_cursor };
   $("agents-next").disabled = !page.next_cursor;
   $("agents-first").disabled = cursorIndex === 0;
   return agentTable(agentPage.rows, agentPage.customers);
 }
 
+// Asked for beside the figures, not before them: the first paint waits for the slowest call, not the sum.
 async function loadPassMark() {
   try {
     const s = await api("scoring", "/v1/scoring-settings");
@@ -178,6 +195,7 @@ async function loadPassMark() {
     passMark = null;
   }
 }
+const passMarkKnown = loadPassMark();
 
 async function refresh({ agentsToo = true } = {}) {
   const jobs = [
@@ -209,7 +227,14 @@ $("agents-first").addEventListener("click", () => {
   agentCursors = [null];
   load($("agents"), () => agents());
 });
-$("agent-search").addEventListener("input", () => fill($("agents"), agentTable(agentPage.rows, agentPage.customers)));
+let searching = null;
+$("agent-search").addEventListener("input", () => {
+  clearTimeout(searching);
+  searching = setTimeout(() => {
+    agentCursors = [null];
+    load($("agents"), () => agents()).then(() => { $("agents").dataset.search = agentSearch(); });
+  }, 250);
+});
 
 // Live: reporting's SSE stream says when figures moved; refresh (at most every 2 s) without a reload.
 let stream = null;
@@ -240,7 +265,6 @@ setInterval(() => showFreshness(null), 5000);
 
 (async () => {
   try {
-    await loadPassMark();
     await refresh();
     connect();
   } catch (err) {

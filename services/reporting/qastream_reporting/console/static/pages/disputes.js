@@ -1,6 +1,8 @@
-import { api, empty, errorBox, fill, h, label, load, me, table, when, markLoaded } from "../console.js";
+import { api, categoriesNamed, empty, errorBox, fill, h, label, load, me, table, when, markLoaded } from "../console.js";
 
 const $ = (id) => document.getElementById(id);
+// Figures carry category ids; people read the scorecard's names (fetched once, before the first draw).
+const named = await categoriesNamed();
 const RESOLVERS = ["reviewer", "qa_lead", "admin"];
 let cursor = null;
 let rows = [];
@@ -64,7 +66,7 @@ function view() {
     { key: "opened_at", label: "Opened", render: (d) => when(d.opened_at) },
     { key: "review_id", label: "Review", render: (d) => h("a", { href: `/reviews/${encodeURIComponent(d.review_id)}` }, d.review_id.slice(0, 12)) },
     { key: "agent_id", label: "Agent", render: (d) => d.agent_id || "–" },
-    { key: "category_id", label: "About", render: (d) => (d.category_id ? label(d.category_id) : "whole review") },
+    { key: "category_id", label: "About", render: (d) => (d.category_id ? named(d.category_id) : "whole review") },
     { key: "reason", label: "Reason" },
     { key: "status", label: "Status", render: (d) => h("span", { class: "badge", "data-status": d.status }, label(d.status)) },
     {

@@ -1,37 +1,30 @@
 import { api, empty, errorBox, fill, h, label, load, num, table, when, markLoaded } from "../console.js";
+import { EXAMPLE, describe, readForm, showProblems, wireForm, writeForm } from "../plan_form.js";
 
 const $ = (id) => document.getElementById(id);
 let plans = [];
 let editing = null; // plan_id being edited, or null for a new plan
 let picksLimit = 25;
 
-const EXAMPLE = {
-  plan_id: "random-5pct",
-  kind: "random",
-  name: "5% of every conversation",
-  rate: 0.05,
-};
+const editingNote = (p) => `Editing ${p.plan_id} (version ${p.version}). Saving publishes version ${p.version + 1}.`;
 
-function describe(p) {
-  if (p.kind === "random") return `random, ${num(100 * p.rate, 1)}% of conversations`;
-  if (p.kind === "targeted") return `targeted: ${(p.rules || []).map((r) => label(r.kind || r.rule || "rule")).join(", ") || "rules"}`;
-  if (p.kind === "stratified") return `stratified by ${label(p.stratum || p.by || "agent")}`;
-  return label(p.kind);
-}
-
-function edit(p) {
+function edit(p, { focus = true } = {}) {
   editing = p ? p.plan_id : null;
-  const { version, created_at, ...body } = p || EXAMPLE;
+  writeForm(p, editing);
+  const { version: _version, created_at: _created, ...body } = p || EXAMPLE;
   $("plan-json").value = JSON.stringify(p ? body : EXAMPLE, null, 2);
-  fill($("plan-result"), h("p", { class: "hint" }, p ? `Editing ${p.plan_id} (version ${version}). Saving publishes version ${version + 1}.` : "A new plan: change the example and save."));
-  $("plan-json").focus();
-  void created_at;
+  fill($("plan-editing"), p ? editingNote(p) : "A new plan: adjust the example and save.");
+  fill($("plan-result"));
+  if (focus) (p ? $("p-name") : $("p-id")).focus();
 }
 
+// Pausing and resuming are edits too (a new version): the form's version note follows.
 async function toggle(p) {
   try {
-    await api("sampler", `/v1/plans/${encodeURIComponent(p.plan_id)}/${p.paused ? "resume" : "pause"}`, { method: "POST" });
+    const saved = await api("sampler", `/v1/plans/${encodeURIComponent(p.plan_id)}/${p.paused ? "resume" : "pause"}`, { method: "POST" });
     await reload();
+    if (editing === saved.plan_id) fill($("plan-editing"), editingNote(saved));
+    fill($("plan-result"), h("p", { class: "notice", role: "status" }, `${saved.paused ? "Paused" : "Resumed"} ${saved.plan_id} (version ${saved.version}).`));
   } catch (err) {
     fill($("plan-result"), errorBox(err));
   }
@@ -43,15 +36,16 @@ async function list() {
   return table("Current version of each plan", [
     { key: "plan_id", label: "Plan", render: (p) => h("span", {}, h("strong", {}, p.name || p.plan_id), h("div", { class: "hint" }, p.plan_id)) },
     { key: "kind", label: "What it picks", render: describe },
+    { key: "priority", label: "Priority", numeric: true },
     { key: "version", label: "Version", numeric: true },
     { key: "paused", label: "State", render: (p) => h("span", { class: `badge ${p.paused ? "bad" : "good"}` }, p.paused ? "paused" : "active") },
     {
-      key: "priority",
+      key: "actions",
       label: "Actions",
       render: (p) => h("div", { class: "actions" },
         h("button", { type: "button", class: "secondary", onclick: () => edit(p), "aria-label": `Edit ${p.plan_id}` }, "Edit"),
         h("button", { type: "button", class: "secondary", onclick: () => toggle(p), "aria-label": `${p.paused ? "Resume" : "Pause"} ${p.plan_id}` }, p.paused ? "Resume" : "Pause"),
-        h("button", { type: "button", class: "link", onclick: () => load($("picks"), () => picks(p.plan_id)) }, "Recent picks")),
+        h("button", { type: "button", class: "link", onclick: () => load($("picks"), () => picks(p.plan_id)), "aria-label": `Recent picks of ${p.plan_id}` }, "Recent picks")),
     },
   ], plans);
 }
@@ -69,7 +63,27 @@ async function picks(planId) {
   ], rows);
 }
 
-$("plan-form").addEventListener("submit", async (e) => {
+// A new plan is created (POST); an edited one gets its next version (PUT with the whole plan).
+async function save(body) {
+  try {
+    const saved = editing
+      ? await api("sampler", `/v1/plans/${encodeURIComponent(editing)}`, { method: "PUT", body })
+      : await api("sampler", "/v1/plans", { method: "POST", body });
+    await reload();
+    edit(saved, { focus: false });
+    fill($("plan-result"), h("p", { class: "notice", role: "status" }, `Saved ${saved.plan_id} version ${saved.version}.`));
+  } catch (err) {
+    fill($("plan-result"), errorBox(err));
+  }
+}
+
+$("plan-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const { plan, problems } = readForm();
+  if (problems) return showProblems(problems);
+  return save(plan);
+});
+$("plan-json-form").addEventListener("submit", (e) => {
   e.preventDefault();
   let body;
   try {
@@ -78,16 +92,7 @@ $("plan-form").addEventListener("submit", async (e) => {
     fill($("plan-result"), errorBox(new Error(`The plan is not valid JSON: ${err.message}`)));
     return;
   }
-  try {
-    const saved = editing
-      ? await api("sampler", `/v1/plans/${encodeURIComponent(editing)}`, { method: "PUT", body })
-      : await api("sampler", "/v1/plans", { method: "POST", body });
-    fill($("plan-result"), h("p", { class: "notice" }, `Saved ${saved.plan_id} version ${saved.version}.`));
-    editing = saved.plan_id;
-    await reload();
-  } catch (err) {
-    fill($("plan-result"), errorBox(err));
-  }
+  save(body);
 });
 $("plan-new").addEventListener("click", () => edit(null));
 $("picks-more").addEventListener("click", () => {
@@ -98,5 +103,6 @@ $("picks-more").addEventListener("click", () => {
 function reload() {
   return load($("plan-list"), list);
 }
+wireForm();
+edit(null, { focus: false });
 Promise.all([reload(), load($("picks"), () => picks(null))]).then(() => { markLoaded(); });
-edit(null);

@@ -1,4 +1,4 @@
-import { api, empty, errorBox, fill, h, label, load, me, when, markLoaded } from "../console.js";
+import { api, ask, empty, errorBox, fill, h, label, load, me, when, markLoaded } from "../console.js";
 import { transcript } from "../transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -106,8 +106,8 @@ function categoryField(cat, i, draft) {
   );
 }
 
-function turnComment(turn) {
-  const text = window.prompt(`Comment on turn ${turn + 1}`);
+async function turnComment(turn) {
+  const text = await ask({ title: `Comment on turn ${turn + 1}`, fieldLabel: "Comment", hint: "Shown beside this turn on the submitted review.", confirm: "Add comment" });
   if (!text) return;
   comments.push({ turn, text });
   renderComments();
@@ -175,7 +175,7 @@ async function submit(e) {
 }
 
 async function skip() {
-  const reason = window.prompt("Why skip this conversation?");
+  const reason = await ask({ title: "Skip this conversation", fieldLabel: "Why skip it?", hint: "The reason is kept with the assignment.", confirm: "Skip it" });
   if (!reason) return;
   try {
     await api("scoring", `/v1/assignments/${encodeURIComponent(current.assignment_id)}/skip`, { method: "POST", body: { reason } });
@@ -196,7 +196,7 @@ function select(i) {
 }
 
 document.addEventListener("keydown", (e) => {
-  if (!current || $("work").hidden) return;
+  if (!current || $("work").hidden || (e.target.closest && e.target.closest("dialog"))) return;
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
     submit(e);
     return;

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.bindings.common import get_event_factory_for_version
 from cloudevents.core.spec import SPECVERSION_V1_0
@@ -584,8 +583,8 @@ def _parse_time(value: str) -> datetime:
         return isoparse(value)
 
 
-def _from_binary(headers: dict[str, bytes], key: bytes | None) -> BaseCloudEvent:
-    """cloudevents' kafka.from_binary, attribute for attribute, with a faster `time` parse."""
+def _from_binary(headers: dict[str, bytes], key: bytes | None) -> dict[str, Any]:
+    """cloudevents' kafka.from_binary, attribute for attribute, with a faster `time` parse; its attributes."""
     attributes: dict[str, Any] = {}
     for name, raw in headers.items():
         value = raw.decode()
@@ -598,7 +597,47 @@ def _from_binary(headers: dict[str, bytes], key: bytes | None) -> BaseCloudEvent
     if key is not None:
         attributes["partitionkey"] = key.decode()
     factory = get_event_factory_for_version(attributes.get("specversion", SPECVERSION_V1_0))
-    return factory(attributes, None)
+    event = factory(attributes, None)
+    return {
+        "id": event.get_id(),
+        "type": event.get_type(),
+        "source": event.get_source(),
+        "time": event.get_time(),
+        "subject": event.get_subject(),
+        "tenant": event.get_extension("tenant"),
+        "causationid": event.get_extension("causationid"),
+    }
+
+
+# The headers `encode` writes, all named as the CloudEvents Kafka binding names them.
+_OWN_HEADERS = frozenset(
+    [f"ce_{a}" for a in ("id", "type", "source", "time", "specversion", "tenant", "subject", "causationid")]
+    + ["content-type", "traceparent"]
+)
+
+
+def _own_attributes(headers: dict[str, bytes]) -> dict[str, Any] | None:
+    """The attributes of a record shaped as `encode` writes it, checked as the cloudevents binding checks
+    them (required ones present and non-empty, spec version 1.0, a timezone-aware time, no empty subject or
+    content type); None for any other record, which the binding itself then judges. The binding's generic
+    validation was half of the time `decode` took, for records that are nearly all of this one shape."""
+    if not headers.keys() <= _OWN_HEADERS:
+        return None
+    try:
+        attrs: dict[str, Any] = {n[3:]: v.decode() for n, v in headers.items() if n.startswith("ce_")}
+        when = _parse_time(attrs["time"])
+    except (KeyError, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
+        return None
+    if (
+        attrs.get("specversion") != SPECVERSION_V1_0
+        or not (attrs.get("id") and attrs.get("source") and attrs.get("type"))
+        or when.tzinfo is None
+        or attrs.get("subject") == ""
+        or headers.get("content-type") == b""
+    ):
+        return None
+    attrs["time"] = when
+    return attrs
 
 
 def decode(
@@ -608,15 +647,17 @@ def decode(
     hdrs = {k: v for k, v in headers if v is not None}
     if "ce_type" not in hdrs:
         raise InvalidEvent("missing ce_type header: not a CloudEvent in binary mode")
-    try:
-        ce = _from_binary(hdrs, key)
-    except Exception as exc:  # cloudevents raises several exception types for bad attributes
-        raise InvalidEvent(f"invalid CloudEvent attributes: {exc}") from exc
-    ce_type = ce.get_type()
+    attrs = _own_attributes(hdrs)
+    if attrs is None:
+        try:
+            attrs = _from_binary(hdrs, key)
+        except Exception as exc:  # cloudevents raises several exception types for bad attributes
+            raise InvalidEvent(f"invalid CloudEvent attributes: {exc}") from exc
+    ce_type = attrs["type"]
     model = EVENT_TYPES.get(ce_type)
     if model is None:
         raise InvalidEvent(f"unknown event type {ce_type!r}")
-    tenant = ce.get_extension("tenant")
+    tenant = attrs.get("tenant")
     if not tenant:
         raise InvalidEvent("missing ce_tenant header")
     try:
@@ -627,14 +668,14 @@ def decode(
     tp = hdrs.get("traceparent")
     return Envelope(
         data=data,
-        source=ce.get_source(),
+        source=attrs["source"],
         tenant=str(tenant),
         key=(key or b"").decode(errors="replace"),
-        subject=ce.get_subject(),
-        id=ce.get_id(),
-        time=ce.get_time() or datetime.now(UTC),
-        causationid=ce.get_extension("causationid"),
-        traceparent=tp.decode() if tp else None,
+        subject=attrs.get("subject"),
+        id=attrs["id"],
+        time=attrs.get("time") or datetime.now(UTC),
+        causationid=attrs.get("causationid"),
+        traceparent=tp.decode(errors="replace") if tp else None,
         # The record's own bytes are the payload's JSON: keep them, so storing it needs no second dump.
         _value=value or b"",
     )

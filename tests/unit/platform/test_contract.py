@@ -83,12 +83,42 @@ def test_envelope_roundtrip_keeps_attributes():
         (lambda k, v, h: (k, v, [(n, x) for n, x in h if n != "ce_tenant"]), "missing ce_tenant"),
         (lambda k, v, h: (k, v, [(n, x) for n, x in h if n != "ce_type"]), "missing ce_type"),
         (lambda k, v, h: (k, v, [(n, x) for n, x in h if n != "ce_source"]), "invalid CloudEvent"),
+        # Records of the shape `encode` writes take a fast path: each attribute the binding would refuse
+        # must still be refused, with the binding's reason.
+        (lambda k, v, h: (k, v, _with(h, "ce_id", b"")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, _with(h, "ce_source", b"")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, _with(h, "ce_specversion", b"2.0")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, _with(h, "ce_time", b"2026-01-01T10:00:00")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, _with(h, "ce_time", b"yesterday")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, _with(h, "ce_subject", b"")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, _with(h, "ce_source", b"\xff")), "invalid CloudEvent"),
+        (lambda k, v, h: (k, v, [*h, ("ce_Bad-Name", b"x")]), "invalid CloudEvent"),
     ],
 )
 def test_decode_names_what_is_wrong(mutate, reason):
     k, v, h = encode(ingested("acme", conversation("c-1")))
     with pytest.raises(InvalidEvent, match=reason):
         decode(*mutate(k, v, h))
+
+
+def _with(headers, name, value):
+    return [(n, value if n == name else x) for n, x in headers]
+
+
+def test_records_of_other_shapes_are_read_by_the_cloudevents_binding():
+    """Headers `encode` never writes (an extension, upper-case names, no ce_time) still decode."""
+    env = ingested("acme", conversation("c-4"))
+    k, v, h = encode(env)
+    other = [(n.upper() if n == "ce_source" else n, x) for n, x in h if n != "ce_time"] + [
+        ("ce_region", b"eu")
+    ]
+    back = decode(k, v, other)
+    assert (back.id, back.source, back.tenant, back.data) == (env.id, env.source, "acme", env.data)
+
+
+def test_a_traceparent_that_is_not_utf8_does_not_stop_decoding():
+    k, v, h = encode(ingested("acme", conversation("c-5")))
+    assert decode(k, v, [*h, ("traceparent", b"\xff\xfe")]).traceparent is not None
 
 
 def test_unknown_conversation_fields_are_kept_in_metadata():

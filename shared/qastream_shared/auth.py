@@ -9,13 +9,14 @@ to protect low-entropy passwords.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import ColumnElement, Table, and_, false, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_shared.events import Role
 from qastream_shared.keys import InvalidApiKey, parse_key_id, verify_key
@@ -47,18 +48,86 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def authenticate(session: AsyncSession, api_keys: Table, pepper: str, key: str | None) -> Principal:
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """What auth needs of an unrevoked api_keys row."""
+
+    key_id: str
+    tenant_id: str
+    role: Role
+    key_hash: str
+    agent_id: str | None
+    team: str | None
+
+    def principal(self) -> Principal:
+        return Principal(self.tenant_id, self.role, self.key_id, self.agent_id, self.team)
+
+
+class KeyCache:
+    """The unrevoked key rows this replica read in the last `ttl_s` seconds, at most `size` of them.
+
+    Every authenticated request needs its key's row; reading it each time was a round trip (and a
+    connection checkout) per request. A row is trusted for `ttl_s` (QA_AUTH_CACHE_TTL_S), so a key revoked
+    through another replica is refused here within that time; the replica that revokes a key, and every
+    service's tenant directory as it applies ApiKeyRevoked, `forget` it at once. Unknown and revoked keys
+    are never cached. The presented secret is still checked against the row's hash on every request.
+    """
+
+    def __init__(self, ttl_s: float, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._rows: OrderedDict[str, tuple[float, KeyRow]] = OrderedDict()
+
+    def get(self, key_id: str) -> KeyRow | None:
+        hit = self._rows.get(key_id)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            del self._rows[key_id]
+            return None
+        return hit[1]
+
+    def put(self, row: KeyRow) -> None:
+        if self.ttl_s <= 0:
+            return
+        self._rows[row.key_id] = (time.monotonic() + self.ttl_s, row)
+        self._rows.move_to_end(row.key_id)
+        while len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        self._rows.pop(key_id, None)
+
+
+async def key_row(state: Any, key_id: str) -> KeyRow | None:
+    """The unrevoked key `key_id`, from the cache or else one autocommit SELECT (no BEGIN/COMMIT)."""
+    cache: KeyCache = state.key_cache
+    if (cached := cache.get(key_id)) is not None:
+        return cached
+    api_keys: Table = state.tables["api_keys"]
+    async with state.readers() as session:
+        row = (await session.execute(select(api_keys).where(api_keys.c.key_id == key_id))).mappings().first()
+    if row is None or row["revoked_at"] is not None:
+        return None
+    found = KeyRow(
+        row["key_id"], row["tenant_id"], Role(row["role"]), row["key_hash"], row["agent_id"], row["team"]
+    )
+    cache.put(found)
+    return found
+
+
+async def authenticate(state: Any, key: str | None) -> Principal:
     if not key:
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or sign in")
     try:
         key_id = parse_key_id(key)
     except InvalidApiKey:
         raise HTTPException(401, "invalid or revoked API key") from None
-    row = (await session.execute(select(api_keys).where(api_keys.c.key_id == key_id))).mappings().first()
-    if row is None or row["revoked_at"] is not None or not verify_key(key, row["key_hash"], pepper):
+    row = await key_row(state, key_id)
+    if row is None or not verify_key(key, row.key_hash, state.settings.key_pepper):
         raise HTTPException(401, "invalid or revoked API key")
-    tenant_var.set(row["tenant_id"])
-    return Principal(row["tenant_id"], Role(row["role"]), row["key_id"], row["agent_id"], row["team"])
+    tenant_var.set(row.tenant_id)
+    return row.principal()
 
 
 def session_secret(settings: Settings) -> str:
@@ -70,11 +139,10 @@ def session_secret(settings: Settings) -> str:
     return settings.session_secret.get_secret_value()
 
 
-async def authenticate_session(
-    session: AsyncSession, api_keys: Table, settings: Settings, token: str, *, write: bool, csrf: str | None
-) -> Principal:
+async def authenticate_session(state: Any, token: str, *, write: bool, csrf: str | None) -> Principal:
     """The principal of a session cookie: a valid signature, not expired, CSRF checked on writes, and the
     key it was made from still issued and unrevoked in this service's copy of qa.tenants."""
+    settings: Settings = state.settings
     if settings.session_secret is None:
         raise HTTPException(401, "browser sessions are off on this service (QA_SESSION_SECRET unset)")
     secret = settings.session_secret.get_secret_value()
@@ -86,13 +154,11 @@ async def authenticate_session(
         raise HTTPException(
             403, "missing or invalid CSRF token: send the qa_csrf cookie's value in the X-CSRF-Token header"
         )
-    row = (
-        (await session.execute(select(api_keys).where(api_keys.c.key_id == claims.key_id))).mappings().first()
-    )
-    if row is None or row["revoked_at"] is not None or row["tenant_id"] != claims.tenant_id:
+    row = await key_row(state, claims.key_id)
+    if row is None or row.tenant_id != claims.tenant_id:
         raise HTTPException(401, "invalid session: its API key is revoked or unknown")
-    tenant_var.set(row["tenant_id"])
-    return Principal(row["tenant_id"], Role(row["role"]), row["key_id"], row["agent_id"], row["team"])
+    tenant_var.set(row.tenant_id)
+    return row.principal()
 
 
 async def principal_of(request: Request) -> Principal:
@@ -100,17 +166,14 @@ async def principal_of(request: Request) -> Principal:
     state = request.app.state
     key = presented_key(request)
     token = request.cookies.get(SESSION_COOKIE)
-    async with state.sessions() as session:
-        if key or not token:
-            return await authenticate(session, state.tables["api_keys"], state.settings.key_pepper, key)
-        return await authenticate_session(
-            session,
-            state.tables["api_keys"],
-            state.settings,
-            token,
-            write=request.method not in SAFE_METHODS,
-            csrf=request.headers.get(CSRF_HEADER),
-        )
+    if key or not token:
+        return await authenticate(state, key)
+    return await authenticate_session(
+        state,
+        token,
+        write=request.method not in SAFE_METHODS,
+        csrf=request.headers.get(CSRF_HEADER),
+    )
 
 
 def require(*roles: Role) -> Any:
@@ -198,12 +261,5 @@ def may_see(
     if role is Role.agent:
         return principal.agent_id is not None and agent_id == principal.agent_id
     if role is Role.reviewer and reviewer_id is not NO_REVIEWER:
-        return principal.agent_id is not None and reviewer_id == principal.agent_id
-    return True
-    if role is Role.team_lead:
-        return principal.team is not None and team == principal.team
-    if role is Role.agent:
-        return principal.agent_id is not None and agent_id == principal.agent_id
-    if role is Role.reviewer and reviewer_id is not None:
         return principal.agent_id is not None and reviewer_id == principal.agent_id
     return True

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Table, TextClause, text
+from sqlalchemy import Table, TextClause, event, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from qastream_shared.settings import Settings
@@ -28,18 +30,57 @@ def check_schema(schema: str) -> str:
 
 def create_engine(settings: Settings, schema: str, *, pool_size: int = 10) -> AsyncEngine:
     check_schema(schema)
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        # A restarted PostgreSQL leaves dead pooled connections behind; ping before use.
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"search_path": schema}, "command_timeout": 60},
+        # No ping before every checkout: it was a round trip on every request. Connections are replaced
+        # after db_pool_recycle_s, a connection whose server end closed is dropped at checkout for free
+        # (`_drop_closed`), and one that fails in use invalidates the pool, so the requests after it reconnect
+        # (the failed one answers 503, http.py; a consumer batch retries, transient.py).
+        pool_pre_ping=False,
+        pool_recycle=settings.db_pool_recycle_s,
+        connect_args={
+            # The application name tells whose connections are whose in pg_stat_activity.
+            "server_settings": {"search_path": schema, "application_name": f"qastream:{schema}"},
+            "command_timeout": 60,
+        },
     )
+    event.listen(engine.sync_engine, "checkout", _drop_closed)
+    event.listen(engine.sync_engine, "commit", _note_commit)
+    return engine
+
+
+class Attempt:
+    """One run of a request: whether it has committed anything yet (then it must not be run again)."""
+
+    committed = False
+
+
+# Set per request by http.RetryDeadConnection; database commits made on the request's behalf mark it.
+attempt_var: ContextVar[Attempt | None] = ContextVar("qa_db_attempt", default=None)
+
+
+def _note_commit(conn: Any) -> None:
+    if (attempt := attempt_var.get()) is not None:
+        attempt.committed = True
+
+
+def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection that asyncpg already knows is closed (PostgreSQL restarted or ended the backend:
+    the socket was closed under it) is discarded and the checkout retried with a new one; no round trip."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("pooled connection closed by the server")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reader_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read-only work: autocommit, so no BEGIN and COMMIT round trips around the reads (each
+    statement is its own snapshot). Same pool as `session_factory`."""
+    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
 
 async def ensure_schema(engine: AsyncEngine, schema: str) -> None:

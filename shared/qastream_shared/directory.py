@@ -17,6 +17,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from qastream_shared.auth import KeyCache
 from qastream_shared.events import ApiKeyIssued, ApiKeyRevoked, InvalidEvent, TenantUpserted, decode
 from qastream_shared.settings import Settings
 from qastream_shared.topics import TENANTS, physical
@@ -60,9 +61,15 @@ async def apply_directory_event(
 
 class TenantDirectory:
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], tables: dict[str, Table]
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        tables: dict[str, Table],
+        key_cache: KeyCache | None = None,
     ):
         self.settings = settings
+        # Revoked keys are dropped from the replica's auth cache as soon as their revocation is stored.
+        self.key_cache = key_cache
         self.sessions = sessions
         self.tables = tables
         self.topic = physical(TENANTS, settings)
@@ -99,6 +106,7 @@ class TenantDirectory:
                 await consumer.stop()
 
     async def _apply(self, records: list[Any]) -> None:
+        revoked: list[str] = []
         async with self.sessions() as session, session.begin():
             for r in records:
                 try:
@@ -109,6 +117,11 @@ class TenantDirectory:
                     )
                     continue
                 await apply_directory_event(session, self.tables, env.tenant, env.data)
+                if isinstance(env.data, ApiKeyRevoked):
+                    revoked.append(env.data.key_id)
+        if self.key_cache is not None:
+            for key_id in revoked:
+                self.key_cache.forget(key_id)
 
     async def wait_caught_up(self, within: float = 30.0) -> None:
         """Returns once everything on qa.tenants up to now is applied locally."""

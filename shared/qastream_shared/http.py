@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,12 +11,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from qastream_shared.db import Attempt, attempt_var
 from qastream_shared.settings import Settings
+from qastream_shared.transient import is_transient
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -102,12 +108,70 @@ class BodyLimit:
             await _too_large(scope, receive, send)
 
 
+class RetryDeadConnection:
+    """Runs a request once more when its pooled database connection turns out dead (PostgreSQL restarted or
+    ended the backend since the connection was pooled) before it committed anything and before it answered.
+
+    Pools no longer ping a connection before every checkout (db.create_engine): this is what keeps a stale
+    connection from costing a request. The failed connection invalidates the pool, so the second run gets
+    a fresh one. When that fails as well (the database is down), the answer is a 503 with Retry-After.
+    The body read by the first run is replayed to the second.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen: list[Message] = []
+        started = False
+
+        async def recording() -> Message:
+            message = await receive()
+            seen.append(message)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        attempt = Attempt()
+        token = attempt_var.set(attempt)
+        try:
+            await self.app(scope, recording, watched)
+            return
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or started or attempt.committed:
+                raise
+            log.warning("database connection was dead; running %s %s again", scope["method"], scope["path"])
+        finally:
+            attempt_var.reset(token)
+        replay = list(seen)
+
+        async def replaying() -> Message:
+            return replay.pop(0) if replay else await receive()
+
+        started = False
+        try:
+            await self.app(scope, replaying, watched)
+        except DBAPIError as exc:
+            if started or not is_transient(exc):
+                raise
+            response = problem(503, "Service Unavailable", "the database is unavailable; try again shortly")
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+
+
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
     exc = BodyTooLarge()
     await problem(413, "Content Too Large", str(exc.detail))(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
+    app.add_middleware(RetryDeadConnection)
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(RequestValidationError)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
@@ -44,14 +45,47 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(plain)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int) -> list[Any]:
+def decode_cursor(cursor: str, order: Sequence[ColumnElement[Any]]) -> list[Any]:
+    """The sort key a cursor holds, each value of its column's type: a forged or stale cursor is a 422
+    naming `cursor`, never a value PostgreSQL refuses (a 500)."""
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(raw, list) or len(raw) != width:
+        if not isinstance(raw, list) or len(raw) != len(order):
             raise ValueError("wrong shape")
-        return [_typed(v) for v in raw]
+        return [_checked(column, _typed(v)) for column, v in zip(order, raw, strict=True)]
     except (ValueError, TypeError, KeyError) as exc:
         raise HTTPException(422, f"cursor: not a cursor this endpoint issued ({exc})") from None
+
+
+_INT64 = 2**63
+
+
+def _checked(column: ColumnElement[Any], value: Any) -> Any:
+    if value is None:
+        return value
+    try:
+        expected: type | None = column.type.python_type
+    except NotImplementedError:
+        expected = None
+    # bool is an int and a datetime is a date to isinstance, never to a cursor.
+    if expected is int:
+        ok = type(value) is int and -_INT64 <= value < _INT64
+    elif expected is float or expected is Decimal:
+        ok = type(value) in (int, float)
+    elif expected is str:
+        ok = type(value) is str and "\x00" not in value
+    elif expected is datetime:
+        # A naive value for a timestamptz is read as UTC; an aware one for a plain timestamp fails.
+        ok = type(value) is datetime and (value.tzinfo is None or getattr(column.type, "timezone", True))
+    elif expected is date:
+        ok = type(value) is date
+    else:
+        ok = type(value) in (int, float, str)
+    if not ok:
+        raise ValueError(
+            f"a {type(value).__name__} where the order expects {getattr(expected, '__name__', 'a scalar')}"
+        )
+    return value
 
 
 def paged(
@@ -65,7 +99,7 @@ def paged(
     """`query` in `order` (which must end in a unique column), after `cursor`, with one row extra to tell
     whether another page follows. `newest_first` pages the same key downwards."""
     if cursor:
-        key, after = tuple_(*order), tuple_(*decode_cursor(cursor, len(order)))
+        key, after = tuple_(*order), tuple_(*decode_cursor(cursor, order))
         query = query.where(key < after if newest_first else key > after)
     return query.order_by(*(c.desc() if newest_first else c for c in order)).limit(limit + 1)
 

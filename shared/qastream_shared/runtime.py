@@ -21,8 +21,9 @@ from sqlalchemy import MetaData, Table, text
 
 from qastream_shared import api_contract, http, telemetry
 from qastream_shared.admission import Admission, TenantLookup
+from qastream_shared.auth import KeyCache
 from qastream_shared.consumer import BatchConsumer
-from qastream_shared.db import create_engine, session_factory
+from qastream_shared.db import create_engine, reader_factory, session_factory
 from qastream_shared.directory import OwnTenants, TenantDirectory
 from qastream_shared.events import Event
 from qastream_shared.migrations import migrate
@@ -83,9 +84,13 @@ class ServiceRuntime:
         self.schema = schema_of(spec, settings)
         self.engine = create_engine(settings, self.schema)
         self.sessions = session_factory(self.engine)
+        self.readers = reader_factory(self.engine)
+        self.key_cache = KeyCache(settings.auth_cache_ttl_s)
         self.tables = spec.tables
         self.directory = (
-            TenantDirectory(settings, self.sessions, self.tables) if spec.uses_directory else None
+            TenantDirectory(settings, self.sessions, self.tables, self.key_cache)
+            if spec.uses_directory
+            else None
         )
         self.relay = OutboxRelay(settings, self.schema, spec.name)
         self.consumer: BatchConsumer | None = None
@@ -154,6 +159,14 @@ class ServiceRuntime:
             yield uow
             await uow.flush()
 
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[UnitOfWork]:
+        """For requests that only read: no transaction, so no BEGIN and COMMIT round trips; each statement
+        sees its own snapshot. Publishing from it is a bug (nothing would commit the outbox rows)."""
+        async with self.readers() as session:
+            uow = UnitOfWork(session, self.settings, self.tables["outbox"], self.schema, produces={})
+            yield uow
+
     async def stop(self) -> None:
         """Graceful, within QA_SHUTDOWN_GRACE_S: the consumer stops fetching, finishes and commits its batch
         and leaves the group; the other loops end; then the relay publishes what is left in the outbox.
@@ -221,6 +234,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, consume: 
         runtime = ServiceRuntime(spec, settings)
         app.state.runtime = runtime
         app.state.sessions = runtime.sessions
+        app.state.readers = runtime.readers
+        app.state.key_cache = runtime.key_cache
         app.state.tables = runtime.tables
         app.state.settings = settings
         await runtime.start(consume=consume)

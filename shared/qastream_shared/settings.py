@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(
         default=8 * 3600, ge=60, le=30 * 24 * 3600, description="How long a browser session lasts."
     )
+    auth_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long a replica trusts an API key row it has read (per key, in memory) before reading it again. A key revoked through another replica is refused there within this time; on the replica (or tenant-directory copy) that applied the revocation, at once. 0: read the key on every request.",
+    )
+    db_pool_recycle_s: int = Field(
+        default=600,
+        ge=10,
+        le=86_400,
+        description="Pooled database connections older than this are replaced rather than reused (instead of a ping before every use).",
+    )
     cors_origins: str = Field(
         default="",
         description="Origins (the console's) whose pages may call this service with credentials; comma-separated. Empty behind one Ingress (one origin).",

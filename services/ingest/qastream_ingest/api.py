@@ -296,8 +296,10 @@ async def list_keys(request: Request, principal: Admin) -> Any:
 async def delete_key(
     request: Request, key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")], principal: Admin
 ) -> Response:
-    async with runtime(request).unit_of_work() as uow:
+    rt = runtime(request)
+    async with rt.unit_of_work() as uow:
         done = await service.revoke_key(uow, principal.tenant_id, key_id)
+    rt.key_cache.forget(key_id)  # refused on this replica's very next request; on the others within the TTL
     if not done:
         raise HTTPException(404, f"no active key {key_id!r} in this tenant")
     return Response(status_code=204)

@@ -58,7 +58,7 @@ class ReassignIn(ChangeIn):
 
 @router.get("/reviewers", response_model=ReviewerPool)
 async def get_pool(request: Request, principal: Lead) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with runtime(request).reading() as uow:
         return await intake.pool(uow, principal.tenant_id)
 
 

@@ -10,12 +10,17 @@ The discipline is the scorecard weights' (bench/autoqa_validity.py): CRC-32 of t
 half fits, odd half checks. The id only splits; no feature reads it, a template name or a domain word.
 - Two logistic heads on the standardised signals, one per question customers answered: "task not done"
   (user_says_task_done false) and "not calm and helpful" (user_says_agent_calm_helpful false).
-- The risk score is head_not_done + w·head_not_calm_helpful, one linear model. w is chosen on the fitting
-  half, from out-of-fold head scores (5 folds), as the weight that beats the review score by the widest
-  margin on the weaker of the two questions: pCSAT is meant to track satisfaction better than the QA score
-  on both, and a plain fit to "either answer negative" lets the frequent task answers drown the calm one.
-- Platt calibration, fitted on the out-of-fold risk scores of the fitting half, against "dissatisfied":
-  either answer negative (among conversations where at least one was asked).
+- The risk score is head_not_done + w·head_not_calm_helpful, one linear model (a plain fit to "either
+  answer negative" lets the frequent task answers drown the calm one). w is chosen on the fitting half, from
+  out-of-fold head scores (5 folds): the largest weight at which the task-not-done AUC still meets its
+  target (TARGET_NOT_DONE), so the calm question gets all the weight that target leaves. The calm target is
+  out of reach of these signals (the calm head alone scores about 0.72 out of fold), so the rule secures
+  the reachable target rather than splitting the shortfall between both.
+- Isotonic calibration, fitted on the out-of-fold risk scores of the fitting half, against "dissatisfied":
+  either answer negative (among conversations where at least one was asked). Not Platt: the risk is mostly
+  the task head, and where no task question was asked only the calm answer can make a customer
+  dissatisfied, so the observed rate flattens at the top of the risk range where a sigmoid keeps climbing
+  (Platt put the held-out 0.5–0.6 bin 0.2 above what was observed).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
@@ -42,12 +48,14 @@ from qastream_scoring.pcsat.signals import SIGNALS, scorer_versions, signals
 from qastream_shared.conversation import Conversation
 from qastream_shared.testing import STAR
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PNG = DOCS / "pcsat_reliability.png"
 HEAD_C = 0.05  # L2 strength: the calm-helpful head learns from about 70 negatives
 FOLDS = 5
 WEIGHTS = [round(0.1 * k, 1) for k in range(51)]
+CALIBRATION_TAIL = 1.0  # percent of the fitting half pooled at each end of the calibration curve
+TARGET_NOT_DONE = 0.82  # issue 17's held-out target for task-not-done
 BINS = 10
 FIT, CHECK = 0, 1
 HALF_NAMES = {FIT: "even (fitted)", CHECK: "odd (not fitted)"}
@@ -130,20 +138,22 @@ def fit(c: Corpus) -> dict[str, Any]:
         train, test = fitting & (fold != k), fitting & (fold == k)
         for j, y in enumerate((c.not_done, c.not_calm)):
             oof[test, j] = _head(z, y, train).decision_function(z[test])
-    review_risk = 1 - c.review_score
-    floor = [auc(y, review_risk, fitting) for y in (c.not_done, c.not_calm)]
 
-    def margin(w: float) -> float:
+    def fitting_aucs(w: float) -> tuple[float, float]:
         risk = oof[:, 0] + w * oof[:, 1]
-        return min(auc(y, risk, fitting) - f for y, f in zip((c.not_done, c.not_calm), floor, strict=True))
+        return auc(c.not_done, risk, fitting), auc(c.not_calm, risk, fitting)
 
-    weight = max(WEIGHTS, key=lambda w: (margin(w), -w))
+    weight = max((w for w in WEIGHTS if fitting_aucs(w)[0] >= TARGET_NOT_DONE), default=0.0)
     heads = [_head(z, y, fitting) for y in (c.not_done, c.not_calm)]
     coefficients = heads[0].coef_[0] + weight * heads[1].coef_[0]
     intercept = float(heads[0].intercept_[0] + weight * heads[1].intercept_[0])
     target = dissatisfied(c)
     m = fitting & (target >= 0)
-    platt = LogisticRegression(C=1e6, max_iter=1000).fit((oof[m, 0] + weight * oof[m, 1])[:, None], target[m])
+    risk = oof[m, 0] + weight * oof[m, 1]
+    # The top and bottom percent pooled: otherwise the curve's last step rests on the few highest risks
+    # (three conversations gave p = 1.0).
+    ends = np.percentile(risk, [CALIBRATION_TAIL, 100 - CALIBRATION_TAIL])
+    curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(np.clip(risk, *ends), target[m])
 
     def r(x: float) -> float:
         return round(float(x), 6)
@@ -162,11 +172,16 @@ def fit(c: Corpus) -> dict[str, Any]:
             "not_done": {s: r(v) for s, v in zip(SIGNALS, heads[0].coef_[0], strict=True)},
             "not_calm_helpful": {s: r(v) for s, v in zip(SIGNALS, heads[1].coef_[0], strict=True)},
             "weight_not_calm_helpful": weight,
-            # On the fitting half, out of fold: pCSAT's AUC minus the review score's, on the weaker question.
-            "fitting_margin_over_review_score": round(margin(weight), 4),
+            # On the fitting half, out of fold, at that weight.
+            "fitting_auc_task_not_done": round(fitting_aucs(weight)[0], 4),
+            "fitting_auc_not_calm_helpful": round(fitting_aucs(weight)[1], 4),
             "l2_c": HEAD_C,
         },
-        "calibration": {"method": "platt", "a": r(platt.coef_[0][0]), "b": r(platt.intercept_[0])},
+        "calibration": {
+            "method": "isotonic",
+            "risk": [r(x) for x in curve.X_thresholds_],
+            "p": [r(p) for p in curve.y_thresholds_],
+        },
     }
 
 

@@ -115,29 +115,27 @@ def test_calibrated_within_a_tenth_in_every_well_filled_bin_of_the_held_out_half
         assert abs(b["mean_predicted"] - b["observed"]) <= 0.1, b
 
 
-def test_beats_the_review_score_on_not_calm_helpful_in_the_held_out_half(
+def test_beats_the_review_score_on_both_questions_in_the_held_out_half(
     held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
 ) -> None:
     c, p, pick = held_out
     review_risk = 1 - c.review_score
-    assert pcsat_fit.auc(c.not_calm, p, pick) > pcsat_fit.auc(c.not_calm, review_risk, pick)
+    for y in (c.not_done, c.not_calm):
+        assert pcsat_fit.auc(y, p, pick) > pcsat_fit.auc(y, review_risk, pick)
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="not met by pCSAT 1.0.0: on the held-out half, task-not-done AUC is 0.749 against the review "
-    "score's 0.769 and the 0.82 target, and not-calm-helpful 0.735 against the 0.75 target; the signals "
-    "trade one question against the other (see DESIGN.md, pCSAT)",
+    reason="not met by pCSAT 1.1.0: on the held-out half, task-not-done AUC is 0.817 against the 0.82 target "
+    "and not-calm-helpful 0.719 against 0.75; a head fitted to the calm answer alone reaches about 0.74 "
+    "held out, so the signals cannot meet the calm target (see DESIGN.md, pCSAT)",
 )
-def test_meets_the_targets_and_beats_the_review_score_on_both_questions(
+def test_meets_the_targets_in_the_held_out_half(
     held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
 ) -> None:
     c, p, pick = held_out
-    review_risk = 1 - c.review_score
     for y, target in ((c.not_done, 0.82), (c.not_calm, 0.75)):
-        auc = pcsat_fit.auc(y, p, pick)
-        assert auc > pcsat_fit.auc(y, review_risk, pick)
-        assert auc >= target
+        assert pcsat_fit.auc(y, p, pick) >= target
 
 
 def test_a_failing_signal_gives_a_reason_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,16 +2,17 @@
 
 `model.json` holds everything a prediction needs, written by `uv run python -m bench.pcsat_fit` and never
 trained at request time: the signals' centre and scale on the fitting half, one coefficient per signal, the
-Platt calibration, the scorer versions the signals were computed with, and the model's measured validity.
+isotonic calibration, the scorer versions the signals were computed with, and the model's measured validity.
 The risk score s = intercept + Σ coefficient·(value − centre)/scale (a signal that cannot be taken, like
-timing without timestamps, sits at its centre); p_dissatisfied = 1 / (1 + exp(−(a·s + b))); the predicted
+timing without timestamps, sits at its centre); p_dissatisfied is s mapped through the calibration's
+points (a non-decreasing step curve, linear between its points, flat beyond its ends); the predicted
 satisfaction is 1 + 4·(1 − p_dissatisfied) on the 1–5 survey scale (STAR has yes/no answers, not 1–5
 ratings, so the scale is the calibrated probability restated, not a fitted rating).
 """
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,8 +39,8 @@ class PcsatModel:
     scale: dict[str, float]
     coefficients: dict[str, float]
     intercept: float
-    platt_a: float
-    platt_b: float
+    calibration_risk: tuple[float, ...]  # increasing
+    calibration_p: tuple[float, ...]  # non-decreasing, one per risk point
     scorer_versions: dict[str, str]
     document: dict[str, Any]  # the whole file, validity figures included, as the API serves it
 
@@ -51,8 +52,8 @@ class PcsatModel:
             scale=doc["scale"],
             coefficients=doc["coefficients"],
             intercept=doc["intercept"],
-            platt_a=doc["calibration"]["a"],
-            platt_b=doc["calibration"]["b"],
+            calibration_risk=tuple(doc["calibration"]["risk"]),
+            calibration_p=tuple(doc["calibration"]["p"]),
             scorer_versions=doc["scorer_versions"],
             document=doc,
         )
@@ -84,7 +85,7 @@ class PcsatModel:
                 )
             )
         risk = self.intercept + sum(c.effect for c in cues)
-        p = round(_sigmoid(self.platt_a * risk + self.platt_b), 4)
+        p = round(self.calibrated(risk), 4)
         cues.sort(key=lambda c: (-abs(c.effect), c.name))
         turns = dict.fromkeys(t for c in cues[:EVIDENCE_CUES] if c.effect for t in c.turns)
         return PredictedCsat.model_construct(
@@ -97,8 +98,16 @@ class PcsatModel:
         )
 
 
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+    def calibrated(self, risk: float) -> float:
+        """The calibration curve at `risk`: what sklearn's IsotonicRegression(out_of_bounds="clip") predicts."""
+        xs, ps = self.calibration_risk, self.calibration_p
+        k = bisect_right(xs, risk)
+        if k == 0:
+            return ps[0]
+        if k == len(xs):
+            return ps[-1]
+        x0, x1 = xs[k - 1], xs[k]
+        return ps[k - 1] + (ps[k] - ps[k - 1]) * (risk - x0) / (x1 - x0)
 
 
 @cache

@@ -153,7 +153,9 @@ def fit(c: Corpus) -> dict[str, Any]:
     # The top and bottom percent pooled: otherwise the curve's last step rests on the few highest risks
     # (three conversations gave p = 1.0).
     ends = np.percentile(risk, [CALIBRATION_TAIL, 100 - CALIBRATION_TAIL])
-    curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(np.clip(risk, *ends), target[m])
+    curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        np.clip(risk, *ends), target[m]
+    )
 
     def r(x: float) -> float:
         return round(float(x), 6)

@@ -97,7 +97,6 @@ class PcsatModel:
             cues=cues,
         )
 
-
     def calibrated(self, risk: float) -> float:
         """The calibration curve at `risk`: what sklearn's IsotonicRegression(out_of_bounds="clip") predicts."""
         xs, ps = self.calibration_risk, self.calibration_p

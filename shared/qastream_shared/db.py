@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from qastream_shared.settings import Settings
 
+_DIALECT = postgresql.dialect()
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -96,17 +97,46 @@ async def drop_schema(engine: AsyncEngine, schema: str) -> None:
 def array_insert(
     table: Table, columns: Sequence[str], *, suffix: str = "ON CONFLICT DO NOTHING"
 ) -> TextClause:
-    """`INSERT … SELECT * FROM unnest(one array per column) <suffix>` for the hot write paths.
+    """`INSERT … SELECT FROM unnest(one array per column) <suffix>`: the one builder of the hot write paths.
 
     One statement text and one parameter per column, whatever the number of rows: an executemany binds and
     converts every value of every row in Python first, which cost more than PostgreSQL's insert itself.
-    Pass the rows through `array_params`.
+    Pass the rows through `array_params`. JSONB columns take JSON text (orjson's, cheaper than the driver's
+    json module) and are cast row by row. `on_conflict_update` builds the usual upsert suffix.
     """
-    dialect = postgresql.dialect()
-    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
-    names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)
-    return text(f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) {suffix}")
+    quote = _DIALECT.identifier_preparer.quote
+    arrays, values = [], []
+    for c in columns:
+        sql_type = table.c[c].type.compile(dialect=_DIALECT)
+        json = sql_type == "JSONB"
+        arrays.append(f"CAST(:{c} AS {'TEXT' if json else sql_type}[])")
+        values.append(f"u.{quote(c)}::jsonb" if json else f"u.{quote(c)}")
+    names = ", ".join(quote(c) for c in columns)
+    return text(
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(values)} "
+        f"FROM unnest({', '.join(arrays)}) AS u({names}) {suffix}".rstrip()
+    )
+
+
+def on_conflict_update(
+    table: Table, key: Sequence[str], columns: Sequence[str], *, keep: Sequence[str] = ()
+) -> str:
+    """`ON CONFLICT (key) DO UPDATE SET` every other column to the incoming row's, except those in `keep`
+    (columns only a first event knows), which keep their stored value unless it is NULL."""
+    quote = _DIALECT.identifier_preparer.quote
+    sets = ", ".join(
+        f"{quote(c)} = COALESCE({quote(table.name)}.{quote(c)}, excluded.{quote(c)})"
+        if c in keep
+        else f"{quote(c)} = excluded.{quote(c)}"
+        for c in columns
+        if c not in key
+    )
+    return f"ON CONFLICT ({', '.join(quote(c) for c in key)}) DO UPDATE SET {sets}"
 
 
 def array_params(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return {c: [row[c] for row in rows] for c in columns}
+
+
+def columns_of(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns)

@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting.app import SPEC
+from qastream_reporting.deltas import compact
 from qastream_reporting.rebuild import rebuild
 from qastream_reporting.tables import PROJECTED, tables
 from qastream_shared import events as ev
@@ -32,6 +34,10 @@ def normalised(rows: list[Any]) -> list[tuple[Any, ...]]:
     for r in rows:
         out.append(tuple(round(v, 9) if isinstance(v, float) and math.isfinite(v) else v for v in r))
     return sorted(out, key=repr)
+
+
+def rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 9) if isinstance(v, float) else v for k, v in figures.items()}
 
 
 async def table_rows(engine, schema: str, name: str) -> list[tuple[Any, ...]]:
@@ -63,6 +69,11 @@ async def test_rebuild_equals_live_table_by_table_and_reads_keep_working(setting
     engine = create_engine(settings, "public", pool_size=2)
 
     async def compare(live: str, fresh: str) -> None:
+        # Live's rollup deltas folded as the rebuild's were: the rows then compare one to one.
+        live_engine = create_engine(settings, live, pool_size=1)
+        async with live_engine.begin() as conn:
+            await compact(AsyncSession(bind=conn))
+        await live_engine.dispose()
         for name in PROJECTED:
             if name == "freshness":
                 continue  # when each was projected differs by construction
@@ -99,7 +110,7 @@ async def test_rebuild_equals_live_table_by_table_and_reads_keep_working(setting
         assert statuses and set(statuses) == {200}  # reads kept working through the replay and the swap
         assert seen[-1][0] == seen[-1][1] > 0
         after = (await http.get("/v1/metrics/quality", headers=headers)).json()["items"][0]
-        assert after == before
+        assert rounded(after) == rounded(before)  # the same sums, added in another order
 
         # The live service keeps projecting, now into the swapped-in tables.
         extra = Stream("acme")

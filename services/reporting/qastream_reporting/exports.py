@@ -16,13 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Float, Table, cast, column, func, literal_column, select
+from sqlalchemy import BigInteger, Float, Table, cast, column, func, literal_column, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qastream_reporting import metrics
 from qastream_reporting.facts import ROLLUPS
-from qastream_reporting.tables import coaching_tasks, disputes, reviews, rollups
+from qastream_reporting.tables import coaching_tasks, disputes, is_count, reviews, with_deltas
 from qastream_shared.auth import Principal, visible
 
 CHUNK = 5000
@@ -83,6 +83,12 @@ def _ratings_select(t: Table) -> Any:
 
 _SCORE_DIMS = [d for d in ROLLUPS["score_rollup"][0] if d != "view"]
 _SCORE_SUMS = ROLLUPS["score_rollup"][1]
+
+
+def _sum(t: Table, m: str) -> Any:
+    # SUM of a bigint is numeric: counts back to bigint, sums to float.
+    return cast(func.sum(t.c[m]), BigInteger if is_count(m) else Float).label(m)
+
 
 EXPORTS: dict[str, Export] = {
     "reviews": Export(reviews, _REVIEW_COLUMNS, _plain(reviews, [c for c, _ in _REVIEW_COLUMNS])),
@@ -167,7 +173,7 @@ EXPORTS: dict[str, Export] = {
     ),
     # Daily quality per scope and scorecard version (view "version": every review of that version once).
     "aggregates": Export(
-        rollups["score_rollup"],
+        with_deltas["score_rollup"],
         [
             *[
                 (d, pa.date32() if d == "day" else pa.int32() if d == "scorecard_version" else pa.string())
@@ -178,8 +184,11 @@ EXPORTS: dict[str, Export] = {
             ("pass_rate", pa.float64()),
             ("auto_fail_rate", pa.float64()),
         ],
-        lambda t: select(*(t.c[d] for d in _SCORE_DIMS), *(t.c[m] for m in _SCORE_SUMS)).where(
-            t.c.view == "version"
+        # Grouped: a key's compacted row and its deltas not yet compacted are one figure (deltas.py).
+        lambda t: (
+            select(*(t.c[d] for d in _SCORE_DIMS), *(_sum(t, m) for m in _SCORE_SUMS))
+            .where(t.c.view == "version")
+            .group_by(*(t.c[d] for d in _SCORE_DIMS))
         ),
         shape=lambda row: {
             **{d: row[d] for d in _SCORE_DIMS},

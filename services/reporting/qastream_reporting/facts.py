@@ -16,8 +16,7 @@ figures; they count only in reviewer workload.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -185,17 +184,27 @@ def weight(r: ReviewFact, conv: ConversationFact | None) -> float | None:
 
 
 def contributions(state: ConversationState) -> Contributions:
-    out: Contributions = defaultdict(dict)
+    out: Contributions = {}
+    accumulate(out, state, 1)
+    return out
+
+
+def accumulate(out: Contributions, state: ConversationState, sign: int) -> None:
+    """Adds `sign` × the state's contributions into `out`: the projection adds −before and +after of each
+    conversation into one tenant's difference, so the batch's difference is built in one pass."""
+    tables = {name: out.setdefault(name, {}) for name in ROLLUPS}
 
     def add(table: str, key: tuple[Any, ...], values: Sequence[float]) -> None:
-        row = out[table].get(key)
+        rows = tables[table]
+        row = rows.get(key)
         if row is None:
-            out[table][key] = list(values)
+            rows[key] = [sign * v for v in values]
         else:
             for i, v in enumerate(values):
-                row[i] += v
+                row[i] += sign * v
 
     conv = state.conversation
+    categories = tables["category_rollup"]
     for view, kind, r in counted(state):
         team, agent, channel = _dims(r, conv)
         key = (r.day, view, kind, r.scorecard_id, r.scorecard_version, team, agent, channel)
@@ -224,11 +233,19 @@ def contributions(state: ConversationState) -> Contributions:
                 ww * ww * yy * yy,
             ),
         )
+        # Inlined: ten or more ratings per review under four (view, kind) keys make this the hot loop.
         for rating in r.ratings:
             s = rating.score
-            add("category_rollup", (*key, rating.category_id), (1, s is not None, s or 0.0))
+            ckey = (*key, rating.category_id)
+            row = categories.get(ckey)
+            if row is None:
+                categories[ckey] = [sign, 0 if s is None else sign, sign * (s or 0.0)]
+            else:
+                row[0] += sign
+                row[1] += 0 if s is None else sign
+                row[2] += sign * (s or 0.0)
             for cause in rating.root_causes:
-                add("root_cause_rollup", (*key, rating.category_id, cause), (1,))
+                add("root_cause_rollup", (*ckey, cause), (1,))
 
     chosen = picks(state.reviews.values())
     for (view, kind, version), manual in chosen.items():
@@ -298,41 +315,27 @@ def contributions(state: ConversationState) -> Contributions:
             add("csat_pairs", (*dims, "qa", csat, combined.score), (1,))
         if csat is not None and pcsat is not None:
             add("csat_pairs", (*dims, "pcsat", csat, pcsat), (1,))
-    return out
+    for name, rows in tables.items():
+        if not rows:
+            del out[name]
 
 
-def difference(before: Contributions, after: Contributions) -> Contributions:
-    """after − before, without the rows that did not change."""
+def changed_rows(diff: Contributions) -> Contributions:
+    """The difference without the rows that cancelled out (a review that moved away and back, say)."""
     out: Contributions = {}
-    for table in ROLLUPS:
-        old, new = before.get(table, {}), after.get(table, {})
-        rows: dict[tuple[Any, ...], list[float]] = {}
-        for key in old.keys() | new.keys():
-            a, b = old.get(key), new.get(key)
-            if a is None:
-                assert b is not None
-                rows[key] = b
-            elif b is None:
-                rows[key] = [-x for x in a]
-            else:
-                d = [y - x for x, y in zip(a, b, strict=True)]
-                if any(abs(x) > 1e-12 for x in d):
-                    rows[key] = d
-        if rows:
-            out[table] = rows
+    for table, rows in diff.items():
+        kept = {k: v for k, v in rows.items() if any(abs(x) > 1e-12 for x in v)}
+        if kept:
+            out[table] = kept
     return out
 
 
-def merge(into: Contributions, more: Mapping[str, Mapping[tuple[Any, ...], Sequence[float]]]) -> None:
-    for table, rows in more.items():
-        target = into.setdefault(table, {})
-        for key, values in rows.items():
-            row = target.get(key)
-            if row is None:
-                target[key] = list(values)
-            else:
-                for i, v in enumerate(values):
-                    row[i] += v
+def difference(before: ConversationState, after: ConversationState) -> Contributions:
+    """What replacing one state of a conversation by another changes in the rollups."""
+    out: Contributions = {}
+    accumulate(out, before, -1)
+    accumulate(out, after, 1)
+    return changed_rows(out)
 
 
 def day_of(*times: datetime | None) -> date:

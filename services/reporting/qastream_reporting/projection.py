@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting import facts
+from qastream_reporting.deltas import Compaction, append
 from qastream_reporting.facts import (
     ConversationFact,
     ConversationState,
@@ -28,16 +29,9 @@ from qastream_reporting.facts import (
     day_of,
     utc,
 )
-from qastream_reporting.tables import (
-    conversations,
-    freshness,
-    is_count,
-    reviews,
-    rollups,
-)
-from qastream_reporting.upserts import columns_of, upsert
+from qastream_reporting.tables import conversations, freshness, reviews
 from qastream_reporting.workflow_projection import project_workflow
-from qastream_shared.db import array_params
+from qastream_shared.db import array_insert, array_params, columns_of, on_conflict_update
 from qastream_shared.events import (
     ConversationIngested,
     ConversationSampled,
@@ -62,17 +56,19 @@ Key = tuple[str, str]  # (tenant, conversation)
 
 _CONVERSATION_COLS = columns_of(conversations)
 _REVIEW_COLS = columns_of(reviews)
-_UPSERT_CONVERSATIONS = upsert(conversations, _CONVERSATION_COLS, ("tenant_id", "conversation_id"))
-_UPSERT_REVIEWS = upsert(reviews, _REVIEW_COLS, ("tenant_id", "review_id"))
-_ROLLUP_UPSERTS = {
-    name: upsert(t, columns_of(t), [c.name for c in t.primary_key.columns], update="add")
-    for name, t in rollups.items()
-}
-_UPSERT_FRESHNESS = text(
-    upsert(freshness, ("tenant_id", "review_time", "projected_at"), ("tenant_id",)).text.replace(
-        "review_time = excluded.review_time",
-        "review_time = GREATEST(freshness.review_time, excluded.review_time)",
-    )
+_UPSERT_CONVERSATIONS = array_insert(
+    conversations,
+    _CONVERSATION_COLS,
+    suffix=on_conflict_update(conversations, ("tenant_id", "conversation_id"), _CONVERSATION_COLS),
+)
+_UPSERT_REVIEWS = array_insert(
+    reviews, _REVIEW_COLS, suffix=on_conflict_update(reviews, ("tenant_id", "review_id"), _REVIEW_COLS)
+)
+_UPSERT_FRESHNESS = array_insert(
+    freshness,
+    ("tenant_id", "review_time", "projected_at"),
+    suffix="ON CONFLICT (tenant_id) DO UPDATE SET projected_at = excluded.projected_at, "
+    "review_time = GREATEST(freshness.review_time, excluded.review_time)",
 )
 _LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY k")
 _LOAD_CONVERSATIONS = text(
@@ -252,8 +248,11 @@ CONVERSATION_EVENTS = (
 )
 
 
-async def project(session: AsyncSession, events: Sequence[Envelope]) -> set[str]:
-    """Projects one batch; returns the tenants whose figures changed."""
+async def project(
+    session: AsyncSession, events: Sequence[Envelope], compaction: Compaction | None = None
+) -> set[str]:
+    """Projects one batch; returns the tenants whose figures changed. With a `compaction`, folds the rollup
+    deltas when it is due (deltas.py)."""
     touched: dict[Key, list[Envelope]] = defaultdict(list)
     workflow: list[Envelope] = []
     for env in events:
@@ -266,7 +265,7 @@ async def project(session: AsyncSession, events: Sequence[Envelope]) -> set[str]
             workflow.append(env)
     changed: set[str] = set()
     if touched:
-        changed |= await _project_conversations(session, touched)
+        changed |= await _project_conversations(session, touched, compaction)
     if workflow:
         changed |= await project_workflow(session, workflow)
     if changed:
@@ -299,12 +298,13 @@ async def load_states(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, C
     return states
 
 
-async def _project_conversations(session: AsyncSession, touched: dict[Key, list[Envelope]]) -> set[str]:
+async def _project_conversations(
+    session: AsyncSession, touched: dict[Key, list[Envelope]], compaction: Compaction | None
+) -> set[str]:
     keys = sorted(touched)
     await session.execute(_LOCK, {"keys": sorted({_lock_key(k) for k in keys})})
     states = await load_states(session, keys)
-    before: dict[str, facts.Contributions] = defaultdict(dict)
-    after: dict[str, facts.Contributions] = defaultdict(dict)
+    diffs: dict[str, facts.Contributions] = defaultdict(dict)
     conv_rows: list[dict[str, Any]] = []
     review_rows: list[dict[str, Any]] = []
     newest: dict[str, datetime] = {}
@@ -312,7 +312,7 @@ async def _project_conversations(session: AsyncSession, touched: dict[Key, list[
     for key in keys:
         tenant = key[0]
         state = states[key]
-        facts.merge(before[tenant], facts.contributions(state))
+        facts.accumulate(diffs[tenant], state, -1)
         old_reviews = dict(state.reviews)
         old_conv = None if state.conversation is None else _conv_tuple(state.conversation)
         for env in touched[key]:
@@ -320,7 +320,7 @@ async def _project_conversations(session: AsyncSession, touched: dict[Key, list[
                 t = utc(env.time)
                 if tenant not in newest or t > newest[tenant]:
                     newest[tenant] = t
-        facts.merge(after[tenant], facts.contributions(state))
+        facts.accumulate(diffs[tenant], state, 1)
         if state.conversation is not None and _conv_tuple(state.conversation) != old_conv:
             conv_rows.append(_conversation_row(key, state.conversation))
             changed.add(tenant)
@@ -332,8 +332,11 @@ async def _project_conversations(session: AsyncSession, touched: dict[Key, list[
         await session.execute(_UPSERT_CONVERSATIONS, array_params(_CONVERSATION_COLS, conv_rows))
     if review_rows:
         await session.execute(_UPSERT_REVIEWS, array_params(_REVIEW_COLS, review_rows))
+    appended = 0
     for tenant in sorted(changed):
-        await apply_difference(session, tenant, facts.difference(before[tenant], after[tenant]))
+        appended += await append(session, tenant, facts.changed_rows(diffs[tenant]))
+    if compaction is not None:
+        await compaction.after_batch(session, appended)
     if newest:
         now = datetime.now(UTC)
         await session.execute(
@@ -368,25 +371,3 @@ def _conversation_row(key: Key, c: ConversationFact) -> dict[str, Any]:
         "fcr": c.fcr,
         "manual_probability": c.manual_probability,
     }
-
-
-async def apply_difference(session: AsyncSession, tenant: str, diff: facts.Contributions) -> None:
-    """Adds one tenant's difference to the rollups; rows whose count falls to 0 are deleted, so a rebuild
-    holds exactly the rows live does."""
-    for name, rows in diff.items():
-        table = rollups[name]
-        dims, measures = facts.ROLLUPS[name]
-        ordered = sorted(rows.items())  # one lock order for every writer (each key position has one type)
-        params: dict[str, list[Any]] = {"tenant_id": [tenant] * len(ordered)}
-        for i, d in enumerate(dims):
-            params[d] = [k[i] for k, _ in ordered]
-        for j, m in enumerate(measures):
-            params[m] = [round(v[j]) if is_count(m) else v[j] for _, v in ordered]
-        result = await session.execute(_ROLLUP_UPSERTS[name], params)
-        empty = [r.ctid for r in result if r.n == 0]
-        if empty:
-            await session.execute(
-                # Bound as text: asyncpg encodes a tid[] parameter only from tuples, and these are strings.
-                text(f"DELETE FROM {table.name} WHERE ctid = ANY(CAST(CAST(:ctids AS TEXT[]) AS TID[]))"),
-                {"ctids": empty},
-            )

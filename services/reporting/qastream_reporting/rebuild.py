@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from qastream_reporting.deltas import compact
 from qastream_shared.consumer import BatchConsumer
 from qastream_shared.db import check_schema, create_engine, drop_schema
 from qastream_shared.migrations import migrate
@@ -128,6 +129,8 @@ async def rebuild(
                 await runtime.directory.wait_caught_up()
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                async with runtime.sessions() as session, session.begin():
+                    await compact(session)  # swapped in compacted, as a reader would want it
                 await runtime.engine.dispose()
                 if before_swap is not None:
                     await before_swap(live, fresh)

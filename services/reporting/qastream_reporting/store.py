@@ -36,8 +36,8 @@ from qastream_reporting.tables import (
     freshness,
     is_count,
     reviews,
-    rollups,
     scorecards,
+    with_deltas,
 )
 from qastream_shared.auth import Principal, visible
 from qastream_shared.paging import paged
@@ -65,7 +65,7 @@ def _sums(name: str) -> dict[str, Any]:
 
 def _rollup(name: str, **kw: Any) -> Dataset:
     dims = tuple(d for d in ROLLUPS[name][0] if d != "view")
-    return Dataset(rollups[name], _sums(name), dims, has_view="view" in ROLLUPS[name][0], **kw)
+    return Dataset(with_deltas[name], _sums(name), dims, has_view="view" in ROLLUPS[name][0], **kw)
 
 
 def _count(t: Table, where: ColumnElement[bool] | None = None) -> Any:

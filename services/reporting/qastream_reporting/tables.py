@@ -1,7 +1,8 @@
 """Reporting's own schema: the current state of each fact it reports on, and the rollups (facts.ROLLUPS).
 
-Rollup rows are sums per day and scope, updated in the projection's transaction, so a query over a large
-tenant reads rollup rows, never every review. Missing scope values (no team, say) are stored as "".
+Rollup rows are sums per day and scope, so a query over a large tenant reads rollup rows, never every
+review. A batch appends its differences to the rollup's delta table in its transaction; compaction folds
+the deltas into the rollup now and then (deltas.py); reads sum both. Missing scope values (no team, say) are stored as "".
 """
 
 from __future__ import annotations
@@ -212,7 +213,37 @@ def is_count(measure: str) -> bool:
     return measure.startswith("n")
 
 
+def _delta(name: str, dims: tuple[str, ...], measures: tuple[str, ...]) -> Table:
+    """A rollup's appended differences, folded into it by compaction (deltas.py). No key and no index: a
+    batch appends its rows without looking any up."""
+    return Table(
+        f"{name}_delta",
+        metadata,
+        tenant_id(),
+        *(Column(d, _DIM_TYPES.get(d, String(200)), nullable=False) for d in dims),
+        *(Column(m, BigInteger if is_count(m) else Float, nullable=False) for m in measures),
+    )
+
+
 rollups = {name: _rollup(name, dims, measures) for name, (dims, measures) in ROLLUPS.items()}
+deltas = {name: _delta(name, dims, measures) for name, (dims, measures) in ROLLUPS.items()}
+# What reads sum: each rollup with its deltas not yet compacted, one relation. Views, made by migration 0003
+# (`view_ddl`), so they live in their own MetaData, which create_all never sees.
+views = MetaData()
+with_deltas = {
+    name: Table(f"{name}_with_deltas", views, *(Column(c.name, c.type) for c in rollups[name].columns))
+    for name in ROLLUPS
+}
+
+
+def view_ddl(name: str) -> str:
+    cols = ", ".join(c.name for c in rollups[name].columns)
+    return (
+        f"CREATE OR REPLACE VIEW {with_deltas[name].name} AS "
+        f"SELECT {cols} FROM {rollups[name].name} UNION ALL SELECT {cols} FROM {deltas[name].name}"
+    )
+
+
 tables.update(
     conversations=conversations,
     reviews=reviews,
@@ -224,6 +255,7 @@ tables.update(
     freshness=freshness,
     scorecards=scorecards,
     **rollups,
+    **{t.name: t for t in deltas.values()},
 )
 # Compared table by table between a rebuild and the live schema (everything but the platform's tables).
 PROJECTED = tuple(n for n in tables if n not in ("outbox", "inbox", "api_keys", "tenants"))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import TextClause, text
+from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting.facts import day_of, utc
@@ -22,8 +22,7 @@ from qastream_reporting.tables import (
     disputes,
     scorecards,
 )
-from qastream_reporting.upserts import columns_of, upsert
-from qastream_shared.db import array_params
+from qastream_shared.db import array_insert, array_params, columns_of, on_conflict_update
 from qastream_shared.events import (
     AssignmentChanged,
     CalibrationClosed,
@@ -200,14 +199,8 @@ _KEEP_FIRST = {
 def _statement(name: str) -> TextClause:
     table = _WORKFLOW[name]
     cols = columns_of(table)
-    keep = _KEEP_FIRST.get(name, ())
-    sets = ", ".join(
-        f"{c} = COALESCE({name}.{c}, excluded.{c})" if c in keep else f"{c} = excluded.{c}"
-        for c in cols
-        if c not in _key(name)
-    )
-    return text(
-        upsert(table, cols, _key(name), update="keep").text.replace("DO NOTHING", f"DO UPDATE SET {sets}")
+    return array_insert(
+        table, cols, suffix=on_conflict_update(table, _key(name), cols, keep=_KEEP_FIRST.get(name, ()))
     )
 
 

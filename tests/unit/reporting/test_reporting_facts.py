@@ -68,7 +68,7 @@ def test_combined_prefers_the_human_review():
 def test_a_revision_replaces_its_review_in_every_rollup():
     before = ConversationState(None, {"m": review("m", "manual", 1, 0.2, reviewer_id="r")})
     after = ConversationState(None, {"m": review("m", "manual", 1, 0.7, reviewer_id="r", revision=1)})
-    diff = difference(contributions(before), contributions(after))
+    diff = difference(before, after)
     counts = [v[0] for v in diff["score_rollup"].values()]
     assert counts and all(n == 0 for n in counts)  # the same review, not a second one
     assert all(abs(v[2] - 0.5) < 1e-12 for v in diff["score_rollup"].values())

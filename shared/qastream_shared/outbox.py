@@ -81,15 +81,18 @@ _ROW_COLUMNS = ("tenant_id", "topic", "key", "value", "headers")
 
 @functools.cache
 def _insert(outbox: Table) -> TextClause:
-    return array_insert(outbox, _ROW_COLUMNS, suffix="")
+    # The rows and the relay's wake-up in one round trip. A notification is delivered at commit, so the
+    # relay wakes exactly when the rows become visible.
+    rows = array_insert(outbox, _ROW_COLUMNS, suffix="")
+    return text(f"WITH added AS ({rows.text}) SELECT pg_notify(:channel, '')")
 
 
 async def add_rows(session: AsyncSession, outbox: Table, rows: list[dict[str, Any]], schema: str) -> None:
     if not rows:
         return
-    await session.execute(_insert(outbox), array_params(_ROW_COLUMNS, rows))
-    # NOTIFY is delivered at commit, so the relay wakes exactly when rows become visible.
-    await session.execute(text(f"NOTIFY {notify_channel(schema)}"))
+    params: dict[str, Any] = array_params(_ROW_COLUMNS, rows)
+    params["channel"] = notify_channel(schema)
+    await session.execute(_insert(outbox), params)
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

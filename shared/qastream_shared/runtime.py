@@ -160,9 +160,11 @@ class ServiceRuntime:
             await uow.flush()
 
     @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[UnitOfWork]:
-        """For requests that only read: no transaction, so no BEGIN and COMMIT round trips; each statement
-        sees its own snapshot. Publishing from it is a bug (nothing would commit the outbox rows)."""
+    async def autocommit(self) -> AsyncIterator[UnitOfWork]:
+        """No transaction: each statement commits on its own, so no BEGIN and COMMIT round trips. For reads
+        that need no common snapshot, and for a write that is one statement guarding its own preconditions
+        (e.g. `UPDATE … WHERE status = 'open'`). Publishing from it is refused: nothing would commit the
+        outbox rows with the effect."""
         async with self.readers() as session:
             uow = UnitOfWork(session, self.settings, self.tables["outbox"], self.schema, produces={})
             yield uow

@@ -58,7 +58,7 @@ class ReassignIn(ChangeIn):
 
 @router.get("/reviewers", response_model=ReviewerPool)
 async def get_pool(request: Request, principal: Lead) -> Any:
-    async with runtime(request).reading() as uow:
+    async with runtime(request).autocommit() as uow:
         return await intake.pool(uow, principal.tenant_id)
 
 
@@ -90,9 +90,12 @@ async def next_assignment(request: Request, principal: Reviewing) -> Any:
     """The caller's oldest open assignment, else one claimed from the unassigned pool; 204 when none.
     Two callers never get the same assignment."""
     reviewer = user_id(principal)
-    async with runtime(request).unit_of_work() as uow:
-        pool = await intake.pool(uow, principal.tenant_id)
-        row = await store.next_for(uow, principal.tenant_id, reviewer, pool)
+    rt = runtime(request)
+    async with rt.autocommit() as reader:
+        pool, row = await store.queue_head(reader, principal.tenant_id, reviewer)
+    if row is None:
+        async with rt.unit_of_work() as uow:
+            row = await store.claim(uow, principal.tenant_id, reviewer, pool)
     show = blind.hide_agent if blind.applies(pool, principal.role) else dict
     if row is None:
         return Response(status_code=204)
@@ -100,7 +103,10 @@ async def next_assignment(request: Request, principal: Reviewing) -> Any:
 
 
 async def _visible(uow: UnitOfWork, principal: Principal, aid: str, *, lock: bool = False) -> dict[str, Any]:
-    row = await store.get(uow, principal.tenant_id, aid, lock=lock)
+    return _shown(principal, aid, await store.get(uow, principal.tenant_id, aid, lock=lock))
+
+
+def _shown(principal: Principal, aid: str, row: dict[str, Any] | None) -> dict[str, Any]:
     if row is None or principal.role is Role.agent or not sees(principal, row):
         not_found(f"assignment {aid!r}")
     return row
@@ -165,13 +171,16 @@ async def _checked(
 @router.put("/assignments/{assignment_id}/draft")
 async def save_draft(request: Request, assignment_id: Id, body: ReviewIn, principal: Reviewing) -> Any:
     """Saves the assignee's work in progress (checked like a submission, but categories may be missing)."""
-    async with runtime(request).unit_of_work() as uow:
-        row = await _visible(uow, principal, assignment_id, lock=True)
+    # No transaction: the one write re-checks what was read (still open, still theirs) itself.
+    async with runtime(request).autocommit() as uow:
+        row = await _visible(uow, principal, assignment_id)
         _assignee(principal, row)
         if row["status"] != store.OPEN:
             raise HTTPException(409, f"assignment {assignment_id!r} is {row['status']}, not open")
         await _checked(uow, principal.tenant_id, row, body, complete=False)
         saved_at = await store.save_draft(uow, row, body.model_dump(mode="json"))
+    if saved_at is None:
+        raise HTTPException(409, f"assignment {assignment_id!r} was completed or reassigned meanwhile")
     return {
         "assignment_id": assignment_id,
         "draft": body.model_dump(mode="json"),
@@ -192,7 +201,8 @@ async def submit_review(
     with the same Idempotency-Key) returns the first review with 200 and stores nothing."""
     tenant = principal.tenant_id
     async with runtime(request).unit_of_work() as uow:
-        row = await _visible(uow, principal, assignment_id, lock=True)
+        found, settings = await review_store.assignment_to_submit(uow, tenant, assignment_id)
+        row = _shown(principal, assignment_id, found)
         _assignee(principal, row)
         if idempotency_key is not None:
             earlier = await review_store.by_idempotency_key(uow, tenant, idempotency_key)
@@ -206,7 +216,6 @@ async def submit_review(
         if row["status"] != store.OPEN:
             raise HTTPException(409, f"assignment {assignment_id!r} is {row['status']}, not open")
         card, ratings, comments = await _checked(uow, tenant, row, body, complete=True)
-        settings = await service.settings_of(uow, tenant)
         stored = await review_store.submit(
             uow, tenant, row, card, settings, ratings, comments, body.time_spent_s, idempotency_key
         )

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, not_, select, update
+from sqlalchemy import Insert, Update, and_, func, literal, not_, select, true, update
 
-from qastream_scoring.tables import assignment_log, assignments, conversations
+from qastream_scoring.tables import assignment_log, assignments, conversations, reviewer_pools
 from qastream_scoring.workflow.pool import ReviewerPool
 from qastream_shared.auth import Principal, visible
 from qastream_shared.events import (
@@ -102,29 +102,45 @@ async def history(uow: UnitOfWork, tenant_id: str, aid: str) -> list[dict[str, A
     return [dict(r) for r in rows.mappings()]
 
 
-async def next_for(
-    uow: UnitOfWork, tenant_id: str, reviewer_id: str, the_pool: ReviewerPool
-) -> dict[str, Any] | None:
-    """The reviewer's oldest open assignment; else the oldest one of the unassigned pool they may review,
-    claimed under `FOR UPDATE SKIP LOCKED`, so concurrent callers never claim the same row."""
-    mine = (
+async def queue_head(
+    uow: UnitOfWork, tenant_id: str, reviewer_id: str
+) -> tuple[ReviewerPool, dict[str, Any] | None]:
+    """The tenant's reviewer pool and the reviewer's oldest open assignment (None when their queue is
+    empty), in one statement."""
+    head = (
+        select(assignments)
+        .where(
+            assignments.c.tenant_id == tenant_id,
+            assignments.c.reviewer_id == reviewer_id,
+            assignments.c.status == OPEN,
+        )
+        .order_by(assignments.c.created_at, assignments.c.assignment_id)
+        .limit(1)
+        .lateral("head")
+    )
+    pool_body = select(reviewer_pools.c.body).where(reviewer_pools.c.tenant_id == tenant_id).scalar_subquery()
+    one = select(literal(1).label("one")).subquery("one")
+    found = (
         (
             await uow.session.execute(
-                select(assignments)
-                .where(
-                    assignments.c.tenant_id == tenant_id,
-                    assignments.c.reviewer_id == reviewer_id,
-                    assignments.c.status == OPEN,
-                )
-                .order_by(assignments.c.created_at, assignments.c.assignment_id)
-                .limit(1)
+                select(pool_body.label("pool_body"), head).select_from(one.outerjoin(head, true()))
             )
         )
         .mappings()
-        .first()
+        .one()
     )
-    if mine is not None:
-        return dict(mine)
+    the_pool = ReviewerPool.model_validate(found["pool_body"]) if found["pool_body"] else ReviewerPool()
+    if found["assignment_id"] is None:
+        return the_pool, None
+    return the_pool, {c.name: found[c.name] for c in assignments.c}
+
+
+async def claim(
+    uow: UnitOfWork, tenant_id: str, reviewer_id: str, the_pool: ReviewerPool
+) -> dict[str, Any] | None:
+    """The oldest assignment of the unassigned pool the reviewer may review, now theirs: picked under
+    `FOR UPDATE SKIP LOCKED` and updated in the same statement, so concurrent callers never claim the same
+    row. None when there is none."""
     led = the_pool.lead_of(reviewer_id) if the_pool.skip_team_lead else None
     conditions = [
         assignments.c.tenant_id == tenant_id,
@@ -135,14 +151,21 @@ async def next_for(
     ]
     if led is not None:
         conditions.append(assignments.c.team.is_distinct_from(led))
+    pick = (
+        select(assignments.c.assignment_id)
+        .where(and_(*conditions))
+        .order_by(assignments.c.created_at, assignments.c.assignment_id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
     claimed = (
         (
             await uow.session.execute(
-                select(assignments)
-                .where(and_(*conditions))
-                .order_by(assignments.c.created_at, assignments.c.assignment_id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
+                update(assignments)
+                .where(assignments.c.tenant_id == tenant_id, assignments.c.assignment_id == pick)
+                .values(reviewer_id=reviewer_id)
+                .returning(*assignments.c)
             )
         )
         .mappings()
@@ -151,12 +174,6 @@ async def next_for(
     if claimed is None:
         return None
     row = dict(claimed)
-    await uow.session.execute(
-        update(assignments)
-        .where(assignments.c.assignment_id == row["assignment_id"])
-        .values(reviewer_id=reviewer_id)
-    )
-    row["reviewer_id"] = reviewer_id
     await uow.session.execute(
         assignment_log.insert(),
         log_change(
@@ -229,26 +246,35 @@ async def mark_opened(uow: UnitOfWork, row: dict[str, Any]) -> None:
         )
 
 
-async def save_draft(uow: UnitOfWork, row: Mapping[str, Any], draft: dict[str, Any]) -> datetime:
+async def save_draft(uow: UnitOfWork, row: Mapping[str, Any], draft: dict[str, Any]) -> datetime | None:
+    """Stores the draft if the assignment is still open and still `row`'s reviewer's: one statement that
+    checks both, so it needs no lock. None when it no longer is (the caller read it before)."""
     at = datetime.now(UTC)
-    await uow.session.execute(
+    saved = await uow.session.execute(
         update(assignments)
-        .where(assignments.c.assignment_id == row["assignment_id"])
+        .where(
+            assignments.c.tenant_id == row["tenant_id"],
+            assignments.c.assignment_id == row["assignment_id"],
+            assignments.c.status == OPEN,
+            assignments.c.reviewer_id == row["reviewer_id"],
+        )
         .values(draft=draft, draft_saved_at=at, opened_at=func.coalesce(assignments.c.opened_at, at))
+        .returning(assignments.c.draft_saved_at)
     )
-    return at
+    return saved.scalar_one_or_none()
 
 
-async def complete(
+def completion(
     uow: UnitOfWork, tenant_id: str, row: Mapping[str, Any], review_id: str, at: datetime
-) -> None:
-    await uow.session.execute(
+) -> tuple[Update, Insert]:
+    """The statements that complete `row` with its review and log it (for the caller to run, e.g. as CTEs of
+    one statement with the review's own); publishes AssignmentChanged (completed)."""
+    done = (
         update(assignments)
         .where(assignments.c.assignment_id == row["assignment_id"])
         .values(status=COMPLETED, review_id=review_id)
     )
-    await uow.session.execute(
-        assignment_log.insert(),
+    logged = assignment_log.insert().values(
         log_change(
             uow,
             tenant_id,
@@ -260,8 +286,9 @@ async def complete(
             by=row["reviewer_id"],
             at=at,
             event_id=deterministic_id(row["assignment_id"], "completed"),
-        ),
+        )
     )
+    return done, logged
 
 
 def view(row: Any) -> dict[str, Any]:

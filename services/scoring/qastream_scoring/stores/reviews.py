@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
-from sqlalchemy import case, func, literal_column, select, update
+from sqlalchemy import case, func, literal, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from qastream_scoring.engine import score_review
 from qastream_scoring.stores import assignments as assignment_store
-from qastream_scoring.tables import review_versions, reviews
+from qastream_scoring.tables import assignments, review_versions, reviews, scoring_settings
 from qastream_shared.auth import Principal, visible
 from qastream_shared.events import (
     Envelope,
@@ -47,6 +47,35 @@ async def get(
     q = select(reviews).where(reviews.c.tenant_id == tenant_id, reviews.c.review_id == review_id)
     row = (await uow.session.execute(q.with_for_update() if lock else q)).mappings().first()
     return dict(row) if row else None
+
+
+async def assignment_to_submit(
+    uow: UnitOfWork, tenant_id: str, assignment_id: str
+) -> tuple[dict[str, Any] | None, ScoringSettings]:
+    """The assignment, locked, and the tenant's scoring settings (the defaults until it sets its own), in
+    one statement."""
+    settings = (
+        select(scoring_settings.c.settings)
+        .where(scoring_settings.c.tenant_id == tenant_id)
+        .scalar_subquery()
+        .label("scoring_settings")
+    )
+    found = (
+        (
+            await uow.session.execute(
+                select(assignments, settings)
+                .where(assignments.c.tenant_id == tenant_id, assignments.c.assignment_id == assignment_id)
+                .with_for_update(of=assignments)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if found is None:
+        return None, ScoringSettings()
+    row = {c.name: found[c.name] for c in assignments.c}
+    stored = found["scoring_settings"]
+    return row, ScoringSettings.model_validate(stored) if stored is not None else ScoringSettings()
 
 
 async def by_idempotency_key(uow: UnitOfWork, tenant_id: str, key: str) -> dict[str, Any] | None:
@@ -128,13 +157,13 @@ async def submit(
         "comments": _COMMENTS.dump_python(ev.comments, mode="json"),
         "idempotency_key": idempotency_key,
     }
-    await uow.session.execute(pg_insert(reviews).values(**row))
-    await uow.session.execute(
-        review_versions.insert().values(
-            tenant_id=tenant_id, review_id=rid, revision=1, body=ev.model_dump(mode="json"), created_at=now
-        )
+    first = review_versions.insert().values(
+        tenant_id=tenant_id, review_id=rid, revision=1, body=ev.model_dump(mode="json"), created_at=now
     )
-    await assignment_store.complete(uow, tenant_id, assignment, rid, now)
+    done, logged = assignment_store.completion(uow, tenant_id, assignment, rid, now)
+    # One round trip for the four writes: data-modifying CTEs, none of which reads another's rows.
+    writes = [pg_insert(reviews).values(**row), first, done, logged]
+    await uow.session.execute(select(literal(1)).add_cte(*(w.cte(f"w{i}") for i, w in enumerate(writes))))
     key = conversation_key(tenant_id, ev.conversation_id)
     uow.publish(
         REVIEWS,

@@ -49,6 +49,7 @@ def create_engine(settings: Settings, schema: str, *, pool_size: int = 10) -> As
     )
     event.listen(engine.sync_engine, "checkout", _drop_closed)
     event.listen(engine.sync_engine, "commit", _note_commit)
+    event.listen(engine.sync_engine, "after_cursor_execute", _note_autocommit_write)
     return engine
 
 
@@ -65,6 +66,16 @@ attempt_var: ContextVar[Attempt | None] = ContextVar("qa_db_attempt", default=No
 def _note_commit(conn: Any) -> None:
     if (attempt := attempt_var.get()) is not None:
         attempt.committed = True
+
+
+def _note_autocommit_write(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """Without a transaction a write commits as it runs. Any statement but a compiled SELECT counts."""
+    if context.execution_options.get("isolation_level") != "AUTOCOMMIT":
+        return
+    if context.compiled is None or not getattr(context.compiled.statement, "is_select", False):
+        _note_commit(conn)
 
 
 def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:

@@ -110,12 +110,13 @@ class BodyLimit:
 
 class RetryDeadConnection:
     """Runs a request once more when its pooled database connection turns out dead (PostgreSQL restarted or
-    ended the backend since the connection was pooled) before it committed anything and before it answered.
+    ended the backend since the connection was pooled) before it committed anything (a commit, or a write
+    outside a transaction: db.attempt_var) and before it answered.
 
     Pools no longer ping a connection before every checkout (db.create_engine): this is what keeps a stale
     connection from costing a request. The failed connection invalidates the pool, so the second run gets
-    a fresh one. When that fails as well (the database is down), the answer is a 503 with Retry-After.
-    The body read by the first run is replayed to the second.
+    a fresh one. A database that stays unreachable is a 503 with Retry-After rather than a 500. The body
+    read by the first run is replayed to the second.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -126,10 +127,11 @@ class RetryDeadConnection:
             await self.app(scope, receive, send)
             return
         seen: list[Message] = []
+        replay: list[Message] = []
         started = False
 
         async def recording() -> Message:
-            message = await receive()
+            message = replay.pop(0) if replay else await receive()
             seen.append(message)
             return message
 
@@ -138,31 +140,32 @@ class RetryDeadConnection:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        attempt = Attempt()
-        token = attempt_var.set(attempt)
-        try:
-            await self.app(scope, recording, watched)
-            return
-        except DBAPIError as exc:
-            if not exc.connection_invalidated or started or attempt.committed:
-                raise
-            log.warning("database connection was dead; running %s %s again", scope["method"], scope["path"])
-        finally:
-            attempt_var.reset(token)
-        replay = list(seen)
-
-        async def replaying() -> Message:
-            return replay.pop(0) if replay else await receive()
-
-        started = False
-        try:
-            await self.app(scope, replaying, watched)
-        except DBAPIError as exc:
-            if started or not is_transient(exc):
-                raise
-            response = problem(503, "Service Unavailable", "the database is unavailable; try again shortly")
-            response.headers["Retry-After"] = "1"
-            await response(scope, receive, send)
+        for run in (1, 2):
+            attempt = Attempt()
+            token = attempt_var.set(attempt)
+            try:
+                await self.app(scope, recording, watched)
+                return
+            except DBAPIError as exc:
+                if started:
+                    raise
+                if run == 1 and exc.connection_invalidated and not attempt.committed:
+                    log.warning(
+                        "database connection was dead; running %s %s again", scope["method"], scope["path"]
+                    )
+                    replay[:] = seen
+                    seen.clear()
+                    continue
+                if not is_transient(exc):
+                    raise
+                response = problem(
+                    503, "Service Unavailable", "the database is unavailable; try again shortly"
+                )
+                response.headers["Retry-After"] = "1"
+                await response(scope, receive, send)
+                return
+            finally:
+                attempt_var.reset(token)
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:

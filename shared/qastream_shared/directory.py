@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from qastream_shared.auth import KeyCache
@@ -96,7 +97,14 @@ class TenantDirectory:
                 batch = await consumer.getmany(timeout_ms=200, max_records=1000)
                 records = [r for recs in batch.values() for r in recs]
                 if records:
-                    await self._apply(records)
+                    try:
+                        await self._apply(records)
+                    except DBAPIError as exc:
+                        # A pooled connection that died since its last use (pools are not pinged, db.py):
+                        # the pool is invalidated now, and applying is idempotent, so once more.
+                        if not exc.connection_invalidated:
+                            raise
+                        await self._apply(records)
                     for tp, recs in batch.items():
                         self._applied[tp] = recs[-1].offset + 1
                 async with self._progress:

@@ -16,8 +16,8 @@ submit of the whole scorecard (which stores the review and its first version, co
 logs it and writes ReviewSubmitted and AssignmentChanged to the outbox). Untimed warm-up first.
 Baselines in the same run: `asyncpg_indexed_query`, the reviewer-queue SELECT `next` starts with, as a
 prepared asyncpg statement on its own connection; `http_healthz`, an HTTP round trip to the same process;
-`http_authenticated_read`, GET /v1/reviewers: the API key checked and one indexed SELECT in a unit of work,
-the floor every authenticated endpoint of the service pays.
+`http_authenticated_read`, GET /v1/reviewers: the API key checked (its row cached for QA_AUTH_CACHE_TTL_S)
+and one indexed SELECT without a transaction, the floor every authenticated endpoint of the service pays.
 Target: p99 ≤ 50 ms for each of next, draft and submit.
 """
 

@@ -50,6 +50,7 @@ class ConversationView:
         # What scorers and pCSAT share about this conversation, computed once: see `memo` and `finding`.
         self._memo: dict[Hashable, Any] = {}
         self._findings: dict[str, list[tuple[Any, Finding]]] = {}
+        self._evidence: dict[int, Evidence] = {}
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """compute() once per view and key; for pure functions of the conversation shared by several readers."""
@@ -86,7 +87,14 @@ class ConversationView:
         return [frozenset(_TOKEN.findall(t)) for t in self.lower]
 
     def evidence(self, turn: int) -> Evidence:
-        return Evidence(turn=turn, quote=" ".join(self.texts[turn].split())[:QUOTE_CHARS])
+        """The turn quoted, built once per view: several categories and pCSAT quote the same turns."""
+        try:
+            return self._evidence[turn]
+        except KeyError:
+            found = self._evidence[turn] = Evidence(
+                turn=turn, quote=" ".join(self.texts[turn].split())[:QUOTE_CHARS]
+            )
+            return found
 
     def too_little(self) -> Finding | None:
         """N/A when there is no exchange to judge: no agent turn or no customer turn."""

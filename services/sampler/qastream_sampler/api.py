@@ -6,15 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import explain_state
 from qastream_sampler.plan_store import current_plans, insert_auto_policy, insert_plan
 from qastream_sampler.plans import PLAN_MODELS, AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
-from qastream_sampler.tables import sample_log
-from qastream_shared.auth import Principal, require, visible
+from qastream_sampler.sample_log_store import latest_decisions
+from qastream_shared.auth import Principal, require
 from qastream_shared.events import Role
 from qastream_shared.http import validation_errors
 from qastream_shared.runtime import ServiceRuntime
@@ -142,23 +141,16 @@ async def samples(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """The sample log: every decision, with plan version, stratum, rule, inclusion probability and reason."""
-    q = (
-        select(sample_log)
-        .where(visible(sample_log, principal))
-        .order_by(sample_log.c.decided_at.desc())
-        .limit(limit)
-    )
-    if conversation_id is not None:
-        q = q.where(sample_log.c.conversation_id == conversation_id)
-    if plan_id is not None:
-        q = q.where(sample_log.c.plan_id == plan_id)
-    if purpose is not None:
-        q = q.where(sample_log.c.purpose == purpose)
     async with runtime(request).unit_of_work() as uow:
-        return [
-            {**r, "decided_at": r["decided_at"].isoformat()}
-            for r in (await uow.session.execute(q)).mappings()
-        ]
+        rows = await latest_decisions(
+            uow.session,
+            principal,
+            conversation_id=conversation_id,
+            plan_id=plan_id,
+            purpose=purpose,
+            limit=limit,
+        )
+    return [{**r, "decided_at": r["decided_at"].isoformat()} for r in rows]
 
 
 @router.get("/samples/explain/{conversation_id}")

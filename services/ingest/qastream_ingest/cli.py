@@ -16,13 +16,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qastream_ingest import service
-from qastream_ingest.app import SPEC
 from qastream_ingest.importers import ImportProblem, read_conversations
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import Role
-from qastream_shared.migrations import migrate
-from qastream_shared.runtime import ServiceRuntime
 
 console = Console()
 tenant_app = typer.Typer(help="Tenants (client companies) of this deployment.", no_args_is_help=True)
@@ -30,14 +26,14 @@ key_app = typer.Typer(help="API keys: stored hashed, shown once.", no_args_is_he
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9\-]{1,62}$")
 
 
-def _runtime() -> ServiceRuntime:
-    from qastream_shared.cli import settings_from_stack
-
-    return ServiceRuntime(SPEC, settings_from_stack())
-
-
 async def _in_uow(fn: Any) -> Any:
-    rt = _runtime()
+    # Imported when a command runs: `qa --help` must not load the service's app (see register).
+    from qastream_ingest.app import SPEC
+    from qastream_shared.cli import settings_from_stack
+    from qastream_shared.migrations import migrate
+    from qastream_shared.runtime import ServiceRuntime
+
+    rt = ServiceRuntime(SPEC, settings_from_stack())
     try:
         await migrate(rt.settings, rt.schema, SPEC.migrations)
         async with rt.unit_of_work() as uow:
@@ -56,6 +52,8 @@ def tenant_create(
     if not TENANT_ID.match(tenant_id):
         console.print(f"[red]invalid tenant id {tenant_id!r}[/]: use 2–63 lowercase letters, digits and -")
         raise typer.Exit(2)
+    from qastream_ingest import service
+
     created = asyncio.run(
         _in_uow(lambda uow: service.create_tenant(uow, tenant_id, name or tenant_id, retention_days))
     )
@@ -73,6 +71,7 @@ def key_create(
     """Issue an API key. The key is printed once; only its hash is stored."""
     from sqlalchemy import select
 
+    from qastream_ingest import service
     from qastream_ingest.tables import tables
 
     async def issue(uow: Any) -> tuple[str, str] | None:
@@ -99,6 +98,8 @@ def key_create(
 @key_app.command("revoke")
 def key_revoke(tenant: Annotated[str, typer.Option()], key_id: Annotated[str, typer.Argument()]) -> None:
     """Revoke a key at once, in every service."""
+    from qastream_ingest import service
+
     done = asyncio.run(_in_uow(lambda uow: service.revoke_key(uow, tenant, key_id)))
     console.print("revoked" if done else f"[red]no active key {key_id!r} in tenant {tenant!r}[/]")
     if not done:
@@ -228,6 +229,8 @@ async def _import(
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `qa tenant`, `qa key`, `qa import`. Called on every `qa` start, so this module imports no
+    service code at its top."""
     app.add_typer(tenant_app, name="tenant")
     app.add_typer(key_app, name="key")
     app.command("import")(import_file)

@@ -8,9 +8,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qastream_reporting.app import SPEC
-from qastream_reporting.rebuild import rebuild
-
 console = Console()
 app = typer.Typer(help="The reporting read models.", no_args_is_help=True)
 
@@ -21,6 +18,9 @@ def rebuild_command() -> None:
 
     The live service keeps serving reads (and projecting) until the swap, which pauses it between two batches.
     """
+    # Imported when the command runs: `qa --help` must not load the service's app (see register).
+    from qastream_reporting.app import SPEC
+    from qastream_reporting.rebuild import rebuild
     from qastream_shared.cli import settings_from_stack
 
     settings = settings_from_stack()
@@ -42,4 +42,5 @@ def rebuild_command() -> None:
 
 
 def register(root: typer.Typer) -> None:
+    """Adds `qa reporting`. Called on every `qa` start, so this module imports no service code at its top."""
     root.add_typer(app, name="reporting")

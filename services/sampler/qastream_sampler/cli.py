@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from qastream_sampler.app import SPEC
-from qastream_sampler.engine import UnknownConversation
-from qastream_sampler.explain import PlanExplanation, explain
-from qastream_sampler.explain_store import explain_state
-from qastream_shared.runtime import ServiceRuntime
+if TYPE_CHECKING:
+    from qastream_sampler.explain import PlanExplanation
 
 console = Console()
 samples_app = typer.Typer(help="The sampler's decisions.", no_args_is_help=True)
 
 
 async def _explain(tenant: str, conversation_id: str) -> list[PlanExplanation]:
+    # Imported when the command runs: `qa --help` must not load the service's app (see register).
+    from qastream_sampler.app import SPEC
+    from qastream_sampler.explain import explain
+    from qastream_sampler.explain_store import explain_state
     from qastream_shared.cli import settings_from_stack
+    from qastream_shared.runtime import ServiceRuntime
 
     rt = ServiceRuntime(SPEC, settings_from_stack())
     try:
@@ -38,6 +40,8 @@ def explain_command(
     tenant: Annotated[str, typer.Option(help="Tenant id")],
 ) -> None:
     """Every plan (and the auto policy) with its verdict on one conversation, and the reason."""
+    from qastream_sampler.engine import UnknownConversation
+
     try:
         verdicts = asyncio.run(_explain(tenant, conversation_id))
     except UnknownConversation:
@@ -59,4 +63,5 @@ def explain_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `qa samples`. Called on every `qa` start, so this module imports no service code at its top."""
     app.add_typer(samples_app, name="samples")

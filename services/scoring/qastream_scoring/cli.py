@@ -9,15 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import func, select
-
-from qastream_scoring import service
-from qastream_scoring.app import SPEC
-from qastream_scoring.autoqa_runner import AutoQARunner
-from qastream_scoring.tables import conversations
-from qastream_shared.conversation import Conversation
-from qastream_shared.migrations import migrate
-from qastream_shared.runtime import ServiceRuntime
 
 console = Console()
 CHUNK = 500
@@ -41,7 +32,17 @@ def rescore(
 
 
 async def _rescore(tenant: str, scorecard_id: str | None, v: int, since: datetime | None) -> tuple[int, int]:
+    # Imported when the command runs: `qa --help` must not load the service's app (see register).
+    from sqlalchemy import func, select
+
+    from qastream_scoring import service
+    from qastream_scoring.app import SPEC
+    from qastream_scoring.autoqa_runner import AutoQARunner
+    from qastream_scoring.tables import conversations
     from qastream_shared.cli import settings_from_stack
+    from qastream_shared.conversation import Conversation
+    from qastream_shared.migrations import migrate
+    from qastream_shared.runtime import ServiceRuntime
 
     rt = ServiceRuntime(SPEC, settings_from_stack())
     await migrate(rt.settings, rt.schema, SPEC.migrations)
@@ -97,4 +98,5 @@ async def _rescore(tenant: str, scorecard_id: str | None, v: int, since: datetim
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `qa rescore`. Called on every `qa` start, so this module imports no service code at its top."""
     app.command("rescore")(rescore)

@@ -21,7 +21,8 @@ from prometheus_client import Counter as Metric
 
 from qastream_coaching.webhooks import signing, store
 from qastream_coaching.webhooks.settings import WebhookSettings, webhook_settings
-from qastream_coaching.webhooks.ssrf import RefusedUrl, check_url
+from qastream_coaching.webhooks.ssrf import RefusedUrl
+from qastream_coaching.webhooks.transport import webhook_client
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.transient import is_transient
 
@@ -42,7 +43,7 @@ class Deliverer:
         self.in_flight: Counter[str] = Counter()
         self.running: set[asyncio.Task[None]] = set()
         self.rng = random.Random()
-        self.client = httpx.AsyncClient(timeout=cfg.timeout_s, follow_redirects=False)
+        self.client = webhook_client(cfg.allow_networks, cfg.timeout_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -94,7 +95,6 @@ class Deliverer:
             error = "webhook deleted or disabled"
         else:
             try:
-                await check_url(d["url"], self.cfg.allow_networks)
                 body: bytes = d["body"]
                 headers = signing.headers(d["secret"], d["event_id"], int(time.time()), body)
                 response = await self.client.post(d["url"], content=body, headers=headers)

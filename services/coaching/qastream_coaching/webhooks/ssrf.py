@@ -1,6 +1,7 @@
 """The SSRF rule: a webhook URL must be http(s) and resolve only to public addresses, unless the operator's
-allow-list (QA_WEBHOOK_ALLOW_NETWORKS) covers them. Checked when a URL is registered and again before every
-attempt, so a DNS answer that changes later cannot point a delivery inside the network."""
+allow-list (QA_WEBHOOK_ALLOW_NETWORKS) covers them. Checked when a URL is registered, and again by the
+delivery client each time it connects (transport.py), on the very answer it then connects to: a DNS answer
+that changes later (DNS rebinding) cannot point a delivery inside the network."""
 
 from __future__ import annotations
 
@@ -42,15 +43,22 @@ async def check_url(url: str, allow: Sequence[IPv4Network | IPv6Network]) -> Non
         raise RefusedUrl("has no host")
     if parts.username or parts.password:
         raise RefusedUrl("must not carry credentials")
-    port = port or (443 if parts.scheme == "https" else 80)
+    await vetted_addresses(parts.hostname, port or (443 if parts.scheme == "https" else 80), allow)
+
+
+async def vetted_addresses(
+    host: str, port: int, allow: Sequence[IPv4Network | IPv6Network]
+) -> list[IPv4Address | IPv6Address]:
+    """The addresses `host` resolves to, or RefusedUrl if any of them is internal and not allowed."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise RefusedUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})") from None
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
+        raise RefusedUrl(f"host {host!r} does not resolve ({exc.strerror})") from None
+    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+    for ip in addresses:
         if _internal(ip) and not any(ip in net for net in allow):
             raise RefusedUrl(
-                f"host {parts.hostname!r} resolves to {ip}, a loopback, link-local or private address "
+                f"host {host!r} resolves to {ip}, a loopback, link-local or private address "
                 "(refused unless the operator allow-list QA_WEBHOOK_ALLOW_NETWORKS permits it)"
             )
+    return addresses

@@ -19,7 +19,9 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("qastream_"))))
 
 
 def test_building_the_cli_imports_no_service_app() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=300
+    )
     loaded = set(out.stdout.split())
     apps = {f"qastream_{name}.app" for name in SERVICES}
     assert loaded, out.stderr  # the probe ran

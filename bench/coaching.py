@@ -38,7 +38,7 @@ from qastream_coaching.app import SPEC
 from qastream_coaching.rules import Rule, Trigger
 from qastream_coaching.service import review_in, slot_of, task_id_of
 from qastream_coaching.tables import reviews, tasks
-from qastream_coaching.triggers import AgentHistory, evaluate_review
+from qastream_coaching.triggers import AgentHistory, RuleSet, evaluate_review
 from qastream_shared.events import Envelope, Rating, ReviewKind, ReviewSubmitted, conversation_key, encode
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
@@ -147,11 +147,12 @@ def evaluate_pure(envs: list[Envelope], rules: list[Rule]) -> dict[str, Any]:
     facts = [got.fact for e in envs if (got := review_in(data_of(e), data_of(e).submitted_at)) is not None]
     by_agent: dict[str, list[Any]] = {}
     clock = Stopwatch()
+    rule_set = RuleSet.of(rules)
     fired = 0
     for f in facts:
         history = by_agent.setdefault(f.agent_id, [])
         history.append(f)
-        fired += bool(evaluate_review(f, AgentHistory.of(history[-200:]), rules))
+        fired += bool(evaluate_review(f, AgentHistory.of(history[-200:]), rule_set))
     clock.stop()
     return rate(len(facts), clock.seconds, reviews_firing=fired)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from qastream_coaching import service, store
 from qastream_coaching.config_cache import cache_of
+from qastream_coaching.history import history_of
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.events import (
     CalibrationClosed,
@@ -22,6 +23,7 @@ from qastream_shared.unit_of_work import Handler, UnitOfWork
 def make_handler(runtime: ServiceRuntime) -> Handler:
     api_keys = runtime.tables["api_keys"]
     cache = cache_of(runtime)
+    history = history_of(runtime)
 
     async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
         """Admission (ServiceSpec.accepts) has let through only declared types of known tenants."""
@@ -45,7 +47,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 )
         await store.add_categories(uow.session, cards, overwrite=True)
         for tenant, envs in reviews.items():
-            await service.on_reviews(uow, out, tenant, envs, api_keys, cache)
+            await service.on_reviews(uow, out, tenant, envs, api_keys, cache, history)
         for tenant, envs in disputes.items():
             await service.on_disputes(uow, out, tenant, envs, api_keys, cache)
         await out.flush()

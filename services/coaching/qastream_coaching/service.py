@@ -16,14 +16,17 @@ from sqlalchemy import Table
 from qastream_coaching import store
 from qastream_coaching.alerts import raise_alerts
 from qastream_coaching.config_cache import ConfigCache
+from qastream_coaching.history import HistoryCache
 from qastream_coaching.impact_updates import refresh_impacts
 from qastream_coaching.published import envelope, task_event, utc
 from qastream_coaching.rules import POSITIVE, Rule
+from qastream_coaching.store import StoredReview
 from qastream_coaching.triggers import (
     AgentHistory,
     Firing,
     RejectionFact,
     ReviewFact,
+    RuleSet,
     evaluate_rejection,
     evaluate_review,
     longest_window_s,
@@ -100,6 +103,11 @@ def review_in(data: ReviewSubmitted | ReviewRevised, at: datetime) -> ReviewIn |
     return ReviewIn(fact, _quotes(data))
 
 
+def detail_of(r: StoredReview) -> dict[str, Any]:
+    """What a task's evidence row takes from a review (as `store.review_details` reads it)."""
+    return {"conversation_id": r.fact.conversation_id, "kind": r.fact.kind, "evidence": r.quotes}
+
+
 async def on_reviews(
     uow: UnitOfWork,
     out: Outbound,
@@ -107,6 +115,7 @@ async def on_reviews(
     events: Sequence[Envelope],
     api_keys: Table,
     cache: ConfigCache,
+    history: HistoryCache,
 ) -> None:
     session = uow.session
     revised_ids = [e.data.review_id for e in events if isinstance(e.data, ReviewRevised)]
@@ -160,22 +169,24 @@ async def on_reviews(
         return
     rules = await cache.active_rules(session, tenant_id)
     agents = {f.agent_id for f in facts}
-    loaded = (
-        await store.histories(
-            session, tenant_id, agents, utc(min(f.at for f in facts) - longest_window_s(rules))
-        )
-        if rules
-        else {}
-    )
-    histories = {a: AgentHistory.of(loaded.get(a, [])) for a in agents}
+    written = [StoredReview(latest[i].fact, latest[i].quotes, seq) for i, seq in changed.items()]
+    since = min(f.at for f in facts) - longest_window_s(rules)
+    window = await history.window(uow, tenant_id, written, since) if rules else {}
+    histories = {a: AgentHistory.of(r.fact for r in window.get(a, {}).values()) for a in agents}
+    rule_set = RuleSet.of(rules)
     firings: list[Firing] = []
     revised: list[tuple[ReviewFact, list[Firing]]] = []
     for fact in facts:
-        fired = evaluate_review(fact, histories[fact.agent_id], rules)
+        fired = evaluate_review(fact, histories[fact.agent_id], rule_set)
         firings.extend(fired)
         if fact.revision > 0:
             revised.append((fact, fired))
-    details = await store.review_details(session, tenant_id, {r for f in firings for r in f.review_ids})
+    details = {
+        rid: detail_of(r)
+        for f in firings
+        for rid in f.review_ids
+        if (r := window.get(f.agent_id, {}).get(rid)) is not None
+    }
     await apply_firings(uow, out, tenant_id, firings, api_keys, details)
     for fact, fired in revised:
         await withdraw_stale(uow, out, tenant_id, fact, fired)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import and_, func, select, text, update
@@ -32,7 +32,8 @@ _UPSERT_REVIEWS = array_insert(
     suffix=(
         "ON CONFLICT (tenant_id, review_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in _REVIEW_COLUMNS[2:] if c != "at")
-        + f" WHERE {reviews.name}.revision < excluded.revision RETURNING review_id"
+        + ", write_seq = nextval('review_writes')"
+        + f" WHERE {reviews.name}.revision < excluded.revision RETURNING review_id, write_seq"
     ),
 )
 _CATEGORY_COLUMNS = ("tenant_id", "category_id", "critical")
@@ -56,12 +57,15 @@ _INSERT_EVIDENCE = array_insert(
 )
 _ALERT_COLUMNS = ("alert_id", "tenant_id", "review_id", "agent_id", "team", "rule_id", "reason", "raised_at")
 _INSERT_ALERTS = array_insert(alerts, _ALERT_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING alert_id")
-# The rules read only scores; the categories come as JSON text for orjson, several times faster than the
-# driver's json decoding of the many history rows a batch loads.
+# JSON columns come as text for orjson, several times faster than the driver's json decoding.
 _HISTORY = text(
     f"SELECT review_id, conversation_id, agent_id, team, kind, revision, at, score, passed, auto_failed, "
-    f"categories::text AS categories FROM {reviews.name} "
+    f"categories::text AS categories, evidence::text AS evidence, write_seq FROM {reviews.name} "
     "WHERE tenant_id = :tenant AND agent_id = ANY(CAST(:agents AS text[])) AND at > :since"
+)
+_WRITES = text(
+    f"SELECT agent_id, count(*), sum(write_seq) FROM {reviews.name} "
+    "WHERE tenant_id = :tenant AND agent_id = ANY(CAST(:agents AS text[])) AND at > :since GROUP BY agent_id"
 )
 
 
@@ -146,15 +150,23 @@ async def review_times(
     return {rid: (rev, at) for rid, rev, at in rows}
 
 
-async def upsert_reviews(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
-    """Stores review facts; returns the ids whose row changed (new, or a later revision)."""
+async def upsert_reviews(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Stores review facts; returns the ids whose row changed (new, or a later revision) → its write_seq."""
     if not rows:
-        return set()
+        return {}
     params = array_params(_REVIEW_COLUMNS, rows)
     params["categories"] = [orjson.dumps(c).decode() for c in params["categories"]]
     params["evidence"] = [orjson.dumps(e).decode() for e in params["evidence"]]
     result = await session.execute(_UPSERT_REVIEWS, params)
-    return set(result.scalars().all())
+    return dict(result.tuples().all())
+
+
+class StoredReview(NamedTuple):
+    """A stored review as the rules and the tasks' evidence read it."""
+
+    fact: ReviewFact
+    quotes: dict[str, list[dict[str, Any]]]  # category → what the scorer or reviewer pointed at
+    write_seq: int
 
 
 def fact_of(row: Any, categories: dict[str, float] | None = None) -> ReviewFact:
@@ -175,15 +187,28 @@ def fact_of(row: Any, categories: dict[str, float] | None = None) -> ReviewFact:
 
 async def histories(
     session: AsyncSession, tenant_id: str, agents: Iterable[str], since: datetime
-) -> dict[str, list[ReviewFact]]:
-    """The agents' review facts after `since` (event time)."""
+) -> dict[str, list[StoredReview]]:
+    """The agents' stored reviews after `since` (event time)."""
     rows = (
         await session.execute(_HISTORY, {"tenant": tenant_id, "agents": sorted(set(agents)), "since": since})
     ).mappings()
-    facts: dict[str, list[ReviewFact]] = {}
+    found: dict[str, list[StoredReview]] = {}
     for row in rows:
-        facts.setdefault(row["agent_id"], []).append(fact_of(row, orjson.loads(row["categories"])))
-    return facts
+        fact = fact_of(row, orjson.loads(row["categories"]))
+        found.setdefault(row["agent_id"], []).append(
+            StoredReview(fact, orjson.loads(row["evidence"]), row["write_seq"])
+        )
+    return found
+
+
+async def writes(
+    session: AsyncSession, tenant_id: str, agents: Iterable[str], since: datetime
+) -> dict[str, tuple[int, int]]:
+    """agent → (number of stored reviews after `since`, the sum of their write_seq); agents with none left out."""
+    rows = await session.execute(
+        _WRITES, {"tenant": tenant_id, "agents": sorted(set(agents)), "since": since}
+    )
+    return {agent: (int(n), int(total)) for agent, n, total in rows}
 
 
 async def reviews_of(session: AsyncSession, tenant_id: str, agent_id: str) -> list[ReviewFact]:

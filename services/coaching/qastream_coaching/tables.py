@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Sequence,
     String,
     Table,
     Text,
@@ -42,6 +43,9 @@ categories = Table(
     Column("critical", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("tenant_id", "category_id"),
 )
+# Every insert or update of a stored review takes the next number: how the history cache tells that an
+# agent's rows changed (see history.py).
+review_writes = Sequence("review_writes", metadata=metadata)
 # The latest revision of every review (calibration reviews excluded): the history rules and impact read.
 reviews = Table(
     "reviews",
@@ -59,8 +63,9 @@ reviews = Table(
     Column("auto_failed", Boolean, nullable=False),
     Column("categories", JSONB, nullable=False),  # category → score
     Column("evidence", JSONB, nullable=False),  # category → [{turn, quote}] for its weak ratings
+    Column("write_seq", BigInteger, nullable=False, server_default=review_writes.next_value()),
     PrimaryKeyConstraint("tenant_id", "review_id"),
-    Index("reviews_by_agent", "tenant_id", "agent_id", "at"),
+    Index("reviews_by_agent", "tenant_id", "agent_id", "at", postgresql_include=["write_seq"]),
 )
 rejections = Table(
     "rejections",

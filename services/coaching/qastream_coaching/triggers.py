@@ -11,6 +11,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from operator import attrgetter
 
 from qastream_coaching.rules import Rule, Trigger
 
@@ -69,6 +70,9 @@ def weakest(categories: Mapping[str, float]) -> str | None:
     return min(categories.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
 
+_EVENT_ORDER = attrgetter("at", "review_id")
+
+
 @dataclass
 class AgentHistory:
     """One agent's reviews in event-time order, with the indexes the triggers query."""
@@ -81,7 +85,7 @@ class AgentHistory:
     _scored: tuple[list[float], list[float]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.facts.sort(key=lambda f: (f.at, f.review_id))
+        self.facts.sort(key=_EVENT_ORDER)
         self.times = [f.at for f in self.facts]
 
     @classmethod
@@ -133,12 +137,42 @@ def _firing(
     )
 
 
-def evaluate_review(review: ReviewFact, history: AgentHistory, rules: Sequence[Rule]) -> list[Firing]:
+@dataclass(frozen=True)
+class RuleSet:
+    """A tenant's active review rules grouped so that a review looks only at the rules it can fire: the
+    category-failure rules of the categories it failed, not all of them."""
+
+    whole: tuple[Rule, ...]  # below the pass mark, auto-fail, kudos, IQS drop: judged on every review
+    by_category: Mapping[str, tuple[Rule, ...]]  # category failures, by the category watched
+    each_category: tuple[Rule, ...]  # category failures watching every category on its own
+    fail_below: float  # the highest `fail_below` of them: a category scored at or above it fails none
+
+    @classmethod
+    def of(cls, rules: Iterable[Rule]) -> RuleSet:
+        active = [r for r in rules if not r.paused]
+        failures = [r for r in active if r.trigger is Trigger.category_failures]
+        by_category: dict[str, list[Rule]] = {}
+        for r in failures:
+            if r.category_id is not None:
+                by_category.setdefault(r.category_id, []).append(r)
+        return cls(
+            whole=tuple(r for r in active if r.trigger in _WHOLE_REVIEW),
+            by_category={c: tuple(rs) for c, rs in by_category.items()},
+            each_category=tuple(r for r in failures if r.category_id is None),
+            fail_below=max((r.fail_below for r in failures), default=0.0),
+        )
+
+
+_WHOLE_REVIEW = frozenset({Trigger.below_pass_mark, Trigger.auto_fail, Trigger.kudos, Trigger.iqs_drop})
+
+
+def evaluate_review(
+    review: ReviewFact, history: AgentHistory, rules: RuleSet | Sequence[Rule]
+) -> list[Firing]:
     """Every rule that fires on `review`, judged against `history` up to the review's event time."""
+    rule_set = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
     out: list[Firing] = []
-    for rule in rules:
-        if rule.paused:
-            continue
+    for rule in rule_set.whole:
         trigger = rule.trigger
         if trigger is Trigger.below_pass_mark:
             below = (
@@ -160,17 +194,6 @@ def evaluate_review(review: ReviewFact, history: AgentHistory, rules: Sequence[R
                 out.append(
                     _firing(rule, review, rule.category_id, f"excellent review ({value:.0%})", [review])
                 )
-        elif trigger is Trigger.category_failures:
-            cats = [rule.category_id] if rule.category_id else sorted(review.categories)
-            for cat in cats:
-                if review.categories.get(cat, 1.0) >= rule.fail_below:
-                    continue
-                failed = history.failures(
-                    cat, rule.fail_below, review.at - rule.window_days * DAY_S, review.at
-                )
-                if len(failed) >= rule.k:
-                    reason = f"{cat} failed {len(failed)} times in {rule.window_days} days"
-                    out.append(_firing(rule, review, cat, reason, failed))
         elif trigger is Trigger.iqs_drop:
             if review.score is None:
                 continue
@@ -182,6 +205,15 @@ def evaluate_review(review: ReviewFact, history: AgentHistory, rules: Sequence[R
                     reason = f"7-day IQS fell {drop:.1f} points week over week ({before:.0%} → {now:.0%})"
                     case = history.scored_window(review.at - WEEK_S, review.at)
                     out.append(_firing(rule, review, None, reason, case))
+    failed_categories = sorted(c for c, v in review.categories.items() if v < rule_set.fail_below)
+    for cat in failed_categories:
+        for rule in (*rule_set.by_category.get(cat, ()), *rule_set.each_category):
+            if review.categories[cat] >= rule.fail_below:
+                continue
+            failed = history.failures(cat, rule.fail_below, review.at - rule.window_days * DAY_S, review.at)
+            if len(failed) >= rule.k:
+                reason = f"{cat} failed {len(failed)} times in {rule.window_days} days"
+                out.append(_firing(rule, review, cat, reason, failed))
     return out
 
 

@@ -58,16 +58,35 @@ def compound(text: str) -> float:
 
 
 @lru_cache(maxsize=1)
-def _negative_triggers() -> frozenset[str]:
-    """Words without which VADER cannot score a text negative: negative lexicon entries and negators."""
+def _lexicon_words() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """VADER's negative and positive lexicon entries, and the words that negate a positive one."""
     lexicon = _analyzer().lexicon
     negators = {w.lower() for w in NEGATE} | {"least", "without", "never", "no", "not"}
-    return frozenset(w for w, v in lexicon.items() if v < 0) | negators
+    return (
+        frozenset(w for w, v in lexicon.items() if v < 0),
+        frozenset(w for w, v in lexicon.items() if v > 0),
+        frozenset(negators),
+    )
+
+
+_EMOTICON = re.compile(r"[:;=<]")  # emoticons (":)", "<3") are lexicon entries the word list does not see
+
+
+def _may_be_negative(view: ConversationView, turn: int) -> bool:
+    """False when VADER cannot score the turn below 0: no negative lexicon word, and no negator, or a negator
+    with no positive word to turn (boosters, capitals, "but" and punctuation scale a sum, never flip it)."""
+    negative, positive, negators = _lexicon_words()
+    words = view.words[turn]
+    if not negative.isdisjoint(words):
+        return True
+    if negators.isdisjoint(words):
+        return False
+    return not positive.isdisjoint(words) or _EMOTICON.search(view.texts[turn]) is not None
 
 
 def below(view: ConversationView, turn: int, threshold: float) -> bool:
     """compound(turn) < threshold (≤ 0), skipping VADER for the many turns that cannot be negative."""
-    if _negative_triggers().isdisjoint(view.words[turn]):
+    if not _may_be_negative(view, turn):
         return False
     return compound(view.texts[turn]) < threshold
 
@@ -128,9 +147,11 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
     evidence: list[int] = []
     upset_at: int | None = None  # the customer turn still waiting for an empathic answer
     answered = missed = 0
+    last_reply = view.agent[-1]
     for i in sorted((*view.agent, *view.customer)):
         if i in view.customer_set:
-            if upset_at is None and below(view, i, parsed.rude_below):
+            # A customer turn after the agent's last reply is never answered: its mood cannot count here.
+            if upset_at is None and i < last_reply and below(view, i, parsed.rude_below):
                 upset_at = i
             continue
         if EMPATHY.search(view.lower[i]):

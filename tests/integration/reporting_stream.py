@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import krippendorff
 from scipy import stats
 
 from qastream_shared import events as ev
@@ -114,6 +115,22 @@ def build(tenant: str, seed: int = 7, conversations: int = 80) -> Stream:
             **feedback,
         )
         s.add(CONVERSATIONS, ev.ConversationIngested(conversation=conv, ingested_at=ended), cid)
+        if i % 9 == 0:  # a risk alert on every ninth conversation
+            s.add(
+                COACHING,
+                ev.RiskAlertRaised(
+                    alert_id=f"{cid}-alert",
+                    review_id=f"{cid}-auto",
+                    conversation_id=cid,
+                    agent_id=agent,
+                    team=TEAMS[agent],
+                    rule_id="threat" if i % 2 else "profanity",
+                    category_ids=["compliance"],
+                    reason="matched a risk phrase",
+                    raised_at=ended + timedelta(minutes=1),
+                ),
+                agent,
+            )
         if rng.random() < 0.25:
             s.add(
                 CONVERSATIONS,
@@ -453,6 +470,7 @@ class Oracle:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.impacts: dict[str, dict[str, Any]] = {}
         self.assignments: dict[str, dict[str, Any]] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}
         for env in envs:
             d = env.data
             if isinstance(d, ev.ConversationIngested):
@@ -498,6 +516,8 @@ class Oracle:
                 self.impacts[d.task_id] = d.model_dump()
             elif isinstance(d, ev.AssignmentChanged):
                 self.assignments[d.assignment_id] = d.model_dump()
+            elif isinstance(d, ev.RiskAlertRaised):
+                self.alerts[d.alert_id] = d.model_dump()
 
     # Which reviews one figure counts.
     def quality_reviews(self, kind: str, version: int | None = None) -> list[dict[str, Any]]:
@@ -588,6 +608,46 @@ class Oracle:
                 if x["score"] is not None and a_scores.get(x["category_id"]) is not None:
                     out[x["category_id"]].append(abs(x["score"] - a_scores[x["category_id"]]) < 1e-9)
         return {c: (len(v), sum(v) / len(v)) for c, v in out.items()}
+
+    def agreement_alpha(self) -> dict[str, float | None]:
+        """category → Krippendorff's α (ordinal, on the 0..1 scores) of the same pairs as `agreement`, from
+        the reliability data itself: one row per rater kind, one column per conversation."""
+        manual = {r["conversation_id"]: r for r in self.quality_reviews("manual")}
+        auto = {r["conversation_id"]: r for r in self.quality_reviews("auto")}
+        rows: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+        for cid, m in manual.items():
+            a = auto.get(cid)
+            if a is None or a["scorecard_version"] != m["scorecard_version"]:
+                continue
+            a_scores = {x["category_id"]: x["score"] for x in a["ratings"]}
+            for x in m["ratings"]:
+                if x["score"] is not None and a_scores.get(x["category_id"]) is not None:
+                    rows[x["category_id"]][0].append(a_scores[x["category_id"]])
+                    rows[x["category_id"]][1].append(x["score"])
+        out: dict[str, float | None] = {}
+        for c, (a_row, m_row) in rows.items():
+            if len(set(a_row) | set(m_row)) < 2:
+                out[c] = None
+            else:
+                out[c] = float(
+                    krippendorff.alpha(reliability_data=[a_row, m_row], level_of_measurement="ordinal")
+                )
+        return out
+
+    def assignments_by_team(self) -> dict[str, dict[str, int]]:
+        """team of the assignment's conversation → assignments by their last action."""
+        out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for a in self.assignments.values():
+            team = self.conversations[a["conversation_id"]]["team"]
+            out[team]["assignments"] += 1
+            out[team][a["action"].value] += 1
+        return out
+
+    def alerts_by_agent(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for a in self.alerts.values():
+            out[a["agent_id"]] += 1
+        return dict(out)
 
     def customer(self) -> dict[str, Any]:
         convs = self.conversations

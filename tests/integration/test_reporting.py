@@ -145,6 +145,10 @@ async def test_every_figure_equals_the_recomputation_from_raw_events(reporting):
     assert agreement.keys() == want_agreement.keys()
     for c, (pairs, exact) in want_agreement.items():
         assert agreement[c]["pairs"] == pairs and close(agreement[c]["exact_agreement"], exact)
+    want_alpha = acme.agreement_alpha()
+    assert any(a is not None for a in want_alpha.values())
+    for c, a in want_alpha.items():
+        assert close(agreement[c]["alpha"], a), (c, agreement[c]["alpha"], a)
 
     customer = (await get(http, admin, "customer"))["items"][0]
     for k, v in acme.customer().items():
@@ -210,6 +214,19 @@ async def test_every_figure_equals_the_recomputation_from_raw_events(reporting):
     r = await http.get("/v1/metrics/shadow", params={"scorecard_id": "cs"}, headers=auth(admin))
     assert r.status_code == 422 and "scorecard_version" in r.json()["detail"]
 
+    assigned = {i["team"]: i for i in await everything(http, admin, "assignments", group_by="team")}
+    want_assigned = acme.assignments_by_team()
+    assert assigned.keys() == want_assigned.keys()
+    for team, counts in want_assigned.items():
+        for k in ("assignments", "completed", "open"):
+            want = counts["created"] if k == "open" else counts[k]
+            assert assigned[team][k] == want, (team, k, assigned[team], counts)
+
+    alerts = {
+        i["agent_id"]: i["alerts"] for i in await everything(http, admin, "risk-alerts", group_by="agent_id")
+    }
+    assert alerts == acme.alerts_by_agent()
+
     coaching = (await get(http, admin, "coaching"))["items"][0]
     assert coaching["tasks"] == len(acme.tasks)
     assert coaching["completed"] == sum(t["status"] == "completed" for t in acme.tasks.values())
@@ -229,6 +246,7 @@ ENDPOINTS = (
     "calibrations",
     "coaching",
     "coaching-impact",
+    "risk-alerts",
     "design-weighted",
     "csat-correlation",
     "pcsat",
@@ -278,7 +296,13 @@ async def test_tenant_and_role_isolation_on_every_endpoint(reporting):
         r = await http.get(f"/v1/metrics/{path}", params=needs, headers=auth(keys["beta"]))
         assert r.status_code == 200, path
         assert r.json()["freshness"]["last_review_at"] is not None
-    for path in ("quality", "customer", "disputes", "coaching"):
+    # A team lead sees the assignments and risk alerts of their team's conversations and agents only.
+    for path in ("assignments", "risk-alerts"):
+        seen = {i["team"] for i in await everything(http, keys["lead"], path, group_by="team")}
+        assert seen == {"team-b"}, path
+    mine = {i["agent_id"] for i in await everything(http, keys["agent"], "risk-alerts", group_by="agent_id")}
+    assert mine == {"agent-1"}
+    for path in ("quality", "customer", "disputes", "coaching", "assignments", "risk-alerts"):
         r = await http.get(f"/v1/metrics/{path}", params={"team": "team-a"}, headers=auth(keys["lead"]))
         assert r.status_code == 403, path
         assert "team_lead" in r.json()["detail"]

@@ -104,8 +104,36 @@ async def root_causes(request: Request, p: P, principal: Reader) -> dict[str, An
 
 @router.get("/agreement")
 async def agreement(request: Request, p: P, principal: Reader) -> dict[str, Any]:
-    """AutoQA vs human, category by category, on conversations both scored under one scorecard version."""
-    return await _simple(request, "agreement", p, principal, metrics.agreement)
+    """AutoQA vs human, category by category, on conversations both scored under one scorecard version:
+    Krippendorff's α (ordinal, on the 0..1 category scores), exact agreement and the mean difference."""
+    q = metrics_query("agreement", p, principal)
+    async with _session(request) as session:
+        rows = await store.aggregate(session, "agreement", q, principal, cursor=p.cursor, limit=p.limit)
+    alphas: dict[tuple[Any, ...], float | None] = {}
+
+    async def alpha(page: list[dict[str, Any]]) -> None:
+        pq = store.Query(
+            filters=q.filters,
+            since=q.since,
+            until=q.until,
+            group_by=[*q.group_by, "auto_score", "manual_score"],
+        )
+        keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
+        async with _session(request) as session:
+            found = await store.aggregate(
+                session, "agreement_pairs", pq, principal, measures=["n"], only=keys
+            )
+        pairs: dict[tuple[Any, ...], list[tuple[float, float, int]]] = {}
+        for r in found:
+            pairs.setdefault(tuple(r[g] for g in q.group_by), []).append(
+                (r["auto_score"], r["manual_score"], int(r["n"]))
+            )
+        alphas.update({k: metrics.agreement_alpha(v) for k, v in pairs.items()})
+
+    def shape(r: dict[str, Any]) -> dict[str, Any]:
+        return {**metrics.agreement(r), "alpha": alphas.get(tuple(r[g] for g in q.group_by))}
+
+    return await _respond(request, "agreement", q, principal, rows, p.limit, shape, extra=alpha)
 
 
 @router.get("/customer")
@@ -162,6 +190,12 @@ async def calibrations(request: Request, p: P, principal: Reader) -> dict[str, A
 async def coaching(request: Request, p: P, principal: Reader) -> dict[str, Any]:
     """Coaching tasks by their current status."""
     return await _simple(request, "coaching", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
+
+
+@router.get("/risk-alerts")
+async def risk_alerts(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+    """Risk alerts raised by coaching's rules: how many, on how many conversations and agents."""
+    return await _simple(request, "risk_alerts", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
 
 
 @router.get("/coaching-impact")

@@ -50,6 +50,22 @@ ROLLUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("day", "view", "scorecard_id", "scorecard_version", "team", "agent_id", "channel", "category_id"),
         ("n", "n_equal", "sum_abs_diff", "sum_manual", "sum_auto"),
     ),
+    # (AutoQA's score, the person's) of one category, counted: Krippendorff's α from counts (api.agreement).
+    "agreement_pairs": (
+        (
+            "day",
+            "view",
+            "scorecard_id",
+            "scorecard_version",
+            "team",
+            "agent_id",
+            "channel",
+            "category_id",
+            "auto_score",
+            "manual_score",
+        ),
+        ("n",),
+    ),
     "conversation_rollup": (
         ("day", "team", "agent_id", "channel"),
         (
@@ -260,20 +276,22 @@ def accumulate(out: Contributions, state: ConversationState, sign: int) -> None:
             a = auto_scores.get(rating.category_id)
             if rating.score is None or a is None:
                 continue
+            pair_key = (
+                manual.day,
+                view,
+                manual.scorecard_id,
+                manual.scorecard_version,
+                team,
+                agent,
+                channel,
+                rating.category_id,
+            )
             add(
                 "agreement_rollup",
-                (
-                    manual.day,
-                    view,
-                    manual.scorecard_id,
-                    manual.scorecard_version,
-                    team,
-                    agent,
-                    channel,
-                    rating.category_id,
-                ),
+                pair_key,
                 (1, abs(rating.score - a) < 1e-9, abs(rating.score - a), rating.score, a),
             )
+            add("agreement_pairs", (*pair_key, a, rating.score), (1,))
 
     for r in state.reviews.values():
         if r.kind in ("manual", "calibration") and r.reviewer_id:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting.facts import ROLLUPS
 from qastream_reporting.tables import (
-    assignments,
+    assignments_with_scope,
     calibrations,
     coaching_impacts,
     coaching_tasks,
@@ -36,6 +36,7 @@ from qastream_reporting.tables import (
     freshness,
     is_count,
     reviews,
+    risk_alerts,
     scorecards,
     with_deltas,
 )
@@ -77,11 +78,12 @@ DATASETS: dict[str, Dataset] = {
     "categories": _rollup("category_rollup", defaults={"kind": "combined"}),
     "root_causes": _rollup("root_cause_rollup", defaults={"kind": "combined"}),
     "agreement": _rollup("agreement_rollup"),
+    "agreement_pairs": _rollup("agreement_pairs"),
     "customer": _rollup("conversation_rollup"),
     "csat_pairs": _rollup("csat_pairs", defaults={"measure": "qa"}),
     "reviewers": _rollup("reviewer_rollup", reviewer="reviewer_id"),
     "assignments": Dataset(
-        assignments,
+        assignments_with_scope,
         {
             "assignments": lambda t: _count(t),
             "open": lambda t: _count(t, t.c.action.in_(("created", "reassigned"))),
@@ -125,6 +127,15 @@ DATASETS: dict[str, Dataset] = {
             },
         },
         ("day", "team", "agent_id", "category_id", "rule_id", "status"),
+    ),
+    "risk_alerts": Dataset(
+        risk_alerts,
+        {
+            "alerts": lambda t: _count(t),
+            "conversations": lambda t: func.count(func.distinct(t.c.conversation_id)),
+            "agents": lambda t: func.count(func.distinct(t.c.agent_id)),
+        },
+        ("day", "team", "agent_id", "rule_id"),
     ),
     "coaching_impact": Dataset(
         coaching_impacts,

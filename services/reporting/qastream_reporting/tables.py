@@ -111,12 +111,28 @@ assignments = Table(
     _s("reviewer_id"),
     Column("action", String(16), nullable=False),
     Column("inclusion_probability", Float),
-    _s("agent_id"),
-    _s("team"),
     _t("created_at", nullable=False),
     _t("changed_at", nullable=False),
     Column("day", Date, nullable=False),
     PrimaryKeyConstraint("tenant_id", "assignment_id"),
+)
+# Risk alerts from coaching (qa.coaching RiskAlertRaised), one row each.
+risk_alerts = Table(
+    "risk_alerts",
+    metadata,
+    tenant_id(),
+    Column("alert_id", String(64), nullable=False),
+    Column("review_id", String(64), nullable=False),
+    conversation_id(),
+    _s("agent_id"),
+    _s("team"),
+    Column("rule_id", String(64)),
+    Column("categories", Integer, nullable=False),
+    Column("reason", String(2000), nullable=False),
+    _t("raised_at", nullable=False),
+    Column("day", Date, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "alert_id"),
+    Index("risk_alerts_by_day", "tenant_id", "day", "alert_id"),
 )
 calibrations = Table(
     "calibrations",
@@ -192,7 +208,14 @@ freshness = Table(
     _t("projected_at", nullable=False),
 )
 
-_DIM_TYPES: dict[str, Any] = {"day": Date, "scorecard_version": Integer, "csat": Integer, "value": Float}
+_DIM_TYPES: dict[str, Any] = {
+    "day": Date,
+    "scorecard_version": Integer,
+    "csat": Integer,
+    "value": Float,
+    "auto_score": Float,
+    "manual_score": Float,
+}
 # Queries filter the tenant, then view and kind, then a range of days: the key's order serves them.
 _LEADING = ("view", "kind", "measure")
 
@@ -244,6 +267,23 @@ def view_ddl(name: str) -> str:
     )
 
 
+# Assignments with the agent and team of their conversation, read when queried: AssignmentChanged does not
+# carry them, and a conversation may be projected after its assignment.
+assignments_with_scope = Table(
+    "assignments_with_scope",
+    views,
+    *(Column(c.name, c.type) for c in assignments.columns),
+    _s("agent_id"),
+    _s("team"),
+)
+ASSIGNMENTS_VIEW_DDL = (
+    "CREATE OR REPLACE VIEW assignments_with_scope AS SELECT "
+    + ", ".join(f"a.{c.name}" for c in assignments.columns)
+    + ", c.agent_id, c.team FROM assignments a LEFT JOIN conversations c"
+    " ON c.tenant_id = a.tenant_id AND c.conversation_id = a.conversation_id"
+)
+
+
 tables.update(
     conversations=conversations,
     reviews=reviews,
@@ -252,6 +292,7 @@ tables.update(
     calibrations=calibrations,
     coaching_tasks=coaching_tasks,
     coaching_impacts=coaching_impacts,
+    risk_alerts=risk_alerts,
     freshness=freshness,
     scorecards=scorecards,
     **rollups,

@@ -20,6 +20,7 @@ from qastream_reporting.tables import (
     coaching_impacts,
     coaching_tasks,
     disputes,
+    risk_alerts,
     scorecards,
 )
 from qastream_shared.db import array_insert, array_params, columns_of, on_conflict_update
@@ -32,6 +33,7 @@ from qastream_shared.events import (
     DisputeOpened,
     DisputeResolved,
     Envelope,
+    RiskAlertRaised,
     ScorecardPublished,
 )
 
@@ -85,8 +87,6 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
                 "created_at": utc(data.occurred_at),
                 "day": day_of(data.occurred_at),
                 "inclusion_probability": None,
-                "agent_id": None,
-                "team": None,
                 "reviewer_id": None,
             }
             latest[("assignments", tenant, data.assignment_id)] = {
@@ -167,8 +167,22 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
                 "version": card.version,
                 "body": card.model_dump_json(),
             }
+        elif isinstance(data, RiskAlertRaised):
+            latest[("risk_alerts", tenant, data.alert_id)] = {
+                "tenant_id": tenant,
+                "alert_id": data.alert_id,
+                "review_id": data.review_id,
+                "conversation_id": data.conversation_id,
+                "agent_id": data.agent_id,
+                "team": data.team,
+                "rule_id": data.rule_id,
+                "categories": len(data.category_ids),
+                "reason": data.reason,
+                "raised_at": utc(data.raised_at),
+                "day": day_of(data.raised_at),
+            }
         else:
-            continue  # RiskAlertRaised: accepted on qa.coaching, not reported on yet
+            continue
         changed.add(tenant)
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (table, _, _), row in latest.items():
@@ -185,6 +199,7 @@ _WORKFLOW = {
     "coaching_tasks": coaching_tasks,
     "coaching_impacts": coaching_impacts,
     "scorecards": scorecards,
+    "risk_alerts": risk_alerts,
 }
 # A later event replaces a row's columns, except those an earlier event alone knows.
 _KEEP_FIRST = {

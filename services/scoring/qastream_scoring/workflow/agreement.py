@@ -1,8 +1,5 @@
-"""Agreement between raters: Krippendorff's α (the `krippendorff` package), % agreement, and alignment.
-
-Reliability data is one row per rater and one column per unit, None where a rater did not rate the unit.
-α is None where it is undefined: fewer than two distinct values in all the data (no disagreement to
-measure against) or no unit rated twice.
+"""Agreement between raters: Krippendorff's α (`qastream_shared.agreement`, shared with reporting's
+AutoQA-vs-human α), % agreement, and alignment.
 
 Alignment of a grader to a benchmark, over the units both rated, is
 Σ(1 − |grader − benchmark| / max) · (max / total max), where max is the unit's scale span (highest minus
@@ -12,33 +9,18 @@ agreement weighted by how much room the scale gives to disagree.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
-import krippendorff
-import numpy as np
-
+from qastream_shared.agreement import Level, alpha
 from qastream_shared.scorecard import Scale, ScaleKind
 
-Level = Literal["nominal", "ordinal", "interval", "ratio"]
+__all__ = ["Level", "ai_vs_human", "alignment", "alpha", "calibration_results", "level_of", "matrix"]
 
 
 def level_of(scale: Scale) -> Level:
     """Binary scales are nominal; point scales are ordinal."""
     return "nominal" if scale.kind is ScaleKind.binary else "ordinal"
-
-
-def alpha(data: Sequence[Sequence[float | None]], level: Level) -> float | None:
-    matrix = np.array([[np.nan if v is None else float(v) for v in row] for row in data], dtype=float)
-    if matrix.size == 0:
-        return None
-    values = matrix[~np.isnan(matrix)]
-    pairable = (np.sum(~np.isnan(matrix), axis=0) >= 2).any()
-    if len(np.unique(values)) < 2 or not pairable:
-        return None
-    result = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
-    return None if math.isnan(result) else result
 
 
 def percent_agreement(pairs: Sequence[tuple[float, float]]) -> float | None:

@@ -1,0 +1,74 @@
+"""The one array builder (qastream_shared.db.array_insert + on_conflict_update) against PostgreSQL:
+JSONB from JSON text, a reserved-word column, replace on conflict, keep-first columns, do-nothing."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from qastream_shared.db import (
+    array_insert,
+    array_params,
+    create_engine,
+    drop_schema,
+    ensure_schema,
+    on_conflict_update,
+)
+
+pytestmark = pytest.mark.integration
+
+meta = MetaData()
+things = Table(
+    "things",
+    meta,
+    Column("id", String(16), primary_key=True),
+    Column("offset", Integer),  # a reserved word: the builder quotes it
+    Column("first_seen", String(16)),
+    Column("body", JSONB, nullable=False),
+)
+COLUMNS = ("id", "offset", "first_seen", "body")
+
+
+async def test_array_insert_upserts_keeps_first_columns_and_casts_json(settings):
+    engine = create_engine(settings, settings.db_schema)
+    await ensure_schema(engine, settings.db_schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+        insert = array_insert(things, COLUMNS)
+        upsert = array_insert(
+            things, COLUMNS, suffix=on_conflict_update(things, ("id",), COLUMNS, keep=("first_seen",))
+        )
+
+        def rows(*items: tuple[str, int, str | None, object]) -> dict[str, list[object]]:
+            return array_params(
+                COLUMNS,
+                [
+                    {"id": i, "offset": o, "first_seen": f, "body": orjson.dumps(b).decode()}
+                    for i, o, f, b in items
+                ],
+            )
+
+        async with engine.begin() as conn:
+            await conn.execute(insert, rows(("a", 1, "mon", {"x": [1, 2]}), ("b", 2, None, [])))
+            await conn.execute(insert, rows(("a", 9, "sun", {"x": "ignored"})))  # DO NOTHING
+            await conn.execute(upsert, rows(("b", 5, "tue", {"y": None}), ("c", 3, "wed", "text")))
+            await conn.execute(upsert, rows(("a", 7, "fri", {"x": [3]})))
+            got = {
+                r.id: (r.offset, r.first_seen, r.kind, orjson.loads(r.body))
+                for r in await conn.execute(
+                    text(
+                        'SELECT id, "offset", first_seen, jsonb_typeof(body) AS kind, body::text AS body FROM things'
+                    )
+                )
+            }
+        assert got == {
+            "a": (7, "mon", "object", {"x": [3]}),  # replaced, but the first day kept
+            "b": (5, "tue", "object", {"y": None}),  # NULL first_seen filled by the later row
+            "c": (3, "wed", "string", "text"),
+        }
+    finally:
+        await drop_schema(engine, settings.db_schema)
+        await engine.dispose()

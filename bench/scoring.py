@@ -8,7 +8,8 @@ tenant on qa.tenants and `--messages` ConversationSampled(purpose auto) events o
 STAR conversations under unique ids. Prints JSON:
 - raw_consume: aiokafka getmany() over those qa.samples records, the consumer's batch size, no processing;
 - score_conversation: the pure AutoQA call in this process over the same conversations (or the first
-  `--pure`), after an untimed warm-up over a few; default scorecard and settings;
+  `--pure`), after an untimed warm-up over a few; default scorecard and settings; the per-text caches
+  emptied before each pass, so the pass with pCSAT does not reuse what the one without computed;
 - service: one `python -m qastream_scoring` process consuming them (default batch of 500, as raw_consume).
   Timed from the first review row seen in the database to all of them stored and as many ReviewSubmitted
   records on qa.reviews (the outbox relay's publish included); the rows already there at the first sight
@@ -19,7 +20,8 @@ STAR conversations under unique ids. Prints JSON:
 - service_over_raw_consume and service_over_score_conversation: how much of each bound the service reaches.
 - without_pcsat: the same conversations through a second process with QA_PCSAT_ENABLED=false, run first in
   fresh topics and schema, and score_conversation without the pCSAT prediction: `service_with_over_without`
-  is pCSAT's cost on throughput (target >= 0.9, i.e. at most a 10% drop). The figures above include pCSAT.
+  is pCSAT's cost on throughput (target >= 0.9, i.e. at most a 10% drop), `service_cpu_without_over_with`
+  the same from CPU ms per conversation (steadier on a shared machine). The figures above include pCSAT.
 `--profile PATH` runs py-spy (speedscope format) on the scoring process while it works.
 """
 
@@ -39,6 +41,9 @@ from bench.common import TINY_HELP, Stopwatch, emit, rate, ratio
 from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare
+from qastream_scoring.autoqa.resolution import _matches
+from qastream_scoring.autoqa.sentiment import compound
+from qastream_scoring.autoqa.spelling import misspelled
 from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.pcsat import current as pcsat_model
@@ -68,8 +73,16 @@ def conversations(n: int) -> list[Conversation]:
     ]
 
 
+def cold_text_caches() -> None:
+    """Empties the per-text caches (VADER, cue matches, spelling) so that each in-process pass starts as a fresh
+    service process does: else the pass without pCSAT warms them for the pass with it."""
+    for cached in (compound, _matches, misspelled):
+        cached.cache_clear()
+
+
 def pure_rate(convs: list[Conversation], pcsat: bool) -> dict[str, Any]:
     """AutoQA in this process as the service runs it (one view per conversation), with or without pCSAT."""
+    cold_text_caches()
     card, settings = prepare(default_scorecard()), ScoringSettings()
     runner = AutoQARunner(DEFAULT_REGISTRY, pcsat=pcsat_model() if pcsat else None)
     for c in convs[:50]:
@@ -205,6 +218,11 @@ async def main(n: int, pure_n: int | None, profile: str | None) -> dict[str, Any
             "service": service_off,
             "score_conversation_with_over_without": round(pure["per_s"] / pure_off["per_s"], 3),
             "service_with_over_without": ratio(service["per_s"], service_off["per_s"], 0.9),
+            # The same in CPU per conversation: what the rate would be on a core of its own, so less at the
+            # mercy of how much of a busy machine each process happened to get.
+            "service_cpu_without_over_with": round(
+                service_off["cpu_ms_per_conversation"] / service["cpu_ms_per_conversation"], 3
+            ),
         },
         **({"profile": profile, "pid": pid} if profile else {}),
     }

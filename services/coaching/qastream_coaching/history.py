@@ -23,6 +23,10 @@ from qastream_shared.unit_of_work import UnitOfWork
 
 # Agents held per process (least recently used let go first): ~50 reviews each in a 30-day window.
 MAX_AGENTS = 50_000
+# How much further back than its batch needs an agent's copy is kept: the partitions of a batch are not
+# equally far in event time, so the next batch may start a little earlier than this one, and an agent held
+# from exactly this batch's start would be read again.
+SLACK_S = 7 * 86_400.0
 
 
 @dataclass
@@ -59,11 +63,15 @@ class HistoryCache:
         if held:
             stored = await store.writes(uow.session, tenant_id, held, utc(since))
             for agent, h in held.items():
-                if since > h.since:  # older reviews than any batch now needs are let go
-                    h.reviews = {i: r for i, r in h.reviews.items() if r.fact.at > since}
-                    h.since = since
-                mine = (len(h.reviews), sum(r.write_seq for r in h.reviews.values()))
-                if stored.get(agent, (0, 0)) != mine:
+                if since - h.since > SLACK_S:  # reviews older than any batch is likely to need are let go
+                    h.since = since - SLACK_S
+                    h.reviews = {i: r for i, r in h.reviews.items() if r.fact.at > h.since}
+                n = total = 0
+                for r in h.reviews.values():
+                    if r.fact.at > since:
+                        n += 1
+                        total += r.write_seq
+                if stored.get(agent, (0, 0)) != (n, total):
                     stale.add(agent)
         if stale:
             loaded = await store.histories(uow.session, tenant_id, stale, utc(since))

@@ -1,5 +1,9 @@
-import pytest
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+from cloudevents.core.exceptions import CloudEventValidationError
+
+from qastream_events.events import _encode_by_binding
 from qastream_shared import asyncapi
 from qastream_shared.events import EVENT_TYPES, InvalidEvent, decode, encode
 from qastream_shared.testing import conversation, ingested
@@ -131,3 +135,31 @@ def test_decoded_envelope_keeps_the_records_payload_bytes():
     env = decode(k, v, h)
     assert env.value() == v
     assert type(env.data).model_validate_json(env.value()) == env.data
+
+
+@pytest.mark.parametrize(
+    "subject, causationid, traceparent, time",
+    [
+        (None, None, None, None),
+        ("c-6", "cause-1", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None),
+        ("", "", "", datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))),
+        ("c-6", None, None, datetime(2026, 3, 1, 12, 30, 0, 5, tzinfo=UTC)),
+    ],
+)
+def test_encode_writes_what_the_cloudevents_binding_writes(subject, causationid, traceparent, time):
+    env = ingested("acme", conversation("c-6"))
+    env.subject, env.causationid, env.traceparent = subject, causationid, traceparent
+    env.time = time or env.time
+    assert encode(env) == _encode_by_binding(env)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"id": ""}, {"source": ""}, {"time": datetime(2026, 3, 1, 12, 30)}],
+)
+def test_encode_refuses_what_the_binding_refuses(change):
+    env = ingested("acme", conversation("c-7"))
+    for name, value in change.items():
+        setattr(env, name, value)
+    with pytest.raises(CloudEventValidationError):
+        encode(env)

@@ -87,11 +87,12 @@ def pure_rate(convs: list[Conversation], pcsat: bool) -> dict[str, Any]:
     runner = AutoQARunner(DEFAULT_REGISTRY, pcsat=pcsat_model() if pcsat else None)
     for c in convs[:50]:
         runner.review(c, card, settings)  # warm-up: lazy lexicons
-    clock = Stopwatch()
+    clock, cpu = Stopwatch(), time.process_time()
     for c in convs:
         runner.review(c, card, settings)
     clock.stop()
-    return rate(len(convs), clock.seconds)
+    cpu_ms = 1000 * (time.process_time() - cpu) / len(convs)
+    return rate(len(convs), clock.seconds, cpu_ms_per_conversation=round(cpu_ms, 3))
 
 
 async def topic_size(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
@@ -217,6 +218,9 @@ async def main(n: int, pure_n: int | None, profile: str | None) -> dict[str, Any
             "score_conversation": pure_off,
             "service": service_off,
             "score_conversation_with_over_without": round(pure["per_s"] / pure_off["per_s"], 3),
+            "score_conversation_cpu_without_over_with": round(
+                pure_off["cpu_ms_per_conversation"] / pure["cpu_ms_per_conversation"], 3
+            ),
             "service_with_over_without": ratio(service["per_s"], service_off["per_s"], 0.9),
             # The same in CPU per conversation: what the rate would be on a core of its own, so less at the
             # mercy of how much of a busy machine each process happened to get.

@@ -10,10 +10,10 @@ PostgreSQL cannot store a NUL character or an integer beyond int64; rather than 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
@@ -21,8 +21,13 @@ from pydantic import BaseModel, ConfigDict
 from qastream_shared.http import PROBLEM
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1
 NO_NUL = "^[^\\x00]*$"
 REF = "#/components/schemas/"
+
+
+# Versions (of scorecards, rules, plans) are PostgreSQL integers: a larger one can name nothing.
+VersionPath = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 
 class FieldError(BaseModel):
@@ -39,6 +44,14 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     errors: list[FieldError] | None = None
+
+
+def at_least_one_of(*fields: str) -> dict[str, Any]:
+    """The schema side of a model that needs one of `fields` given (and not null)."""
+    return {
+        "anyOf": [{"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields],
+        "description": f"give at least one of {', '.join(fields)}",
+    }
 
 
 def problem_response(description: str) -> dict[str, Any]:

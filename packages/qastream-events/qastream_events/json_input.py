@@ -7,10 +7,10 @@ published schema forbids would be accepted. Models clients send derive from `Jso
 from __future__ import annotations
 
 import types
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, BeforeValidator, model_validator
 
 
 class JsonInput(BaseModel):
@@ -25,6 +25,26 @@ class JsonInput(BaseModel):
                 continue
             _check(key, data[key], field.annotation)
         return data
+
+
+def _iso_text(value: Any) -> Any:
+    if isinstance(value, int | float) or (isinstance(value, str) and _numeric(value)):
+        raise ValueError("must be an ISO 8601 date or date-time, not a number")
+    return value
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# A query parameter is text, and pydantic reads a numeric one ("0.5") as a Unix time: the published
+# schema says date or date-time, so such a parameter is an `IsoDate` or `IsoDateTime`.
+IsoDate = Annotated[date, BeforeValidator(_iso_text)]
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
 
 
 def _check(key: str, value: Any, annotation: Any) -> None:

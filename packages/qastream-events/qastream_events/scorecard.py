@@ -24,7 +24,7 @@ class ScaleKind(StrEnum):
 _N_POINTS = {ScaleKind.three_point: 3, ScaleKind.four_point: 4, ScaleKind.five_point: 5}
 
 
-class Scale(BaseModel):
+class Scale(JsonInput):
     model_config = ConfigDict(extra="forbid")
 
     kind: ScaleKind
@@ -47,7 +47,7 @@ class ScorerRef(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class Category(BaseModel):
+class Category(JsonInput):
     model_config = ConfigDict(extra="forbid")
 
     category_id: str = Field(pattern=SLUG)
@@ -61,7 +61,7 @@ class Category(BaseModel):
     scorer: ScorerRef | None = None
 
 
-class Group(BaseModel):
+class Group(JsonInput):
     model_config = ConfigDict(extra="forbid")
 
     group_id: str = Field(pattern=SLUG)
@@ -69,7 +69,7 @@ class Group(BaseModel):
     categories: list[Category] = Field(min_length=1)
 
 
-class Scorecard(BaseModel):
+class Scorecard(JsonInput):
     """A published, immutable scorecard version."""
 
     model_config = ConfigDict(extra="forbid")

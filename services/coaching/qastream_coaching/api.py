@@ -13,6 +13,8 @@ from qastream_coaching.config_cache import cache_of
 from qastream_coaching.impact import aggregate
 from qastream_coaching.lifecycle import Action, IllegalTransition
 from qastream_coaching.rules import InvalidRule, Rule, check_rule, edit_rule
+from qastream_events.json_input import IsoDateTime
+from qastream_shared.api_contract import VersionPath
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import CoachingTaskStatus, Role
 from qastream_shared.http import validation_errors
@@ -71,8 +73,8 @@ async def list_tasks(
     category_id: Annotated[str | None, Query(max_length=64)] = None,
     rule_id: Annotated[str | None, Query(max_length=64)] = None,
     assignee_id: Annotated[str | None, Query(max_length=200)] = None,
-    due_before: datetime | None = None,
-    due_after: datetime | None = None,
+    due_before: IsoDateTime | None = None,
+    due_after: IsoDateTime | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Any:
@@ -234,11 +236,22 @@ async def list_rules(request: Request, principal: Leads) -> list[dict[str, Any]]
     return [r.model_dump(mode="json") for r in rules.values()]
 
 
-@router.post("/rules", status_code=201)
+@router.post(
+    "/rules",
+    status_code=201,
+    responses={409: {"description": "A rule with this rule_id exists: edit it with PUT"}},
+    # The body is parsed by hand (a new rule is version 1, whatever it says); the schema is the rule's.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}},
+        }
+    },
+)
 async def create_rule(
     request: Request, principal: Manager, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
-    rule = _parse({**body, "version": 1})
+    rule = _parse(body).model_copy(update={"version": 1})  # checked as sent, then made version 1
     async with runtime(request).unit_of_work() as uow:
         if rule.rule_id in await api_queries.rule_ids(uow.session, principal.tenant_id):
             raise HTTPException(
@@ -266,7 +279,7 @@ async def get_rule(request: Request, rule_id: RuleId, principal: Leads) -> dict[
 
 @router.get("/rules/{rule_id}/versions/{version}")
 async def get_rule_version(
-    request: Request, rule_id: RuleId, version: Annotated[int, Path(ge=1)], principal: Leads
+    request: Request, rule_id: RuleId, version: VersionPath, principal: Leads
 ) -> dict[str, Any]:
     async with runtime(request).unit_of_work() as uow:
         rule = await store.rule_version(uow.session, principal.tenant_id, rule_id, version)
@@ -293,7 +306,20 @@ async def _edit(
     return rule.model_dump(mode="json")
 
 
-@router.put("/rules/{rule_id}")
+# An edit names only the fields it changes (the rule id, trigger and version may be repeated, unchanged).
+_RULE_EDIT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": Rule.model_json_schema(ref_template="#/components/schemas/{model}")["properties"],
+}
+
+
+@router.put(
+    "/rules/{rule_id}",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _RULE_EDIT}}}
+    },
+)
 async def edit(
     request: Request, rule_id: RuleId, principal: Manager, changes: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyUrl, ConfigDict, Field, field_validator, model_validator
 
 from qastream_coaching.api import runtime, unprocessable
 from qastream_coaching.config_cache import cache_of
@@ -19,6 +19,8 @@ from qastream_coaching.webhooks.outbound import WEBHOOK_TYPES
 from qastream_coaching.webhooks.settings import webhook_settings
 from qastream_coaching.webhooks.signing import new_secret
 from qastream_coaching.webhooks.ssrf import RefusedUrl, check_url
+from qastream_events.json_input import JsonInput
+from qastream_shared.api_contract import at_least_one_of
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import Role
 from qastream_shared.paging import CursorParam, LimitParam, Page
@@ -26,6 +28,7 @@ from qastream_shared.paging import CursorParam, LimitParam, Page
 router = APIRouter(prefix="/v1")
 Manager = Annotated[Principal, require(Role.admin, Role.qa_lead)]
 WebhookId = Annotated[str, Path(max_length=64)]
+EVENT_TYPES_SCHEMA: dict[str, Any] = {"items": {"type": "string", "enum": sorted(WEBHOOK_TYPES)}}
 
 
 def _types(value: list[str]) -> list[str]:
@@ -35,20 +38,20 @@ def _types(value: list[str]) -> list[str]:
     return sorted(set(value))
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(JsonInput):
     model_config = ConfigDict(extra="forbid")
     url: AnyUrl
-    event_types: list[str] = Field(min_length=1)
+    event_types: list[str] = Field(min_length=1, json_schema_extra=EVENT_TYPES_SCHEMA)
     description: str = Field(default="", max_length=500)
     active: bool = True
 
     _check_types = field_validator("event_types")(_types)
 
 
-class WebhookEdit(BaseModel):
+class WebhookEdit(JsonInput):
     model_config = ConfigDict(extra="forbid")
     url: AnyUrl | None = None
-    event_types: list[str] | None = Field(default=None, min_length=1)
+    event_types: list[str] | None = Field(default=None, min_length=1, json_schema_extra=EVENT_TYPES_SCHEMA)
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = None
 
@@ -58,8 +61,8 @@ class WebhookEdit(BaseModel):
         return None if value is None else _types(value)
 
 
-class ReplayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReplayIn(JsonInput):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=at_least_one_of("delivery_ids", "since"))
     delivery_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     webhook_id: str | None = None
     since: datetime | None = None

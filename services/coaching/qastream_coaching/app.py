@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from qastream_coaching.api import router
 from qastream_coaching.api_webhooks import router as webhooks_router
 from qastream_coaching.handlers import make_handler
+from qastream_coaching.rules import Rule
 from qastream_coaching.tables import metadata, tables
 from qastream_coaching.webhooks.delivery import deliver_webhooks
 from qastream_shared.events import (
@@ -47,6 +48,7 @@ SPEC = ServiceSpec(
     routers=[router, webhooks_router],
     tasks=[deliver_webhooks],
     title="qastream coaching",
+    openapi_models=(Rule,),
 )
 
 

@@ -10,8 +10,9 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from qastream_events.json_input import JsonInput
 from qastream_shared.scorecard import SLUG
 
 
@@ -29,7 +30,7 @@ CATEGORY_TRIGGERS = frozenset({Trigger.category_failures, Trigger.dispute_reject
 POSITIVE = frozenset({Trigger.kudos})
 
 
-class Rule(BaseModel):
+class Rule(JsonInput):
     model_config = ConfigDict(extra="forbid")
 
     rule_id: str = Field(pattern=SLUG)

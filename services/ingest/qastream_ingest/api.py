@@ -13,7 +13,7 @@ from sqlalchemy import select
 from qastream_ingest import service
 from qastream_ingest.redaction import RedactionPolicy
 from qastream_ingest.tables import tables
-from qastream_shared.api_contract import problem_response
+from qastream_shared.api_contract import at_least_one_of, problem_response
 from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.conversation import MAX_BATCH_ITEMS, Conversation, Feedback
 from qastream_shared.events import Role
@@ -57,14 +57,6 @@ class IngestResult(BaseModel):
 
 class BatchIn(BaseModel):
     conversations: list[Conversation] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
-
-
-def at_least_one_of(*fields: str) -> dict[str, Any]:
-    """The schema side of a model that needs one of `fields` given (and not null)."""
-    return {
-        "anyOf": [{"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields],
-        "description": f"give at least one of {', '.join(fields)}",
-    }
 
 
 class ConversationEvent(BaseModel):

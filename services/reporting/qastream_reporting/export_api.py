@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from qastream_events.json_input import IsoDate
 from qastream_reporting import exports
 from qastream_reporting.query import unprocessable
 from qastream_shared.auth import Principal, require
@@ -17,14 +17,18 @@ Reader = Annotated[Principal, require()]
 MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/{dataset}.{fmt}")
+@router.get(
+    "/{dataset}.{fmt}",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The rows, as a file", "content": {m: {} for m in MEDIA.values()}}},
+)
 async def export(
     request: Request,
     dataset: Annotated[Literal["reviews", "ratings", "disputes", "coaching_tasks", "aggregates"], Path()],
     fmt: Annotated[Literal["csv", "parquet"], Path()],
     principal: Reader,
-    since: Annotated[date | None, Query(alias="from", description="First day (inclusive, UTC)")] = None,
-    until: Annotated[date | None, Query(alias="to", description="Last day (inclusive, UTC)")] = None,
+    since: Annotated[IsoDate | None, Query(alias="from", description="First day (inclusive, UTC)")] = None,
+    until: Annotated[IsoDate | None, Query(alias="to", description="Last day (inclusive, UTC)")] = None,
 ) -> StreamingResponse:
     unknown = sorted(set(request.query_params) - {"from", "to"})
     if unknown:

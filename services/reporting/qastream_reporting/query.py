@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, Request
 
+from qastream_events.json_input import IsoDate
 from qastream_reporting.store import DATASETS, groupable
 from qastream_reporting.store import Query as MetricsQuery
 from qastream_shared.auth import Principal, may_see
@@ -63,8 +64,8 @@ class Params:
 
 def params(
     request: Request,
-    since: Annotated[date | None, Query(alias="from", description="First day (inclusive, UTC)")] = None,
-    until: Annotated[date | None, Query(alias="to", description="Last day (inclusive, UTC)")] = None,
+    since: Annotated[IsoDate | None, Query(alias="from", description="First day (inclusive, UTC)")] = None,
+    until: Annotated[IsoDate | None, Query(alias="to", description="Last day (inclusive, UTC)")] = None,
     group_by: Annotated[
         list[str] | None, Query(description="Dimensions to group by (repeat): day, week, team, …")
     ] = None,

@@ -38,7 +38,11 @@ def changes(request: Request) -> Changes:
     return found
 
 
-@router.get("/stream")
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"description": "Server-sent events", "content": {"text/event-stream": {}}}},
+)
 async def stream(request: Request, p: P, principal: Reader) -> EventSourceResponse:
     """Event `metrics`: {"quality": …, "customer": …, "freshness": …} for the scope, whenever it changes."""
     if p.group_by or p.cursor:

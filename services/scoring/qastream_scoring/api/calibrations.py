@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from qastream_events.json_input import JsonInput
 from qastream_scoring import service
 from qastream_scoring.api.common import (
     Id,
@@ -27,21 +28,25 @@ from qastream_scoring.stores import assignments as assignment_store
 from qastream_scoring.stores import calibrations as store
 from qastream_scoring.workflow.agreement import calibration_results
 from qastream_scoring.workflow.ratings import RatingIn, check_comments, check_ratings
+from qastream_shared.api_contract import INT32_MAX
 from qastream_shared.auth import TENANT_WIDE, Principal
 from qastream_shared.events import ReviewComment
 from qastream_shared.paging import CursorParam, LimitParam, Page
 
 router = APIRouter(prefix="/v1", tags=["calibrations"])
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+UNIQUE: dict[str, Any] = {"uniqueItems": True}  # checked by _unique, which names the repeated item
 
 
-class SessionIn(BaseModel):
+class SessionIn(JsonInput):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=200)
     scorecard_id: str | None = Field(default=None, max_length=64, description="default: the active scorecard")
-    scorecard_version: int | None = Field(default=None, ge=1, description="default: its latest version")
-    conversation_ids: list[Name] = Field(min_length=1, max_length=200)
-    participants: list[Name] = Field(min_length=2, max_length=100)
+    scorecard_version: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="default: its latest version"
+    )
+    conversation_ids: list[Name] = Field(min_length=1, max_length=200, json_schema_extra=UNIQUE)
+    participants: list[Name] = Field(min_length=2, max_length=100, json_schema_extra=UNIQUE)
     benchmark_reviewer_id: str | None = Field(
         default=None, max_length=200, description="one of the participants"
     )

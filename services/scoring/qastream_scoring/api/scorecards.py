@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from qastream_scoring import service
 from qastream_scoring.api.common import Lead, Reader, runtime
 from qastream_scoring.validation import InvalidScorecard
+from qastream_shared.api_contract import VersionPath
 from qastream_shared.scorecard import SLUG, Scorecard, ScoringSettings
 
 router = APIRouter(prefix="/v1", tags=["scorecards"])
@@ -53,7 +54,7 @@ async def get_scorecard(request: Request, scorecard_id: ScorecardId, principal: 
 
 @router.get("/scorecards/{scorecard_id}/versions/{version}", response_model=Scorecard)
 async def get_scorecard_version(
-    request: Request, scorecard_id: ScorecardId, version: Annotated[int, Path(ge=1)], principal: Reader
+    request: Request, scorecard_id: ScorecardId, version: VersionPath, principal: Reader
 ) -> Any:
     async with runtime(request).unit_of_work() as uow:
         card = await service.version(uow, principal.tenant_id, scorecard_id, version)

@@ -19,10 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from qastream_events.json_input import JsonInput
 
 
-class Reviewer(BaseModel):
+class Reviewer(JsonInput):
     model_config = ConfigDict(extra="forbid")
 
     reviewer_id: str = Field(min_length=1, max_length=200)
@@ -32,7 +34,7 @@ class Reviewer(BaseModel):
     leads_team: str | None = Field(default=None, max_length=200, description="the team this reviewer leads")
 
 
-class ReviewerPool(BaseModel):
+class ReviewerPool(JsonInput):
     """A tenant's reviewers and its review options."""
 
     model_config = ConfigDict(extra="forbid")

@@ -44,10 +44,9 @@ from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import isolated_settings, produce_envelopes
+from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes
 from qastream_shared.topics import REVIEWS, ensure_topics, physical
 from tests.integration.conftest import Proc
-from tests.integration.test_scoring import add_tenant
 
 TENANT = "bench"
 CATEGORIES = [f"cat-{i}" for i in range(10)]

@@ -30,11 +30,10 @@ from qastream_sampler.store import SamplerStore
 from qastream_sampler.tables import inputs
 from qastream_shared.events import ConversationIngested
 from qastream_shared.stack import free_port
-from qastream_shared.testing import isolated_settings, produce_envelopes, settings_env
+from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, ensure_topics, physical
 from tests.integration.test_sampler import count, stream
 from tests.integration.test_sampler_explain import with_plans
-from tests.integration.test_scoring import add_tenant
 
 TARGET_S = 1.0
 

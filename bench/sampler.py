@@ -33,10 +33,9 @@ from qastream_sampler.tables import inputs, sample_log
 from qastream_shared.events import ConversationIngested
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import isolated_settings, produce_envelopes, settings_env
+from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
 from tests.integration.test_sampler import count, install_plans, stream
-from tests.integration.test_scoring import add_tenant
 
 TARGET = 5_000.0
 

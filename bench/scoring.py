@@ -53,10 +53,10 @@ from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import ScoringSettings
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import isolated_settings, produce_envelopes, read_topic
+from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, read_topic
 from qastream_shared.topics import REVIEWS, SAMPLES, ensure_topics, physical
 from tests.integration.conftest import Proc
-from tests.integration.test_scoring import add_tenant, sampled, star
+from tests.integration.test_scoring import sampled, star
 
 TENANT = "bench"
 TARGET_PER_S = 800

@@ -17,8 +17,18 @@ from sqlalchemy import text
 
 from qastream_shared.conversation import Conversation
 from qastream_shared.db import create_engine, drop_schema
-from qastream_shared.events import ConversationIngested, Envelope, conversation_key, encode
+from qastream_shared.events import (
+    ApiKeyIssued,
+    ConversationIngested,
+    Envelope,
+    Role,
+    TenantUpserted,
+    conversation_key,
+    encode,
+)
+from qastream_shared.keys import IssuedKey, generate_key
 from qastream_shared.settings import Settings
+from qastream_shared.topics import TENANTS, physical
 
 T = TypeVar("T")
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "conversations"
@@ -171,6 +181,35 @@ async def produce(
 
 async def produce_envelopes(settings: Settings, topic: str, envs: list[Envelope]) -> None:
     await produce(settings, topic, [encode(e) for e in envs])
+
+
+async def publish_tenant_keys(
+    settings: Settings, tenant: str, keys: Sequence[tuple[Role, dict[str, str]]]
+) -> list[IssuedKey]:
+    """The tenant and one key per (role, agent_id/team fields) on qa.tenants, as ingest publishes them: how
+    tests and benchmarks give a service other than ingest a tenant it knows."""
+    issued = [generate_key(settings.key_pepper) for _ in keys]
+    envs = [
+        Envelope(
+            data=TenantUpserted(tenant_id=tenant, name=tenant), source="ingest", tenant=tenant, key=tenant
+        )
+    ]
+    envs += [
+        Envelope(
+            data=ApiKeyIssued(key_id=i.key_id, key_hash=i.key_hash, role=role, **fields),
+            source="ingest",
+            tenant=tenant,
+            key=f"{tenant}:key:{i.key_id}",
+        )
+        for i, (role, fields) in zip(issued, keys, strict=True)
+    ]
+    await produce_envelopes(settings, physical(TENANTS, settings), envs)
+    return issued
+
+
+async def add_tenant(settings: Settings, tenant: str, role: Role = Role.admin, **key_fields: str) -> str:
+    """The tenant and one key (returned) with `role` and its agent_id/team fields."""
+    return (await publish_tenant_keys(settings, tenant, [(role, key_fields)]))[0].key
 
 
 async def read_topic(

@@ -20,7 +20,6 @@ from scipy import stats
 from qastream_shared import events as ev
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import Envelope, conversation_key
-from qastream_shared.keys import generate_key
 from qastream_shared.scorecard import Category, Group, Scale, ScaleKind, Scorecard
 from qastream_shared.settings import Settings
 from qastream_shared.testing import produce_envelopes
@@ -33,7 +32,6 @@ from qastream_shared.topics import (
     REVIEWS,
     SAMPLES,
     SCORECARDS,
-    TENANTS,
     physical,
 )
 
@@ -417,31 +415,6 @@ def card(version: int, weights: dict[str, tuple[int, bool]]) -> Scorecard:
             )
         ],
     )
-
-
-async def add_tenant(
-    settings: Settings, tenant: str, role: ev.Role = ev.Role.admin, **key_fields: str
-) -> str:
-    issued = generate_key(settings.key_pepper)
-    await produce_envelopes(
-        settings,
-        physical(TENANTS, settings),
-        [
-            Envelope(
-                data=ev.TenantUpserted(tenant_id=tenant, name=tenant),
-                source="ingest",
-                tenant=tenant,
-                key=tenant,
-            ),
-            Envelope(
-                data=ev.ApiKeyIssued(key_id=issued.key_id, key_hash=issued.key_hash, role=role, **key_fields),
-                source="ingest",
-                tenant=tenant,
-                key=f"{tenant}:key:{issued.key_id}",
-            ),
-        ],
-    )
-    return issued.key
 
 
 async def publish(settings: Settings, stream: Stream) -> None:

@@ -13,18 +13,15 @@ import httpx
 from qastream_scoring.app import build
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
-    ApiKeyIssued,
     ConversationSampled,
     Envelope,
     Purpose,
     Role,
-    TenantUpserted,
     conversation_key,
 )
-from qastream_shared.keys import generate_key
 from qastream_shared.settings import Settings
-from qastream_shared.testing import eventually, produce_envelopes
-from qastream_shared.topics import SAMPLES, TENANTS, physical
+from qastream_shared.testing import eventually, produce_envelopes, publish_tenant_keys
+from qastream_shared.topics import SAMPLES, physical
 
 
 @dataclass
@@ -40,25 +37,8 @@ class Keys:
 
 async def issue_keys(settings: Settings, tenant: str, people: dict[str, tuple[Role, dict[str, str]]]) -> Keys:
     """The tenant and one key per person: name → (role, agent_id/team fields)."""
-    out = Keys(tenant)
-    envs = [
-        Envelope(
-            data=TenantUpserted(tenant_id=tenant, name=tenant), source="ingest", tenant=tenant, key=tenant
-        )
-    ]
-    for name, (role, fields) in people.items():
-        issued = generate_key(settings.key_pepper)
-        out.keys[name] = issued.key
-        envs.append(
-            Envelope(
-                data=ApiKeyIssued(key_id=issued.key_id, key_hash=issued.key_hash, role=role, **fields),
-                source="ingest",
-                tenant=tenant,
-                key=f"{tenant}:key:{issued.key_id}",
-            )
-        )
-    await produce_envelopes(settings, physical(TENANTS, settings), envs)
-    return out
+    issued = await publish_tenant_keys(settings, tenant, list(people.values()))
+    return Keys(tenant, {name: i.key for name, i in zip(people, issued, strict=True)})
 
 
 def sample(tenant: str, conv: Conversation, purpose: Purpose, at: datetime | None = None) -> Envelope:

@@ -15,10 +15,9 @@ import pytest
 
 from qastream_shared.events import Role
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes
+from qastream_shared.testing import add_tenant, eventually, produce_envelopes
 from qastream_shared.topics import REVIEWS, ensure_topics, physical
 from tests.integration.coaching_fixtures import Receiver, submitted
-from tests.integration.test_scoring import add_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,9 @@ from qastream_shared.events import DisputeOpened, Envelope, decode
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
-from qastream_shared.testing import eventually, produce, produce_envelopes, read_topic
+from qastream_shared.testing import add_tenant, eventually, produce, produce_envelopes, read_topic
 from qastream_shared.topics import COACHING, DISPUTES, REVIEWS, dlq, ensure_topics, physical
 from tests.integration.coaching_fixtures import rejected, revised, submitted
-from tests.integration.test_scoring import add_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -57,6 +57,8 @@ async def chunks(body: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_a_body_over_the_limit_is_refused_with_413_naming_it(live: Live) -> None:
+    if live.service.body is None:
+        pytest.skip(f"no operation of {live.service.name} reads a body")
     method, path = live.service.body
     big = b'{"padding": "' + b"x" * MAX_BODY_BYTES + b'"}'
     async with httpx.AsyncClient(base_url=live.url, timeout=60, headers=live.tenant.auth()) as c:
@@ -100,8 +102,6 @@ def schemathesis_cli(live: Live, *, examples: int, phases: str) -> subprocess.Co
 async def test_schemathesis_finds_nothing(live: Live) -> None:
     """Every operation, valid and invalid data, every check: no 500, no undocumented status or content type,
     nothing the schema allows refused, nothing it forbids accepted, 405 with Allow, 401 without a key."""
-    if live.service.not_fuzzed:
-        pytest.skip(live.service.not_fuzzed)
     result = await asyncio.to_thread(schemathesis_cli, live, examples=40, phases="examples,coverage,fuzzing")
     failures = result.stdout[result.stdout.find("FAILURES") :]
     assert result.returncode == 0, failures[:30000] + result.stderr[-3000:] + live.process.output()

@@ -34,10 +34,10 @@ from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes, read_topic, settings_env
+from qastream_shared.testing import add_tenant, eventually, produce_envelopes, read_topic, settings_env
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, SAMPLES, ensure_topics, physical
 from tests.integration.test_sampler import conv, env
-from tests.integration.test_scoring import add_tenant, sampled, star
+from tests.integration.test_scoring import sampled, star
 
 pytestmark = pytest.mark.integration
 N = 40

@@ -18,9 +18,9 @@ from qastream_shared import events as ev
 from qastream_shared.events import Role
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce, read_topic
+from qastream_shared.testing import add_tenant, eventually, produce, read_topic
 from qastream_shared.topics import REVIEWS, dlq, ensure_topics, physical
-from tests.integration.reporting_stream import Oracle, Stream, add_tenant, build, publish
+from tests.integration.reporting_stream import Oracle, Stream, build, publish
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,8 @@ from qastream_reporting.app import SPEC
 from qastream_shared.events import Role
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually
+from qastream_shared.testing import add_tenant, eventually
 from qastream_shared.topics import ensure_topics
-from tests.integration.reporting_stream import add_tenant
 
 pytestmark = pytest.mark.integration
 ROWS = 1_000_000

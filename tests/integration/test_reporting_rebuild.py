@@ -21,9 +21,9 @@ from qastream_shared import events as ev
 from qastream_shared.db import create_engine
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually
+from qastream_shared.testing import add_tenant, eventually
 from qastream_shared.topics import REVIEWS, ensure_topics
-from tests.integration.reporting_stream import CATEGORIES, Stream, add_tenant, build, publish
+from tests.integration.reporting_stream import CATEGORIES, Stream, build, publish
 
 pytestmark = pytest.mark.integration
 

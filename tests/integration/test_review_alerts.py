@@ -9,11 +9,11 @@ import pytest
 
 from qastream_shared.events import decode
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes, read_topic
+from qastream_shared.testing import add_tenant, eventually, produce_envelopes, read_topic
 from qastream_shared.topics import COACHING, REVIEWS, SAMPLES, ensure_topics, physical
 from review_alerts.app import Alert, Config, create_app
 from review_alerts.table import ParquetTable
-from tests.integration.test_scoring import add_tenant, sampled, star
+from tests.integration.test_scoring import sampled, star
 from tests.unit.examples.review_alerts_events import coaching_task, review
 
 pytestmark = pytest.mark.integration

@@ -38,9 +38,8 @@ from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes, read_topic
+from qastream_shared.testing import add_tenant, eventually, produce_envelopes, read_topic
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, SAMPLES, dlq, ensure_topics, physical
-from tests.integration.test_scoring import add_tenant
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday

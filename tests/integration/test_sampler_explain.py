@@ -25,7 +25,7 @@ from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes
+from qastream_shared.testing import add_tenant, eventually, produce_envelopes
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
 from tests.integration.test_sampler import (
     PLANS,
@@ -37,7 +37,6 @@ from tests.integration.test_sampler import (
     run_to_completion,
     stream,
 )
-from tests.integration.test_scoring import add_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -13,22 +13,19 @@ from qastream_ingest.importers import parse_star
 from qastream_scoring.app import SPEC
 from qastream_scoring.tables import reviews
 from qastream_shared.events import (
-    ApiKeyIssued,
     ConversationSampled,
     Envelope,
     Purpose,
     ReviewSubmitted,
     Role,
-    TenantUpserted,
     conversation_key,
     decode,
 )
-from qastream_shared.keys import generate_key
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.stack import free_port
-from qastream_shared.testing import STAR, eventually, produce_envelopes, read_topic
-from qastream_shared.topics import REVIEWS, SAMPLES, TENANTS, ensure_topics, physical
+from qastream_shared.testing import STAR, add_tenant, eventually, produce_envelopes, read_topic
+from qastream_shared.topics import REVIEWS, SAMPLES, ensure_topics, physical
 
 pytestmark = pytest.mark.integration
 
@@ -49,26 +46,6 @@ def sampled(tenant: str, conv, purpose: Purpose = Purpose.auto) -> Envelope:
         tenant=tenant,
         key=conversation_key(tenant, conv.conversation_id),
     )
-
-
-async def add_tenant(settings, tenant: str, role: Role = Role.admin, **key_fields: str) -> str:
-    issued = generate_key(settings.key_pepper)
-    await produce_envelopes(
-        settings,
-        physical(TENANTS, settings),
-        [
-            Envelope(
-                data=TenantUpserted(tenant_id=tenant, name=tenant), source="ingest", tenant=tenant, key=tenant
-            ),
-            Envelope(
-                data=ApiKeyIssued(key_id=issued.key_id, key_hash=issued.key_hash, role=role, **key_fields),
-                source="ingest",
-                tenant=tenant,
-                key=f"{tenant}:key:{issued.key_id}",
-            ),
-        ],
-    )
-    return issued.key
 
 
 def star(n: int) -> list:

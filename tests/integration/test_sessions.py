@@ -6,11 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from qastream_shared.events import ApiKeyIssued, ApiKeyRevoked, Envelope, Role, TenantUpserted
-from qastream_shared.keys import generate_key
+from qastream_shared.events import ApiKeyRevoked, Envelope, Role
 from qastream_shared.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_token, issue
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes
+from qastream_shared.testing import eventually, produce_envelopes, publish_tenant_keys
 from qastream_shared.topics import TENANTS, ensure_topics, physical
 
 pytestmark = pytest.mark.integration
@@ -20,22 +19,7 @@ CONSOLE = "http://127.0.0.1:1"  # an origin allowed by CORS; nothing needs to li
 
 
 async def issue_key(settings, tenant: str, role: Role) -> tuple[str, str]:
-    issued = generate_key(settings.key_pepper)
-    await produce_envelopes(
-        settings,
-        physical(TENANTS, settings),
-        [
-            Envelope(
-                data=TenantUpserted(tenant_id=tenant, name=tenant), source="ingest", tenant=tenant, key=tenant
-            ),
-            Envelope(
-                data=ApiKeyIssued(key_id=issued.key_id, key_hash=issued.key_hash, role=role),
-                source="ingest",
-                tenant=tenant,
-                key=f"{tenant}:key:{issued.key_id}",
-            ),
-        ],
-    )
+    (issued,) = await publish_tenant_keys(settings, tenant, [(role, {})])
     return issued.key_id, issued.key
 
 

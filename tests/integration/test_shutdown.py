@@ -15,9 +15,9 @@ from qastream_shared.events import decode
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes, read_topic
+from qastream_shared.testing import add_tenant, eventually, produce_envelopes, read_topic
 from qastream_shared.topics import REVIEWS, SAMPLES, ensure_topics, physical
-from tests.integration.test_scoring import add_tenant, sampled, star
+from tests.integration.test_scoring import sampled, star
 
 pytestmark = pytest.mark.integration
 

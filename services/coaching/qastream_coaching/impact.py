@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import bootstrap
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -52,6 +51,9 @@ def _interval(samples: tuple[np.ndarray, ...], statistic: object, seed: str) -> 
     if all(np.ptp(s) == 0 for s in samples):
         point = float(statistic(*samples))  # type: ignore[operator]
         return point, point  # no spread: every resample gives the same value
+    # Imported here: scipy.stats is most of the service's import time, and only a measurement needs it.
+    from scipy.stats import bootstrap
+
     res = bootstrap(
         samples,
         statistic,

@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from qastream_shared.agreement import alpha_of_pairs
 
@@ -26,6 +26,14 @@ CONFIDENCE = 0.95
 
 def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
+
+
+def _stats() -> ModuleType:
+    # Imported on first use: scipy.stats is most of the service's import time (seconds on a busy machine),
+    # and only intervals and p-values need it.
+    from scipy import stats
+
+    return stats
 
 
 def mean_interval(n: float, total: float, total_sq: float) -> dict[str, float | None]:
@@ -43,12 +51,12 @@ def mean_interval(n: float, total: float, total_sq: float) -> dict[str, float | 
 @functools.lru_cache(maxsize=4096)
 def _t(dof: int) -> float:
     # scipy's ppf costs ~0.1 ms a call: a page of 100 groups paid it 100 times per request.
-    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
+    return float(_stats().t.ppf(0.5 + CONFIDENCE / 2, dof))
 
 
 @functools.cache
 def _z() -> float:
-    return float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    return float(_stats().norm.ppf(0.5 + CONFIDENCE / 2))
 
 
 def hajek(s: Mapping[str, float]) -> dict[str, float | None]:
@@ -179,5 +187,5 @@ def spearman(pairs: Sequence[tuple[float, float, float]]) -> dict[str, float | N
         p = 0.0
     else:
         t = rho * math.sqrt(dof / ((1.0 - rho) * (1.0 + rho)))
-        p = float(2 * stats.t.sf(abs(t), dof))
+        p = float(2 * _stats().t.sf(abs(t), dof))
     return {"rho": rho, "p_value": p, "n": int(total)}

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qastream_shared.events import Envelope, Event
+from qastream_shared.events import PLATFORM_TENANT, Envelope, Event
 from qastream_shared.settings import Settings
 from qastream_shared.topics import physical
 
@@ -45,7 +45,9 @@ class Admission:
             if allowed is not None and env.type not in allowed:
                 reasons[env.id] = f"{env.type} does not belong on {self.topics[topic or '']}"
         if self.tenants is not None:
-            unknown = await self.tenants.unknown(session, {e.tenant for e in events if e.id not in reasons})
+            # Platform events (PartitionHeartbeat) concern no tenant; their topic's type check still applies.
+            tenants = {e.tenant for e in events if e.id not in reasons and e.tenant != PLATFORM_TENANT}
+            unknown = await self.tenants.unknown(session, tenants)
             for env in events:
                 if env.tenant in unknown and env.id not in reasons:
                     reasons[env.id] = f"unknown tenant {env.tenant!r}"

@@ -81,12 +81,36 @@ class ConversationIngested(Event):
     ingested_at: datetime
 
 
+def conversation_time(conversation: Conversation, ingested_at: datetime) -> datetime:
+    """A conversation's event time (UTC): when it ended, else when it started, else when it was ingested."""
+    t = conversation.end_time() or conversation.started_at or ingested_at
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
 class ConversationUpdated(Event):
     TYPE = "qa.conversation.updated.v1"
     conversation_id: str
     escalated: bool | None = None
     reopened: bool | None = None
     occurred_at: datetime
+
+
+class PartitionHeartbeat(Event):
+    """Ingest's event-time progress, sent to one partition of qa.conversations.
+
+    The sampler's watermark is the minimum over the partitions of the highest conversation event time seen
+    on each; a partition that receives no conversation would hold it back for ever. Ingest sends, to every
+    partition, the highest conversation event time it has stored, whenever that has moved on. It is a
+    record on the log, so a replay sees it in the same place. Not about any tenant: its envelope carries
+    `PLATFORM_TENANT`, which admission lets through without a tenant check.
+    """
+
+    TYPE = "qa.partition.heartbeat.v1"
+    partition: int = Field(ge=0)
+    event_time_high: datetime
+
+
+PLATFORM_TENANT = "-"  # the envelope tenant of events that concern no tenant (PartitionHeartbeat)
 
 
 class CsatRecorded(Event, Feedback):
@@ -457,6 +481,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ConversationIngested,
         ConversationUpdated,
         CsatRecorded,
+        PartitionHeartbeat,
         ConversationSampled,
         ScorecardPublished,
         ReviewSubmitted,
@@ -713,6 +738,7 @@ def decode(
 
 __all__ = [
     "EVENT_TYPES",
+    "PLATFORM_TENANT",
     "ApiKeyIssued",
     "ApiKeyRevoked",
     "AssignmentAction",
@@ -742,6 +768,7 @@ __all__ = [
     "Evidence",
     "InboundConversation",
     "InvalidEvent",
+    "PartitionHeartbeat",
     "PredictedCsat",
     "Provenance",
     "Purpose",
@@ -755,6 +782,7 @@ __all__ = [
     "ScorecardPublished",
     "TenantUpserted",
     "conversation_key",
+    "conversation_time",
     "decode",
     "deterministic_id",
     "encode",

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from qastream_ingest.api import BatchIn, router
 from qastream_ingest.handlers import make_handler
+from qastream_ingest.heartbeats import send_heartbeats
 from qastream_ingest.service import Redactors
 from qastream_ingest.tables import metadata, tables
 from qastream_shared.conversation import Conversation
@@ -18,6 +19,7 @@ from qastream_shared.events import (
     ConversationUpdated,
     CsatRecorded,
     InboundConversation,
+    PartitionHeartbeat,
     TenantUpserted,
 )
 from qastream_shared.runtime import ServiceSpec, create_app
@@ -32,10 +34,11 @@ SPEC = ServiceSpec(
     consumes=[INBOUND_CONVERSATIONS],
     accepts={INBOUND_CONVERSATIONS: [InboundConversation]},
     produces={
-        CONVERSATIONS: [ConversationIngested, ConversationUpdated, CsatRecorded],
+        CONVERSATIONS: [ConversationIngested, ConversationUpdated, CsatRecorded, PartitionHeartbeat],
         TENANTS: [TenantUpserted, ApiKeyIssued, ApiKeyRevoked],
     },
     handler=make_handler,
+    tasks=[send_heartbeats],
     uses_directory=False,
     owns_tenants=True,
     # The request body is parsed by hand (per-item results), so its models are published explicitly.

@@ -28,6 +28,7 @@ from qastream_shared.events import (
     Role,
     TenantUpserted,
     conversation_key,
+    conversation_time,
 )
 from qastream_shared.keys import generate_key
 from qastream_shared.topics import CONVERSATIONS, TENANTS
@@ -161,6 +162,7 @@ async def accept(
                 # The stored body is the event's payload, so each conversation is serialised once.
                 "body": env.value(),
                 "redactions": red.counts,
+                "event_time": conversation_time(clean, now),
             }
         )
     # Rows as executemany parameters, not .values(rows): the statement then compiles once and is cached

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -32,7 +33,10 @@ conversations = Table(
     Column("body", LargeBinary, nullable=False),
     Column("redactions", JSONB, nullable=False),
     Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When the conversation happened (`conversation_time`): its maximum is what the heartbeats announce.
+    Column("event_time", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("tenant_id", "conversation_id"),
+    Index("conversations_by_event_time", "event_time"),
 )
 feedback = Table(
     "feedback",

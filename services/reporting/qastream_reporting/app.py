@@ -29,7 +29,7 @@ from qastream_shared.topics import (
 )
 
 ACCEPTS: dict[str, list[type[ev.Event]]] = {
-    CONVERSATIONS: [ev.ConversationIngested, ev.ConversationUpdated, ev.CsatRecorded],
+    CONVERSATIONS: [ev.ConversationIngested, ev.ConversationUpdated, ev.CsatRecorded, ev.PartitionHeartbeat],
     SAMPLES: [ev.ConversationSampled],
     SCORECARDS: [ev.ScorecardPublished],
     REVIEWS: [ev.ReviewSubmitted, ev.ReviewRevised],

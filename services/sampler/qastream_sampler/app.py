@@ -15,6 +15,7 @@ from qastream_shared.events import (
     ConversationSampled,
     ConversationUpdated,
     CsatRecorded,
+    PartitionHeartbeat,
     ReviewRevised,
     ReviewSubmitted,
 )
@@ -29,7 +30,7 @@ SPEC = ServiceSpec(
     migrations=str(Path(__file__).parent / "migrations"),
     consumes=[CONVERSATIONS, REVIEWS],
     accepts={
-        CONVERSATIONS: [ConversationIngested, CsatRecorded, ConversationUpdated],
+        CONVERSATIONS: [ConversationIngested, CsatRecorded, ConversationUpdated, PartitionHeartbeat],
         # Revisions of human reviews are accepted but never trigger sampling.
         REVIEWS: [ReviewSubmitted, ReviewRevised],
     },

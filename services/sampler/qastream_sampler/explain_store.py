@@ -26,10 +26,13 @@ from qastream_sampler.plan_store import all_plan_versions, current_auto_policy
 from qastream_sampler.plans import AnyPlan, Period, StratifiedPlan, TargetedPlan
 from qastream_sampler.store import SamplerStore
 from qastream_sampler.tables import inputs
-from qastream_shared.events import EVENT_TYPES, ConversationIngested
+from qastream_shared.events import EVENT_TYPES, ConversationIngested, PartitionHeartbeat
 from qastream_shared.settings import Settings
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, physical
 
+# The inputs that raise a partition's high: conversations and ingest's heartbeats (tenant PLATFORM_TENANT, so
+# the tenant filters below keep them out of every result row).
+_RAISING = f"'{ConversationIngested.TYPE}', '{PartitionHeartbeat.TYPE}'"
 # Every stored conversation of the topic with the highest event time seen before it on its partition (the
 # consumer's `partition_high`) and whether it is the conversation's first ingestion (later ones are no-ops).
 _RANKED = f"""
@@ -37,7 +40,7 @@ _RANKED = f"""
            max(event_time) OVER (PARTITION BY partition ORDER BY "offset"
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS high,
            row_number() OVER (PARTITION BY tenant_id, conversation_id ORDER BY partition, "offset") AS nth
-    FROM {inputs.name} WHERE topic = :topic AND ce_type = '{ConversationIngested.TYPE}'
+    FROM {inputs.name} WHERE topic = :topic AND ce_type IN ({_RAISING})
 """
 _INPUTS_OF = text(
     f"SELECT i.topic, i.partition, i.offset, i.ce_type, i.body FROM {inputs.name} i"
@@ -52,7 +55,7 @@ _FIRST_SEEN = text(
 )
 _HIGHS = text(
     f"SELECT partition, max(event_time) FROM {inputs.name}"
-    f" WHERE topic = :topic AND ce_type = '{ConversationIngested.TYPE}' GROUP BY partition"
+    f" WHERE topic = :topic AND ce_type IN ({_RAISING}) GROUP BY partition"
 )
 
 

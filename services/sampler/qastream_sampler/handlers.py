@@ -8,7 +8,13 @@ import logging
 
 from qastream_sampler.store import SamplerStore, conversation_of
 from qastream_shared.conversation import Conversation
-from qastream_shared.events import ConversationIngested, Envelope, ReviewRevised, ReviewSubmitted
+from qastream_shared.events import (
+    ConversationIngested,
+    Envelope,
+    PartitionHeartbeat,
+    ReviewRevised,
+    ReviewSubmitted,
+)
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, physical
 from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
@@ -44,6 +50,9 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             for env in events:
                 if isinstance(env.data, ReviewRevised):
                     continue  # revisions of human reviews never trigger sampling
+                if isinstance(env.data, PartitionHeartbeat):
+                    relevant.append(env)
+                    continue
                 cid = conversation_of(env.data)
                 if isinstance(env.data, ConversationIngested):
                     batch[(env.tenant, cid)] = env.data.conversation

@@ -25,6 +25,7 @@ from qastream_sampler.decisions import Decision, decision_event_id, to_event
 from qastream_sampler.engine import (
     SamplerConfig,
     SamplerState,
+    as_utc,
     close,
     conversation_time,
     observe_conversation,
@@ -44,6 +45,7 @@ from qastream_shared.events import (
     CsatRecorded,
     Envelope,
     Event,
+    PartitionHeartbeat,
     ReviewSubmitted,
     conversation_key,
 )
@@ -56,8 +58,11 @@ SOURCE = "sampler"
 
 
 def conversation_of(data: Event) -> str:
+    """The conversation an input is about ("" for a heartbeat, which is about a partition)."""
     if isinstance(data, ConversationIngested):
         return data.conversation.conversation_id
+    if isinstance(data, PartitionHeartbeat):
+        return ""
     assert isinstance(data, CsatRecorded | ConversationUpdated | ReviewSubmitted)
     return data.conversation_id
 
@@ -162,6 +167,14 @@ class SamplerStore:
         self._plans_mark = mark
 
     def apply(self, topic: str, partition: int, data: Event, tenant: str) -> list[tuple[str, Decision]]:
+        if isinstance(data, PartitionHeartbeat):
+            # As a conversation of that time would: raises this partition's high, so the watermark moves.
+            if topic == self.conversations_topic:
+                high = self.highs.get(partition)
+                beat = as_utc(data.event_time_high)
+                if high is None or beat > high:
+                    self.highs[partition] = beat
+            return []
         st = self.state(tenant)
         if isinstance(data, ConversationIngested):
             decisions = []
@@ -265,6 +278,7 @@ class SamplerStore:
             assert env.origin is not None
             topic, partition, offset = env.origin
             conv = env.data if isinstance(env.data, ConversationIngested) else None
+            beat = env.data if isinstance(env.data, PartitionHeartbeat) else None
             rows.append(
                 {
                     "topic": topic,
@@ -274,7 +288,11 @@ class SamplerStore:
                     "conversation_id": conversation_of(env.data),
                     "ce_type": env.type,
                     "body": env.value(),
-                    "event_time": conversation_time(conv.conversation, conv.ingested_at) if conv else None,
+                    "event_time": conversation_time(conv.conversation, conv.ingested_at)
+                    if conv
+                    else beat.event_time_high
+                    if beat
+                    else None,
                     "agent_id": conv.conversation.agent_id if conv else None,
                     "team": conv.conversation.team if conv else None,
                 }

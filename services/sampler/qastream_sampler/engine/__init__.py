@@ -41,9 +41,10 @@ from qastream_sampler.engine.state import (
     SamplerConfig,
     SamplerState,
     UnknownConversation,
-    conversation_time,
+    as_utc,
     watermark,
 )
+from qastream_shared.events import conversation_time
 
 __all__ = [
     "SENTIMENT_SCORER",
@@ -55,6 +56,7 @@ __all__ = [
     "SamplerConfig",
     "SamplerState",
     "UnknownConversation",
+    "as_utc",
     "close",
     "conversation_time",
     "first_matching_rule",

@@ -19,7 +19,6 @@ from qastream_sampler.engine.state import (
     SamplerState,
     UnknownConversation,
     as_utc,
-    conversation_time,
 )
 from qastream_sampler.plans import AnyPlan, Period, RandomPlan, Rule, StratifiedPlan, TargetedPlan
 from qastream_shared.events import (
@@ -29,6 +28,7 @@ from qastream_shared.events import (
     Purpose,
     ReviewKind,
     ReviewSubmitted,
+    conversation_time,
 )
 
 SENTIMENT_SCORER = "sentiment"

@@ -9,7 +9,6 @@ from typing import Literal, NamedTuple
 
 from qastream_sampler.decisions import Decision
 from qastream_sampler.plans import AnyPlan, AutoPolicy
-from qastream_shared.conversation import Conversation
 from qastream_shared.events import Purpose
 
 _US = timedelta(microseconds=1)
@@ -27,11 +26,6 @@ class UnknownConversation(LookupError):
 
 def as_utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def conversation_time(conversation: Conversation, ingested_at: datetime) -> datetime:
-    """A conversation's event time: when it ended, else when it started, else when it was ingested."""
-    return as_utc(conversation.end_time() or conversation.started_at or ingested_at)
 
 
 @dataclass(slots=True)

@@ -285,7 +285,7 @@ async def main(n: int, m: int) -> dict[str, Any]:
         consumed = await raw_consume(settings, physical(REVIEWS, settings), n)
         pure = evaluate_pure(envs, rules)
         # Smaller batches than the size: the rate is timed from the first batch stored to the last.
-        batch = str(min(500, max(10, n // 20)))  # the service's default (500) from 10,000 reviews up
+        batch = str(min(SPEC.consumer_batch_size or 500, max(10, n // 10)))  # its default from 20,000 up
         proc = Proc(
             ["-m", "qastream_coaching"],
             settings,

@@ -45,6 +45,9 @@ SPEC = ServiceSpec(
     # Every task lifecycle event (each a CoachingTaskEvent), measured impact and risk alerts.
     produces={COACHING: [*CoachingTaskEvent.__subclasses__(), CoachingImpactMeasured, RiskAlertRaised]},
     handler=make_handler,
+    # Each batch costs about a dozen round trips whatever its size, and a backlog is where size matters (a
+    # caught-up consumer's batches are small anyway).
+    consumer_batch_size=2000,
     routers=[router, webhooks_router],
     tasks=[deliver_webhooks],
     title="qastream coaching",

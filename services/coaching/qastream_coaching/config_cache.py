@@ -1,5 +1,5 @@
 """Per-process copies of what every batch reads and rarely changes: a tenant's active rules, its webhook
-subscriptions and the categories already recorded. A write through this process's API drops the tenant's
+subscriptions, its teams' leads and the categories already recorded. A write through this process's API drops the tenant's
 entries at once; another replica sees the change within TTL_S."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_coaching import store
@@ -26,6 +27,9 @@ class ConfigCache:
     # (tenant, category) pairs known to be stored; only a cache of the categories table, so a pair added by
     # a transaction that rolls back is dropped again (see service.on_reviews).
     categories: set[tuple[str, str]] = field(default_factory=set)
+
+    # (tenant, team) → its lead (None: no lead), from the tenant directory's API keys.
+    leads: dict[tuple[str, str], tuple[float, str | None]] = field(default_factory=dict)
 
     def forget(self, tenant_id: str) -> None:
         self.rules.pop(tenant_id, None)
@@ -50,6 +54,19 @@ class ConfigCache:
             for t in stale:
                 self.subscriptions[t] = (now, found.get(t, []))
         return {t: self.subscriptions[t][1] for t in wanted}
+
+    async def team_leads(
+        self, session: AsyncSession, api_keys: Table, tenant_id: str, teams: Iterable[str | None]
+    ) -> dict[str, str]:
+        """team → its lead (see store.team_leads); a lead key issued or revoked shows within TTL_S."""
+        now = time.monotonic()
+        wanted = {t for t in teams if t}
+        stale = sorted(t for t in wanted if now - self.leads.get((tenant_id, t), (-TTL_S, None))[0] >= TTL_S)
+        if stale:
+            found = await store.team_leads(session, api_keys, tenant_id, stale)
+            for t in stale:
+                self.leads[(tenant_id, t)] = (now, found.get(t))
+        return {t: lead for t in wanted if (lead := self.leads[(tenant_id, t)][1]) is not None}
 
 
 def cache_of(runtime: ServiceRuntime) -> ConfigCache:

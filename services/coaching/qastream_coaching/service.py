@@ -187,7 +187,7 @@ async def on_reviews(
         for rid in f.review_ids
         if (r := window.get(f.agent_id, {}).get(rid)) is not None
     }
-    await apply_firings(uow, out, tenant_id, firings, api_keys, details)
+    await apply_firings(uow, out, tenant_id, firings, api_keys, cache, details)
     for fact, fired in revised:
         await withdraw_stale(uow, out, tenant_id, fact, fired)
     await raise_alerts(uow, out, tenant_id, facts, firings, details)
@@ -226,7 +226,7 @@ async def on_disputes(
         for f in facts
         for firing in evaluate_rejection(f, [r for r in history if r.agent_id == f.agent_id], rules, kinds)
     ]
-    await apply_firings(uow, out, tenant_id, firings, api_keys, {})
+    await apply_firings(uow, out, tenant_id, firings, api_keys, cache, {})
     await raise_alerts(uow, out, tenant_id, [], firings, {})
 
 
@@ -239,6 +239,7 @@ async def apply_firings(
     tenant_id: str,
     firings: Sequence[Firing],
     api_keys: Table,
+    cache: ConfigCache,
     details: dict[str, dict[str, Any]],
 ) -> None:
     """Opens a task per slot without one, or adds the evidence to the slot's open task; publishes both."""
@@ -250,7 +251,7 @@ async def apply_firings(
     open_, closed = await store.slot_tasks(session, tenant_id, slots)
     # Only tasks about to open need their team's lead.
     new_teams = {f.team for f in firings if slot_of(f.agent_id, f.category_id, f.rule) not in open_}
-    leads = await store.team_leads(session, api_keys, tenant_id, new_teams)
+    leads = await cache.team_leads(session, api_keys, tenant_id, new_teams)
     missing = {r for f in firings for r in f.review_ids} - set(details)
     details = {**details, **await store.review_details(session, tenant_id, missing)}
     created: dict[str, tuple[dict[str, Any], Firing]] = {}
@@ -310,7 +311,11 @@ async def apply_firings(
         created = {tid: c for tid, c in created.items() if tid in inserted}
     new_pairs = await store.add_evidence(session, list(evidence_rows.values()))
     touched = {t for t, _ in new_pairs} | set(created)
-    ids = await store.evidence_ids(session, tenant_id, touched)
+    # A task opened in this batch has exactly the evidence added now; only older ones need their list read.
+    ids = await store.evidence_ids(session, tenant_id, touched - set(created))
+    for row in sorted(evidence_rows.values(), key=lambda r: (r["at"], r["review_id"])):
+        if row["task_id"] in created and (row["task_id"], row["review_id"]) in new_pairs:
+            ids.setdefault(row["task_id"], []).append(row["review_id"])
     by_id = {t["task_id"]: t for t in open_.values()}
     for tid in sorted(touched):
         row = by_id[tid]

@@ -22,6 +22,7 @@ from qastream_coaching.published import envelope, task_event, utc
 from qastream_coaching.rules import POSITIVE, Rule
 from qastream_coaching.store import StoredReview
 from qastream_coaching.triggers import (
+    HISTORY_TRIGGERS,
     AgentHistory,
     Firing,
     RejectionFact,
@@ -181,6 +182,11 @@ async def on_reviews(
         firings.extend(fired)
         if fact.revision > 0:
             revised.append((fact, fired))
+    # Reviews stored earlier but later in event time have a new history: the rules that count history judge
+    # them again, so the tasks do not depend on the order the reviews arrived in.
+    counting = RuleSet.of(r for r in rules if r.trigger in HISTORY_TRIGGERS)
+    for fact in judged_again(facts, window, longest_window_s(rules)):
+        firings.extend(evaluate_review(fact, histories[fact.agent_id], counting))
     details = {
         rid: detail_of(r)
         for f in firings
@@ -192,6 +198,26 @@ async def on_reviews(
         await withdraw_stale(uow, out, tenant_id, fact, fired)
     await raise_alerts(uow, out, tenant_id, facts, firings, details)
     await refresh_impacts(uow, out, tenant_id, agents)
+
+
+def judged_again(
+    new: Sequence[ReviewFact], window: dict[str, dict[str, StoredReview]], reach_s: float
+) -> list[ReviewFact]:
+    """The stored reviews (not in `new`) of the agents of `new` that are later in event time than one of
+    `new` of the same agent, by at most `reach_s`: those whose history `new` has just changed."""
+    first: dict[str, float] = {}
+    for f in new:
+        first[f.agent_id] = min(first.get(f.agent_id, f.at), f.at)
+    ids = {f.review_id for f in new}
+    return sorted(
+        (
+            r.fact
+            for agent, at in first.items()
+            for r in window.get(agent, {}).values()
+            if at < r.fact.at <= at + reach_s and r.fact.review_id not in ids
+        ),
+        key=lambda f: (f.at, f.review_id),
+    )
 
 
 async def on_disputes(

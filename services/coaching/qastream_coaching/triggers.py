@@ -163,6 +163,8 @@ class RuleSet:
         )
 
 
+# Triggers whose verdict on a review depends on the agent's other reviews.
+HISTORY_TRIGGERS = frozenset({Trigger.category_failures, Trigger.iqs_drop})
 _WHOLE_REVIEW = frozenset({Trigger.below_pass_mark, Trigger.auto_fail, Trigger.kudos, Trigger.iqs_drop})
 
 

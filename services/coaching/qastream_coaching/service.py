@@ -19,10 +19,10 @@ from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.history import HistoryCache
 from qastream_coaching.impact_updates import refresh_impacts
 from qastream_coaching.published import envelope, task_event, utc
-from qastream_coaching.rules import POSITIVE, Rule
+from qastream_coaching.rules import POSITIVE, Rule, Trigger
 from qastream_coaching.store import StoredReview
 from qastream_coaching.triggers import (
-    HISTORY_TRIGGERS,
+    WEEK_S,
     AgentHistory,
     Firing,
     RejectionFact,
@@ -184,9 +184,8 @@ async def on_reviews(
             revised.append((fact, fired))
     # Reviews stored earlier but later in event time have a new history: the rules that count history judge
     # them again, so the tasks do not depend on the order the reviews arrived in.
-    counting = RuleSet.of(r for r in rules if r.trigger in HISTORY_TRIGGERS)
-    for fact in judged_again(facts, window, longest_window_s(rules)):
-        firings.extend(evaluate_review(fact, histories[fact.agent_id], counting))
+    for fact, again in judged_again(facts, window, rules):
+        firings.extend(evaluate_review(fact, histories[fact.agent_id], again))
     details = {
         rid: detail_of(r)
         for f in firings
@@ -201,23 +200,36 @@ async def on_reviews(
 
 
 def judged_again(
-    new: Sequence[ReviewFact], window: dict[str, dict[str, StoredReview]], reach_s: float
-) -> list[ReviewFact]:
-    """The stored reviews (not in `new`) of the agents of `new` that are later in event time than one of
-    `new` of the same agent, by at most `reach_s`: those whose history `new` has just changed."""
-    first: dict[str, float] = {}
-    for f in new:
-        first[f.agent_id] = min(first.get(f.agent_id, f.at), f.at)
+    new: Sequence[ReviewFact], window: dict[str, dict[str, StoredReview]], rules: Sequence[Rule]
+) -> list[tuple[ReviewFact, RuleSet]]:
+    """The stored reviews (not in `new`) whose history `new` has just changed, each with the rules that
+    count that history: for category failures, a review that failed a category within the longest window
+    after one of `new` that failed one; for IQS drops, a scored review within two weeks after a scored one."""
+    failures = RuleSet.of(r for r in rules if r.trigger is Trigger.category_failures)
+    drops = RuleSet.of(r for r in rules if r.trigger is Trigger.iqs_drop)
     ids = {f.review_id for f in new}
-    return sorted(
-        (
-            r.fact
-            for agent, at in first.items()
-            for r in window.get(agent, {}).values()
-            if at < r.fact.at <= at + reach_s and r.fact.review_id not in ids
-        ),
-        key=lambda f: (f.at, f.review_id),
-    )
+    out: dict[str, tuple[ReviewFact, RuleSet]] = {}
+    for again, reach, counts in (
+        (drops, 2 * WEEK_S, lambda f: f.score is not None),
+        (failures, longest_window_s(failures.rules()), lambda f: failures.failed_categories(f)),
+    ):
+        if not again.rules():
+            continue
+        first: dict[str, float] = {}
+        for f in new:
+            if counts(f):
+                first[f.agent_id] = min(first.get(f.agent_id, f.at), f.at)
+        for agent, at in first.items():
+            for r in window.get(agent, {}).values():
+                f = r.fact
+                if at < f.at <= at + reach and f.review_id not in ids and counts(f):
+                    # A review judged again by both sets gets both (evaluated once with their union).
+                    had = out.get(f.review_id)
+                    out[f.review_id] = (
+                        f,
+                        again if had is None else RuleSet.of([*had[1].rules(), *again.rules()]),
+                    )
+    return sorted(out.values(), key=lambda p: (p[0].at, p[0].review_id))
 
 
 async def on_disputes(

@@ -162,9 +162,15 @@ class RuleSet:
             fail_below=max((r.fail_below for r in failures), default=0.0),
         )
 
+    def rules(self) -> list[Rule]:
+        by_category = [r for rs in self.by_category.values() for r in rs]
+        return [*self.whole, *by_category, *self.each_category]
 
-# Triggers whose verdict on a review depends on the agent's other reviews.
-HISTORY_TRIGGERS = frozenset({Trigger.category_failures, Trigger.iqs_drop})
+    def failed_categories(self, review: ReviewFact) -> list[str]:
+        """The review's categories some category-failure rule may count as failed, in order."""
+        return sorted(c for c, v in review.categories.items() if v < self.fail_below)
+
+
 _WHOLE_REVIEW = frozenset({Trigger.below_pass_mark, Trigger.auto_fail, Trigger.kudos, Trigger.iqs_drop})
 
 
@@ -207,8 +213,7 @@ def evaluate_review(
                     reason = f"7-day IQS fell {drop:.1f} points week over week ({before:.0%} → {now:.0%})"
                     case = history.scored_window(review.at - WEEK_S, review.at)
                     out.append(_firing(rule, review, None, reason, case))
-    failed_categories = sorted(c for c, v in review.categories.items() if v < rule_set.fail_below)
-    for cat in failed_categories:
+    for cat in rule_set.failed_categories(review):
         for rule in (*rule_set.by_category.get(cat, ()), *rule_set.each_category):
             if review.categories[cat] >= rule.fail_below:
                 continue

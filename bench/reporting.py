@@ -138,9 +138,9 @@ async def projection_rate(settings: Settings, runtime: ServiceRuntime, n: int, p
     )
 
 
-def synthetic(i: int) -> ConversationState:
-    """Conversation i of the loaded tenant, with its reviews."""
-    day = DAY0 + timedelta(days=i % 90)
+def synthetic(i: int, day0: date = DAY0) -> ConversationState:
+    """Conversation i of the loaded tenant, with its reviews, on one of the 90 days from `day0`."""
+    day = day0 + timedelta(days=i % 90)
     at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     agent = i % 100
     agent_id, team, channel = f"agent-{agent}", f"team-{agent // 10}", ("chat", "email", "voice")[i % 3]

@@ -27,7 +27,7 @@ import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -39,7 +39,7 @@ from qastream_reporting.app import SPEC as REPORTING
 from qastream_reporting.projection import apply_difference
 from qastream_scoring.app import SPEC as SCORING
 from qastream_shared.db import drop_schema
-from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.runtime import ServiceRuntime, ServiceSpec
 from qastream_shared.testing import eventually, isolated_settings
 from tests.browser import stack as pipeline
 from tests.browser.browser import Session, chromium
@@ -169,14 +169,51 @@ async def load(s: pipeline.LiveStack, n: int) -> None:
         await eventually(reviewed, within=max(300.0, n / 5), every=1.0)
 
 
+# synthetic(i)'s facts repeat with the least common multiple of its moduli (90 days, 100 agents, 7 reviewers,
+# 40 and 120 for probabilities and pCSAT): 2^3 * 3^2 * 5^2 * 7 conversations.
+PERIOD = 12_600
+
+
+def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int]:
+    """The rollup rows of the synthetic conversations holding `n_reviews` reviews, by reporting's own
+    contribution code: one period computed, scaled by the whole periods (every rollup value is a sum), and
+    the rest conversation by conversation. Minutes of Python for a million, not half an hour."""
+    for i in range(0, PERIOD, 997):  # the period is checked, not assumed
+        if facts.contributions(synthetic(i, day0)) != facts.contributions(synthetic(i + PERIOD, day0)):
+            raise RuntimeError(f"bench.reporting.synthetic no longer repeats every {PERIOD} conversations")
+    one: facts.Contributions = {}
+    per_period = 0
+    for i in range(PERIOD):
+        state = synthetic(i, day0)
+        per_period += len(state.reviews)
+        facts.merge(one, facts.contributions(state))
+    whole = n_reviews // per_period
+    diff: facts.Contributions = {
+        table: {key: [whole * v for v in values] for key, values in rows.items()}
+        for table, rows in one.items()
+    }
+    seen, i = whole * per_period, whole * PERIOD
+    while seen < n_reviews:
+        state = synthetic(i, day0)
+        i += 1
+        seen += len(state.reviews)
+        facts.merge(diff, facts.contributions(state))
+    return diff, seen
+
+
+def runtime_of(s: pipeline.LiveStack, spec: ServiceSpec) -> ServiceRuntime:
+    """A service's runtime on the schema the stack gave it."""
+    schema = pipeline.schema_of(s.settings, spec.name)
+    return ServiceRuntime(spec, s.settings.model_copy(update={"db_schema": schema}))
+
+
 async def seed(s: pipeline.LiveStack, n_reviews: int) -> dict[str, Any]:
     """N synthetic reviews in scoring's reviews table and in reporting's rollups (untimed set-up)."""
     started = time.perf_counter()
     day0 = (datetime.now(UTC) - timedelta(days=90)).date()
     async with httpx.AsyncClient(timeout=60, headers=s.auth("lead")) as http:
         card = (await http.get(s.url("scoring") + "/v1/scorecards")).json()[0]
-    scoring = ServiceRuntime(SCORING, s.settings)
-    reporting = ServiceRuntime(REPORTING, s.settings)
+    scoring, reporting = runtime_of(s, SCORING), runtime_of(s, REPORTING)
     try:
         async with scoring.engine.begin() as conn:
             await conn.execute(
@@ -190,18 +227,9 @@ async def seed(s: pipeline.LiveStack, n_reviews: int) -> dict[str, Any]:
                 },
             )
             await conn.execute(text("ANALYZE reviews"))
-        seen, i = 0, 0
-        while seen < n_reviews:
-            diff: facts.Contributions = {}
-            for _ in range(20_000):
-                state = synthetic(i, day0)
-                i += 1
-                seen += len(state.reviews)
-                facts.merge(diff, facts.contributions(state))
-                if seen >= n_reviews:
-                    break
-            async with reporting.sessions() as session, session.begin():
-                await apply_difference(session, s.tenant, diff)
+        diff, seen = rollups(n_reviews, day0)
+        async with reporting.sessions() as session, session.begin():
+            await apply_difference(session, s.tenant, diff)
         async with reporting.engine.begin() as conn:
             await conn.execute(text("ANALYZE"))
     finally:
@@ -217,7 +245,7 @@ async def seed(s: pipeline.LiveStack, n_reviews: int) -> dict[str, Any]:
 async def drop_seeded(s: pipeline.LiveStack) -> None:
     """The seeded schemas hold a million rows each: dropped, not left in the shared database."""
     for spec in (SCORING, REPORTING):
-        runtime = ServiceRuntime(spec, s.settings)
+        runtime = runtime_of(s, spec)
         await drop_schema(runtime.engine, runtime.schema)
         await runtime.engine.dispose()
 
@@ -241,9 +269,15 @@ def main() -> None:
 
     async def up() -> pipeline.LiveStack:
         s = await pipeline.start(settings)
-        await load(s, args.conversations)
-        if args.reviews:
-            seeded.update(await seed(s, args.reviews))
+        try:
+            await load(s, args.conversations)
+            if args.reviews:
+                seeded.update(await seed(s, args.reviews))
+        except BaseException:
+            s.stop()
+            if args.reviews:
+                await drop_seeded(s)
+            raise
         return s
 
     s = asyncio.run(up())

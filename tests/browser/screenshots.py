@@ -129,6 +129,7 @@ def photograph(s: pipeline.LiveStack, facts: dict[str, Any]) -> None:
         ("lead", "/calibration", "calibration", {}),
         ("team_lead", "/coaching", "coaching", {}),
         ("lead", "/dashboard", "phone-dashboard", {"viewport": PHONE}),
+        ("lead", "/plans", "plans", {}),
     ]
     with chromium() as browser:
         for person, path, name, kw in shots:
@@ -138,6 +139,14 @@ def photograph(s: pipeline.LiveStack, facts: dict[str, Any]) -> None:
             if name == "calibration":
                 page.locator("#session-list button.link").first.click()
                 page.wait_for_selector("[data-metric=alpha]")
+            if name == "plans":  # a targeted plan being written, with a problem named beside its field
+                page.get_by_label("Plan id").fill("unhappy-voice")
+                page.get_by_label("Name", exact=True).fill("Unhappy voice customers")
+                page.get_by_label("Conversations matching rules").check()
+                page.get_by_label("score (1–5)").fill("9")
+                page.get_by_label("voice", exact=True).check()
+                page.get_by_role("button", name="Save as a new version").click()
+                page.wait_for_selector("#plan-problems .error")
             page.screenshot(path=str(DOCS / f"{name}.png"), full_page=name != "dashboard")
             session.close()
         session = Session(browser, s, "reviewer")
@@ -150,8 +159,10 @@ def photograph(s: pipeline.LiveStack, facts: dict[str, Any]) -> None:
             page.keyboard.press(key)
         page.wait_for_selector("text=Draft saved")
         page.evaluate("window.scrollTo(0, 0)")
-        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(DOCS / "workspace.png"))
+        page.get_by_role("button", name="Comment on turn 2").click()
+        page.get_by_role("dialog").get_by_label("Comment").fill("Asked for the name before greeting.")
+        page.screenshot(path=str(DOCS / "workspace-comment.png"))
         session.close()
 
 

@@ -73,6 +73,7 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     expect(dialog.get_by_label("Comment")).to_be_focused()
     dialog.get_by_role("button", name="Add comment").click()
     expect(dialog.get_by_role("alert")).to_contain_text("please write something")
+    s.shot("workspace-comment-dialog")
     assert not serious_violations(page), serious_violations(page)
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()

@@ -33,10 +33,10 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from bench.reporting import synthetic
+from bench.reporting import PERIOD, synthetic
 from qastream_reporting import facts
 from qastream_reporting.app import SPEC as REPORTING
-from qastream_reporting.projection import apply_difference
+from qastream_reporting.deltas import append, compact
 from qastream_scoring.app import SPEC as SCORING
 from qastream_shared.db import drop_schema
 from qastream_shared.runtime import ServiceRuntime, ServiceSpec
@@ -171,11 +171,6 @@ async def load(s: pipeline.LiveStack, n: int) -> None:
         await eventually(reviewed, within=max(300.0, n / 5), every=1.0)
 
 
-# synthetic(i)'s facts repeat with the least common multiple of its moduli (90 days, 100 agents, 7 reviewers,
-# 40 and 120 for probabilities and pCSAT): 2^3 * 3^2 * 5^2 * 7 conversations.
-PERIOD = 12_600
-
-
 def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int]:
     """The rollup rows of the synthetic conversations holding `n_reviews` reviews, by reporting's own
     contribution code: one period computed, scaled by the whole periods (every rollup value is a sum), and
@@ -188,7 +183,7 @@ def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int]:
     for i in range(PERIOD):
         state = synthetic(i, day0)
         per_period += len(state.reviews)
-        facts.merge(one, facts.contributions(state))
+        facts.accumulate(one, state, 1)
     whole = n_reviews // per_period
     diff: facts.Contributions = {
         table: {key: [whole * v for v in values] for key, values in rows.items()}
@@ -199,7 +194,7 @@ def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int]:
         state = synthetic(i, day0)
         i += 1
         seen += len(state.reviews)
-        facts.merge(diff, facts.contributions(state))
+        facts.accumulate(diff, state, 1)
     return diff, seen
 
 
@@ -231,7 +226,8 @@ async def seed(s: pipeline.LiveStack, n_reviews: int) -> dict[str, Any]:
             await conn.execute(text("ANALYZE reviews"))
         diff, seen = rollups(n_reviews, day0)
         async with reporting.sessions() as session, session.begin():
-            await apply_difference(session, s.tenant, diff)
+            await append(session, s.tenant, diff)
+            await compact(session)
         async with reporting.engine.begin() as conn:
             await conn.execute(text("ANALYZE"))
     finally:

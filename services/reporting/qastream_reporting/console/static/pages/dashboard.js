@@ -31,7 +31,7 @@ function showFreshness(f) {
   if (f) lastFreshness = f;
   const f2 = lastFreshness;
   const live = $("live");
-  const parts = [h("span", { class: "dot-live", "aria-hidden": "true" }), stream ? "Live" : "Refreshing every 10 s"];
+  const parts = [h("span", { class: "dot-live", "aria-hidden": "true" }), stream ? "Live" : polling ? "Refreshing every 10 s" : "Connecting to live updates"];
   if (f2 && f2.last_review_at) {
     parts.push(` · newest review reached these figures ${num(f2.lag_seconds, 1)} s after it was submitted`);
   } else {
@@ -241,6 +241,7 @@ $("agent-search").addEventListener("input", () => {
 
 // Live: reporting's SSE stream says when figures moved; refresh (at most every 2 s) without a reload.
 let stream = null;
+let polling = false;
 let pending = null;
 function soon() {
   if (pending) return;
@@ -262,6 +263,7 @@ function connect() {
   };
 }
 function poll() {
+  polling = true;
   setInterval(() => refresh({ agentsToo: false }), 10000);
 }
 setInterval(() => showFreshness(null), 5000);

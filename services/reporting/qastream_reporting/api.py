@@ -117,6 +117,7 @@ async def agreement(request: Request, p: P, principal: Reader) -> dict[str, Any]
             since=q.since,
             until=q.until,
             group_by=[*q.group_by, "auto_score", "manual_score"],
+            agent_contains=q.agent_contains,
         )
         keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
         async with _session(request) as session:

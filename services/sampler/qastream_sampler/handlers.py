@@ -16,7 +16,7 @@ from qastream_shared.events import (
     ReviewSubmitted,
 )
 from qastream_shared.runtime import ServiceRuntime
-from qastream_shared.topics import CONVERSATIONS, REGISTRY, physical
+from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, physical
 from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,28 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             parts = runtime.consumer.consumer.partitions_for_topic(physical(CONVERSATIONS, runtime.settings))
             if parts:
                 store.partitions = len(parts)
+            parts = runtime.consumer.consumer.partitions_for_topic(physical(REVIEWS, runtime.settings))
+            if parts:
+                store.review_partitions = len(parts)
         async with store.lock:
             await store.refresh_plans(uow.session)
             decisions = await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
             batch: dict[tuple[str, str], Conversation] = {}
             traces: dict[tuple[str, str], str | None] = {}
+            for env in events:
+                if isinstance(env.data, ConversationIngested):
+                    batch[(env.tenant, env.data.conversation.conversation_id)] = env.data.conversation
+                    traces[(env.tenant, env.data.conversation.conversation_id)] = env.traceparent
+            # Feedback about a conversation whose facts retention dropped is too late to count, not unknown.
+            await store.resolve_retired(
+                uow.session,
+                {
+                    (env.tenant, conversation_of(env.data))
+                    for env in events
+                    if store.unknown(env.tenant, env.data)
+                    and (env.tenant, conversation_of(env.data)) not in batch
+                },
+            )
             relevant = []
             rejected: dict[str, str] = {}
             for env in events:
@@ -54,13 +71,11 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                     relevant.append(env)
                     continue
                 cid = conversation_of(env.data)
-                if isinstance(env.data, ConversationIngested):
-                    batch[(env.tenant, cid)] = env.data.conversation
-                    traces[(env.tenant, cid)] = env.traceparent
-                elif (
-                    not isinstance(env.data, ReviewSubmitted)
+                if (
+                    not isinstance(env.data, ConversationIngested | ReviewSubmitted)
                     and (env.tenant, cid) not in batch
                     and not store.knows(env.tenant, cid)
+                    and (env.tenant, cid) not in store.retired
                 ):
                     # CSAT and updates share the conversation's partition, so it must have come first.
                     rejected[env.id] = (
@@ -79,6 +94,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             for env in relevant:
                 assert env.origin is not None
                 decisions += store.apply(env.origin[0], env.origin[1], env.data, env.tenant)
+            store.retired = set()
             decisions += store.close_due()
             await store.publish(uow, decisions, batch, traces)
 

@@ -34,6 +34,7 @@ from qastream_sampler.engine import (
     observe_update,
     watermark,
 )
+from qastream_sampler.engine.retention import PRUNE_EVERY, horizon, past_window, prune
 from qastream_sampler.plans import AutoPolicy, parse_plan
 from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, sample_log
 from qastream_shared.conversation import Conversation
@@ -50,7 +51,7 @@ from qastream_shared.events import (
     conversation_key,
 )
 from qastream_shared.settings import Settings
-from qastream_shared.topics import CONVERSATIONS, SAMPLES, physical
+from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, SAMPLES, physical
 from qastream_shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,14 @@ _LOG_INSERT = array_insert(
 )
 # Two arrays joined through the (tenant, conversation) index: one statement text whatever the number of keys,
 # where a row-value IN list was a new statement (compile, prepare, plan) for every batch.
+# Where each conversation was ingested (its first stored ConversationIngested), for `resolve_retired`.
+_INGESTIONS = text(
+    f"SELECT DISTINCT ON (i.tenant_id, i.conversation_id) i.tenant_id, i.conversation_id, i.partition, i.offset"
+    f" FROM {inputs.name} i"
+    " JOIN unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])) AS k(tenant_id, conversation_id)"
+    f" USING (tenant_id, conversation_id) WHERE i.topic = :topic AND i.ce_type = '{ConversationIngested.TYPE}'"
+    " ORDER BY i.tenant_id, i.conversation_id, i.offset"
+)
 _STORED_CONVERSATIONS = text(
     f"SELECT i.tenant_id, i.conversation_id, i.body FROM {inputs.name} i"
     " JOIN unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])) AS k(tenant_id, conversation_id)"
@@ -100,13 +109,21 @@ class SamplerStore:
         self.lock = asyncio.Lock()
         self.states: dict[str, SamplerState] = {}
         self.highs: dict[int, datetime] = {}
+        # qa.reviews' partitions and their highest review time: retention waits for both watermarks.
+        self.reviews_topic = physical(REVIEWS, settings)
+        self.review_partitions = next(t.partitions for t in REGISTRY if t.name == REVIEWS)
+        self.review_highs: dict[int, datetime] = {}
+        self.pruned_to: datetime | None = None
+        # Conversations of the inputs being applied whose facts retention has dropped (`resolve_retired`).
+        self.retired: set[tuple[str, str]] = set()
         self.cursors: dict[tuple[str, int], int] = {}
         self._plans_mark: tuple[Any, ...] | None = None
         self._plan_rows: dict[str, list[Any]] = {}
         self._policies: dict[str, AutoPolicy] = {}
         # Reviews travel on their own topic, so one can be read before its conversation (a replay reads
         # both topics at once); it waits here and is applied right after the conversation.
-        self.parked: dict[tuple[str, str], list[ReviewSubmitted]] = {}
+        # With its partition's high when it arrived, which decides whether it still counts (`past_window`).
+        self.parked: dict[tuple[str, str], list[tuple[ReviewSubmitted, datetime | None]]] = {}
         self.stale = True
 
     # --- state --------------------------------------------------------------------------------
@@ -184,30 +201,81 @@ class SamplerStore:
                 t = conversation_time(data.conversation, data.ingested_at)
                 if high is None or t > high:
                     self.highs[partition] = t
-                for review in self.parked.pop((tenant, data.conversation.conversation_id), ()):
-                    decisions += observe_review(st, review, config=self.config)
-        elif isinstance(data, CsatRecorded):
-            decisions = observe_csat(st, data, config=self.config)
-        elif isinstance(data, ConversationUpdated):
-            decisions = observe_update(st, data, config=self.config)
-        elif isinstance(data, ReviewSubmitted):
-            if data.conversation_id not in st.conversations:
-                self.parked.setdefault((tenant, data.conversation_id), []).append(data)
+                for review, review_high in self.parked.pop((tenant, data.conversation.conversation_id), ()):
+                    decisions += self._review(st, review, review_high)
+        elif isinstance(data, CsatRecorded | ConversationUpdated):
+            facts = st.conversations.get(data.conversation_id)
+            if facts is None and (tenant, data.conversation_id) in self.retired:
                 return []
-            decisions = observe_review(st, data, config=self.config)
+            if facts is not None and past_window(facts, self.highs.get(partition), self.config):
+                return []
+            if isinstance(data, CsatRecorded):
+                decisions = observe_csat(st, data, config=self.config)
+            else:
+                decisions = observe_update(st, data, config=self.config)
+        elif isinstance(data, ReviewSubmitted):
+            review_high = self.review_highs.get(partition) if topic == self.reviews_topic else None
+            if topic == self.reviews_topic:
+                t = as_utc(data.submitted_at)
+                if review_high is None or t > review_high:
+                    self.review_highs[partition] = t
+            if data.conversation_id not in st.conversations:
+                if (tenant, data.conversation_id) not in self.retired:
+                    self.parked.setdefault((tenant, data.conversation_id), []).append((data, review_high))
+                return []
+            decisions = self._review(st, data, review_high)
         else:
             decisions = []
         return [(tenant, d) for d in decisions]
+
+    def _review(self, st: SamplerState, review: ReviewSubmitted, high: datetime | None) -> list[Decision]:
+        facts = st.conversations[review.conversation_id]
+        if past_window(facts, high, self.config):
+            return []
+        return observe_review(st, review, config=self.config)
 
     def close_due(self) -> list[tuple[str, Decision]]:
         w = watermark(self.highs, self.partitions)
         if w is None:
             return []
-        return [
+        decisions = [
             (tenant, d)
             for tenant, st in sorted(self.states.items())
             for d in close(st, w, config=self.config)
         ]
+        self._retain(w)
+        return decisions
+
+    def _retain(self, w: datetime) -> None:
+        """Drops what no input still to come can need (`engine.retention`), once per hour of event time."""
+        h = horizon(w, watermark(self.review_highs, self.review_partitions), self.config)
+        if h is None or (self.pruned_to is not None and h < self.pruned_to + PRUNE_EVERY):
+            return
+        dropped = sum(prune(st, h) for st in self.states.values())
+        self.pruned_to = h
+        log.debug("sampler retention: %d conversations older than %s dropped", dropped, h)
+
+    async def resolve_retired(self, session: AsyncSession, keys: set[tuple[str, str]]) -> None:
+        """Which of these conversations, unknown in memory, this store has applied and then dropped: their
+        ingestion is stored at an offset its cursor has passed. The others are yet to come (or never were)."""
+        self.retired = set()
+        if not keys:
+            return
+        tenants, ids = zip(*sorted(keys), strict=True)
+        rows = await session.execute(
+            _INGESTIONS, {"tenants": list(tenants), "ids": list(ids), "topic": self.conversations_topic}
+        )
+        self.retired = {
+            (tenant, cid)
+            for tenant, cid, partition, offset in rows
+            if offset <= self.cursors.get((self.conversations_topic, partition), -1)
+        }
+
+    def unknown(self, tenant: str, data: Event) -> bool:
+        """Feedback or a review about a conversation that is not in memory."""
+        return isinstance(data, CsatRecorded | ConversationUpdated | ReviewSubmitted) and not self.knows(
+            tenant, data.conversation_id
+        )
 
     def knows(self, tenant: str, conversation_id: str) -> bool:
         st = self.states.get(tenant)
@@ -218,6 +286,7 @@ class SamplerStore:
     async def rebuild(self, session: AsyncSession) -> list[tuple[str, Decision]]:
         """Replays every stored input, partition by partition in offset order."""
         self.states, self.highs, self.cursors, self.parked = {}, {}, {}, {}
+        self.review_highs, self.pruned_to, self.retired = {}, None, set()
         self._plans_mark = None
         await self.refresh_plans(session)
         decisions: list[tuple[str, Decision]] = []
@@ -264,11 +333,15 @@ class SamplerStore:
                 .where(inputs.c.topic == topic, inputs.c.partition == partition, inputs.c.offset > cursor)
                 .order_by(inputs.c.offset)
             )
-            for offset, tenant, ce_type, body in rows:
-                decisions += self.apply(
-                    topic, partition, EVENT_TYPES[ce_type].model_validate_json(body), tenant
-                )
+            parsed = [(o, tenant, EVENT_TYPES[t].model_validate_json(b)) for o, tenant, t, b in rows]
+            await self.resolve_retired(
+                session,
+                {(tenant, conversation_of(e)) for _, tenant, e in parsed if self.unknown(tenant, e)},
+            )
+            for offset, tenant, data in parsed:
+                decisions += self.apply(topic, partition, data, tenant)
                 self.cursors[(topic, partition)] = offset
+        self.retired = set()
         return decisions
 
     async def record(self, uow: UnitOfWork, events: Iterable[Envelope]) -> None:

@@ -1,0 +1,269 @@
+"""Soak: the whole pipeline at a steady rate for a long time; memory, lag and latency must stay flat.
+
+    uv run python -m bench.soak --minutes 20 --rate 25      # writes docs/soak.png
+    uv run python -m bench.soak --tiny                      # CI smoke: 30 s, the PNG to a temporary file
+
+Same five processes and set-up as bench.pipeline (its `Pipeline`, on the stack of KAFKA_BOOTSTRAP_SERVERS /
+DATABASE_URL or the launcher's). Real STAR conversations with fresh ids are posted open-loop at `--rate` per
+second, in a batch every 200 ms. Every `--every` seconds it records each service's RSS (VmRSS of its
+process), the five consumer groups' summed lag, and the p50/p99 from ingest's 202 to the auto review stored
+by scoring (`scored`) and by reporting (`reported`) of the conversations accepted in that interval, seen by
+polling both schemas. Prints JSON:
+- samples: one per interval;
+- rss_drift: per service, the mean RSS of the last quarter over that of the second quarter (after warm-up),
+  minus one; the soak's claim is |drift| <= 0.15 (`met`);
+- lag: max and last sample (bounded: no upward trend over the run);
+- dead_lettered: records on each service's DLQ topic at the end (should all be 0);
+- raw_ping_pong: one record produced and consumed before the next, on the same broker in the same run: the
+  floor of one hop, beside which the per-interval p99s are read (`scored_p99_over_ping_pong_p99`).
+Also writes a PNG (matplotlib) of RSS per service and lag over time (`--png`, default docs/soak.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
+
+from bench.common import emit
+from bench.pipeline import SERVICES, Pipeline, percentiles, ping_pong, post, warm_up
+from bench.platform import servers
+from qastream_shared.settings import Settings
+from qastream_shared.testing import drop_isolated, isolated_settings
+from qastream_shared.topics import dlq, physical
+from tests.integration.conftest_ingest import star_stream, take
+
+TICK_S = 0.2
+POLL_S = 0.02
+DOCS_PNG = Path(__file__).resolve().parents[1] / "docs" / "soak.png"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from /proc (Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Tracker:
+    """Accept time of each posted conversation, and when scoring and reporting stored its auto review."""
+
+    def __init__(self, p: Pipeline, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.accepted_at: dict[str, float] = {}
+        self.pending: dict[str, set[str]] = {"scoring": set(), "reporting": set()}
+        self.interval: dict[str, list[float]] = {"scoring": [], "reporting": []}
+        self.all: dict[str, list[float]] = {"scoring": [], "reporting": []}
+        self.queries = {
+            name: f'SELECT conversation_id FROM "{p.schema(name)}".reviews'
+            " WHERE kind = 'auto' AND conversation_id = ANY($1)"
+            for name in self.pending
+        }
+
+    def posted(self, ids: list[str], at: float) -> None:
+        for cid in ids:
+            self.accepted_at[cid] = at
+            for waiting in self.pending.values():
+                waiting.add(cid)
+
+    async def poll(self) -> None:
+        for name, waiting in self.pending.items():
+            if not waiting:
+                continue
+            rows = await self.conn.fetch(self.queries[name], list(waiting))
+            now = time.perf_counter()
+            for r in rows:
+                cid = r["conversation_id"]
+                if cid in waiting:
+                    waiting.discard(cid)
+                    ms = (now - self.accepted_at[cid]) * 1000
+                    self.interval[name].append(ms)
+                    self.all[name].append(ms)
+                    if name == "reporting":
+                        del self.accepted_at[cid]
+
+    def take_interval(self) -> dict[str, Any]:
+        out = {f"{n}_p{q}_ms": _pct(v, q) for n, v in self.interval.items() for q in (50, 99)}
+        self.interval = {"scoring": [], "reporting": []}
+        return out
+
+
+def _pct(samples: list[float], q: int) -> float | None:
+    if len(samples) < 2:
+        return round(samples[0], 1) if samples else None
+    return round(statistics.quantiles(samples, n=100, method="inclusive")[q - 1], 1)
+
+
+async def dead_lettered(p: Pipeline) -> dict[str, int]:
+    tps = {name: TopicPartition(physical(dlq(name), p.base), 0) for name in SERVICES}
+    ends = await p.ends.end_offsets(list(tps.values()))
+    return {name: ends[tp] for name, tp in tps.items()}
+
+
+async def soak(
+    p: Pipeline, conn: asyncpg.Connection, minutes: float, rate: float, every: float
+) -> dict[str, Any]:
+    stream = star_stream("soak")
+    tracker = Tracker(p, conn)
+    pids = {name: svc.pid for name, svc in p.live.items()}
+    samples: list[dict[str, Any]] = []
+    per_tick = max(1, round(rate * TICK_S))
+    tick_s = per_tick / rate
+    start = time.perf_counter()
+    end = start + minutes * 60
+    sent: list[asyncio.Task[None]] = []
+
+    async def one(client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> None:
+        await post(client, batch)
+        tracker.posted([c["conversation_id"] for c in batch], time.perf_counter())
+
+    async def observe() -> None:
+        while time.perf_counter() < end:
+            await tracker.poll()
+            await asyncio.sleep(POLL_S)
+
+    async def record() -> None:
+        next_at = start + every
+        while next_at <= end:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            p.alive()
+            samples.append(
+                {
+                    "t_s": round(time.perf_counter() - start, 1),
+                    "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
+                    "lag": await p.lag(),
+                    **tracker.take_interval(),
+                }
+            )
+            next_at += every
+
+    tasks = [asyncio.create_task(observe()), asyncio.create_task(record())]
+    async with p.client() as client:
+        tick = 0
+        while (scheduled := start + tick * tick_s) < end:
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            sent.append(asyncio.create_task(one(client, take(stream, per_tick))))
+            tick += 1
+        await asyncio.gather(*sent)
+        offered_s = time.perf_counter() - start
+    await asyncio.gather(*tasks)
+    return {
+        "offered_per_s": round(per_tick * tick / offered_s, 1),
+        "conversations": per_tick * tick,
+        "samples": samples,
+        "scored": percentiles(tracker.all["scoring"]),
+        "reported": percentiles(tracker.all["reporting"]),
+    }
+
+
+def drift(samples: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per service: mean RSS of the last quarter over the second quarter's (after warm-up), minus one."""
+    q = len(samples) // 4
+    if q == 0:
+        return {name: None for name in SERVICES}
+    out: dict[str, float | None] = {}
+    for name in SERVICES:
+        early = statistics.mean(s["rss_mb"][name] for s in samples[q : 2 * q])
+        late = statistics.mean(s["rss_mb"][name] for s in samples[3 * q :])
+        out[name] = round(late / early - 1, 3)
+    return out
+
+
+def plot(samples: list[dict[str, Any]], title: str, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [s["t_s"] / 60 for s in samples]
+    fig, (mem, lag) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    for name in SERVICES:
+        mem.plot(minutes, [s["rss_mb"][name] for s in samples], label=name)
+    mem.set_ylabel("RSS (MB)")
+    mem.set_ylim(bottom=0)
+    mem.legend(loc="lower right", ncol=5, fontsize=8)
+    mem.set_title(title)
+    lag.plot(minutes, [s["lag"] for s in samples], color="tab:red", label="consumer lag (records)")
+    lag.set_ylabel("lag (records)", color="tab:red")
+    lag.set_ylim(bottom=0)
+    p99 = lag.twinx()
+    p99.plot(minutes, [s["scoring_p99_ms"] for s in samples], color="tab:gray", lw=0.8)
+    p99.set_ylabel("p99 ingest→scored per interval (ms)", color="tab:gray")
+    p99.set_ylim(bottom=0)
+    lag.set_xlabel("minutes")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+async def main(minutes: float, rate: float, every: float, png: Path) -> dict[str, Any]:
+    db, kafka = servers()
+    base = isolated_settings(
+        db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
+    )
+    p = Pipeline(base)
+    conn: asyncpg.Connection | None = None
+    try:
+        await p.start()
+        conn = await asyncpg.connect(base.asyncpg_dsn)
+        await warm_up(p, conn)
+        run = await soak(p, conn, minutes, rate, every)
+        dead = await dead_lettered(p)
+        pong_topic = physical("bench.pingpong", base)
+        await p.admin.create_topics([NewTopic(pong_topic, 1, 1)])
+        pong = await ping_pong(base, pong_topic, 100)
+    finally:
+        if conn is not None:
+            await conn.close()
+        await p.stop()
+        await drop_isolated([base])
+    samples = run["samples"]
+    rss = drift(samples)
+    lags = [s["lag"] for s in samples]
+    plot(samples, f"soak: {run['offered_per_s']:g} conversations/s for {minutes:g} min", png)
+    return {
+        "minutes": minutes,
+        "rate_per_s": rate,
+        **{k: v for k, v in run.items() if k != "samples"},
+        "rss_drift": rss,
+        "lag": {"max": max(lags, default=0), "last": lags[-1] if lags else None},
+        "dead_lettered": dead,
+        "raw_ping_pong": pong,
+        "scored_p99_over_ping_pong_p99": round((run["scored"].get("p99_ms") or 0) / pong["p99_ms"], 1),
+        "met": {
+            "rss_within_15_percent": all(d is not None and abs(d) <= 0.15 for d in rss.values()),
+            "nothing_dead_lettered": not any(dead.values()),
+        },
+        "png": str(png),
+        "samples": samples,
+    }
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=25.0, help="conversations per second, offered")
+    parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--png", type=Path, default=DOCS_PNG)
+    parser.add_argument("--tiny", action="store_true", help="CI smoke: 30 s at 5/s, PNG to a temporary file")
+    a = parser.parse_args()
+    if a.tiny:
+        with tempfile.TemporaryDirectory() as tmp:
+            emit(asyncio.run(main(0.5, 5.0, 2.0, Path(tmp) / "soak.png")))
+        return
+    emit(asyncio.run(main(a.minutes, a.rate, a.every, a.png)))
+
+
+if __name__ == "__main__":
+    cli()

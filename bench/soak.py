@@ -13,7 +13,8 @@ polling both schemas. Prints JSON:
 - rss_drift: per service, the mean RSS of the last quarter over that of the second quarter (after warm-up),
   minus one; the soak's claim is |drift| <= 0.15 (`met`);
 - lag: max and last sample (bounded: no upward trend over the run);
-- dead_lettered: records on each service's DLQ topic at the end (should all be 0);
+- dead_lettered: records on each service's DLQ topic at the end (should all be 0); refused: conversations
+  ingest answered other than 202, by status (at most 8 posts are in flight; the rest wait);
 - raw_ping_pong: one record produced and consumed before the next, on the same broker in the same run: the
   floor of one hop, beside which the per-interval p99s are read (`scored_p99_over_ping_pong_p99`).
 Also writes a PNG (matplotlib) of RSS per service and lag over time (`--png`, default docs/soak.png).
@@ -31,11 +32,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from bench.common import emit
-from bench.pipeline import SERVICES, Pipeline, percentiles, ping_pong, post, warm_up
+from bench.pipeline import SERVICES, Pipeline, percentiles, ping_pong, warm_up
 from bench.platform import servers
 from qastream_shared.settings import Settings
 from qastream_shared.testing import drop_isolated, isolated_settings
@@ -43,6 +45,7 @@ from qastream_shared.topics import dlq, physical
 from tests.integration.conftest_ingest import star_stream, take
 
 TICK_S = 0.2
+MAX_IN_FLIGHT = 8  # posts awaiting ingest's answer; past that the offered rate drops (reported)
 POLL_S = 0.02
 DOCS_PNG = Path(__file__).resolve().parents[1] / "docs" / "soak.png"
 
@@ -123,8 +126,15 @@ async def soak(
     end = start + minutes * 60
     sent: list[asyncio.Task[None]] = []
 
+    refused: dict[str, int] = {}
+    in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
     async def one(client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> None:
-        await post(client, batch)
+        async with in_flight:
+            r = await client.post("/v1/conversations", content=orjson.dumps({"conversations": batch}))
+        if r.status_code != 202:  # counted and reported: a soak that stops at the first error shows nothing
+            refused[str(r.status_code)] = refused.get(str(r.status_code), 0) + len(batch)
+            return
         tracker.posted([c["conversation_id"] for c in batch], time.perf_counter())
 
     async def observe() -> None:
@@ -160,6 +170,7 @@ async def soak(
     return {
         "offered_per_s": round(per_tick * tick / offered_s, 1),
         "conversations": per_tick * tick,
+        "refused": refused,
         "samples": samples,
         "scored": percentiles(tracker.all["scoring"]),
         "reported": percentiles(tracker.all["reporting"]),
@@ -244,6 +255,7 @@ async def main(minutes: float, rate: float, every: float, png: Path) -> dict[str
         "met": {
             "rss_within_15_percent": all(d is not None and abs(d) <= 0.15 for d in rss.values()),
             "nothing_dead_lettered": not any(dead.values()),
+            "nothing_refused": not run["refused"],
         },
         "png": str(png),
         "samples": samples,

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from qastream_coaching.app import SPEC as COACHING
 from qastream_ingest.app import SPEC as INGEST
@@ -27,6 +30,7 @@ from qastream_sampler.app import SPEC as SAMPLER
 from qastream_sampler.plan_store import insert_plan
 from qastream_sampler.plans import parse_plan
 from qastream_scoring.app import SPEC as SCORING
+from qastream_shared.consumer import consumer_group
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
@@ -145,6 +149,58 @@ async def test_sampler_scaled_to_two_and_back(pipeline: Pipeline) -> None:
     pipeline.services["sampler"].remove(second)
     await pipeline.post(convs[2 * third :])
     await settle_and_check(pipeline, "scale", clock)
+
+
+async def assignments(settings: Settings, group: str) -> dict[str, set[tuple[str, int]]]:
+    """The group's members and the partitions each holds, as the group coordinator reports them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    out: dict[str, set[tuple[str, int]]] = {}
+    for described in response.to_object()["groups"]:
+        for member in described["members"]:
+            raw = member["member_assignment"]
+            held = ConsumerProtocolMemberAssignment.decode(raw).assignment if raw else []
+            out[member["member_id"]] = {(topic, p) for topic, parts in held for p in parts}
+    return out
+
+
+async def test_sigkill_one_of_two_sampler_replicas_hands_its_partitions_over(pipeline: Pipeline) -> None:
+    """Measures the handover: from the SIGKILL until the survivor holds every partition (printed as
+    `handover[...]`; the target is <= 10 s with the 8 s session timeout and 1 s heartbeats)."""
+    convs = batch("handover")
+    await pipeline.post(convs[: N // 2])
+    second = await pipeline.start("sampler")
+    settings = pipeline.settings_of("sampler")
+    group = consumer_group(settings, "sampler")
+
+    async def both_hold_some() -> dict[str, set[tuple[str, int]]] | None:
+        members = await assignments(settings, group)
+        return members if len(members) == 2 and all(members.values()) else None
+
+    everything = set().union(*(await eventually(both_hold_some, within=120, every=0.2)).values())
+    clock = Clock("SIGKILL one of two sampler replicas")
+    killed_at = time.monotonic()
+    second.kill()
+    pipeline.services["sampler"].remove(second)
+
+    async def survivor_holds_all() -> bool:
+        members = await assignments(settings, group)
+        return len(members) == 1 and next(iter(members.values())) == everything
+
+    await eventually(survivor_holds_all, within=120, every=0.1)
+    handover = time.monotonic() - killed_at
+    clock.back()
+    print(
+        f"\nhandover[sampler, SIGKILL of 1 of 2 replicas]: {handover:.1f} s until the survivor held all "
+        f"{len(everything)} partitions (session timeout {settings.consumer_session_timeout_ms / 1000:g} s, "
+        f"heartbeat {settings.consumer_heartbeat_ms / 1000:g} s)"
+    )
+    await pipeline.post(convs[N // 2 :])
+    await settle_and_check(pipeline, "handover", clock)
 
 
 async def test_poison_on_every_consumed_topic(pipeline: Pipeline) -> None:

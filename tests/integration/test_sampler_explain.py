@@ -152,7 +152,7 @@ async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_run
         await http.aclose()
 
     # The private state gives exactly the verdicts of a full replay, also for pool-bound plans.
-    full = SamplerStore(clean.settings, 3)
+    full = SamplerStore(clean.settings, 3, retain=False)  # every conversation, as explain's own replay
     async with clean.sessions() as session:
         await full.rebuild(session)
         for cid in random.Random(5).sample(ids, 150):

@@ -107,7 +107,7 @@ async def explain_state(
         )
         state.agent_first_seen = {agent: seen for agent, seen in first}
 
-    store = SamplerStore(settings, partitions, config)  # private: only this call ever sees it
+    store = SamplerStore(settings, partitions, config, retain=False)  # private: only this call sees it
     store.states[tenant_id] = state
     for row_topic, partition, offset, ce_type, body in rows:
         if row_topic == topic and ce_type == ConversationIngested.TYPE:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from qastream_sampler.sample_log import publish
 from qastream_sampler.store import SamplerStore, conversation_of
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
@@ -96,7 +97,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 decisions += store.apply(env.origin[0], env.origin[1], env.data, env.tenant)
             store.retired = set()
             decisions += store.close_due()
-            await store.publish(uow, decisions, batch, traces)
+            await publish(uow, decisions, batch, traces)
 
     return handle
 
@@ -115,6 +116,6 @@ async def idle_tick(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
                 uow.on_rollback.append(lambda: setattr(store, "stale", True))
                 await store.refresh_plans(uow.session)
                 decisions = await store.tail(uow.session) + store.close_due()
-                await store.publish(uow, decisions, {})
+                await publish(uow, decisions, {})
         except Exception as exc:  # the database may be away; the consumer path reports and retries that
             log.warning("sampler idle tick failed: %r", exc)

@@ -16,12 +16,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qastream_sampler.decisions import Decision, decision_event_id, to_event
+from qastream_sampler.decisions import Decision
 from qastream_sampler.engine import (
     SamplerConfig,
     SamplerState,
@@ -36,8 +35,7 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.engine.retention import PRUNE_EVERY, horizon, past_window, prune
 from qastream_sampler.plans import AutoPolicy, parse_plan
-from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, sample_log
-from qastream_shared.conversation import Conversation
+from qastream_sampler.tables import auto_policies, input_heads, inputs, plans
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
     EVENT_TYPES,
@@ -48,14 +46,12 @@ from qastream_shared.events import (
     Event,
     PartitionHeartbeat,
     ReviewSubmitted,
-    conversation_key,
 )
 from qastream_shared.settings import Settings
-from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, SAMPLES, physical
+from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, physical
 from qastream_shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-SOURCE = "sampler"
 
 
 def conversation_of(data: Event) -> str:
@@ -73,18 +69,6 @@ _INPUT_COLUMNS = (
     "team",
 )  # fmt: skip
 _INPUT_INSERT = array_insert(inputs, _INPUT_COLUMNS)
-_LOG_COLUMNS = (
-    "tenant_id", "conversation_id", "purpose", "plan_id", "plan_version", "priority", "stratum", "rule",
-    "inclusion_probability", "reason", "decided_at", "event_id",
-)  # fmt: skip
-# RETURNING names the rows that are new, which are the ones to publish.
-_LOG_INSERT = array_insert(
-    sample_log,
-    _LOG_COLUMNS,
-    suffix="ON CONFLICT DO NOTHING RETURNING tenant_id, conversation_id, purpose, plan_id",
-)
-# Two arrays joined through the (tenant, conversation) index: one statement text whatever the number of keys,
-# where a row-value IN list was a new statement (compile, prepare, plan) for every batch.
 # Where each conversation was ingested (its first stored ConversationIngested), for `resolve_retired`.
 _INGESTIONS = text(
     f"SELECT DISTINCT ON (i.tenant_id, i.conversation_id) i.tenant_id, i.conversation_id, i.partition, i.offset"
@@ -93,16 +77,15 @@ _INGESTIONS = text(
     f" USING (tenant_id, conversation_id) WHERE i.topic = :topic AND i.ce_type = '{ConversationIngested.TYPE}'"
     " ORDER BY i.tenant_id, i.conversation_id, i.offset"
 )
-_STORED_CONVERSATIONS = text(
-    f"SELECT i.tenant_id, i.conversation_id, i.body FROM {inputs.name} i"
-    " JOIN unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])) AS k(tenant_id, conversation_id)"
-    f" USING (tenant_id, conversation_id) WHERE i.ce_type = '{ConversationIngested.TYPE}'"
-)
 
 
 class SamplerStore:
-    def __init__(self, settings: Settings, partitions: int, config: SamplerConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings, partitions: int, config: SamplerConfig | None = None, *, retain: bool = True
+    ) -> None:
         self.settings = settings
+        # Retention keeps a consumer's memory flat; explain's private replay keeps every conversation it read.
+        self.retain = retain
         self.config = config or SamplerConfig()
         self.partitions = partitions  # of qa.conversations: the watermark needs a high for each
         self.conversations_topic = physical(CONVERSATIONS, settings)
@@ -249,7 +232,7 @@ class SamplerStore:
     def _retain(self, w: datetime) -> None:
         """Drops what no input still to come can need (`engine.retention`), once per hour of event time."""
         h = horizon(w, watermark(self.review_highs, self.review_partitions), self.config)
-        if h is None or (self.pruned_to is not None and h < self.pruned_to + PRUNE_EVERY):
+        if not self.retain or h is None or (self.pruned_to is not None and h < self.pruned_to + PRUNE_EVERY):
             return
         dropped = sum(prune(st, h) for st in self.states.values())
         self.pruned_to = h
@@ -385,72 +368,3 @@ class SamplerStore:
                 where=input_heads.c.head < stmt.excluded.head,
             )
         )
-
-    async def publish(
-        self,
-        uow: UnitOfWork,
-        decisions: list[tuple[str, Decision]],
-        known: dict[tuple[str, str], Conversation],
-        traces: dict[tuple[str, str], str | None] | None = None,
-    ) -> int:
-        """Logs each decision once and publishes ConversationSampled for the ones that are new.
-
-        A decision about a conversation in this batch continues that conversation's trace (`traces`); one
-        made later, when a slot closes, has a cause of its own and starts none."""
-        if not decisions:
-            return 0
-        rows = {}
-        chosen: dict[tuple[str, str, str, str], tuple[str, Decision]] = {}
-        event_ids: dict[tuple[str, str, str, str], str] = {}
-        for tenant, d in decisions:
-            key = (tenant, d.conversation_id, d.purpose.value, d.plan_id)
-            chosen[key] = (tenant, d)
-            event_ids[key] = decision_event_id(tenant, d)
-            rows[key] = {
-                "tenant_id": tenant,
-                "conversation_id": d.conversation_id,
-                "purpose": d.purpose.value,
-                "plan_id": d.plan_id,
-                "plan_version": d.plan_version,
-                "priority": d.priority,
-                "stratum": d.stratum,
-                "rule": d.rule,
-                "inclusion_probability": d.inclusion_probability,
-                "reason": d.reason,
-                "decided_at": d.decided_at,
-                "event_id": event_ids[key],
-            }
-        # Sorted, so two replicas inserting the same close decisions take row locks in the same order.
-        keys = sorted(rows)
-        result = await uow.session.execute(_LOG_INSERT, array_params(_LOG_COLUMNS, [rows[k] for k in keys]))
-        inserted: set[tuple[Any, ...]] = {tuple(r) for r in result}
-        # Each logged decision once, even if tailing and closing both produced it in this batch.
-        new = [(key, *chosen[key]) for key in keys if key in inserted]
-        missing = {(t, d.conversation_id) for _, t, d in new if (t, d.conversation_id) not in known}
-        if missing:
-            known = {**known, **await self._conversations(uow.session, missing)}
-        for key, tenant, d in new:
-            conv = known[(tenant, d.conversation_id)]
-            uow.publish(
-                SAMPLES,
-                Envelope(
-                    data=to_event(d, conv),
-                    source=SOURCE,
-                    tenant=tenant,
-                    key=conversation_key(tenant, d.conversation_id),
-                    subject=d.conversation_id,
-                    id=event_ids[key],
-                    traceparent=(traces or {}).get((tenant, d.conversation_id)),
-                ),
-            )
-        return len(new)
-
-    async def _conversations(
-        self, session: AsyncSession, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], Conversation]:
-        tenants, ids = zip(*keys, strict=True)
-        rows = await session.execute(_STORED_CONVERSATIONS, {"tenants": tenants, "ids": ids})
-        return {
-            (tenant, cid): Conversation.model_validate(orjson.loads(body)["conversation"])
-            for tenant, cid, body in rows
-        }

@@ -110,11 +110,6 @@ def interleave(parts: list[list[Record]], rng: random.Random) -> list[Record]:
     return out
 
 
-class Unpruned(SamplerStore):
-    def _retain(self, w: datetime) -> None:
-        return None
-
-
 def size(store: SamplerStore) -> int:
     st = store.states[TENANT]
     return (
@@ -147,7 +142,9 @@ def test_state_stays_flat_over_many_periods_and_every_pick_is_the_unpruned_runs(
     settings = Settings()
     convs, revs = logs(settings)
     pruned, pruned_sizes = run(SamplerStore(settings, 3), interleave(convs + revs, random.Random(1)))
-    full, full_sizes = run(Unpruned(settings, 3), interleave(convs + revs, random.Random(2)))
+    full, full_sizes = run(
+        SamplerStore(settings, 3, retain=False), interleave(convs + revs, random.Random(2))
+    )
 
     assert pruned == full  # the same decisions, each with the same stratum, probability and reason
     kinds = {d.plan_id for d in full.values()}

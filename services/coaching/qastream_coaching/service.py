@@ -207,6 +207,7 @@ def judged_again(
     after one of `new` that failed one; for IQS drops, a scored review within two weeks after a scored one."""
     failures = RuleSet.of(r for r in rules if r.trigger is Trigger.category_failures)
     drops = RuleSet.of(r for r in rules if r.trigger is Trigger.iqs_drop)
+    both = RuleSet.of([*drops.rules(), *failures.rules()])
     ids = {f.review_id for f in new}
     out: dict[str, tuple[ReviewFact, RuleSet]] = {}
     for again, reach, counts in (
@@ -223,12 +224,8 @@ def judged_again(
             for r in window.get(agent, {}).values():
                 f = r.fact
                 if at < f.at <= at + reach and f.review_id not in ids and counts(f):
-                    # A review judged again by both sets gets both (evaluated once with their union).
-                    had = out.get(f.review_id)
-                    out[f.review_id] = (
-                        f,
-                        again if had is None else RuleSet.of([*had[1].rules(), *again.rules()]),
-                    )
+                    # A review judged again by both sets is evaluated once, with both.
+                    out[f.review_id] = (f, again if f.review_id not in out else both)
     return sorted(out.values(), key=lambda p: (p[0].at, p[0].review_id))
 
 

@@ -12,6 +12,7 @@ from qastream_scoring.stores import assignment_intake as intake
 from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
 from qastream_scoring.workflow import blind
+from qastream_shared.api_contract import INT32_MAX
 from qastream_shared.auth import Principal
 from qastream_shared.paging import CursorParam, LimitParam, Page
 from qastream_shared.unit_of_work import UnitOfWork
@@ -48,7 +49,7 @@ async def review_summary(
     principal: Reader,
     by: Annotated[str, Query(pattern="^(tenant|team|agent|channel)$")] = "tenant",
     kind: Annotated[str, Query(pattern="^(auto|manual)$")] = "auto",
-    scorecard_version: Annotated[int | None, Query(ge=1)] = None,
+    scorecard_version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page:

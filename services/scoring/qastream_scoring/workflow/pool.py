@@ -22,16 +22,20 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ConfigDict, Field, model_validator
 
 from qastream_events.json_input import JsonInput
+from qastream_shared.api_contract import NO_NUL
 
 
 class Reviewer(JsonInput):
     model_config = ConfigDict(extra="forbid")
 
-    reviewer_id: str = Field(min_length=1, max_length=200)
+    # No NUL: PostgreSQL cannot store one (a 422 naming the field, not a 500).
+    reviewer_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     weight: int = Field(default=1, ge=0, le=1000, description="0 pauses the reviewer")
     daily_quota: int | None = Field(default=None, ge=0, le=100_000)
     weekly_quota: int | None = Field(default=None, ge=0, le=1_000_000)
-    leads_team: str | None = Field(default=None, max_length=200, description="the team this reviewer leads")
+    leads_team: str | None = Field(
+        default=None, max_length=200, pattern=NO_NUL, description="the team this reviewer leads"
+    )
 
 
 class ReviewerPool(JsonInput):

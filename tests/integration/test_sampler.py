@@ -178,7 +178,7 @@ async def run_to_completion(
     async def consumed() -> bool:
         return await count(runtime, inputs) == n_inputs
 
-    await eventually(consumed, within=90, every=0.2)
+    await eventually(consumed, within=240, every=0.2)  # includes the processes' start: slow under load
     # Every input is stored, but replicas may still be closing slots from what the others stored. The log
     # is complete once it holds every decision the engine derives from all stored inputs.
     due = len({(tenant, decision_event_id(tenant, d)) for tenant, d in await derived(runtime)})
@@ -243,7 +243,7 @@ async def sampler(settings: Settings, spawn: Any) -> httpx.AsyncClient:
             return False
         return r.status_code == 200 and "joining" not in r.text
 
-    await eventually(ready, within=60)
+    await eventually(ready, within=180)
     return http
 
 
@@ -342,6 +342,13 @@ async def test_bad_input_is_rejected_or_dead_lettered_and_tenants_are_isolated(
     http = await sampler(settings, spawn)
     a = {"Authorization": f"Bearer {key_a}"}
     b = {"Authorization": f"Bearer {key_b}"}
+
+    async def keys_known() -> bool:
+        # Ready is not the same as having read both keys from qa.tenants: await them, or the checks below
+        # would see a 401 instead of the answer they test.
+        return all((await http.get("/v1/samples", headers=h)).status_code != 401 for h in (a, b))
+
+    await eventually(keys_known, within=120, every=0.2)
 
     invalid = [
         ({"plan_id": "r", "kind": "random", "rate": 1.5}, "rate"),

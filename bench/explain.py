@@ -78,7 +78,8 @@ async def main(n: int, explains: int) -> dict[str, Any]:
             rebuilds = []
             for _ in range(3):
                 clock = Stopwatch()
-                full = SamplerStore(settings, partitions)
+                # the old way to explain: a full rebuild keeping every conversation, as explain's replay does
+                full = SamplerStore(settings, partitions, retain=False)
                 await full.rebuild(session)
                 explain(full.states["acme"], picked[0])
                 rebuilds.append(clock.stop())

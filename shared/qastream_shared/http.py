@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
@@ -146,6 +147,15 @@ class RetryDeadConnection:
             try:
                 await self.app(scope, recording, watched)
                 return
+            except PoolTimeout:
+                # Every pooled connection stayed busy past the pool's timeout: the service is overloaded,
+                # which a client should hear as "come back", not as a server bug.
+                if started:
+                    raise
+                await _unavailable("no database connection came free in time; try again shortly")(
+                    scope, receive, send
+                )
+                return
             except DBAPIError as exc:
                 if started:
                     raise
@@ -158,14 +168,16 @@ class RetryDeadConnection:
                     continue
                 if not is_transient(exc):
                     raise
-                response = problem(
-                    503, "Service Unavailable", "the database is unavailable; try again shortly"
-                )
-                response.headers["Retry-After"] = "1"
-                await response(scope, receive, send)
+                await _unavailable("the database is unavailable; try again shortly")(scope, receive, send)
                 return
             finally:
                 attempt_var.reset(token)
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    response = problem(503, "Service Unavailable", detail)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,7 +16,9 @@ def _client() -> httpx.AsyncClient:
 
     @app.get("/busy")
     async def busy() -> None:
-        raise PoolTimeout("QueuePool limit of size 10 overflow 10 reached, connection timed out, timeout 30.00")
+        raise PoolTimeout(
+            "QueuePool limit of size 10 overflow 10 reached, connection timed out, timeout 30.00"
+        )
 
     @app.get("/fine", response_class=PlainTextResponse)
     async def fine() -> str:

@@ -94,6 +94,8 @@ def schemathesis_cli(live: Live, *, examples: int, phases: str) -> subprocess.Co
     ]
     if live.service.unchecked:
         command += ["--exclude-checks", ",".join(live.service.unchecked)]
+    for path in live.service.unfuzzed:
+        command += ["--exclude-path", path]
     with tempfile.TemporaryDirectory() as scratch:  # its cache of failures stays out of the repository
         return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False, cwd=scratch)
 

@@ -244,14 +244,17 @@ async def _await_reviews(http: httpx.AsyncClient, scoring: str, total: int) -> N
     ) as progress:
         task = progress.add_task("scoring", total=total)
         deadline = time.monotonic() + 600
-        last = -1
+        last, still = -1, 0
         while time.monotonic() < deadline:
             summary = await http.get(f"{scoring}/v1/reviews/summary", params={"by": "tenant", "limit": 500})
             rows = summary.json()["items"]
             done = sum(r["reviews"] for r in rows)
-            # Conversations with no agent turn get no score, so stop once the count stops moving near the end.
             progress.update(task, completed=done)
-            if done >= total or (done == last and done > 0.95 * total):
+            # The summary counts scored reviews only, and a conversation with no agent turn gets no score
+            # (STAR has some with a single customer turn), so the count may settle below the total: go on
+            # once it has not moved for 5 s.
+            still = still + 1 if done == last and done > 0 else 0
+            if done >= total or still >= 5:
                 return
             last = done
             await asyncio.sleep(1.0)

@@ -334,7 +334,7 @@ async def test_sigkill_under_load_loses_no_accepted_conversation(settings: Setti
         records = await read_topic(settings, topic, expect=len(stored), within=5)
         ids = {
             e.data.conversation.conversation_id
-            for e in map(decode_record, records)
+            for e in (decode(r.key, r.value, r.headers) for r in records)
             if isinstance(e.data, ConversationIngested)
         }
         return ids if ids >= stored else None
@@ -347,9 +347,3 @@ async def test_sigkill_under_load_loses_no_accepted_conversation(settings: Setti
     # Nothing half-stored: a row without its event or an event without its row.
     assert on_topic == stored, (len(on_topic - stored), len(stored - on_topic))
     print(f"accepted {len(accepted)}, stored {len(stored)}, on topic {len(on_topic)}")
-
-
-def decode_record(record: Any) -> Envelope:
-    env = decode(record.key, record.value, record.headers)
-    assert isinstance(env.data, ConversationIngested)
-    return env

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting import metrics, store
 from qastream_reporting import shadow as shadow_scoring
-from qastream_reporting.query import Params, metrics_query, params, unprocessable
+from qastream_reporting.query import Metric, Params, metrics_query, params_of
 from qastream_shared.auth import Principal, require
 from qastream_shared.paging import page_of
 from qastream_shared.scorecard import Scorecard
@@ -31,7 +31,11 @@ async def _one_session(request: Request) -> AsyncIterator[None]:
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[Depends(_one_session)])
 Reader = Annotated[Principal, require()]
-P = Annotated[Params, Depends(params)]
+
+
+def takes(dataset: str, **declared: Any) -> Any:
+    """An endpoint's parameters: `dataset`'s dimensions, declared once for its schema and validation."""
+    return Depends(params_of(Metric(dataset, **declared)))
 
 
 @contextlib.asynccontextmanager
@@ -75,38 +79,38 @@ async def _simple(
     p: Params,
     principal: Principal,
     shape: Callable[[dict[str, Any]], dict[str, Any]],
-    *,
-    refuse: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    q = metrics_query(dataset, p, principal, refuse=refuse)
+    q = metrics_query(p, principal)
     async with _session(request) as session:
         rows = await store.aggregate(session, dataset, q, principal, cursor=p.cursor, limit=p.limit)
     return await _respond(request, dataset, q, principal, rows, p.limit, shape)
 
 
 @router.get("/quality")
-async def quality(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def quality(request: Request, principal: Reader, p: Params = takes("quality")) -> dict[str, Any]:
     """IQS (with its interval), pass rate and auto-fail rate; `kind` auto, manual or combined (default)."""
     return await _simple(request, "quality", p, principal, metrics.quality)
 
 
 @router.get("/categories")
-async def categories(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def categories(request: Request, principal: Reader, p: Params = takes("categories")) -> dict[str, Any]:
     """Mean score per category (group by category_id), N/A ratings apart."""
     return await _simple(request, "categories", p, principal, metrics.category)
 
 
 @router.get("/root-causes")
-async def root_causes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def root_causes(
+    request: Request, principal: Reader, p: Params = takes("root_causes")
+) -> dict[str, Any]:
     """Root-cause tag counts; group by day or week for their trend."""
     return await _simple(request, "root_causes", p, principal, lambda r: {"count": int(r["n"])})
 
 
 @router.get("/agreement")
-async def agreement(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def agreement(request: Request, principal: Reader, p: Params = takes("agreement")) -> dict[str, Any]:
     """AutoQA vs human, category by category, on conversations both scored under one scorecard version:
     Krippendorff's α (ordinal, on the 0..1 category scores), exact agreement and the mean difference."""
-    q = metrics_query("agreement", p, principal)
+    q = metrics_query(p, principal)
     async with _session(request) as session:
         rows = await store.aggregate(session, "agreement", q, principal, cursor=p.cursor, limit=p.limit)
     alphas: dict[tuple[Any, ...], float | None] = {}
@@ -138,13 +142,13 @@ async def agreement(request: Request, p: P, principal: Reader) -> dict[str, Any]
 
 
 @router.get("/customer")
-async def customer(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def customer(request: Request, principal: Reader, p: Params = takes("customer")) -> dict[str, Any]:
     """Coverage by people and by AutoQA, CSAT, NPS, FCR and pCSAT, per conversation."""
     return await _simple(request, "customer", p, principal, metrics.customer)
 
 
 @router.get("/reviewers")
-async def reviewers(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def reviewers(request: Request, principal: Reader, p: Params = takes("reviewers")) -> dict[str, Any]:
     """Reviews done and time per review (group by reviewer_id for each reviewer's workload)."""
     return await _simple(
         request,
@@ -160,7 +164,9 @@ async def reviewers(request: Request, p: P, principal: Reader) -> dict[str, Any]
 
 
 @router.get("/assignments")
-async def assignments(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def assignments(
+    request: Request, principal: Reader, p: Params = takes("assignments")
+) -> dict[str, Any]:
     """Reviewer assignments by their last state: open, completed, skipped, removed."""
     return await _simple(request, "assignments", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
 
@@ -170,7 +176,9 @@ def _counts(r: dict[str, Any]) -> list[str]:
 
 
 @router.get("/calibrations")
-async def calibrations(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def calibrations(
+    request: Request, principal: Reader, p: Params = takes("calibrations")
+) -> dict[str, Any]:
     """Calibration sessions and their Krippendorff's α over time (group by day or week)."""
     return await _simple(
         request,
@@ -188,19 +196,23 @@ async def calibrations(request: Request, p: P, principal: Reader) -> dict[str, A
 
 
 @router.get("/coaching")
-async def coaching(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def coaching(request: Request, principal: Reader, p: Params = takes("coaching")) -> dict[str, Any]:
     """Coaching tasks by their current status."""
     return await _simple(request, "coaching", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
 
 
 @router.get("/risk-alerts")
-async def risk_alerts(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def risk_alerts(
+    request: Request, principal: Reader, p: Params = takes("risk_alerts")
+) -> dict[str, Any]:
     """Risk alerts raised by coaching's rules: how many, on how many conversations and agents."""
     return await _simple(request, "risk_alerts", p, principal, lambda r: {k: int(r[k]) for k in _counts(r)})
 
 
 @router.get("/coaching-impact")
-async def coaching_impact(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def coaching_impact(
+    request: Request, principal: Reader, p: Params = takes("coaching_impact")
+) -> dict[str, Any]:
     """Measured impact of completed tasks: the mean after − before, and how many moved beyond their CI."""
     return await _simple(
         request,
@@ -222,10 +234,12 @@ SHARED_SCOPE = ("day", "week", "team", "agent_id", "channel")
 
 
 @router.get("/design-weighted")
-async def design_weighted(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def design_weighted(
+    request: Request, principal: Reader, p: Params = takes("quality", refuse=("kind",))
+) -> dict[str, Any]:
     """Manual reviews' IQS weighted by the sampler's inclusion probabilities (Hájek, and Horvitz–Thompson
     over the scope's conversations), each with a 95% interval, beside the raw mean."""
-    q = metrics_query("quality", p, principal, refuse=("kind",))
+    q = metrics_query(p, principal)
     q.filters["kind"] = "manual"
     async with _session(request) as session:
         rows = await store.aggregate(session, "quality", q, principal, cursor=p.cursor, limit=p.limit)
@@ -279,10 +293,12 @@ async def _correlations(
 
 
 @router.get("/csat-correlation")
-async def csat_correlation(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def csat_correlation(
+    request: Request, principal: Reader, p: Params = takes("csat_pairs", refuse=("csat", "value"))
+) -> dict[str, Any]:
     """Spearman's ρ (with n and p) between survey CSAT and the QA score of the same conversation
     (`measure=qa`, the human review when there is one), or the predicted CSAT (`measure=pcsat`)."""
-    q = metrics_query("csat_pairs", p, principal)
+    q = metrics_query(p, principal)
     q.filters.setdefault("measure", "qa")
     async with _session(request) as session:
         rows = await store.aggregate(
@@ -303,9 +319,9 @@ async def csat_correlation(request: Request, p: P, principal: Reader) -> dict[st
 
 
 @router.get("/pcsat")
-async def pcsat(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def pcsat(request: Request, principal: Reader, p: Params = takes("customer")) -> dict[str, Any]:
     """Predicted CSAT beside survey CSAT per scope, their Spearman agreement, and the survey coverage."""
-    q = metrics_query("customer", p, principal)
+    q = metrics_query(p, principal)
     async with _session(request) as session:
         rows = await store.aggregate(session, "customer", q, principal, cursor=p.cursor, limit=p.limit)
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -336,9 +352,9 @@ async def pcsat(request: Request, p: P, principal: Reader) -> dict[str, Any]:
 
 
 @router.get("/disputes")
-async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def disputes(request: Request, principal: Reader, p: Params = takes("disputes")) -> dict[str, Any]:
     """Disputes opened and their outcomes; the dispute rate is per manual review of the same scope."""
-    q = metrics_query("disputes", p, principal)
+    q = metrics_query(p, principal)
     async with _session(request) as session:
         rows = await store.aggregate(session, "disputes", q, principal, cursor=p.cursor, limit=p.limit)
     reviewed: dict[tuple[Any, ...], float] = {}
@@ -374,17 +390,21 @@ async def disputes(request: Request, p: P, principal: Reader) -> dict[str, Any]:
     return await _respond(request, "disputes", q, principal, rows, p.limit, shape, extra=manual_reviews)
 
 
+SHADOW_KINDS = {"kind": Literal["auto", "manual"]}  # shadow scoring re-scores auto or manual reviews
+
+
 @router.get("/shadow")
-async def shadow(request: Request, p: P, principal: Reader) -> dict[str, Any]:
+async def shadow(
+    request: Request,
+    principal: Reader,
+    p: Params = takes(
+        "quality", grouped=False, required=("scorecard_id", "scorecard_version"), types=SHADOW_KINDS
+    ),
+) -> dict[str, Any]:
     """IQS, pass rate and auto-fail rate of a scope's reviews (`kind` auto or manual) as they stand, beside
     the same reviews re-scored from their stored ratings under `scorecard_id` version `scorecard_version`."""
-    q = metrics_query("quality", p, principal)
-    for name in ("scorecard_id", "scorecard_version"):
-        if name not in q.filters:
-            raise unprocessable(name, "required: the scorecard version to re-score under")
+    q = metrics_query(p, principal)
     kind = q.filters.get("kind", "auto")
-    if kind not in ("auto", "manual"):
-        raise unprocessable("kind", "shadow scoring re-scores auto or manual reviews")
     card_id, version = q.filters["scorecard_id"], q.filters["scorecard_version"]
     async with _session(request) as session:
         body = await store.scorecard(session, principal.tenant_id, card_id, version)

@@ -20,12 +20,13 @@ from sse_starlette.sse import EventSourceResponse
 
 from qastream_reporting import metrics, store
 from qastream_reporting.changes import Changes
-from qastream_reporting.query import Params, metrics_query, params, unprocessable
+from qastream_reporting.query import Metric, Params, metrics_query, params_of
 from qastream_shared.auth import Principal, require
 
 router = APIRouter(prefix="/v1", tags=["stream"])
 Reader = Annotated[Principal, require()]
-P = Annotated[Params, Depends(params)]
+# The scope takes the quality metric's filters; one scope, so no grouping or paging.
+P = Annotated[Params, Depends(params_of(Metric("quality", grouped=False)))]
 PING_S = 15
 
 
@@ -45,9 +46,7 @@ def changes(request: Request) -> Changes:
 )
 async def stream(request: Request, p: P, principal: Reader) -> EventSourceResponse:
     """Event `metrics`: {"quality": …, "customer": …, "freshness": …} for the scope, whenever it changes."""
-    if p.group_by or p.cursor:
-        raise unprocessable("group_by" if p.group_by else "cursor", "the stream pushes one scope, ungrouped")
-    q = metrics_query("quality", p, principal)
+    q = metrics_query(p, principal)
     customer_q = store.Query(
         filters={k: v for k, v in q.filters.items() if k in ("team", "agent_id", "channel")},
         since=q.since,

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import statistics
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -173,6 +174,28 @@ async def warm_up(p: Pipeline, conn: asyncpg.Connection) -> None:
             raise RuntimeError("warm-up conversations never reached reporting")
         await asyncio.sleep(0.1)
     await drained(p, 120)
+
+
+@contextlib.asynccontextmanager
+async def warm_pipeline() -> AsyncIterator[tuple[Pipeline, asyncpg.Connection]]:
+    """The five services in isolated schemas and topics, warmed up, and a connection to read their tables;
+    everything is stopped and dropped afterwards (bench.pipeline and bench.soak)."""
+    db, kafka = servers()
+    base = isolated_settings(
+        db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
+    )
+    p = Pipeline(base)
+    conn: asyncpg.Connection | None = None
+    try:
+        await p.start()
+        conn = await asyncpg.connect(base.asyncpg_dsn)
+        await warm_up(p, conn)
+        yield p, conn
+    finally:
+        if conn is not None:
+            await conn.close()
+        await p.stop()
+        await drop_isolated([base])
 
 
 async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
@@ -334,25 +357,11 @@ async def baselines(settings: Settings) -> dict[str, Any]:
 
 
 async def main(window: float, clients: int, idle_n: int) -> dict[str, Any]:
-    db, kafka = servers()
-    base = isolated_settings(
-        db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
-    )
-    p = Pipeline(base)
-    conn: asyncpg.Connection | None = None
-    try:
-        await p.start()
-        conn = await asyncpg.connect(base.asyncpg_dsn)
-        await warm_up(p, conn)
+    async with warm_pipeline() as (p, conn):
         idle_figures = await idle(p, conn, idle_n)
         sus = await sustained(p, clients, window)
         lat = await latency(p, conn, 0.7 * sus["per_s"], window)
-        base_figures = await baselines(base)
-    finally:
-        if conn is not None:
-            await conn.close()
-        await p.stop()
-        await drop_isolated([base])
+        base_figures = await baselines(p.base)
     pong_p99 = base_figures["raw_ping_pong"]["p99_ms"]
     ratios = {
         "sustained_over_raw_consume": round(sus["per_s"] / base_figures["raw_consume"]["per_s"], 4),

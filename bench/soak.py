@@ -37,10 +37,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from bench.common import emit
-from bench.pipeline import SERVICES, Pipeline, percentiles, ping_pong, warm_up
-from bench.platform import servers
-from qastream_shared.settings import Settings
-from qastream_shared.testing import drop_isolated, isolated_settings
+from bench.pipeline import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
 from qastream_shared.topics import dlq, physical
 from tests.integration.conftest_ingest import star_stream, take
 
@@ -219,26 +216,12 @@ def plot(samples: list[dict[str, Any]], title: str, png: Path) -> None:
 
 
 async def main(minutes: float, rate: float, every: float, png: Path) -> dict[str, Any]:
-    db, kafka = servers()
-    base = isolated_settings(
-        db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
-    )
-    p = Pipeline(base)
-    conn: asyncpg.Connection | None = None
-    try:
-        await p.start()
-        conn = await asyncpg.connect(base.asyncpg_dsn)
-        await warm_up(p, conn)
+    async with warm_pipeline() as (p, conn):
         run = await soak(p, conn, minutes, rate, every)
         dead = await dead_lettered(p)
-        pong_topic = physical("bench.pingpong", base)
+        pong_topic = physical("bench.pingpong", p.base)
         await p.admin.create_topics([NewTopic(pong_topic, 1, 1)])
-        pong = await ping_pong(base, pong_topic, 100)
-    finally:
-        if conn is not None:
-            await conn.close()
-        await p.stop()
-        await drop_isolated([base])
+        pong = await ping_pong(p.base, pong_topic, 100)
     samples = run["samples"]
     rss = drift(samples)
     lags = [s["lag"] for s in samples]

@@ -19,6 +19,7 @@ from qastream_shared.conversation import Conversation
 from qastream_shared.db import create_engine, drop_schema
 from qastream_shared.events import (
     ApiKeyIssued,
+    ApiKeyRevoked,
     ConversationIngested,
     Envelope,
     Role,
@@ -205,6 +206,14 @@ async def publish_tenant_keys(
     ]
     await produce_envelopes(settings, physical(TENANTS, settings), envs)
     return issued
+
+
+async def revoke_key(settings: Settings, tenant: str, key_id: str) -> None:
+    """ApiKeyRevoked on qa.tenants, as ingest publishes it when an admin revokes the key."""
+    revoked = Envelope(
+        data=ApiKeyRevoked(key_id=key_id), source="ingest", tenant=tenant, key=f"{tenant}:key:{key_id}"
+    )
+    await produce_envelopes(settings, physical(TENANTS, settings), [revoked])
 
 
 async def add_tenant(settings: Settings, tenant: str, role: Role = Role.admin, **key_fields: str) -> str:

@@ -10,12 +10,12 @@ from sqlalchemy import func, update
 
 from qastream_scoring.app import SPEC
 from qastream_scoring.tables import tables
-from qastream_shared.events import ApiKeyRevoked, Envelope, Role
+from qastream_shared.events import Role
 from qastream_shared.keys import parse_key_id
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
-from qastream_shared.testing import eventually, produce_envelopes
-from qastream_shared.topics import TENANTS, ensure_topics, physical
+from qastream_shared.testing import eventually, revoke_key
+from qastream_shared.topics import ensure_topics
 from tests.integration.review_workflow import in_process, issue_keys, wait_for_key
 
 pytestmark = pytest.mark.integration
@@ -62,18 +62,7 @@ async def test_a_revocation_on_qa_tenants_is_honoured_at_once_despite_a_long_ttl
         await wait_for_key(http, keys.auth("rev"))
         key_id = parse_key_id(keys.keys["rev"])
         revoked_at = time.monotonic()
-        await produce_envelopes(
-            settings,
-            physical(TENANTS, settings),
-            [
-                Envelope(
-                    data=ApiKeyRevoked(key_id=key_id),
-                    source="ingest",
-                    tenant="acme",
-                    key=f"acme:key:{key_id}",
-                )
-            ],
-        )
+        await revoke_key(settings, "acme", key_id)
 
         async def refused() -> bool:
             return (await http.get("/v1/scorecards", headers=keys.auth("rev"))).status_code == 401

@@ -6,11 +6,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from qastream_shared.events import ApiKeyRevoked, Envelope, Role
+from qastream_shared.events import Role
 from qastream_shared.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_token, issue
 from qastream_shared.stack import free_port
-from qastream_shared.testing import eventually, produce_envelopes, publish_tenant_keys
-from qastream_shared.topics import TENANTS, ensure_topics, physical
+from qastream_shared.testing import eventually, publish_tenant_keys, revoke_key
+from qastream_shared.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -104,18 +104,7 @@ async def test_sessions_are_signed_csrf_guarded_and_die_with_their_key(settings,
         assert "access-control-allow-origin" not in evil.headers
 
         # Revoking the key on qa.tenants ends the session on its next request.
-        await produce_envelopes(
-            settings,
-            physical(TENANTS, settings),
-            [
-                Envelope(
-                    data=ApiKeyRevoked(key_id=key_id),
-                    source="ingest",
-                    tenant="alpha",
-                    key=f"alpha:key:{key_id}",
-                )
-            ],
-        )
+        await revoke_key(settings, "alpha", key_id)
 
         async def session_refused() -> bool:
             http.cookies.clear()

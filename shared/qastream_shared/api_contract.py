@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 
-from qastream_shared.http import PROBLEM
+from qastream_shared.http import PROBLEM, field_errors
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -86,14 +86,7 @@ async def safe_parameters(request: Request) -> None:
             elif _is_integer(field.field_info.annotation) and _beyond_int64(value):
                 errors.append({"field": name, "message": f"must be between {INT64_MIN} and {INT64_MAX}"})
     if errors:
-        raise HTTPException(
-            422,
-            {
-                "title": "Unprocessable Content",
-                "detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                "errors": errors,
-            },
-        )
+        raise field_errors(errors)
 
 
 def _parameters(dependant: Dependant) -> Iterable[tuple[str, Any]]:

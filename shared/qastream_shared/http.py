@@ -28,6 +28,19 @@ PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
+def field_errors(errors: list[dict[str, str]]) -> HTTPException:
+    """A 422 problem naming each field that is wrong (`errors`: field and message), as validation answers."""
+    return HTTPException(422, {"title": "Unprocessable Content", "detail": _detail(errors), "errors": errors})
+
+
+def unprocessable(field: str, message: str) -> HTTPException:
+    return field_errors([{"field": field, "message": message}])
+
+
+def _detail(errors: list[dict[str, str]]) -> str:
+    return "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+
+
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
@@ -192,8 +205,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(list(exc.errors()))
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return problem(422, "Unprocessable Content", detail, errors=errors)
+        return problem(422, "Unprocessable Content", _detail(errors), errors=errors)
 
     # Starlette's own (404 for an unknown path, 405) as well as the app's: every error is a problem.
     @app.exception_handler(StarletteHTTPException)

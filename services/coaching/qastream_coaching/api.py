@@ -17,7 +17,7 @@ from qastream_events.json_input import IsoDateTime
 from qastream_shared.api_contract import VersionPath
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import CoachingTaskStatus, Role
-from qastream_shared.http import validation_errors
+from qastream_shared.http import field_errors, validation_errors
 from qastream_shared.paging import CursorParam, LimitParam, Page
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import SLUG
@@ -35,11 +35,6 @@ RuleId = Annotated[str, Path(pattern=SLUG)]
 def runtime(request: Request) -> ServiceRuntime:
     rt: ServiceRuntime = request.app.state.runtime
     return rt
-
-
-def unprocessable(errors: list[dict[str, str]]) -> HTTPException:
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    return HTTPException(422, {"title": "Unprocessable Content", "detail": detail, "errors": errors})
 
 
 def _iso(row: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +213,7 @@ async def _checked(uow: UnitOfWork, tenant_id: str, rule: Rule) -> Rule:
     try:
         check_rule(rule, await store.known_categories(uow.session, tenant_id))
     except InvalidRule as exc:
-        raise unprocessable([{"field": exc.field, "message": exc.message}]) from None
+        raise field_errors([{"field": exc.field, "message": exc.message}]) from None
     return rule
 
 
@@ -226,7 +221,7 @@ def _parse(body: dict[str, Any]) -> Rule:
     try:
         return Rule.model_validate(body)
     except ValidationError as exc:
-        raise unprocessable(validation_errors(list(exc.errors()))) from None
+        raise field_errors(validation_errors(list(exc.errors()))) from None
 
 
 @router.get("/rules")
@@ -296,9 +291,9 @@ async def _edit(
         try:
             rule = edit_rule(current, changes)
         except InvalidRule as exc:
-            raise unprocessable([{"field": exc.field, "message": exc.message}]) from None
+            raise field_errors([{"field": exc.field, "message": exc.message}]) from None
         except ValidationError as exc:
-            raise unprocessable(validation_errors(list(exc.errors()))) from None
+            raise field_errors(validation_errors(list(exc.errors()))) from None
         await _checked(uow, principal.tenant_id, rule)
         if not await store.save_rule(uow.session, principal.tenant_id, rule):
             raise HTTPException(409, f"rule {rule_id!r} was edited concurrently; read it and retry")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import AnyUrl, ConfigDict, Field, field_validator, model_validator
 
-from qastream_coaching.api import runtime, unprocessable
+from qastream_coaching.api import runtime
 from qastream_coaching.config_cache import cache_of
 from qastream_coaching.webhooks import store
 from qastream_coaching.webhooks.outbound import WEBHOOK_TYPES
@@ -23,6 +23,7 @@ from qastream_events.json_input import JsonInput
 from qastream_shared.api_contract import at_least_one_of
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import Role
+from qastream_shared.http import field_errors
 from qastream_shared.paging import CursorParam, LimitParam, Page
 
 router = APIRouter(prefix="/v1")
@@ -79,7 +80,7 @@ async def _refuse_internal(request: Request, url: AnyUrl) -> None:
     try:
         await check_url(str(url), webhook_settings(runtime(request)).allow_networks)
     except RefusedUrl as exc:
-        raise unprocessable([{"field": "url", "message": str(exc)}]) from None
+        raise field_errors([{"field": "url", "message": str(exc)}]) from None
 
 
 def _view(row: dict[str, Any], *, secret: bool = False) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from qastream_reporting.store import DATASETS, groupable
 from qastream_reporting.store import Query as MetricsQuery
 from qastream_shared.api_contract import INT32_MAX
 from qastream_shared.auth import Principal, may_see
+from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam
 
 # Every filter of the metrics API, declared once: its type is both what the OpenAPI document shows and what
@@ -55,17 +56,6 @@ def check_request(request: Request, names: Iterable[str], since: date | None, un
         raise unprocessable(unknown[0], f"unknown parameter; use {', '.join(sorted(names))}")
     if since is not None and until is not None and since > until:
         raise unprocessable("from", f"the range is inverted: from {since} is after to {until}")
-
-
-def unprocessable(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        422,
-        {
-            "title": "Unprocessable Content",
-            "detail": f"{field}: {message}",
-            "errors": [{"field": field, "message": message}],
-        },
-    )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from qastream_scoring.api.common import (
     not_found,
     runtime,
     sees,
-    unprocessable,
     user_id,
 )
 from qastream_scoring.api.reviews import blinder
@@ -30,6 +29,7 @@ from qastream_scoring.workflow.pool import ReviewerPool, may_review
 from qastream_scoring.workflow.ratings import RatingIn, check_comments, check_ratings
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import AssignmentAction, ReviewComment, Role
+from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam, Page
 from qastream_shared.unit_of_work import UnitOfWork
 

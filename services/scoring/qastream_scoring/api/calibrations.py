@@ -20,7 +20,6 @@ from qastream_scoring.api.common import (
     invalid_rating,
     not_found,
     runtime,
-    unprocessable,
     user_id,
 )
 from qastream_scoring.engine import InvalidRating
@@ -31,6 +30,7 @@ from qastream_scoring.workflow.ratings import RatingIn, check_comments, check_ra
 from qastream_shared.api_contract import INT32_MAX
 from qastream_shared.auth import TENANT_WIDE, Principal
 from qastream_shared.events import ReviewComment
+from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam, Page
 
 router = APIRouter(prefix="/v1", tags=["calibrations"])

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Path, Request
 from qastream_scoring.engine import InvalidRating
 from qastream_shared.auth import Principal, may_see, require
 from qastream_shared.events import Role
+from qastream_shared.http import unprocessable
 from qastream_shared.runtime import ServiceRuntime
 
 Reader = Annotated[Principal, require()]
@@ -22,17 +23,6 @@ Id = Annotated[str, Path(max_length=64)]
 def runtime(request: Request) -> ServiceRuntime:
     rt: ServiceRuntime = request.app.state.runtime
     return rt
-
-
-def unprocessable(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        422,
-        {
-            "title": "Unprocessable Content",
-            "detail": f"{field}: {message}",
-            "errors": [{"field": field, "message": message}],
-        },
-    )
 
 
 def invalid_rating(exc: InvalidRating) -> HTTPException:

@@ -17,7 +17,6 @@ from qastream_scoring.api.common import (
     not_found,
     runtime,
     sees,
-    unprocessable,
 )
 from qastream_scoring.api.reviews import blinder
 from qastream_scoring.engine import InvalidRating
@@ -27,6 +26,7 @@ from qastream_scoring.workflow.disputes import DisputeConflict, check_resolution
 from qastream_scoring.workflow.ratings import RatingIn, check_ratings, merge
 from qastream_shared.auth import Principal, may_see, require
 from qastream_shared.events import DisputeOutcome, Role
+from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam, Page
 
 router = APIRouter(prefix="/v1", tags=["disputes"])

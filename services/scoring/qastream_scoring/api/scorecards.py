@@ -11,6 +11,7 @@ from qastream_scoring import service
 from qastream_scoring.api.common import Lead, Reader, runtime
 from qastream_scoring.validation import InvalidScorecard
 from qastream_shared.api_contract import VersionPath
+from qastream_shared.http import field_errors
 from qastream_shared.scorecard import SLUG, Scorecard, ScoringSettings
 
 router = APIRouter(prefix="/v1", tags=["scorecards"])
@@ -24,15 +25,7 @@ class SettingsIn(BaseModel):
 
 
 def _invalid(exc: InvalidScorecard) -> HTTPException:
-    errors = [{"field": p.path, "message": p.message} for p in exc.problems]
-    return HTTPException(
-        422,
-        {
-            "title": "Unprocessable Content",
-            "detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
-            "errors": errors,
-        },
-    )
+    return field_errors([{"field": p.path, "message": p.message} for p in exc.problems])
 
 
 @router.get("/scorecards", response_model=list[Scorecard])

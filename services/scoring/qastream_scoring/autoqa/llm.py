@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na
 from qastream_shared.scorecard import Scale
+
+if TYPE_CHECKING:
+    import openai
 
 
 class LlmError(RuntimeError):
@@ -91,6 +93,9 @@ class LlmScorer:
 
     def __init__(self, config: LlmConfig | None = None) -> None:
         self.config = config
+        if config is not None:
+            # Imported here: the SDK is seconds of every scoring start, and the scorer is off by default.
+            import openai
         self._client = (
             openai.OpenAI(
                 base_url=config.base_url,
@@ -144,6 +149,8 @@ class LlmScorer:
             f"[{i}] {role.value}: {text}"
             for i, (role, text) in enumerate(zip(view.roles, view.texts, strict=True))
         )[: config.max_transcript_chars]
+        import openai  # loaded by __init__ already
+
         attempts = config.retries + 1
         try:
             completion = client.chat.completions.create(

@@ -13,9 +13,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from fastapi import HTTPException, Query
+from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, tuple_
+
+from qastream_shared.http import unprocessable
 
 CursorParam = Annotated[str | None, Query(max_length=1000, description="Opaque cursor from `next_cursor`")]
 LimitParam = Annotated[int, Query(ge=1, le=500, description="Rows per page")]
@@ -54,7 +56,7 @@ def decode_cursor(cursor: str, order: Sequence[ColumnElement[Any]]) -> list[Any]
             raise ValueError("wrong shape")
         return [_checked(column, _typed(v)) for column, v in zip(order, raw, strict=True)]
     except (ValueError, TypeError, KeyError) as exc:
-        raise HTTPException(422, f"cursor: not a cursor this endpoint issued ({exc})") from None
+        raise unprocessable("cursor", f"not a cursor this endpoint issued ({exc})") from None
 
 
 _INT64 = 2**63

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qastream_reporting import metrics, store
 from qastream_reporting import shadow as shadow_scoring
 from qastream_reporting.query import Metric, Params, metrics_query, params_of
+from qastream_shared.api_contract import problem_response
 from qastream_shared.auth import Principal, require
 from qastream_shared.paging import page_of
 from qastream_shared.scorecard import Scorecard
@@ -393,7 +394,7 @@ async def disputes(request: Request, principal: Reader, p: Params = takes("dispu
 SHADOW_KINDS = {"kind": Literal["auto", "manual"]}  # shadow scoring re-scores auto or manual reviews
 
 
-@router.get("/shadow")
+@router.get("/shadow", responses={404: problem_response("No such scorecard version in the key's tenant")})
 async def shadow(
     request: Request,
     principal: Reader,

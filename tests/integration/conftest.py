@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -10,10 +12,30 @@ import pytest
 
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
+from qastream_shared.stack import Stack
 from qastream_shared.testing import isolated_settings, settings_env
 from tests.integration.probe import SPEC
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def private_servers(state_dir: Path) -> Iterator[Stack]:
+    """A PostgreSQL and a Kafka the launcher owns in `state_dir`, for tests that stop or restart them; down after."""
+    with pytest.MonkeyPatch.context() as mp:
+        # Fixed ports meant for the shared stack must not leak into the private one.
+        mp.delenv("QA_PG_PORT", raising=False)
+        mp.delenv("QA_KAFKA_PORT", raising=False)
+        stack = Stack(state_dir)
+        try:
+            # start_* (unlike ensure_*) ignore DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS: always our own servers.
+            stack.start_postgres()
+            stack.start_kafka()
+            yield stack
+        finally:
+            stack.down()
+            if not stack.pg_home.is_relative_to(stack.state_dir):  # root's PGDATA lives under /var/tmp
+                shutil.rmtree(stack.pg_home, ignore_errors=True)
 
 
 @pytest.fixture

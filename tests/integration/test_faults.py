@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack
 from qastream_shared.testing import conversation, eventually, ingested, produce_envelopes
 from qastream_shared.topics import CONVERSATIONS, physical
+from tests.integration.conftest import private_servers
 from tests.integration.probe import effects
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,20 +36,8 @@ OUTAGE_S = 10.0
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A launcher-owned PostgreSQL and Kafka for this module only, started once for both tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        # Fixed ports meant for the shared stack must not leak into the private one.
-        mp.delenv("QA_PG_PORT", raising=False)
-        mp.delenv("QA_KAFKA_PORT", raising=False)
-        stack = Stack(tmp_path_factory.mktemp("fault-stack"))
-        try:
-            # start_* (unlike ensure_*) ignore DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS: always our own servers.
-            stack.start_postgres()
-            stack.start_kafka()
-            yield stack
-        finally:
-            stack.down()
-            if not stack.pg_home.is_relative_to(stack.state_dir):  # root's PGDATA lives under /var/tmp
-                shutil.rmtree(stack.pg_home, ignore_errors=True)
+    with private_servers(tmp_path_factory.mktemp("fault-stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ QA_STACK_DIR when it owns both servers, else a private one for this module (as t
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -37,7 +36,7 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack
 from qastream_shared.testing import eventually, isolated_settings, produce, read_topic
 from qastream_shared.topics import dlq, physical
-from tests.integration.conftest import Proc
+from tests.integration.conftest import Proc, private_servers
 from tests.integration.pipeline import NAMES, PLAN, TENANT, Clock, Pipeline, Snapshot, conversations
 
 REPLAY = "_replay"
@@ -59,18 +58,8 @@ def private_stack(
         stack.start_postgres()
         stack.start_kafka()
         return
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("QA_PG_PORT", raising=False)
-        mp.delenv("QA_KAFKA_PORT", raising=False)
-        stack = Stack(tmp_path_factory.mktemp("pipeline-fault-stack"))
-        try:
-            stack.start_postgres()
-            stack.start_kafka()
-            yield stack
-        finally:
-            stack.down()
-            if not stack.pg_home.is_relative_to(stack.state_dir):
-                shutil.rmtree(stack.pg_home, ignore_errors=True)
+    with private_servers(tmp_path_factory.mktemp("pipeline-fault-stack")) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -33,11 +33,12 @@ from sqlalchemy import func, select
 
 from bench.common import Stopwatch, emit, rate
 from bench.platform import cleanup, raw_consume, servers
-from qastream_coaching import store
+from qastream_coaching import rule_store
 from qastream_coaching.app import SPEC
 from qastream_coaching.rules import Rule, Trigger
-from qastream_coaching.service import review_in, slot_of, task_id_of
+from qastream_coaching.service import review_in
 from qastream_coaching.tables import reviews, tasks
+from qastream_coaching.task_updates import slot_of, task_id_of
 from qastream_coaching.triggers import AgentHistory, RuleSet, evaluate_review
 from qastream_shared.events import Envelope, Rating, ReviewKind, ReviewSubmitted, conversation_key, encode
 from qastream_shared.migrations import migrate
@@ -225,7 +226,7 @@ async def latency(settings: Settings, runtime: ServiceRuntime, m: int) -> dict[s
     await producer.start()
     done = asyncio.Event()
 
-    # Each fresh agent's first task has a known id (service.task_id_of), so the watcher reads tasks by primary
+    # Each fresh agent's first task has a known id (task_updates.task_id_of), so the watcher reads tasks by primary
     # key instead of scanning a table while the service writes it.
     below = fifty_rules()[0]
     task_of = {task_id_of(TENANT, slot_of(f"lat-agent-{i}", "cat-0", below), 0): f"lat-{i}" for i in range(m)}
@@ -279,7 +280,7 @@ async def main(n: int, m: int) -> dict[str, Any]:
         await migrate(settings, runtime.schema, SPEC.migrations)
         async with runtime.unit_of_work() as uow:
             for rule in rules:
-                await store.save_rule(uow.session, TENANT, rule)
+                await rule_store.save_rule(uow.session, TENANT, rule)
         envs = review_events(n)
         await produce_envelopes(settings, physical(REVIEWS, settings), envs)
         consumed = await raw_consume(settings, physical(REVIEWS, settings), n)

@@ -1,4 +1,5 @@
-"""Fixtures of the coaching tests: review and dispute events, and a real HTTP webhook receiver on loopback."""
+"""Fixtures of the coaching tests: review and dispute events, a runtime with its rules stored, the tasks as
+stored, one batch through the handler, and a real HTTP webhook receiver on loopback."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sqlalchemy import select
+
+from qastream_coaching import rule_store
+from qastream_coaching.app import SPEC
+from qastream_coaching.handlers import make_handler
+from qastream_coaching.rules import Rule
+from qastream_coaching.tables import evidence, tasks
 from qastream_shared.events import (
+    CoachingTaskEvent,
     DisputeOutcome,
     DisputeResolved,
     Envelope,
@@ -18,9 +27,76 @@ from qastream_shared.events import (
     ReviewRevised,
     ReviewSubmitted,
     conversation_key,
+    decode,
 )
+from qastream_shared.migrations import migrate
+from qastream_shared.outbox import unpack_headers
+from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+FAILED = {"empathy": 0.25, "greeting": 1.0}
+PASSED = {"empathy": 1.0, "greeting": 1.0}
+EMPATHY_THRICE = Rule(
+    rule_id="empathy-thrice",
+    trigger="category_failures",
+    category_id="empathy",
+    k=3,
+    window_days=7,
+    title="Empathy failed three times",
+)
+
+
+async def with_rules(settings: Settings, rules: list[Rule], tenant: str = "acme") -> ServiceRuntime:
+    """A coaching runtime on its migrated schema with `rules` stored; its consumer is not started."""
+    rt = ServiceRuntime(SPEC, settings)
+    await migrate(settings, rt.schema, SPEC.migrations)
+    async with rt.unit_of_work() as uow:
+        for rule in rules:
+            await rule_store.save_rule(uow.session, tenant, rule)
+    return rt
+
+
+async def handle(rt: ServiceRuntime, *events: Envelope) -> None:
+    """One batch through the service's handler, as its consumer would run it."""
+    handler = rt.components.setdefault("handler", make_handler(rt))
+    async with rt.unit_of_work() as uow:
+        await handler(uow, list(events))
+
+
+async def task_state(rt: ServiceRuntime) -> dict[str, tuple[Any, ...]]:
+    """task id → (status, agent, category, evidence review ids, the rule that opened it) of every task."""
+    async with rt.sessions() as s:
+        rows = (await s.execute(select(tasks))).mappings().all()
+        ev = (await s.execute(select(evidence.c.task_id, evidence.c.review_id))).all()
+    by_task: dict[str, list[str]] = {}
+    for t, r in ev:
+        by_task.setdefault(t, []).append(r)
+    return {
+        r["task_id"]: (
+            r["status"],
+            r["agent_id"],
+            r["category_id"],
+            sorted(by_task.get(r["task_id"], [])),
+            r["rule_id"],
+        )
+        for r in rows
+    }
+
+
+async def task_events(rt: ServiceRuntime) -> list[CoachingTaskEvent]:
+    """The task events the runtime has published (its outbox), in order."""
+    outbox = rt.tables["outbox"]
+    async with rt.sessions() as s:
+        query = select(outbox.c.key, outbox.c.value, outbox.c.headers).order_by(outbox.c.id)
+        rows = (await s.execute(query)).all()
+    found = [decode(key, value, unpack_headers(headers)).data for key, value, headers in rows]
+    return [e for e in found if isinstance(e, CoachingTaskEvent)]
+
+
+def live(state: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    """The open and acknowledged tasks of a `task_state`."""
+    return {k: v for k, v in state.items() if v[0] in ("open", "acknowledged")}
 
 
 def ratings(cats: dict[str, float]) -> list[Rating]:

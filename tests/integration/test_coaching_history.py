@@ -8,47 +8,23 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from qastream_coaching import store
 from qastream_coaching.app import SPEC
-from qastream_coaching.handlers import make_handler
 from qastream_coaching.history import history_of
-from qastream_coaching.rules import Rule
 from qastream_coaching.tables import evidence
-from qastream_shared.events import Envelope
-from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
-from tests.integration.coaching_fixtures import revised, submitted
+from tests.integration.coaching_fixtures import EMPATHY_THRICE, FAILED, handle, revised, submitted, with_rules
 
 pytestmark = pytest.mark.integration
-
-EMPATHY_THRICE = Rule(
-    rule_id="empathy-thrice",
-    trigger="category_failures",
-    category_id="empathy",
-    k=3,
-    window_days=7,
-    title="t",
-)
-FAILED = {"empathy": 0.25, "greeting": 1.0}
 
 
 @pytest.fixture
 async def replicas(settings: Settings) -> AsyncIterator[tuple[ServiceRuntime, ServiceRuntime]]:
-    a, b = ServiceRuntime(SPEC, settings), ServiceRuntime(SPEC, settings)
-    await migrate(settings, a.schema, SPEC.migrations)
-    async with a.unit_of_work() as uow:
-        await store.save_rule(uow.session, "acme", EMPATHY_THRICE)
+    a = await with_rules(settings, [EMPATHY_THRICE])
+    b = ServiceRuntime(SPEC, settings)
     yield a, b
     await a.engine.dispose()
     await b.engine.dispose()
-
-
-async def handle(rt: ServiceRuntime, *events: Envelope) -> None:
-    """One batch through the service's handler, as its consumer would run it."""
-    handler = rt.components.setdefault("handler", make_handler(rt))
-    async with rt.unit_of_work() as uow:
-        await handler(uow, list(events))
 
 
 async def evidence_of(rt: ServiceRuntime) -> list[str]:

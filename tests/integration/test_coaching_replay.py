@@ -8,20 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from qastream_coaching import store
-from qastream_coaching.app import SPEC
+from qastream_coaching import fact_store
 from qastream_coaching.rules import Rule
-from qastream_coaching.tables import evidence, tasks
 from qastream_shared.db import drop_schema
 from qastream_shared.events import DisputeOpened, Envelope, decode
-from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.testing import add_tenant, eventually, produce, produce_envelopes, read_topic
 from qastream_shared.topics import COACHING, DISPUTES, REVIEWS, dlq, ensure_topics, physical
-from tests.integration.coaching_fixtures import rejected, revised, submitted
+from tests.integration.coaching_fixtures import live, rejected, revised, submitted, task_state, with_rules
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +37,7 @@ RULES = [
 
 async def started(settings: Settings) -> ServiceRuntime:
     """A coaching runtime whose rules exist before its consumer reads the first event."""
-    rt = ServiceRuntime(SPEC, settings)
-    await migrate(settings, rt.schema, SPEC.migrations)
-    async with rt.unit_of_work() as uow:
-        for rule in RULES:
-            await store.save_rule(uow.session, "acme", rule)
+    rt = await with_rules(settings, RULES)
     await rt.start()
     return rt
 
@@ -57,24 +49,6 @@ async def coaching(settings: Settings) -> AsyncIterator[ServiceRuntime]:
     rt = await started(settings)
     yield rt
     await rt.stop()
-
-
-async def state(rt: ServiceRuntime) -> dict[str, Any]:
-    """task id → (status, agent, category, evidence review ids) of every task."""
-    async with rt.sessions() as s:
-        rows = (await s.execute(select(tasks))).mappings().all()
-        ev = (await s.execute(select(evidence.c.task_id, evidence.c.review_id))).all()
-    by_task: dict[str, list[str]] = {}
-    for t, r in ev:
-        by_task.setdefault(t, []).append(r)
-    return {
-        r["task_id"]: (r["status"], r["agent_id"], r["category_id"], sorted(by_task.get(r["task_id"], [])))
-        for r in rows
-    }
-
-
-def live(s: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in s.items() if v[0] in ("open", "acknowledged")}
 
 
 async def test_revisions_redelivery_and_replay(settings, coaching):
@@ -94,16 +68,16 @@ async def test_revisions_redelivery_and_replay(settings, coaching):
     )
 
     async def opened() -> dict[str, Any]:
-        s = await state(coaching)
+        s = await task_state(coaching)
         return s if len(s) == 3 and ["y1", "y2"] in [v[3] for v in s.values()] else {}
 
     before = await eventually(opened, within=60)
     by = {(v[1], v[2]): (k, v) for k, v in before.items()}
-    assert by[("ann", "empathy")][1] == ("open", "ann", "empathy", ["x1"])
+    assert by[("ann", "empathy")][1] == ("open", "ann", "empathy", ["x1"], "below")
     # Below the mark twice (empathy weakest) and empathy failed twice: one task with both, not three.
-    assert by[("bob", "empathy")][1] == ("open", "bob", "empathy", ["y1", "y2"])
+    assert by[("bob", "empathy")][1] == ("open", "bob", "empathy", ["y1", "y2"], "below")
     # Two disputes on empathy rejected within the window; the one on tone does not count.
-    assert by[("cy", "empathy")][1] == ("open", "cy", "empathy", ["z1"])
+    assert by[("cy", "empathy")][1] == ("open", "cy", "empathy", ["z1"], "disputes")
 
     # Revisions lift x1 and y1 above the mark: ann's task had only x1 and is dismissed; bob's keeps y2 and
     # loses y1. No open task is left resting on a score that no longer stands.
@@ -118,12 +92,12 @@ async def test_revisions_redelivery_and_replay(settings, coaching):
     ann_task, bob_task = by[("ann", "empathy")][0], by[("bob", "empathy")][0]
 
     async def withdrawn() -> dict[str, Any]:
-        s = await state(coaching)
+        s = await task_state(coaching)
         return s if s[ann_task][0] == "dismissed" and s[bob_task][3] == ["y2"] else {}
 
     after = await eventually(withdrawn, within=60)
-    assert after[ann_task] == ("dismissed", "ann", "empathy", [])
-    assert after[bob_task] == ("open", "bob", "empathy", ["y2"])
+    assert after[ann_task] == ("dismissed", "ann", "empathy", [], "below")
+    assert after[bob_task] == ("open", "bob", "empathy", ["y2"], "below")
     coaching_topic = physical(COACHING, settings)
     published = [
         decode(r.key, r.value, r.headers) for r in await read_topic(settings, coaching_topic, expect=6)
@@ -141,10 +115,10 @@ async def test_revisions_redelivery_and_replay(settings, coaching):
 
     async def consumed_marker() -> bool:
         async with coaching.sessions() as s:
-            return bool(await store.review_times(s, "acme", ["m1"]))
+            return bool(await fact_store.review_times(s, "acme", ["m1"]))
 
     await eventually(consumed_marker, within=60)
-    assert await state(coaching) == after
+    assert await task_state(coaching) == after
     assert len(await read_topic(settings, coaching_topic, expect=len(published), within=5)) == len(published)
 
     # A replay from offset 0 into a fresh schema gives the same live tasks, with the same ids.
@@ -153,8 +127,8 @@ async def test_revisions_redelivery_and_replay(settings, coaching):
 
         async def replayed() -> dict[str, Any]:
             async with replay.sessions() as s:
-                done = bool(await store.review_times(s, "acme", ["m1"]))
-            return live(await state(replay)) if done else {}
+                done = bool(await fact_store.review_times(s, "acme", ["m1"]))
+            return live(await task_state(replay)) if done else {}
 
         assert await eventually(replayed, within=60) == live(after)
     finally:
@@ -189,6 +163,6 @@ async def test_malformed_and_unknown_events_are_dead_lettered_with_their_reason(
     await produce_envelopes(settings, reviews, [submitted("acme", "ok1", score=0.3)])
 
     async def handled() -> bool:
-        return any(v[3] == ["ok1"] for v in (await state(coaching)).values())
+        return any(v[3] == ["ok1"] for v in (await task_state(coaching)).values())
 
     await eventually(handled, within=60)

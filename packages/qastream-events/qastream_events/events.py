@@ -7,6 +7,7 @@ Every payload model lives here, once. `EVENT_TYPES` maps the `ce_type` header to
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -407,7 +408,20 @@ class CoachingTaskCreated(CoachingTaskEvent):
 
 
 class CoachingTaskEvidenceAdded(CoachingTaskEvent):
+    """New evidence joined the task. When `added_review_ids` is set (coaching sets it since it exists), the event
+    carries only what it adds and `review_ids` is empty: a long-open task would otherwise republish its whole
+    list on every addition. `evidence_after` rebuilds the task's list from its events, old or new."""
+
     TYPE = "qa.coaching.task.evidence_added.v1"
+    added_review_ids: list[str] | None = None
+
+
+def evidence_after(previous: Sequence[str], event: CoachingTaskEvent) -> list[str]:
+    """A task's evidence (review ids) after `event`, given its list before it. Every coaching task event carries
+    the whole list in `review_ids`, except an evidence addition carrying `added_review_ids`, which adds to it."""
+    if isinstance(event, CoachingTaskEvidenceAdded) and event.added_review_ids is not None:
+        return [*previous, *(r for r in event.added_review_ids if r not in previous)]
+    return list(event.review_ids)
 
 
 class CoachingTaskEvidenceWithdrawn(CoachingTaskEvent):
@@ -786,4 +800,5 @@ __all__ = [
     "decode",
     "deterministic_id",
     "encode",
+    "evidence_after",
 ]

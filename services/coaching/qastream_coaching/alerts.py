@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from qastream_coaching import store
+from qastream_coaching import fact_store, rule_store, task_store
 from qastream_coaching.published import SOURCE, key_of
 from qastream_coaching.triggers import Firing, ReviewFact
 from qastream_coaching.webhooks.outbound import Outbound
@@ -32,7 +32,7 @@ async def raise_alerts(
     for f in facts:
         if f.auto_failed and f.revision == 0:
             if critical is None:
-                critical = await store.known_categories(uow.session, tenant_id)
+                critical = await rule_store.known_categories(uow.session, tenant_id)
             failed = sorted(c for c, s in f.categories.items() if s < FAILED_BELOW)
             named = [c for c in failed if critical.get(c)] or failed
             pending.append(
@@ -65,11 +65,11 @@ async def raise_alerts(
     if not pending:
         return
     missing = {a.review_id for a in pending if not a.conversation_id} - set(details)
-    details = {**details, **await store.review_details(uow.session, tenant_id, missing)}
+    details = {**details, **await fact_store.review_details(uow.session, tenant_id, missing)}
     for a in pending:
         if not a.conversation_id and a.review_id in details:
             a.conversation_id = details[a.review_id]["conversation_id"]
-    new = await store.insert_alerts(
+    new = await task_store.insert_alerts(
         uow.session,
         [
             {

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qastream_coaching import api_queries, store, transitions
+from qastream_coaching import api_queries, rule_store, task_store, transitions
 from qastream_coaching.config_cache import cache_of
 from qastream_coaching.impact import aggregate
 from qastream_coaching.lifecycle import Action, IllegalTransition
@@ -90,7 +90,7 @@ async def list_tasks(
 
 
 async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str) -> dict[str, Any]:
-    row = await store.task(uow.session, principal.tenant_id, task_id)
+    row = await task_store.task(uow.session, principal.tenant_id, task_id)
     if row is None or not transitions.visible_to(principal, row):
         raise HTTPException(404, f"no task {task_id!r} visible to this key")
     return row
@@ -101,7 +101,7 @@ async def get_task(request: Request, task_id: TaskId, principal: Reader) -> dict
     """The task with its evidence: each triggering review, why, the quoted turns and a link to the review."""
     async with runtime(request).unit_of_work() as uow:
         row = await _visible_task(uow, principal, task_id)
-        return task_view(row, await store.evidence_of(uow.session, principal.tenant_id, task_id))
+        return task_view(row, await task_store.evidence_of(uow.session, principal.tenant_id, task_id))
 
 
 class CompleteIn(BaseModel):
@@ -211,7 +211,7 @@ async def list_alerts(
 
 async def _checked(uow: UnitOfWork, tenant_id: str, rule: Rule) -> Rule:
     try:
-        check_rule(rule, await store.known_categories(uow.session, tenant_id))
+        check_rule(rule, await rule_store.known_categories(uow.session, tenant_id))
     except InvalidRule as exc:
         raise field_errors([{"field": exc.field, "message": exc.message}]) from None
     return rule
@@ -227,7 +227,7 @@ def _parse(body: dict[str, Any]) -> Rule:
 @router.get("/rules")
 async def list_rules(request: Request, principal: Leads) -> list[dict[str, Any]]:
     async with runtime(request).unit_of_work() as uow:
-        rules = await store.current_rules(uow.session, principal.tenant_id)
+        rules = await rule_store.current_rules(uow.session, principal.tenant_id)
     return [r.model_dump(mode="json") for r in rules.values()]
 
 
@@ -253,14 +253,14 @@ async def create_rule(
                 409, f"rule {rule.rule_id!r} exists; edit it with PUT /v1/rules/{rule.rule_id}"
             )
         await _checked(uow, principal.tenant_id, rule)
-        if not await store.save_rule(uow.session, principal.tenant_id, rule):
+        if not await rule_store.save_rule(uow.session, principal.tenant_id, rule):
             raise HTTPException(409, f"rule {rule.rule_id!r} was created concurrently")
     cache_of(runtime(request)).forget(principal.tenant_id)
     return rule.model_dump(mode="json")
 
 
 async def _current(uow: UnitOfWork, tenant_id: str, rule_id: str) -> Rule:
-    rule = (await store.current_rules(uow.session, tenant_id)).get(rule_id)
+    rule = (await rule_store.current_rules(uow.session, tenant_id)).get(rule_id)
     if rule is None:
         raise HTTPException(404, f"no rule {rule_id!r} in this tenant")
     return rule
@@ -277,7 +277,7 @@ async def get_rule_version(
     request: Request, rule_id: RuleId, version: VersionPath, principal: Leads
 ) -> dict[str, Any]:
     async with runtime(request).unit_of_work() as uow:
-        rule = await store.rule_version(uow.session, principal.tenant_id, rule_id, version)
+        rule = await rule_store.rule_version(uow.session, principal.tenant_id, rule_id, version)
     if rule is None:
         raise HTTPException(404, f"no version {version} of rule {rule_id!r} in this tenant")
     return rule.model_dump(mode="json")
@@ -295,7 +295,7 @@ async def _edit(
         except ValidationError as exc:
             raise field_errors(validation_errors(list(exc.errors()))) from None
         await _checked(uow, principal.tenant_id, rule)
-        if not await store.save_rule(uow.session, principal.tenant_id, rule):
+        if not await rule_store.save_rule(uow.session, principal.tenant_id, rule):
             raise HTTPException(409, f"rule {rule_id!r} was edited concurrently; read it and retry")
     cache_of(runtime(request)).forget(principal.tenant_id)
     return rule.model_dump(mode="json")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qastream_coaching import store
+from qastream_coaching import rule_store, task_store
 from qastream_coaching.rules import Rule
 from qastream_coaching.webhooks import store as webhook_store
 from qastream_shared.runtime import ServiceRuntime
@@ -39,7 +39,7 @@ class ConfigCache:
         hit = self.rules.get(tenant_id)
         if hit is not None and time.monotonic() - hit[0] < TTL_S:
             return hit[1]
-        active = [r for r in (await store.current_rules(session, tenant_id)).values() if not r.paused]
+        active = [r for r in (await rule_store.current_rules(session, tenant_id)).values() if not r.paused]
         self.rules[tenant_id] = (time.monotonic(), active)
         return active
 
@@ -58,12 +58,12 @@ class ConfigCache:
     async def team_leads(
         self, session: AsyncSession, api_keys: Table, tenant_id: str, teams: Iterable[str | None]
     ) -> dict[str, str]:
-        """team → its lead (see store.team_leads); a lead key issued or revoked shows within TTL_S."""
+        """team → its lead (see task_store.team_leads); a lead key issued or revoked shows within TTL_S."""
         now = time.monotonic()
         wanted = {t for t in teams if t}
         stale = sorted(t for t in wanted if now - self.leads.get((tenant_id, t), (-TTL_S, None))[0] >= TTL_S)
         if stale:
-            found = await store.team_leads(session, api_keys, tenant_id, stale)
+            found = await task_store.team_leads(session, api_keys, tenant_id, stale)
             for t in stale:
                 self.leads[(tenant_id, t)] = (now, found.get(t))
         return {t: lead for t in wanted if (lead := self.leads[(tenant_id, t)][1]) is not None}

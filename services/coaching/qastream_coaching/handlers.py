@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qastream_coaching import service, store
+from qastream_coaching import rule_store, service
 from qastream_coaching.config_cache import cache_of
 from qastream_coaching.history import history_of
 from qastream_coaching.webhooks.outbound import Outbound
@@ -45,7 +45,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                     {"tenant_id": env.tenant, "category_id": c.category_id, "critical": c.critical}
                     for c in data.scorecard.categories()
                 )
-        await store.add_categories(uow.session, cards, overwrite=True)
+        await rule_store.add_categories(uow.session, cards, overwrite=True)
         for tenant, envs in reviews.items():
             await service.on_reviews(uow, out, tenant, envs, api_keys, cache, history)
         for tenant, envs in disputes.items():

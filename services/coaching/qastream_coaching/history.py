@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qastream_coaching import store
+from qastream_coaching import fact_store
+from qastream_coaching.fact_store import StoredReview
 from qastream_coaching.published import utc
-from qastream_coaching.store import StoredReview
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.unit_of_work import UnitOfWork
 
@@ -61,7 +61,7 @@ class HistoryCache:
                 held[agent] = h
         stale = set(own) - set(held)
         if held:
-            stored = await store.writes(uow.session, tenant_id, held, utc(since))
+            stored = await fact_store.writes(uow.session, tenant_id, held, utc(since))
             for agent, h in held.items():
                 if since - h.since > SLACK_S:  # reviews older than any batch is likely to need are let go
                     h.since = since - SLACK_S
@@ -74,7 +74,7 @@ class HistoryCache:
                 if stored.get(agent, (0, 0)) != (n, total):
                     stale.add(agent)
         if stale:
-            loaded = await store.histories(uow.session, tenant_id, stale, utc(since))
+            loaded = await fact_store.histories(uow.session, tenant_id, stale, utc(since))
             for agent in stale:
                 self._held[(tenant_id, agent)] = _Held(
                     since, {r.fact.review_id: r for r in loaded.get(agent, [])}

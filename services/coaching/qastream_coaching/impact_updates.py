@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from qastream_coaching import store
+from qastream_coaching import fact_store, task_store
 from qastream_coaching.impact import measure
 from qastream_coaching.published import envelope
 from qastream_coaching.triggers import ReviewFact
@@ -53,7 +53,7 @@ async def refresh_impact(
     if old and (old.get("n_before"), old.get("n_after")) == (measured.n_before, measured.n_after):
         return
     stored = measured.model_dump(mode="json", exclude={"measured_at"})
-    await store.update_task(uow.session, tenant_id, task["task_id"], impact=stored)
+    await task_store.update_task(uow.session, tenant_id, task["task_id"], impact=stored)
     task["impact"] = stored
     eid = deterministic_id("impact", task["task_id"], str(measured.n_before), str(measured.n_after))
     out.publish(envelope(tenant_id, task, measured, eid))
@@ -61,10 +61,10 @@ async def refresh_impact(
 
 async def refresh_impacts(uow: UnitOfWork, out: Outbound, tenant_id: str, agents: Iterable[str]) -> None:
     """Reviews that arrive after a task's completion update its impact as they come."""
-    waiting = await store.completed_tasks(uow.session, tenant_id, agents)
+    waiting = await task_store.completed_tasks(uow.session, tenant_id, agents)
     histories: dict[str, list[ReviewFact]] = {}
     for task in waiting:
         agent = task["agent_id"]
         if agent not in histories:
-            histories[agent] = await store.reviews_of(uow.session, tenant_id, agent)
+            histories[agent] = await fact_store.reviews_of(uow.session, tenant_id, agent)
         await refresh_impact(uow, out, tenant_id, task, histories[agent])

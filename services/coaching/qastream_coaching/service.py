@@ -1,4 +1,4 @@
-"""Coaching's use cases: reviews and disputes in → rules evaluated → tasks and their evidence.
+"""Coaching's use cases: reviews and disputes in → rules evaluated (in event time) → firings for the tasks.
 
 Every function runs inside the caller's unit of work; events leave through `Outbound` (the outbox, plus a
 webhook delivery row per subscriber) in the same transaction as the effects.
@@ -6,21 +6,29 @@ webhook delivery row per subscriber) in the same transaction as the effects.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
 
-from qastream_coaching import store
+from qastream_coaching import fact_store, rule_store, task_store
 from qastream_coaching.alerts import raise_alerts
 from qastream_coaching.config_cache import ConfigCache
+from qastream_coaching.fact_store import StoredReview
 from qastream_coaching.history import HistoryCache
 from qastream_coaching.impact_updates import refresh_impacts
-from qastream_coaching.published import envelope, task_event, utc
-from qastream_coaching.rules import POSITIVE, Rule, Trigger
-from qastream_coaching.store import StoredReview
+from qastream_coaching.published import utc
+from qastream_coaching.rules import Rule, Trigger
+from qastream_coaching.task_updates import (
+    MAX_QUOTES,
+    apply_firings,
+    uncategorised_slot,
+    withdraw,
+    withdraw_stale,
+)
 from qastream_coaching.triggers import (
     WEEK_S,
     AgentHistory,
@@ -31,38 +39,18 @@ from qastream_coaching.triggers import (
     evaluate_rejection,
     evaluate_review,
     longest_window_s,
+    uncategorised_support,
 )
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.events import (
-    CoachingTaskCreated,
-    CoachingTaskDismissed,
-    CoachingTaskEvent,
-    CoachingTaskEvidenceAdded,
-    CoachingTaskEvidenceWithdrawn,
-    CoachingTaskStatus,
     DisputeOutcome,
     DisputeResolved,
     Envelope,
     ReviewKind,
     ReviewRevised,
     ReviewSubmitted,
-    deterministic_id,
 )
 from qastream_shared.unit_of_work import UnitOfWork
-
-MAX_QUOTES = 3
-
-
-def slot_of(agent_id: str, category_id: str | None, rule: Rule) -> str:
-    """One open task per agent, category and polarity: new evidence for it joins that task."""
-    polarity = "kudos" if rule.trigger in POSITIVE else "coaching"
-    return f"{agent_id}\x1f{category_id or ''}\x1f{polarity}"
-
-
-def task_id_of(tenant_id: str, slot: str, episode: int) -> str:
-    """Deterministic: the slot's n-th task (n = tasks already closed in it) has the same id in any replay."""
-    return deterministic_id("coaching-task", tenant_id, slot, str(episode))
-
 
 # --- reviews in ---
 
@@ -105,7 +93,7 @@ def review_in(data: ReviewSubmitted | ReviewRevised, at: datetime) -> ReviewIn |
 
 
 def detail_of(r: StoredReview) -> dict[str, Any]:
-    """What a task's evidence row takes from a review (as `store.review_details` reads it)."""
+    """What a task's evidence row takes from a review (as `fact_store.review_details` reads it)."""
     return {"conversation_id": r.fact.conversation_id, "kind": r.fact.kind, "evidence": r.quotes}
 
 
@@ -120,7 +108,7 @@ async def on_reviews(
 ) -> None:
     session = uow.session
     revised_ids = [e.data.review_id for e in events if isinstance(e.data, ReviewRevised)]
-    known = await store.review_times(session, tenant_id, revised_ids)
+    known = await fact_store.review_times(session, tenant_id, revised_ids)
     latest: dict[str, ReviewIn] = {}
     for env in events:
         data = env.data
@@ -155,10 +143,10 @@ async def on_reviews(
         for r in latest.values()
     ]
     # Sorted, so concurrent batches lock the rows they share in the same order. A stored later revision wins.
-    changed = await store.upsert_reviews(session, sorted(rows, key=lambda r: r["review_id"]))
+    changed = await fact_store.upsert_reviews(session, sorted(rows, key=lambda r: r["review_id"]))
     new_categories = {(tenant_id, c) for r in rows for c in r["categories"]} - cache.categories
     if new_categories:
-        await store.add_categories(
+        await rule_store.add_categories(
             session,
             [{"tenant_id": t, "category_id": c, "critical": False} for t, c in new_categories],
             overwrite=False,
@@ -171,7 +159,7 @@ async def on_reviews(
     rules = await cache.active_rules(session, tenant_id)
     agents = {f.agent_id for f in facts}
     written = [StoredReview(latest[i].fact, latest[i].quotes, seq) for i, seq in changed.items()]
-    since = min(f.at for f in facts) - longest_window_s(rules)
+    since = min(f.at for f in facts) - history_needed_s(rules)
     window = await history.window(uow, tenant_id, written, since) if rules else {}
     histories = {a: AgentHistory.of(r.fact for r in window.get(a, {}).values()) for a in agents}
     rule_set = RuleSet.of(rules)
@@ -186,6 +174,8 @@ async def on_reviews(
     # them again, so the tasks do not depend on the order the reviews arrived in.
     for fact, again in judged_again(facts, window, rules):
         firings.extend(evaluate_review(fact, histories[fact.agent_id], again))
+    uncategorised = RuleSet.of(r for r in rules if r.trigger in UNCATEGORISED)
+    drops = any(r.trigger is Trigger.iqs_drop for r in rule_set.whole)
     details = {
         rid: detail_of(r)
         for f in firings
@@ -194,9 +184,63 @@ async def on_reviews(
     }
     await apply_firings(uow, out, tenant_id, firings, api_keys, cache, details)
     for fact, fired in revised:
-        await withdraw_stale(uow, out, tenant_id, fact, fired)
+        kept = {uncategorised_slot(fact.agent_id)} if drops else set()
+        await withdraw_stale(uow, out, tenant_id, fact.review_id, fact.revision, fired, kept)
+    if drops:
+        await recheck_uncategorised(uow, out, tenant_id, facts, histories, uncategorised)
     await raise_alerts(uow, out, tenant_id, facts, firings, details)
     await refresh_impacts(uow, out, tenant_id, agents)
+
+
+# Whole-review triggers that fire with no category when the review has none (an IQS drop always).
+UNCATEGORISED = frozenset({Trigger.below_pass_mark, Trigger.auto_fail, Trigger.iqs_drop})
+
+
+def history_needed_s(rules: Sequence[Rule]) -> float:
+    """How far before a batch's earliest review its agents' history is read: as far as any rule looks back, and
+    with IQS drops three weeks, so the firings a late review may undo (a week before it) can be judged again."""
+    drops = any(r.trigger is Trigger.iqs_drop for r in rules)
+    return max(longest_window_s(rules), 3 * WEEK_S if drops else 0.0)
+
+
+async def recheck_uncategorised(
+    uow: UnitOfWork,
+    out: Outbound,
+    tenant_id: str,
+    facts: Sequence[ReviewFact],
+    histories: dict[str, AgentHistory],
+    rules: RuleSet,
+) -> None:
+    """An IQS drop fired on a partial history may not hold once a review that arrived late (or a revision) is
+    counted: a mean moves either way. For each agent whose batch reviews are not all later than its stored
+    ones, or include a revision, the evidence of its open uncategorised task that no firing from a week before
+    its earliest batch review on makes a case with any more is withdrawn (a task left with none is dismissed)."""
+    new = {f.review_id for f in facts}
+    starts: dict[str, float] = {}
+    for f in facts:
+        starts[f.agent_id] = min(starts.get(f.agent_id, f.at), f.at)
+    revising = {f.agent_id for f in facts if f.revision > 0}
+    slots: dict[str, str] = {}
+    for agent, start in starts.items():
+        h = histories[agent]
+        later = h.facts[bisect_right(h.times, start) :]
+        if agent in revising or any(x.review_id not in new for x in later):
+            slots[uncategorised_slot(agent)] = agent
+    found = await task_store.open_evidence(uow.session, tenant_id, slots)
+    gone: dict[str, list[str]] = {}
+    for slot, (task_id, ids) in found.items():
+        agent = slots[slot]
+        h, lo = histories[agent], starts[agent] - WEEK_S
+        at = {x.review_id: x.at for x in h.facts}
+        candidates = {r for r in ids if at.get(r, lo) > lo}
+        lost = candidates - uncategorised_support(h, rules, lo) if candidates else set()
+        if lost:
+            gone[task_id] = sorted(lost)
+    if gone:
+        await task_store.remove_evidence(uow.session, tenant_id, gone)
+        reason = "the IQS drop no longer holds with the reviews that arrived after it was found"
+        cause = ["recheck", *sorted(r for ids in gone.values() for r in ids), *sorted(new)]
+        await withdraw(uow, out, tenant_id, gone, reason, cause)
 
 
 def judged_again(
@@ -246,7 +290,7 @@ async def on_disputes(
         and d.agent_id
         and d.category_id
     ]
-    new = await store.add_rejections(uow.session, facts, tenant_id)
+    new = await fact_store.add_rejections(uow.session, facts, tenant_id)
     facts = sorted((f for f in facts if f.dispute_id in new), key=lambda f: (f.at, f.dispute_id))
     if not facts:
         return
@@ -254,8 +298,8 @@ async def on_disputes(
     if not rules:
         return
     since = utc(min(f.at for f in facts) - longest_window_s(rules))
-    history = await store.rejections_of(uow.session, tenant_id, {f.agent_id for f in facts}, since)
-    kinds = await store.review_kinds(uow.session, tenant_id, (r.review_id for r in history))
+    history = await fact_store.rejections_of(uow.session, tenant_id, {f.agent_id for f in facts}, since)
+    kinds = await fact_store.review_kinds(uow.session, tenant_id, (r.review_id for r in history))
     firings = [
         firing
         for f in facts
@@ -263,143 +307,3 @@ async def on_disputes(
     ]
     await apply_firings(uow, out, tenant_id, firings, api_keys, cache, {})
     await raise_alerts(uow, out, tenant_id, [], firings, {})
-
-
-# --- tasks ---
-
-
-async def apply_firings(
-    uow: UnitOfWork,
-    out: Outbound,
-    tenant_id: str,
-    firings: Sequence[Firing],
-    api_keys: Table,
-    cache: ConfigCache,
-    details: dict[str, dict[str, Any]],
-) -> None:
-    """Opens a task per slot without one, or adds the evidence to the slot's open task; publishes both."""
-    if not firings:
-        return
-    session = uow.session
-    firings = sorted(firings, key=lambda f: (f.at, f.cause_id, f.rule.rule_id))
-    slots = {slot_of(f.agent_id, f.category_id, f.rule) for f in firings}
-    open_, closed = await store.slot_tasks(session, tenant_id, slots)
-    # Only tasks about to open need their team's lead.
-    new_teams = {f.team for f in firings if slot_of(f.agent_id, f.category_id, f.rule) not in open_}
-    leads = await cache.team_leads(session, api_keys, tenant_id, new_teams)
-    missing = {r for f in firings for r in f.review_ids} - set(details)
-    details = {**details, **await store.review_details(session, tenant_id, missing)}
-    created: dict[str, tuple[dict[str, Any], Firing]] = {}
-    evidence_rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for f in firings:
-        slot = slot_of(f.agent_id, f.category_id, f.rule)
-        task = open_.get(slot)
-        if task is None:
-            task = {
-                "task_id": task_id_of(tenant_id, slot, closed.get(slot, 0)),
-                "tenant_id": tenant_id,
-                "slot": slot,
-                "rule_id": f.rule.rule_id,
-                "rule_version": f.rule.version,
-                "agent_id": f.agent_id,
-                "team": f.team,
-                "assignee_id": leads.get(f.team or ""),
-                "category_id": f.category_id,
-                "title": f.rule.title,
-                "status": CoachingTaskStatus.open.value,
-                "needs_confirmation": f.rule.requires_confirmation and f.auto_only,
-                "opened_at": utc(f.at),
-                "due_at": utc(f.at) + timedelta(days=f.rule.due_days),
-                "impact_reviews": f.rule.impact_reviews,
-            }
-            created[task["task_id"]] = (task, f)
-            open_[slot] = task
-        for rid in f.review_ids:
-            d = details.get(rid)
-            if d is None:
-                continue
-            evidence_rows.setdefault(
-                (task["task_id"], rid),
-                {
-                    "tenant_id": tenant_id,
-                    "task_id": task["task_id"],
-                    "review_id": rid,
-                    "conversation_id": d["conversation_id"],
-                    "rule_id": f.rule.rule_id,
-                    "rule_version": f.rule.version,
-                    "reason": f.reason,
-                    "at": utc(f.at),
-                    "kind": d["kind"],
-                    "quotes": (d["evidence"] or {}).get(f.category_id or "", [])
-                    if f.category_id
-                    else [q for qs in (d["evidence"] or {}).values() for q in qs][:MAX_QUOTES],
-                },
-            )
-    inserted = await store.insert_tasks(session, [t for t, _ in created.values()])
-    lost = {tid: t for tid, (t, _) in created.items() if tid not in inserted}
-    if lost:  # another replica's batch opened these slots first: the evidence joins its tasks
-        theirs = await store.open_tasks(session, tenant_id, {t["slot"] for t in lost.values()})
-        for row in evidence_rows.values():
-            if row["task_id"] in lost:
-                row["task_id"] = theirs[lost[row["task_id"]]["slot"]]["task_id"]
-        open_.update(theirs)
-        created = {tid: c for tid, c in created.items() if tid in inserted}
-    new_pairs = await store.add_evidence(session, list(evidence_rows.values()))
-    touched = {t for t, _ in new_pairs} | set(created)
-    # A task opened in this batch has exactly the evidence added now; only older ones need their list read.
-    ids = await store.evidence_ids(session, tenant_id, touched - set(created))
-    for row in sorted(evidence_rows.values(), key=lambda r: (r["at"], r["review_id"])):
-        if row["task_id"] in created and (row["task_id"], row["review_id"]) in new_pairs:
-            ids.setdefault(row["task_id"], []).append(row["review_id"])
-    by_id = {t["task_id"]: t for t in open_.values()}
-    for tid in sorted(touched):
-        row = by_id[tid]
-        if tid in created:
-            task, f = created[tid]
-            event: CoachingTaskEvent = task_event(
-                CoachingTaskCreated,
-                task,
-                ids.get(tid, []),
-                occurred_at=task["opened_at"],
-                title=task["title"],
-                needs_confirmation=task["needs_confirmation"],
-            )
-            out.publish(envelope(tenant_id, task, event, deterministic_id("coaching", tid, "created")))
-        else:
-            added = sorted(r for t, r in new_pairs if t == tid)
-            event = task_event(CoachingTaskEvidenceAdded, row, ids.get(tid, []))
-            out.publish(
-                envelope(tenant_id, row, event, deterministic_id("coaching", tid, "evidence", *added))
-            )
-
-
-async def withdraw_stale(
-    uow: UnitOfWork, out: Outbound, tenant_id: str, fact: ReviewFact, fired: list[Firing]
-) -> None:
-    """A revision that no longer fires a rule takes its evidence out of the open tasks it had joined; a task
-    left with no evidence is dismissed, so no stale task outlives the score that caused it."""
-    session = uow.session
-    still = {slot_of(f.agent_id, f.category_id, f.rule) for f in fired}
-    keep = {t["task_id"] for t in (await store.open_tasks(session, tenant_id, still)).values()}
-    left = await store.withdraw_evidence(session, tenant_id, fact.review_id, keep)
-    if not left:
-        return
-    ids = await store.evidence_ids(session, tenant_id, left)
-    rows = await store.tasks_by_id(session, tenant_id, left)
-    for tid in left:
-        row = rows[tid]
-        remaining = ids.get(tid, [])
-        if remaining:
-            event: CoachingTaskEvent = task_event(
-                CoachingTaskEvidenceWithdrawn, row, remaining, withdrawn_review_ids=[fact.review_id]
-            )
-            eid = deterministic_id("coaching", tid, "withdrawn", fact.review_id, str(fact.revision))
-        else:
-            reason = (
-                f"review {fact.review_id} was revised (revision {fact.revision}) and no longer triggers it"
-            )
-            await store.update_task(session, tenant_id, tid, status="dismissed", dismiss_reason=reason)
-            row["status"] = CoachingTaskStatus.dismissed.value
-            event = task_event(CoachingTaskDismissed, row, [], reason=reason)
-            eid = deterministic_id("coaching", tid, "dismissed", fact.review_id, str(fact.revision))
-        out.publish(envelope(tenant_id, row, event, eid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from qastream_coaching import store
+from qastream_coaching import fact_store, task_store
 from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.impact_updates import refresh_impact
 from qastream_coaching.lifecycle import Action, IllegalTransition, next_status
@@ -58,7 +58,7 @@ async def transition(
 ) -> dict[str, Any]:
     """Applies `action`; NotFound, Forbidden or IllegalTransition when it may not happen."""
     tenant = principal.tenant_id
-    task = await store.task(uow.session, tenant, task_id, lock=True)
+    task = await task_store.task(uow.session, tenant, task_id, lock=True)
     if task is None or not visible_to(principal, task):
         raise NotFound(task_id)
     if not _may(principal, action, task):
@@ -77,14 +77,14 @@ async def transition(
     elif action is Action.dismiss:
         values["dismiss_reason"] = fields["reason"]
         extra = {"reason": fields["reason"]}
-    await store.update_task(uow.session, tenant, task_id, **values)
+    await task_store.update_task(uow.session, tenant, task_id, **values)
     task.update(values)
     out = await Outbound.load(uow, [tenant], cache)
-    ids = (await store.evidence_ids(uow.session, tenant, [task_id])).get(task_id, [])
+    ids = (await task_store.evidence_ids(uow.session, tenant, [task_id])).get(task_id, [])
     event = task_event(_EVENTS[action], task, ids, occurred_at=now, **extra)
     out.publish(envelope(tenant, task, event))
     if action is Action.complete:  # the "before" side is known at once; "after" fills in as reviews come
-        history = await store.reviews_of(uow.session, tenant, task["agent_id"])
+        history = await fact_store.reviews_of(uow.session, tenant, task["agent_id"])
         await refresh_impact(uow, out, tenant, task, history)
     await out.flush()
     return task

@@ -48,7 +48,7 @@ from qastream_scoring.pcsat.signals import SIGNALS, scorer_versions, signals
 from qastream_shared.conversation import Conversation
 from qastream_shared.testing import STAR
 
-MODEL_VERSION = "1.1.0"
+MODEL_VERSION = "1.2.0"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PNG = DOCS / "pcsat_reliability.png"
 HEAD_C = 0.05  # L2 strength: the calm-helpful head learns from about 70 negatives

@@ -81,6 +81,9 @@ def test_sentiment_mood_and_tone() -> None:
         "No, that's not what I asked",
         "This is useless and I am angry!!",
         "not :)",  # a positive emoticon the word list does not see, negated
+        "Oh :(",  # a negative emoticon, the only sentiment in the turn
+        "It is 86 and I am John.",  # a number VADER reads as slang ("86": get rid of)
+        "I need some directions though :(",
         "Thanks, great, see you at 10:30",
     ],
 )

@@ -19,6 +19,7 @@ VADER scores are cached by text: agent macros repeat, and no turn is scored twic
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -57,31 +58,54 @@ def compound(text: str) -> float:
     return float(_analyzer().polarity_scores(text)["compound"])
 
 
+_WORD_ENTRY = re.compile(r"[a-z']+")
+
+
 @lru_cache(maxsize=1)
-def _lexicon_words() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """VADER's negative and positive lexicon entries, and the words that negate a positive one."""
+def _lexicon_words() -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+    """VADER's negative and positive lexicon entries, the words that negate a positive one, and the negative
+    entries the word list cannot see (emoticons like ":(", slang numbers like "86")."""
     lexicon = _analyzer().lexicon
     negators = {w.lower() for w in NEGATE} | {"least", "without", "never", "no", "not"}
+    negative = frozenset(w for w, v in lexicon.items() if v < 0)
     return (
-        frozenset(w for w, v in lexicon.items() if v < 0),
+        negative,
         frozenset(w for w, v in lexicon.items() if v > 0),
         frozenset(negators),
+        # VADER looks entries up one token at a time: an entry with a space never matches.
+        frozenset(w for w in negative if not _WORD_ENTRY.fullmatch(w) and " " not in w),
     )
 
 
 _EMOTICON = re.compile(r"[:;=<]")  # emoticons (":)", "<3") are lexicon entries the word list does not see
+# A character every negative emoticon or number entry has (a digit, a symbol, or a dot inside "o.o"): turns
+# without one, most of them, are not tokenised again.
+_SYMBOL = re.compile(r"[^a-z'\s.,!?]|\w\.\w")
+
+
+def _tokens(text: str) -> set[str]:
+    """VADER's tokens of a text, lowercased: split on spaces, punctuation stripped off a token that keeps
+    more than two characters (so ":(" stays an emoticon and "bad!" becomes "bad")."""
+    out = set()
+    for token in text.lower().split():
+        stripped = token.strip(string.punctuation)
+        out.add(stripped if len(stripped) > 2 else token)
+    return out
 
 
 def _may_be_negative(view: ConversationView, turn: int) -> bool:
-    """False when VADER cannot score the turn below 0: no negative lexicon word, and no negator, or a negator
+    """False when VADER cannot score the turn below 0: no negative lexicon entry, and no negator, or a negator
     with no positive word to turn (boosters, capitals, "but" and punctuation scale a sum, never flip it)."""
-    negative, positive, negators = _lexicon_words()
+    negative, positive, negators, negative_symbols = _lexicon_words()
     words = view.words[turn]
     if not negative.isdisjoint(words):
         return True
+    text = view.texts[turn]
+    if _SYMBOL.search(view.lower[turn]) and not negative_symbols.isdisjoint(_tokens(text)):
+        return True
     if negators.isdisjoint(words):
         return False
-    return not positive.isdisjoint(words) or _EMOTICON.search(view.texts[turn]) is not None
+    return not positive.isdisjoint(words) or _EMOTICON.search(text) is not None
 
 
 def below(view: ConversationView, turn: int, threshold: float) -> bool:
@@ -116,7 +140,7 @@ def _customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int,
 
 class SentimentScorer:
     name = "sentiment"
-    version = "1.2.0"
+    version = "1.3.0"
 
     def parse(self, params: Mapping[str, Any], scale: Scale) -> SentimentParams:
         return SentimentParams.model_validate(params)

@@ -168,8 +168,11 @@ async def accept(
     # Rows as executemany parameters, not .values(rows): the statement then compiles once and is cached
     # (SQLAlchemy still sends one multi-row INSERT), where a multi-VALUES statement compiled per batch.
     inserted = set((await uow.session.execute(_INSERT, rows)).scalars().all())
-    for cid in inserted:
-        uow.publish(CONVERSATIONS, envs[cid])
+    # In the order posted, not the set's (string hashes are salted per process): on a partition the
+    # sampler judges each conversation against the event times before it, so the order decides.
+    for cid, env in envs.items():
+        if cid in inserted:
+            uow.publish(CONVERSATIONS, env)
     results = []
     for index, conv in items:
         cid = conv.conversation_id

@@ -15,7 +15,7 @@ from qastream_sampler.plans import PLAN_MODELS, AnyPlan, AutoPolicy, edit_plan, 
 from qastream_sampler.sample_log_store import latest_decisions
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import Role
-from qastream_shared.http import validation_errors
+from qastream_shared.http import field_errors, unprocessable, validation_errors
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.unit_of_work import UnitOfWork
 
@@ -31,24 +31,19 @@ def runtime(request: Request) -> ServiceRuntime:
     return rt
 
 
-def unprocessable(detail: str, errors: list[dict[str, str]]) -> HTTPException:
-    return HTTPException(422, {"title": "Unprocessable Content", "detail": detail, "errors": errors})
-
-
 def _parse(body: dict[str, Any]) -> AnyPlan:
     try:
         return parse_plan(body)
     except ValidationError as exc:
-        errors = validation_errors(list(exc.errors()))
-        raise unprocessable("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors) from exc
+        raise field_errors(validation_errors(list(exc.errors()))) from exc
     except ValueError as exc:
-        raise unprocessable(str(exc), [{"field": "body", "message": str(exc)}]) from exc
+        raise unprocessable("body", str(exc)) from exc
 
 
 async def _save(uow: UnitOfWork, tenant_id: str, plan: AnyPlan, current: dict[str, AnyPlan]) -> AnyPlan:
     problems = plan_set_problems({**current, plan.plan_id: plan}.values())
     if problems:
-        raise unprocessable("; ".join(problems), [{"field": "priority", "message": p} for p in problems])
+        raise field_errors([{"field": "priority", "message": p} for p in problems])
     await insert_plan(uow.session, tenant_id, plan)
     return plan
 
@@ -104,12 +99,9 @@ async def edit(
         try:
             plan = edit_plan(current[plan_id], changes)
         except ValidationError as exc:
-            errors = validation_errors(list(exc.errors()))
-            raise unprocessable(
-                "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors
-            ) from exc
+            raise field_errors(validation_errors(list(exc.errors()))) from exc
         except ValueError as exc:
-            raise unprocessable(str(exc), [{"field": "body", "message": str(exc)}]) from exc
+            raise unprocessable("body", str(exc)) from exc
         return (await _save(uow, principal.tenant_id, plan, current)).model_dump(mode="json")
 
 

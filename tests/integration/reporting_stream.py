@@ -129,6 +129,20 @@ def build(tenant: str, seed: int = 7, conversations: int = 80) -> Stream:
                 ),
                 agent,
             )
+        if i % 13 == 0:  # an assignment of a conversation reporting never sees: its team is the event's
+            s.add(
+                ASSIGNMENTS,
+                ev.AssignmentChanged(
+                    assignment_id=f"{cid}-unseen-a",
+                    conversation_id=f"{cid}-unseen",
+                    action=ev.AssignmentAction.created,
+                    reviewer_id="rev-1",
+                    agent_id=agent,
+                    team=TEAMS[agent],
+                    occurred_at=ended,
+                ),
+                f"{cid}-unseen",
+            )
         if rng.random() < 0.25:
             s.add(
                 CONVERSATIONS,
@@ -187,6 +201,8 @@ def build(tenant: str, seed: int = 7, conversations: int = 80) -> Stream:
                 cid,
             )
             reviewer = rng.choice(["rev-1", "rev-2"])
+            # Events from before AssignmentChanged carried the agent and team lack them: every other one.
+            scope = {"agent_id": agent, "team": TEAMS[agent]} if i % 2 else {}
             s.add(
                 ASSIGNMENTS,
                 ev.AssignmentChanged(
@@ -195,6 +211,7 @@ def build(tenant: str, seed: int = 7, conversations: int = 80) -> Stream:
                     action=ev.AssignmentAction.created,
                     reviewer_id=reviewer,
                     occurred_at=ended,
+                    **scope,
                 ),
                 cid,
             )
@@ -231,6 +248,7 @@ def build(tenant: str, seed: int = 7, conversations: int = 80) -> Stream:
                         action=ev.AssignmentAction.completed,
                         reviewer_id=reviewer,
                         occurred_at=review_time + timedelta(hours=3),
+                        **scope,
                     ),
                     cid,
                 )
@@ -608,10 +626,10 @@ class Oracle:
         return out
 
     def assignments_by_team(self) -> dict[str, dict[str, int]]:
-        """team of the assignment's conversation → assignments by their last action."""
+        """the assignment's team (its events', else its conversation's) → assignments by their last action."""
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for a in self.assignments.values():
-            team = self.conversations[a["conversation_id"]]["team"]
+            team = a["team"] or self.conversations[a["conversation_id"]]["team"]
             out[team]["assignments"] += 1
             out[team][a["action"].value] += 1
         return out

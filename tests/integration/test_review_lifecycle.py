@@ -145,6 +145,8 @@ async def test_lifecycle_each_event_once_across_sigkills(settings, spawn):
         AssignmentAction.completed: 1,
     }
     assert len(on_assignments) == 2
+    # Each carries the conversation's agent and team, so reporting need not join the conversation.
+    assert {(e.data.agent_id, e.data.team) for e in on_assignments} == {("agent-7", conv.team)}
     manual = [
         e.data for e in on_reviews if isinstance(e.data, ReviewSubmitted) and e.data.kind is ReviewKind.manual
     ]

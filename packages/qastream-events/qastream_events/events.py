@@ -304,6 +304,10 @@ class AssignmentChanged(Event):
     reason: str | None = None
     by: str | None = None
     occurred_at: datetime
+    # The conversation's agent and team as the assignment knew them, so a reader need not join the
+    # conversation. Absent from events published before they were added.
+    agent_id: str | None = None
+    team: str | None = None
 
 
 # --- qa.disputes (keyed tenant:conversation) ----------------------------------------------------

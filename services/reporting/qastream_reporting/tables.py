@@ -114,6 +114,9 @@ assignments = Table(
     _t("created_at", nullable=False),
     _t("changed_at", nullable=False),
     Column("day", Date, nullable=False),
+    # From the events; NULL where every event of the assignment predates these fields.
+    _s("agent_id"),
+    _s("team"),
     PrimaryKeyConstraint("tenant_id", "assignment_id"),
 )
 # Risk alerts from coaching (qa.coaching RiskAlertRaised), one row each.
@@ -267,20 +270,18 @@ def view_ddl(name: str) -> str:
     )
 
 
-# Assignments with the agent and team of their conversation, read when queried: AssignmentChanged does not
-# carry them, and a conversation may be projected after its assignment.
+# Assignments with their agent and team: their own, projected from AssignmentChanged; for the rows whose
+# events all predate those fields, their conversation's, joined when read (only those rows join).
 assignments_with_scope = Table(
-    "assignments_with_scope",
-    views,
-    *(Column(c.name, c.type) for c in assignments.columns),
-    _s("agent_id"),
-    _s("team"),
+    "assignments_with_scope", views, *(Column(c.name, c.type) for c in assignments.columns)
 )
+_OWN = [c.name for c in assignments.columns if c.name not in ("agent_id", "team")]
 ASSIGNMENTS_VIEW_DDL = (
-    "CREATE OR REPLACE VIEW assignments_with_scope AS SELECT "
-    + ", ".join(f"a.{c.name}" for c in assignments.columns)
-    + ", c.agent_id, c.team FROM assignments a LEFT JOIN conversations c"
-    " ON c.tenant_id = a.tenant_id AND c.conversation_id = a.conversation_id"
+    "CREATE VIEW assignments_with_scope AS "
+    f"SELECT {', '.join(_OWN)}, agent_id, team FROM assignments WHERE agent_id IS NOT NULL OR team IS NOT NULL "
+    f"UNION ALL SELECT {', '.join('a.' + c for c in _OWN)}, c.agent_id, c.team FROM assignments a "
+    "LEFT JOIN conversations c ON c.tenant_id = a.tenant_id AND c.conversation_id = a.conversation_id "
+    "WHERE a.agent_id IS NULL AND a.team IS NULL"
 )
 
 

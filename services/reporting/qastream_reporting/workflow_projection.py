@@ -52,13 +52,7 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
                 "resolved_by": None,
                 "resolved_at": None,
                 **row,
-                "tenant_id": tenant,
-                "dispute_id": data.dispute_id,
-                "review_id": data.review_id,
-                "conversation_id": data.conversation_id,
-                "category_id": data.category_id,
-                "agent_id": data.agent_id,
-                "team": data.team,
+                **_dispute(tenant, data),
                 "opened_by": data.opened_by,
                 "opened_at": utc(data.opened_at),
                 "day": day_of(data.opened_at),
@@ -71,13 +65,7 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
             }
             latest[("disputes", tenant, data.dispute_id)] = {
                 **row,
-                "tenant_id": tenant,
-                "dispute_id": data.dispute_id,
-                "review_id": data.review_id,
-                "conversation_id": data.conversation_id,
-                "category_id": data.category_id,
-                "agent_id": data.agent_id,
-                "team": data.team,
+                **_dispute(tenant, data),
                 "outcome": data.outcome.value,
                 "resolved_by": data.resolved_by,
                 "resolved_at": utc(data.resolved_at),
@@ -88,6 +76,8 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
                 "day": day_of(data.occurred_at),
                 "inclusion_probability": None,
                 "reviewer_id": None,
+                "agent_id": None,
+                "team": None,
             }
             latest[("assignments", tenant, data.assignment_id)] = {
                 **row,
@@ -98,6 +88,8 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
                 "action": data.action.value,
                 "inclusion_probability": data.inclusion_probability or row["inclusion_probability"],
                 "changed_at": utc(data.occurred_at),
+                "agent_id": data.agent_id or row["agent_id"],
+                "team": data.team or row["team"],
             }
         elif isinstance(data, CalibrationOpened | CalibrationClosed):
             row = latest.get(("calibrations", tenant, data.session_id)) or {"opened_at": None}
@@ -192,6 +184,16 @@ async def project_workflow(session: AsyncSession, events: Sequence[Envelope]) ->
     return changed
 
 
+def _dispute(tenant: str, data: DisputeOpened | DisputeResolved) -> dict[str, Any]:
+    """The columns both of a dispute's events carry."""
+    return {
+        "tenant_id": tenant,
+        **data.model_dump(
+            include={"dispute_id", "review_id", "conversation_id", "category_id", "agent_id", "team"}
+        ),
+    }
+
+
 _WORKFLOW = {
     "disputes": disputes,
     "assignments": assignments,
@@ -204,7 +206,7 @@ _WORKFLOW = {
 # A later event replaces a row's columns, except those an earlier event alone knows.
 _KEEP_FIRST = {
     "disputes": ("opened_by", "opened_at", "day"),
-    "assignments": ("created_at", "day", "reviewer_id", "inclusion_probability"),
+    "assignments": ("created_at", "day", "reviewer_id", "inclusion_probability", "agent_id", "team"),
     "calibrations": ("opened_at",),
     "coaching_tasks": ("created_at", "day"),
 }

@@ -64,6 +64,8 @@ def log_change(
         reason=reason,
         by=by,
         occurred_at=at,
+        agent_id=row.get("agent_id"),
+        team=row.get("team"),
     )
     key = conversation_key(tenant_id, row["conversation_id"])
     eid = event_id or str(uuid.uuid4())

@@ -3,7 +3,7 @@ conversation's agent and team. Figures from before this revision fill in on `qa 
 
 from alembic import op
 
-from qastream_reporting.tables import ASSIGNMENTS_VIEW_DDL, deltas, risk_alerts, rollups, view_ddl
+from qastream_reporting.tables import deltas, risk_alerts, rollups, view_ddl
 
 revision = "0004"
 down_revision = "0003"
@@ -17,4 +17,9 @@ def upgrade() -> None:
     op.execute(view_ddl("agreement_pairs"))
     # The assignment's agent and team come from its conversation now (assignments_with_scope).
     op.execute("ALTER TABLE assignments DROP COLUMN IF EXISTS agent_id, DROP COLUMN IF EXISTS team")
-    op.execute(ASSIGNMENTS_VIEW_DDL)
+    op.execute(
+        "CREATE OR REPLACE VIEW assignments_with_scope AS SELECT a.tenant_id, a.assignment_id, "
+        "a.conversation_id, a.reviewer_id, a.action, a.inclusion_probability, a.created_at, a.changed_at, "
+        "a.day, c.agent_id, c.team FROM assignments a LEFT JOIN conversations c "
+        "ON c.tenant_id = a.tenant_id AND c.conversation_id = a.conversation_id"
+    )

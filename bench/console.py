@@ -27,14 +27,13 @@ import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
-from bench.reporting import PERIOD, synthetic
-from qastream_reporting import facts
+from bench.reporting import rollups
 from qastream_reporting.app import SPEC as REPORTING
 from qastream_reporting.deltas import append, compact
 from qastream_scoring.app import SPEC as SCORING
@@ -171,33 +170,6 @@ async def load(s: pipeline.LiveStack, n: int) -> None:
         await eventually(reviewed, within=max(300.0, n / 5), every=1.0)
 
 
-def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int]:
-    """The rollup rows of the synthetic conversations holding `n_reviews` reviews, by reporting's own
-    contribution code: one period computed, scaled by the whole periods (every rollup value is a sum), and
-    the rest conversation by conversation. Minutes of Python for a million, not half an hour."""
-    for i in range(0, PERIOD, 997):  # the period is checked, not assumed
-        if facts.contributions(synthetic(i, day0)) != facts.contributions(synthetic(i + PERIOD, day0)):
-            raise RuntimeError(f"bench.reporting.synthetic no longer repeats every {PERIOD} conversations")
-    one: facts.Contributions = {}
-    per_period = 0
-    for i in range(PERIOD):
-        state = synthetic(i, day0)
-        per_period += len(state.reviews)
-        facts.accumulate(one, state, 1)
-    whole = n_reviews // per_period
-    diff: facts.Contributions = {
-        table: {key: [whole * v for v in values] for key, values in rows.items()}
-        for table, rows in one.items()
-    }
-    seen, i = whole * per_period, whole * PERIOD
-    while seen < n_reviews:
-        state = synthetic(i, day0)
-        i += 1
-        seen += len(state.reviews)
-        facts.accumulate(diff, state, 1)
-    return diff, seen
-
-
 def runtime_of(s: pipeline.LiveStack, spec: ServiceSpec) -> ServiceRuntime:
     """A service's runtime on the schema the stack gave it."""
     schema = pipeline.schema_of(s.settings, spec.name)
@@ -224,7 +196,7 @@ async def seed(s: pipeline.LiveStack, n_reviews: int) -> dict[str, Any]:
                 },
             )
             await conn.execute(text("ANALYZE reviews"))
-        diff, seen = rollups(n_reviews, day0)
+        diff, seen, _ = rollups(n_reviews, day0)
         async with reporting.sessions() as session, session.begin():
             await append(session, s.tenant, diff)
             await compact(session)

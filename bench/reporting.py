@@ -69,7 +69,13 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("pcsat", {"group_by": "team"}),
     ("reviewers", {"group_by": "reviewer_id"}),
     ("disputes", {}),
+    ("disputes", {"group_by": "team"}),
     ("coaching", {}),
+    ("coaching", {"group_by": "agent_id", "limit": 100}),
+    ("assignments", {"group_by": "reviewer_id"}),
+    ("assignments", {"group_by": "team"}),
+    ("risk-alerts", {"group_by": "team"}),
+    ("calibrations", {"group_by": "week"}),
 ]
 
 
@@ -206,6 +212,104 @@ SEED_REVIEWS = text(
 )
 
 
+def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int, int]:
+    """The rollup rows of the synthetic conversations holding `n_reviews` reviews, by reporting's own
+    contribution code, with the numbers of reviews and conversations: one period computed, scaled by the
+    whole periods (every rollup value is a sum), and the rest conversation by conversation."""
+    for i in range(0, PERIOD, 997):  # the period is checked, not assumed
+        if facts.contributions(synthetic(i, day0)) != facts.contributions(synthetic(i + PERIOD, day0)):
+            raise RuntimeError(f"bench.reporting.synthetic no longer repeats every {PERIOD} conversations")
+    one, rest = facts.Sums(), facts.Sums()
+    per_period = 0
+    for i in range(PERIOD):
+        state = synthetic(i, day0)
+        per_period += len(state.reviews)
+        facts.accumulate(one, state, 1)
+    whole = n_reviews // per_period
+    seen, i = whole * per_period, whole * PERIOD
+    while seen < n_reviews:
+        state = synthetic(i, day0)
+        i += 1
+        seen += len(state.reviews)
+        facts.accumulate(rest, state, 1)
+    diff = {
+        table: {k: [whole * v for v in values] for k, values in rows.items()}
+        for table, rows in one.flat().items()
+    }
+    for table, rows in rest.flat().items():
+        into = diff.setdefault(table, {})
+        for k, values in rows.items():
+            old = into.get(k)
+            into[k] = values if old is None else [a + b for a, b in zip(old, values, strict=True)]
+    return diff, seen, i
+
+
+# The loaded tenant's workflow rows, at ratios to its conversations (`:conversations`): an assignment per
+# 17 (the manual samples, 85% of them completed: the 5% reviewed by people), a dispute per 500 (4% of the
+# manual reviews), a risk alert per 200; 2 coaching tasks per agent and week (100 agents, 13 weeks), and a
+# calibration session per team and week. Days, agents, teams and reviewers cycle as in `synthetic`.
+_SCOPE = "'agent-' || (g % 100), 'team-' || (g % 100 / 10)"
+_DAY = "date '2026-01-01' + (g % 90), timestamptz '2026-01-01 12:00Z' + (g % 90) * interval '1 day'"
+SEED_WORKFLOW = [
+    text(
+        f"""
+        INSERT INTO assignments (tenant_id, assignment_id, conversation_id, reviewer_id, action,
+                                 inclusion_probability, day, created_at, changed_at, agent_id, team)
+        SELECT :tenant, 'a' || g, 'c' || g, 'rev-' || (g % 7),
+               CASE WHEN g % 100 < 85 THEN 'completed' WHEN g % 100 < 95 THEN 'created'
+                    WHEN g % 100 < 98 THEN 'skipped' ELSE 'removed' END,
+               0.05, {_DAY}, timestamptz '2026-01-01 15:00Z' + (g % 90) * interval '1 day', {_SCOPE}
+        FROM generate_series(0, :conversations - 1, 17) AS g
+        """
+    ),
+    text(
+        f"""
+        INSERT INTO disputes (tenant_id, dispute_id, review_id, conversation_id, category_id, agent_id, team,
+                              opened_by, day, opened_at, outcome, resolved_by, resolved_at)
+        SELECT :tenant, 'd' || g, 'r' || g || 'm', 'c' || g, 'cat-' || (g % 10), {_SCOPE}, 'agent-' || (g % 100),
+               {_DAY},
+               (ARRAY['accepted', 'partially_accepted', 'rejected', NULL])[g / 500 % 4 + 1],
+               CASE WHEN g / 500 % 4 < 3 THEN 'rev-0' END,
+               CASE WHEN g / 500 % 4 < 3 THEN timestamptz '2026-01-02 12:00Z' + (g % 90) * interval '1 day' END
+        FROM generate_series(0, :conversations - 1, 500) AS g
+        """
+    ),
+    text(
+        f"""
+        INSERT INTO risk_alerts (tenant_id, alert_id, review_id, conversation_id, agent_id, team, rule_id,
+                                 categories, reason, day, raised_at)
+        SELECT :tenant, 'al' || g, 'r' || g || 'v1', 'c' || g, {_SCOPE},
+               (ARRAY['threat', 'profanity'])[g / 200 % 2 + 1], 1, 'matched a risk phrase', {_DAY}
+        FROM generate_series(0, :conversations - 1, 200) AS g
+        """
+    ),
+    text(
+        """
+        INSERT INTO coaching_tasks (tenant_id, task_id, rule_id, agent_id, team, category_id, status, day,
+                                    created_at, updated_at)
+        SELECT :tenant, 't' || g, 'low-category', 'agent-' || (g % 100), 'team-' || (g % 100 / 10),
+               'cat-' || (g % 10), (ARRAY['open', 'acknowledged', 'completed', 'dismissed'])[g % 4 + 1],
+               date '2026-01-01' + (g / 100 * 7 / 2) % 90,
+               timestamptz '2026-01-01 12:00Z' + ((g / 100 * 7 / 2) % 90) * interval '1 day',
+               timestamptz '2026-01-02 12:00Z' + ((g / 100 * 7 / 2) % 90) * interval '1 day'
+        FROM generate_series(0, 2599) AS g
+        """
+    ),
+    text(
+        """
+        INSERT INTO calibrations (tenant_id, session_id, scorecard_id, scorecard_version, conversations,
+                                  participants, opened_at, closed_at, day, alpha)
+        SELECT :tenant, 's' || g, 'cs', 1, 10, 4,
+               timestamptz '2026-01-01 09:00Z' + (g / 10 * 7 % 90) * interval '1 day',
+               timestamptz '2026-01-01 17:00Z' + (g / 10 * 7 % 90) * interval '1 day',
+               date '2026-01-01' + g / 10 * 7 % 90, 0.5 + (g % 40) / 100.0
+        FROM generate_series(0, 129) AS g
+        """
+    ),
+]
+WORKFLOW_TABLES = ("assignments", "disputes", "risk_alerts", "coaching_tasks", "calibrations")
+
+
 async def load(runtime: ServiceRuntime, n_reviews: int) -> dict[str, Any]:
     """Untimed set-up: the reviews table by SQL, the rollups through the projection's contributions.
 
@@ -216,20 +320,10 @@ async def load(runtime: ServiceRuntime, n_reviews: int) -> dict[str, Any]:
     clock = Stopwatch()
     async with runtime.engine.begin() as conn:
         await conn.execute(SEED_REVIEWS, {"tenant": LOADED, "rows": n_reviews})
-    period: facts.Contributions = {}
-    per_period = 0
-    for i in range(PERIOD):
-        state = synthetic(i)
-        per_period += len(state.reviews)
-        facts.accumulate(period, state, 1)
-    periods = max(0, n_reviews // per_period - 1)  # the last stretch conversation by conversation
-    diff = {name: {k: [x * periods for x in v] for k, v in rows.items()} for name, rows in period.items()}
-    reviews_seen, i = periods * per_period, periods * PERIOD
-    while reviews_seen < n_reviews:
-        state = synthetic(i)
-        i += 1
-        reviews_seen += len(state.reviews)
-        facts.accumulate(diff, state, 1)
+    diff, reviews_seen, conversations = rollups(n_reviews, DAY0)
+    async with runtime.engine.begin() as conn:
+        for statement in SEED_WORKFLOW:
+            await conn.execute(statement, {"tenant": LOADED, "conversations": conversations})
     async with runtime.sessions() as s, s.begin():
         await append(s, LOADED, diff)
         await compact(s)
@@ -243,13 +337,13 @@ async def load(runtime: ServiceRuntime, n_reviews: int) -> dict[str, Any]:
                     await s.execute(text(f"SELECT count(*) FROM {name} WHERE tenant_id = :t"), {"t": LOADED})
                 ).scalar_one()
             )
-            for name in facts.ROLLUPS
+            for name in (*facts.ROLLUPS, *WORKFLOW_TABLES)
         }
     clock.stop()
     return {
         "reviews": reviews_seen,
-        "conversations": i,
-        "rollup_rows": rows,
+        "conversations": conversations,
+        "rows": rows,
         "load_seconds": round(clock.seconds, 1),
     }
 

@@ -57,9 +57,10 @@ SPEC = ServiceSpec(
     handler=make_handler,
     routers=[router, export_router, stream_router, console_router],
     title="qastream reporting",
-    # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one upsert per
-    # rollup: larger batches spread those.
-    consumer_batch_size=2000,
+    # A batch's cost is mostly per conversation, but each also pays a lock, two loads and one append per
+    # rollup, whose rows grow with the scopes a batch touches, not with its events: larger batches spread
+    # those.
+    consumer_batch_size=5000,
     consumer_class=SwapGuardedConsumer,
 )
 

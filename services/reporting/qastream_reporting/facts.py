@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # Rollup name → (dimension columns, measure columns). Every measure is a sum, so rollups add and subtract.
 SCORE_DIMS = ("day", "view", "kind", "scorecard_id", "scorecard_version", "team", "agent_id", "channel")
@@ -95,8 +95,10 @@ SATISFIED_CSAT = 4  # CSAT 4 or 5 of 5 is a satisfied customer
 PROMOTER, DETRACTOR = 9, 6  # NPS: 9-10 promoters, 0-6 detractors
 
 
-@dataclass(frozen=True, slots=True)
-class RatingFact:
+class RatingFact(NamedTuple):
+    """A tuple, not a frozen dataclass: a batch builds one per rating, and a tuple is built several times
+    faster."""
+
     category_id: str
     value: int | None
     score: float | None
@@ -148,6 +150,44 @@ class ConversationState:
 
 
 Contributions = dict[str, dict[tuple[Any, ...], list[float]]]
+Key = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Sums:
+    """Contributions being added up (`accumulate`); `flat()` gives them as Contributions.
+
+    Category and root-cause rows are held per review scope (day, scorecard, version, team, agent, channel)
+    and the (view, kind) places its review counts in, then per category (and cause): one review counts in
+    up to four places with the same ratings, so its ratings are added once, not four times, and a short
+    key is hashed per rating instead of a ten-column one. That loop was a third of the projection's time.
+    """
+
+    rows: dict[str, dict[Key, list[float]]] = field(default_factory=lambda: {name: {} for name in ROLLUPS})
+    categories: dict[Key, dict[str, list[float]]] = field(default_factory=dict)
+    causes: dict[Key, dict[tuple[str, str], list[float]]] = field(default_factory=dict)
+
+    def flat(self) -> Contributions:
+        out = {name: rows for name, rows in self.rows.items() if rows}
+        for name, held in (("category_rollup", self.categories), ("root_cause_rollup", self.causes)):
+            rows: dict[Key, list[float]] = {}
+            for (day, scorecard, version, team, agent, channel, places), by in held.items():
+                for view, kind in places:
+                    for sub, values in by.items():
+                        key = (day, view, kind, scorecard, version, team, agent, channel, *_parts(sub))
+                        row = rows.get(key)
+                        if row is None:
+                            rows[key] = list(values)
+                        else:
+                            for i, v in enumerate(values):
+                                row[i] += v
+            if rows:
+                out[name] = rows
+        return out
+
+
+def _parts(sub: str | tuple[str, str]) -> tuple[str, ...]:
+    return (sub,) if isinstance(sub, str) else sub
 
 
 def _order(r: ReviewFact) -> tuple[int, datetime, str]:
@@ -200,15 +240,15 @@ def weight(r: ReviewFact, conv: ConversationFact | None) -> float | None:
 
 
 def contributions(state: ConversationState) -> Contributions:
-    out: Contributions = {}
+    out = Sums()
     accumulate(out, state, 1)
-    return out
+    return out.flat()
 
 
-def accumulate(out: Contributions, state: ConversationState, sign: int) -> None:
+def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
     """Adds `sign` × the state's contributions into `out`: the projection adds −before and +after of each
     conversation into one tenant's difference, so the batch's difference is built in one pass."""
-    tables = {name: out.setdefault(name, {}) for name in ROLLUPS}
+    tables = out.rows
 
     def add(table: str, key: tuple[Any, ...], values: Sequence[float]) -> None:
         rows = tables[table]
@@ -220,10 +260,11 @@ def accumulate(out: Contributions, state: ConversationState, sign: int) -> None:
                 row[i] += sign * v
 
     conv = state.conversation
-    categories = tables["category_rollup"]
+    places: dict[int, tuple[ReviewFact, list[tuple[str, str]]]] = {}
     for view, kind, r in counted(state):
         team, agent, channel = _dims(r, conv)
         key = (r.day, view, kind, r.scorecard_id, r.scorecard_version, team, agent, channel)
+        places.setdefault(id(r), (r, []))[1].append((view, kind))
         y = r.score
         scored = y is not None
         w = weight(r, conv) if (kind == "manual" and scored) else None
@@ -249,19 +290,32 @@ def accumulate(out: Contributions, state: ConversationState, sign: int) -> None:
                 ww * ww * yy * yy,
             ),
         )
-        # Inlined: ten or more ratings per review under four (view, kind) keys make this the hot loop.
-        for rating in r.ratings:
-            s = rating.score
-            ckey = (*key, rating.category_id)
-            row = categories.get(ckey)
+    for r, where in places.values():
+        team, agent, channel = _dims(r, conv)
+        scope = (r.day, r.scorecard_id, r.scorecard_version, team, agent, channel, tuple(where))
+        # Inlined: ten or more ratings per review make this the hot loop.
+        categories = out.categories.get(scope)
+        if categories is None:
+            categories = out.categories[scope] = {}
+        causes = None
+        for category_id, _, s, root_causes in r.ratings:
+            row = categories.get(category_id)
             if row is None:
-                categories[ckey] = [sign, 0 if s is None else sign, sign * (s or 0.0)]
-            else:
-                row[0] += sign
-                row[1] += 0 if s is None else sign
-                row[2] += sign * (s or 0.0)
-            for cause in rating.root_causes:
-                add("root_cause_rollup", (*ckey, cause), (1,))
+                row = categories[category_id] = [0, 0, 0.0]
+            row[0] += sign
+            if s is not None:
+                row[1] += sign
+                row[2] += sign * s
+            for cause in root_causes:
+                if causes is None:
+                    causes = out.causes.get(scope)
+                    if causes is None:
+                        causes = out.causes[scope] = {}
+                cause_row = causes.get((category_id, cause))
+                if cause_row is None:
+                    causes[(category_id, cause)] = [sign]
+                else:
+                    cause_row[0] += sign
 
     chosen = picks(state.reviews.values())
     for (view, kind, version), manual in chosen.items():
@@ -333,9 +387,6 @@ def accumulate(out: Contributions, state: ConversationState, sign: int) -> None:
             add("csat_pairs", (*dims, "qa", csat, combined.score), (1,))
         if csat is not None and pcsat is not None:
             add("csat_pairs", (*dims, "pcsat", csat, pcsat), (1,))
-    for name, rows in tables.items():
-        if not rows:
-            del out[name]
 
 
 def changed_rows(diff: Contributions) -> Contributions:
@@ -350,10 +401,10 @@ def changed_rows(diff: Contributions) -> Contributions:
 
 def difference(before: ConversationState, after: ConversationState) -> Contributions:
     """What replacing one state of a conversation by another changes in the rollups."""
-    out: Contributions = {}
+    out = Sums()
     accumulate(out, before, -1)
     accumulate(out, after, 1)
-    return changed_rows(out)
+    return changed_rows(out.flat())
 
 
 def day_of(*times: datetime | None) -> date:

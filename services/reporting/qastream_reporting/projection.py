@@ -304,7 +304,7 @@ async def _project_conversations(
     keys = sorted(touched)
     await session.execute(_LOCK, {"keys": sorted({_lock_key(k) for k in keys})})
     states = await load_states(session, keys)
-    diffs: dict[str, facts.Contributions] = defaultdict(dict)
+    diffs: dict[str, facts.Sums] = defaultdict(facts.Sums)
     conv_rows: list[dict[str, Any]] = []
     review_rows: list[dict[str, Any]] = []
     newest: dict[str, datetime] = {}
@@ -334,7 +334,7 @@ async def _project_conversations(
         await session.execute(_UPSERT_REVIEWS, array_params(_REVIEW_COLS, review_rows))
     appended = 0
     for tenant in sorted(changed):
-        appended += await append(session, tenant, facts.changed_rows(diffs[tenant]))
+        appended += await append(session, tenant, facts.changed_rows(diffs[tenant].flat()))
     if compaction is not None:
         await compaction.after_batch(session, appended)
     if newest:

@@ -249,17 +249,8 @@ async def design_weighted(
     async def conversations(page: list[dict[str, Any]]) -> None:
         if not set(q.group_by) <= set(SHARED_SCOPE):
             return
-        cq = store.Query(
-            filters={k: v for k, v in q.filters.items() if k in SHARED_SCOPE},
-            since=q.since,
-            until=q.until,
-            group_by=q.group_by,
-            agent_contains=q.agent_contains,
-        )
-        keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
-        async with _session(request) as session:
-            found = await store.aggregate(session, "customer", cq, principal, measures=["n"], only=keys)
-        population.update({tuple(r[g] for g in q.group_by): float(r["n"]) for r in found})
+        scope = {k: v for k, v in q.filters.items() if k in SHARED_SCOPE}
+        population.update(await _counted(request, "customer", q, scope, principal, page))
 
     def shape(r: dict[str, Any]) -> dict[str, Any]:
         return metrics.design_weighted(r, population.get(tuple(r[g] for g in q.group_by), 0.0))
@@ -271,6 +262,25 @@ async def design_weighted(
     return await _respond(
         request, "design_weighted", q, principal, rows, p.limit, shape, extra=conversations_needed
     )
+
+
+async def _counted(
+    request: Request,
+    dataset: str,
+    q: store.Query,
+    filters: dict[str, Any],
+    principal: Principal,
+    page: Sequence[dict[str, Any]],
+) -> dict[tuple[Any, ...], float]:
+    """The `n` of another dataset under `filters` and `q`'s range and grouping, for the groups of `page`:
+    the denominator of a rate whose numerator is `page`."""
+    cq = store.Query(
+        filters=filters, since=q.since, until=q.until, group_by=q.group_by, agent_contains=q.agent_contains
+    )
+    keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
+    async with _session(request) as session:
+        found = await store.aggregate(session, dataset, cq, principal, measures=["n"], only=keys)
+    return {tuple(r[g] for g in q.group_by): float(r["n"]) for r in found}
 
 
 async def _correlations(
@@ -363,17 +373,9 @@ async def disputes(request: Request, principal: Reader, p: Params = takes("dispu
     async def manual_reviews(page: list[dict[str, Any]]) -> None:
         if not set(q.group_by) <= set(SHARED_SCOPE) or q.filters.keys() - set(SHARED_SCOPE):
             return
-        rq = store.Query(
-            filters={**q.filters, "kind": "manual"},
-            since=q.since,
-            until=q.until,
-            group_by=q.group_by,
-            agent_contains=q.agent_contains,
+        reviewed.update(
+            await _counted(request, "quality", q, {**q.filters, "kind": "manual"}, principal, page)
         )
-        keys = [tuple(r[g] for g in q.group_by) for r in page] if q.group_by else None
-        async with _session(request) as session:
-            found = await store.aggregate(session, "quality", rq, principal, measures=["n"], only=keys)
-        reviewed.update({tuple(r[g] for g in q.group_by): float(r["n"]) for r in found})
 
     def shape(r: dict[str, Any]) -> dict[str, Any]:
         key = tuple(r[g] for g in q.group_by)

@@ -194,8 +194,8 @@ class ServiceRuntime:
     async def ready(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with self.readers() as session:  # autocommit: no BEGIN and ROLLBACK around the probe
+                await session.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {exc.__class__.__name__}"

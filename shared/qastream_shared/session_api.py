@@ -69,7 +69,7 @@ async def sign_in(request: Request, response: Response, body: SignIn) -> Any:
     except InvalidApiKey:
         raise refused from None
     keys = state.tables["api_keys"]
-    async with state.sessions() as session:
+    async with state.readers() as session:  # one read, as auth's key lookup: no transaction
         row = (await session.execute(select(keys).where(keys.c.key_id == key_id))).mappings().first()
     if row is None or row["revoked_at"] is not None:
         raise refused

@@ -166,7 +166,9 @@ async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_run
     # The endpoint leaves a replica's consumer state alone: a stale cache stays stale and empty.
     runtime = ServiceRuntime(SPEC, clean.settings)
     store = store_of(runtime)
-    request = Request({"type": "http", "app": SimpleNamespace(state=SimpleNamespace(runtime=runtime))})
+    request = Request(
+        {"type": "http", "method": "GET", "app": SimpleNamespace(state=SimpleNamespace(runtime=runtime))}
+    )
     answer = await explain_conversation(
         request, ids[0], Principal(tenant_id="acme", role=Role.admin, key_id="k")
     )

@@ -19,6 +19,7 @@ from qastream_shared.auth import Principal, require
 from qastream_shared.events import CoachingTaskStatus, Role
 from qastream_shared.http import field_errors, validation_errors
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.request_work import work
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import SLUG
 from qastream_shared.unit_of_work import UnitOfWork
@@ -84,7 +85,7 @@ async def list_tasks(
         "due_before": due_before,
         "due_after": due_after,
     }
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows, nxt = await api_queries.task_page(uow.session, principal, filters, cursor, limit)
     return Page(items=[task_view(r) for r in rows], next_cursor=nxt)
 
@@ -99,7 +100,7 @@ async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str) -> 
 @router.get("/tasks/{task_id}")
 async def get_task(request: Request, task_id: TaskId, principal: Reader) -> dict[str, Any]:
     """The task with its evidence: each triggering review, why, the quoted turns and a link to the review."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await _visible_task(uow, principal, task_id)
         return task_view(row, await task_store.evidence_of(uow.session, principal.tenant_id, task_id))
 
@@ -119,7 +120,7 @@ async def _transition(
     request: Request, principal: Principal, task_id: str, action: Action, **fields: Any
 ) -> dict[str, Any]:
     try:
-        async with runtime(request).unit_of_work() as uow:
+        async with work(request) as uow:
             row = await transitions.transition(
                 uow, cache_of(runtime(request)), principal, task_id, action, **fields
             )
@@ -162,7 +163,7 @@ async def dismiss(request: Request, task_id: TaskId, body: DismissIn, principal:
 
 @router.get("/tasks/{task_id}/impact")
 async def task_impact(request: Request, task_id: TaskId, principal: Reader) -> dict[str, Any]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await _visible_task(uow, principal, task_id)
     if row["impact"] is None:
         raise HTTPException(404, f"task {task_id!r} has no impact yet (it is {row['status']})")
@@ -175,7 +176,7 @@ async def impact(
 ) -> list[dict[str, Any]]:
     """Mean impact of the completed tasks per team lead (assignee), rule or team, with a bootstrap interval
     over the tasks: which coaching works."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows = await api_queries.completed_impacts(uow.session, principal)
     column = {"assignee": "assignee_id", "rule": "rule_id", "team": "team"}[by]
     groups: dict[str | None, list[float]] = {}
@@ -201,7 +202,7 @@ async def impact(
 async def list_alerts(
     request: Request, principal: Reader, cursor: CursorParam = None, limit: LimitParam = 100
 ) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows, nxt = await api_queries.alert_page(uow.session, principal, cursor, limit)
     return Page(items=[_iso({k: v for k, v in r.items() if k != "tenant_id"}) for r in rows], next_cursor=nxt)
 
@@ -226,7 +227,7 @@ def _parse(body: dict[str, Any]) -> Rule:
 
 @router.get("/rules")
 async def list_rules(request: Request, principal: Leads) -> list[dict[str, Any]]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rules = await rule_store.current_rules(uow.session, principal.tenant_id)
     return [r.model_dump(mode="json") for r in rules.values()]
 
@@ -247,7 +248,7 @@ async def create_rule(
     request: Request, principal: Manager, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     rule = _parse(body).model_copy(update={"version": 1})  # checked as sent, then made version 1
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         if rule.rule_id in await api_queries.rule_ids(uow.session, principal.tenant_id):
             raise HTTPException(
                 409, f"rule {rule.rule_id!r} exists; edit it with PUT /v1/rules/{rule.rule_id}"
@@ -268,7 +269,7 @@ async def _current(uow: UnitOfWork, tenant_id: str, rule_id: str) -> Rule:
 
 @router.get("/rules/{rule_id}")
 async def get_rule(request: Request, rule_id: RuleId, principal: Leads) -> dict[str, Any]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         return (await _current(uow, principal.tenant_id, rule_id)).model_dump(mode="json")
 
 
@@ -276,7 +277,7 @@ async def get_rule(request: Request, rule_id: RuleId, principal: Leads) -> dict[
 async def get_rule_version(
     request: Request, rule_id: RuleId, version: VersionPath, principal: Leads
 ) -> dict[str, Any]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rule = await rule_store.rule_version(uow.session, principal.tenant_id, rule_id, version)
     if rule is None:
         raise HTTPException(404, f"no version {version} of rule {rule_id!r} in this tenant")
@@ -286,7 +287,7 @@ async def get_rule_version(
 async def _edit(
     request: Request, principal: Principal, rule_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         current = await _current(uow, principal.tenant_id, rule_id)
         try:
             rule = edit_rule(current, changes)

@@ -25,6 +25,7 @@ from qastream_shared.auth import Principal, require
 from qastream_shared.events import Role
 from qastream_shared.http import field_errors
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.request_work import work
 
 router = APIRouter(prefix="/v1")
 Manager = Annotated[Principal, require(Role.admin, Role.qa_lead)]
@@ -108,7 +109,7 @@ async def create_webhook(request: Request, body: WebhookIn, principal: Manager) 
         "description": body.description,
         "active": body.active,
     }
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         await store.create(uow.session, row)
         saved = await store.get(uow.session, principal.tenant_id, webhook_id)
     cache_of(runtime(request)).forget(principal.tenant_id)
@@ -120,13 +121,13 @@ async def create_webhook(request: Request, body: WebhookIn, principal: Manager) 
 async def list_webhooks(
     request: Request, principal: Manager, cursor: CursorParam = None, limit: LimitParam = 100
 ) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows, nxt = await store.page(uow.session, principal.tenant_id, cursor, limit)
     return Page(items=[_view(dict(r)) for r in rows], next_cursor=nxt)
 
 
 async def _found(request: Request, principal: Principal, webhook_id: str) -> dict[str, Any]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await store.get(uow.session, principal.tenant_id, webhook_id)
     if row is None:
         raise HTTPException(404, f"no webhook {webhook_id!r} in this tenant")
@@ -147,7 +148,7 @@ async def edit_webhook(
     if body.url is not None:
         await _refuse_internal(request, body.url)
         values["url"] = str(body.url)
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         if values:
             await store.change(uow.session, principal.tenant_id, webhook_id, **values)
         row = await store.get(uow.session, principal.tenant_id, webhook_id)
@@ -159,7 +160,7 @@ async def edit_webhook(
 @router.delete("/webhooks/{webhook_id}", status_code=204)
 async def delete_webhook(request: Request, webhook_id: WebhookId, principal: Manager) -> None:
     """Deletes the subscription; its pending deliveries die on their next attempt, the log stays."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         if not await store.delete(uow.session, principal.tenant_id, webhook_id):
             raise HTTPException(404, f"no webhook {webhook_id!r} in this tenant")
     cache_of(runtime(request)).forget(principal.tenant_id)
@@ -175,7 +176,7 @@ async def deliveries(
     limit: LimitParam = 100,
 ) -> Any:
     """The delivery log, newest first, each delivery with every attempt (status code, error, duration)."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows, nxt = await store.delivery_page(
             uow.session, principal.tenant_id, webhook_id=webhook_id, status=status, cursor=cursor, limit=limit
         )
@@ -187,7 +188,7 @@ async def deliveries(
 @router.post("/webhook-deliveries/replay")
 async def replay(request: Request, body: ReplayIn, principal: Manager) -> dict[str, Any]:
     """Sends deliveries again (by id, or those created in [since, until)), with a fresh round of attempts."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         ids = await store.replay(
             uow.session,
             principal.tenant_id,

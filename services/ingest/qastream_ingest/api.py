@@ -18,6 +18,7 @@ from qastream_shared.auth import Principal, require, scoped
 from qastream_shared.conversation import MAX_BATCH_ITEMS, Conversation, Feedback
 from qastream_shared.events import Role
 from qastream_shared.http import problem
+from qastream_shared.request_work import work
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.telemetry import current_traceparent
 
@@ -161,10 +162,9 @@ async def post_conversations(request: Request, principal: Writer) -> Any:
             errors=[{"field": "body", "message": "must be an object"}],
         )
     valid, rejected = service.validate_items(items)
-    rt = runtime(request)
     accepted: list[service.ItemResult] = []
     if valid:
-        async with rt.unit_of_work() as uow:
+        async with work(request) as uow:
             accepted = await service.accept(
                 uow,
                 request.app.state.redactors,
@@ -192,7 +192,7 @@ async def get_conversation(
     request: Request, conversation_id: ConversationId, principal: Reader
 ) -> dict[str, Any]:
     """The stored conversation, redacted, as it was published."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         body = await service.stored_conversation(uow, principal, conversation_id)
     if body is None:
         raise HTTPException(404, f"no conversation {conversation_id!r} in this tenant")
@@ -207,7 +207,7 @@ async def post_feedback(
     principal: FeedbackWriter,
 ) -> dict[str, str]:
     """CSAT (1–5), NPS (0–10) and/or FCR that arrive after the conversation."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         found = await service.record_feedback(
             uow, principal.tenant_id, conversation_id, fb, current_traceparent()
         )
@@ -221,7 +221,7 @@ async def post_event(
     request: Request, conversation_id: ConversationId, ev: ConversationEvent, principal: FeedbackWriter
 ) -> dict[str, str]:
     """Escalated or reopened, after the conversation closed."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         found = await service.record_update(
             uow, principal.tenant_id, conversation_id, ev.escalated, ev.reopened, current_traceparent()
         )
@@ -233,7 +233,7 @@ async def post_event(
 @router.get("/tenant", responses=NOT_FOUND)
 async def get_tenant(request: Request, principal: Reader) -> dict[str, Any]:
     t = tables["tenants"]
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = (await uow.session.execute(select(t).where(scoped(t, principal)))).mappings().first()
     if row is None:
         raise HTTPException(404, "tenant not found")
@@ -247,20 +247,20 @@ async def get_tenant(request: Request, principal: Reader) -> dict[str, Any]:
 
 @router.get("/tenant/redaction-policy", response_model=RedactionPolicy)
 async def get_policy(request: Request, principal: Admin) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         return (await request.app.state.redactors.for_tenant(uow, principal.tenant_id)).policy
 
 
 @router.put("/tenant/redaction-policy", response_model=RedactionPolicy)
 async def put_policy(request: Request, policy: RedactionPolicy, principal: Admin) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         await service.set_policy(uow, principal.tenant_id, policy)
     return policy
 
 
 @router.post("/keys", status_code=201, response_model=KeyOut)
 async def post_key(request: Request, body: KeyIn, principal: Admin) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         key_id, key = await service.create_key(uow, principal.tenant_id, body.role, body.agent_id, body.team)
     return KeyOut(key_id=key_id, role=body.role, agent_id=body.agent_id, team=body.team, key=key)
 
@@ -268,7 +268,7 @@ async def post_key(request: Request, body: KeyIn, principal: Admin) -> Any:
 @router.get("/keys", response_model=list[KeyOut])
 async def list_keys(request: Request, principal: Admin) -> Any:
     k = tables["api_keys"]
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows = (
             await uow.session.execute(select(k).where(scoped(k, principal)).order_by(k.c.created_at))
         ).mappings()
@@ -288,10 +288,11 @@ async def list_keys(request: Request, principal: Admin) -> Any:
 async def delete_key(
     request: Request, key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")], principal: Admin
 ) -> Response:
-    rt = runtime(request)
-    async with rt.unit_of_work() as uow:
+    async with work(request) as uow:
         done = await service.revoke_key(uow, principal.tenant_id, key_id)
-    rt.key_cache.forget(key_id)  # refused on this replica's very next request; on the others within the TTL
+    runtime(request).key_cache.forget(
+        key_id
+    )  # refused on this replica's very next request; on the others within the TTL
     if not done:
         raise HTTPException(404, f"no active key {key_id!r} in this tenant")
     return Response(status_code=204)

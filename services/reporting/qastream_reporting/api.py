@@ -20,13 +20,15 @@ from qastream_reporting.query import Metric, Params, metrics_query, params_of
 from qastream_shared.api_contract import problem_response
 from qastream_shared.auth import Principal, require
 from qastream_shared.paging import page_of
+from qastream_shared.request_work import work
+from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import Scorecard
 
 
 async def _one_session(request: Request) -> AsyncIterator[None]:
     """One database session per request, shared by its queries: each checkout costs a round trip."""
-    async with request.app.state.sessions() as session:
-        request.state.db = session
+    async with work(request) as uow:
+        request.state.db = uow.session
         yield
 
 
@@ -409,7 +411,11 @@ async def shadow(
     q = metrics_query(p, principal)
     kind = q.filters.get("kind", "auto")
     card_id, version = q.filters["scorecard_id"], q.filters["scorecard_version"]
-    async with _session(request) as session:
+    # A transaction, against request_work's rule for reads: the reviews stream from a server-side cursor,
+    # which PostgreSQL opens only inside one.
+    runtime: ServiceRuntime = request.app.state.runtime
+    async with runtime.unit_of_work() as uow:
+        session = uow.session
         body = await store.scorecard(session, principal.tenant_id, card_id, version)
         if body is None:
             raise HTTPException(404, f"no version {version} of scorecard {card_id!r} in this tenant")

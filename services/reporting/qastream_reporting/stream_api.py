@@ -22,6 +22,7 @@ from qastream_reporting import metrics, store
 from qastream_reporting.changes import Changes
 from qastream_reporting.query import Metric, Params, metrics_query, params_of
 from qastream_shared.auth import Principal, require
+from qastream_shared.request_work import work
 
 router = APIRouter(prefix="/v1", tags=["stream"])
 Reader = Annotated[Principal, require()]
@@ -53,10 +54,10 @@ async def stream(request: Request, p: P, principal: Reader) -> EventSourceRespon
         until=q.until,
         agent_contains=q.agent_contains,
     )
-    sessions = request.app.state.sessions
 
     async def figures() -> dict[str, Any]:
-        async with sessions() as session:
+        async with work(request) as uow:
+            session = uow.session
             quality = (await store.aggregate(session, "quality", q, principal))[0]
             customer = (await store.aggregate(session, "customer", customer_q, principal))[0]
             fresh = await store.freshness_of(session, principal.tenant_id)

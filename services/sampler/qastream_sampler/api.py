@@ -16,6 +16,7 @@ from qastream_sampler.sample_log_store import latest_decisions
 from qastream_shared.auth import Principal, require
 from qastream_shared.events import Role
 from qastream_shared.http import field_errors, unprocessable, validation_errors
+from qastream_shared.request_work import work
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.unit_of_work import UnitOfWork
 
@@ -50,7 +51,7 @@ async def _save(uow: UnitOfWork, tenant_id: str, plan: AnyPlan, current: dict[st
 
 @router.get("/plans")
 async def list_plans(request: Request, principal: Reader) -> list[dict[str, Any]]:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         return [
             p.model_dump(mode="json")
             for p in (await current_plans(uow.session, principal.tenant_id)).values()
@@ -78,7 +79,7 @@ async def create_plan(
 ) -> dict[str, Any]:
     """Random, stratified or targeted (field `kind`). Overlapping plans may not share a priority."""
     plan = _parse(body).model_copy(update={"version": 1})  # a new plan is version 1, whatever it says
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         current = await current_plans(uow.session, principal.tenant_id)
         if plan.plan_id in current:
             raise HTTPException(
@@ -92,7 +93,7 @@ async def edit(
     request: Request, plan_id: PlanId, principal: Lead, changes: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """An edit publishes version n+1; earlier decisions keep the version they were made under."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         current = await current_plans(uow.session, principal.tenant_id)
         if plan_id not in current:
             raise HTTPException(404, f"no plan {plan_id!r} in this tenant")
@@ -118,7 +119,7 @@ async def resume(request: Request, plan_id: PlanId, principal: Lead) -> dict[str
 @router.put("/auto-policy")
 async def put_auto_policy(request: Request, principal: Lead, policy: AutoPolicy) -> dict[str, Any]:
     """Which conversations AutoQA scores: all (default) or a rate per channel, to bound LLM cost."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         saved = await insert_auto_policy(uow.session, principal.tenant_id, policy)
     return saved.model_dump(mode="json")
 
@@ -133,7 +134,7 @@ async def samples(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """The sample log: every decision, with plan version, stratum, rule, inclusion probability and reason."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         rows = await latest_decisions(
             uow.session,
             principal,
@@ -150,11 +151,12 @@ async def explain_conversation(
     request: Request, conversation_id: Annotated[str, Path(max_length=200)], principal: Reader
 ) -> list[dict[str, Any]]:
     """Which plans looked at this conversation, and why each did or did not pick it."""
-    rt = runtime(request)
-    async with rt.sessions() as session:
+    async with work(request) as uow:
         try:
             # Only this tenant's state is built, in private: the scope comes from the key.
-            state = await explain_state(session, rt.settings, principal.tenant_id, conversation_id)
+            state = await explain_state(
+                uow.session, runtime(request).settings, principal.tenant_id, conversation_id
+            )
             verdicts = explain(state, conversation_id)
         except UnknownConversation:
             raise HTTPException(

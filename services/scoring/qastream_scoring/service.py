@@ -148,8 +148,8 @@ async def publish(uow: UnitOfWork, tenant_id: str, draft: Scorecard) -> Scorecar
     return card
 
 
-async def config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scorecard]:
-    """The tenant's scoring settings and active scorecard, creating the defaults on first use."""
+async def stored_config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scorecard] | None:
+    """The tenant's scoring settings and active scorecard as stored; None until `config` created them."""
     row = (
         await uow.session.execute(
             select(scoring_settings.c.settings, scoring_settings.c.active_scorecard_id).where(
@@ -158,22 +158,36 @@ async def config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scor
         )
     ).first()
     if row is None:
-        await uow.session.execute(
-            pg_insert(scoring_settings)
-            .values(
-                tenant_id=tenant_id,
-                settings=ScoringSettings().model_dump(mode="json"),
-                active_scorecard_id=DEFAULT_SCORECARD_ID,
-            )
-            .on_conflict_do_nothing()
+        return None
+    card = await latest(uow, tenant_id, row[1])
+    return None if card is None else (ScoringSettings.model_validate(row[0]), card)
+
+
+async def config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scorecard]:
+    """The tenant's scoring settings and active scorecard, creating the defaults on first use."""
+    found = await stored_config(uow, tenant_id)
+    if found is not None:
+        return found
+    await uow.session.execute(
+        pg_insert(scoring_settings)
+        .values(
+            tenant_id=tenant_id,
+            settings=ScoringSettings().model_dump(mode="json"),
+            active_scorecard_id=DEFAULT_SCORECARD_ID,
         )
-        settings, active = ScoringSettings(), DEFAULT_SCORECARD_ID
-    else:
-        settings, active = ScoringSettings.model_validate(row[0]), row[1]
-    card = await latest(uow, tenant_id, active)
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await uow.session.execute(
+            select(scoring_settings.c.settings, scoring_settings.c.active_scorecard_id).where(
+                scoring_settings.c.tenant_id == tenant_id
+            )
+        )
+    ).one()
+    card = await latest(uow, tenant_id, row[1])
     if card is None:
         card = await publish(uow, tenant_id, default_scorecard())
-    return settings, card
+    return ScoringSettings.model_validate(row[0]), card
 
 
 async def settings_of(uow: UnitOfWork, tenant_id: str) -> ScoringSettings:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from qastream_scoring import service
-from qastream_scoring.api.common import runtime
+from qastream_scoring.api.common import configured
 from qastream_scoring.stores import agreement as store
 from qastream_scoring.workflow.agreement import ai_vs_human
 from qastream_shared.auth import Principal, require
@@ -28,8 +28,7 @@ async def agreement(
     """Krippendorff's α and % agreement between AutoQA and manual ratings of the same conversation and
     category, per scorecard version (manual reviews at their current revision)."""
     tenant = principal.tenant_id
-    async with runtime(request).unit_of_work() as uow:
-        _, active = await service.config(uow, tenant)
+    async with configured(request, tenant) as (uow, _, active):
         sid = scorecard_id or active.scorecard_id
         pairs = await store.pairs(uow, tenant, sid)
         cards = {v: await service.version(uow, tenant, sid, v) for v in sorted({v for v, _ in pairs})}

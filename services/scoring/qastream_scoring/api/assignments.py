@@ -31,6 +31,7 @@ from qastream_shared.auth import Principal, require
 from qastream_shared.events import AssignmentAction, ReviewComment, Role
 from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.request_work import work
 from qastream_shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["assignments"])
@@ -58,14 +59,14 @@ class ReassignIn(ChangeIn):
 
 @router.get("/reviewers", response_model=ReviewerPool)
 async def get_pool(request: Request, principal: Lead) -> Any:
-    async with runtime(request).autocommit() as uow:
+    async with work(request) as uow:
         return await intake.pool(uow, principal.tenant_id)
 
 
 @router.put("/reviewers", response_model=ReviewerPool)
 async def put_pool(request: Request, body: ReviewerPool, principal: Lead) -> Any:
     """The tenant's reviewers (weight, daily and weekly quota, the team each leads) and review options."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         await intake.put_pool(uow, principal.tenant_id, body)
     return body
 
@@ -79,7 +80,7 @@ async def list_assignments(
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         items, nxt = await store.page(uow, principal, status, reviewer_id, cursor, limit)
         show = await blinder(uow, principal)
     return Page(items=[show(i) for i in items], next_cursor=nxt)
@@ -90,11 +91,10 @@ async def next_assignment(request: Request, principal: Reviewing) -> Any:
     """The caller's oldest open assignment, else one claimed from the unassigned pool; 204 when none.
     Two callers never get the same assignment."""
     reviewer = user_id(principal)
-    rt = runtime(request)
-    async with rt.autocommit() as reader:
+    async with work(request) as reader:
         pool, row = await store.queue_head(reader, principal.tenant_id, reviewer)
-    if row is None:
-        async with rt.unit_of_work() as uow:
+    if row is None:  # a write in a safe method: the claim is one transaction
+        async with runtime(request).unit_of_work() as uow:
             row = await store.claim(uow, principal.tenant_id, reviewer, pool)
     show = blind.hide_agent if blind.applies(pool, principal.role) else dict
     if row is None:
@@ -123,9 +123,10 @@ def _assignee(principal: Principal, row: dict[str, Any]) -> str:
 async def open_assignment(request: Request, assignment_id: Id, principal: QueueReader) -> Any:
     """The assignment with what the reviewer works from: the redacted transcript, the AutoQA ratings with
     their evidence, the scorecard version to rate against, the saved draft and the change log.
-    The assignee's first open starts the clock for time spent."""
+    The assignee's first open starts the clock for time spent (one statement that guards itself, so it
+    needs no transaction)."""
     tenant = principal.tenant_id
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await _visible(uow, principal, assignment_id)
         if row["status"] == store.OPEN and principal.agent_id and row["reviewer_id"] == principal.agent_id:
             await store.mark_opened(uow, row)
@@ -171,7 +172,8 @@ async def _checked(
 @router.put("/assignments/{assignment_id}/draft")
 async def save_draft(request: Request, assignment_id: Id, body: ReviewIn, principal: Reviewing) -> Any:
     """Saves the assignee's work in progress (checked like a submission, but categories may be missing)."""
-    # No transaction: the one write re-checks what was read (still open, still theirs) itself.
+    # No transaction (a departure from request_work's rule for writes): the one write re-checks what was
+    # read (still open, still theirs) itself.
     async with runtime(request).autocommit() as uow:
         row = await _visible(uow, principal, assignment_id)
         _assignee(principal, row)
@@ -200,7 +202,7 @@ async def submit_review(
     """Submits the manual review: every category rated or N/A. A second submit of the same assignment (or
     with the same Idempotency-Key) returns the first review with 200 and stores nothing."""
     tenant = principal.tenant_id
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         found, settings = await review_store.assignment_to_submit(uow, tenant, assignment_id)
         row = _shown(principal, assignment_id, found)
         _assignee(principal, row)
@@ -230,7 +232,7 @@ async def _change(
     reason: str,
     reviewer_id: str | None = None,
 ) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await _visible(uow, principal, aid, lock=True)
         if action is AssignmentAction.skipped and principal.role not in (Role.admin, Role.qa_lead):
             _assignee(principal, row)

@@ -19,7 +19,6 @@ from qastream_scoring.api.common import (
     actor,
     invalid_rating,
     not_found,
-    runtime,
     user_id,
 )
 from qastream_scoring.engine import InvalidRating
@@ -32,6 +31,7 @@ from qastream_shared.auth import TENANT_WIDE, Principal
 from qastream_shared.events import ReviewComment
 from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.request_work import work
 
 router = APIRouter(prefix="/v1", tags=["calibrations"])
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -77,7 +77,7 @@ async def open_session(request: Request, body: SessionIn, principal: Lead) -> An
         raise unprocessable("deadline", "give a time zone (e.g. 2026-01-05T17:00:00Z)")
     if body.deadline <= datetime.now(UTC):
         raise unprocessable("deadline", "is in the past")
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         _, active = await service.config(uow, tenant)
         scorecard_id = body.scorecard_id or active.scorecard_id
         card = (
@@ -109,7 +109,7 @@ async def open_session(request: Request, body: SessionIn, principal: Lead) -> An
 async def list_sessions(
     request: Request, principal: Reader, cursor: CursorParam = None, limit: LimitParam = 100
 ) -> Page:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         items, nxt = await store.page(uow, principal, cursor, limit)
     return Page(items=items, next_cursor=nxt)
 
@@ -123,7 +123,7 @@ async def get_session(request: Request, session_id: Id, principal: Reader) -> An
     """The session with its transcripts. Leads see every rating; a participant sees their own, and the
     others' on a conversation once they have rated it themselves (everything once the session is closed)."""
     tenant = principal.tenant_id
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         session = await store.get(uow, tenant, session_id)
         if session is None or not (principal.role in TENANT_WIDE or _participant(principal, session)):
             not_found(f"calibration session {session_id!r}")
@@ -151,7 +151,7 @@ async def get_session(request: Request, session_id: Id, principal: Reader) -> An
 async def rate(request: Request, session_id: Id, body: CalibrationReviewIn, principal: Reviewing) -> Any:
     tenant = principal.tenant_id
     me = user_id(principal)
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         session = await store.get(uow, tenant, session_id, lock=True)
         if session is None or not (principal.role in TENANT_WIDE or _participant(principal, session)):
             not_found(f"calibration session {session_id!r}")
@@ -186,7 +186,7 @@ async def rate(request: Request, session_id: Id, body: CalibrationReviewIn, prin
 async def close_session(request: Request, session_id: Id, principal: Lead) -> Any:
     """Krippendorff's α per category and overall, and each participant's alignment to the benchmark."""
     tenant = principal.tenant_id
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         session = await store.get(uow, tenant, session_id, lock=True)
         if session is None:
             not_found(f"calibration session {session_id!r}")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, NoReturn
 
 from fastapi import HTTPException, Path, Request
 
+from qastream_scoring import service
 from qastream_scoring.engine import InvalidRating
 from qastream_shared.auth import Principal, may_see, require
 from qastream_shared.events import Role
 from qastream_shared.http import unprocessable
+from qastream_shared.request_work import work
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.scorecard import Scorecard, ScoringSettings
+from qastream_shared.unit_of_work import UnitOfWork
 
 Reader = Annotated[Principal, require()]
 Lead = Annotated[Principal, require(Role.admin, Role.qa_lead)]
@@ -23,6 +28,21 @@ Id = Annotated[str, Path(max_length=64)]
 def runtime(request: Request) -> ServiceRuntime:
     rt: ServiceRuntime = request.app.state.runtime
     return rt
+
+
+@contextlib.asynccontextmanager
+async def configured(
+    request: Request, tenant_id: str
+) -> AsyncIterator[tuple[UnitOfWork, ScoringSettings, Scorecard]]:
+    """A read's unit of work with the tenant's scoring settings and active scorecard. Only a tenant's first
+    use creates them (publishing the default scorecard): a write, so that one time runs in a transaction."""
+    async with work(request) as uow:
+        found = await service.stored_config(uow, tenant_id)
+        if found is not None:
+            yield uow, *found
+    if found is None:
+        async with runtime(request).unit_of_work() as uow:
+            yield uow, *await service.config(uow, tenant_id)
 
 
 def invalid_rating(exc: InvalidRating) -> HTTPException:

@@ -15,7 +15,6 @@ from qastream_scoring.api.common import (
     actor,
     invalid_rating,
     not_found,
-    runtime,
     sees,
 )
 from qastream_scoring.api.reviews import blinder
@@ -28,6 +27,7 @@ from qastream_shared.auth import Principal, may_see, require
 from qastream_shared.events import DisputeOutcome, Role
 from qastream_shared.http import unprocessable
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.request_work import work
 
 router = APIRouter(prefix="/v1", tags=["disputes"])
 Disputer = Annotated[Principal, require(Role.agent, Role.team_lead, Role.admin)]
@@ -50,7 +50,7 @@ class ResolutionIn(BaseModel):
 @router.post("/reviews/{review_id}/disputes", status_code=201)
 async def open_dispute(request: Request, review_id: Id, body: DisputeIn, principal: Disputer) -> Any:
     """Agents dispute their own reviews, team leads their team's; one open dispute per review and category."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         review = await review_store.get(uow, principal.tenant_id, review_id)
         if review is None or not may_see(principal, agent_id=review["agent_id"], team=review["team"]):
             not_found(f"review {review_id!r} of yours")
@@ -81,7 +81,7 @@ async def list_disputes(
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         items, nxt = await dispute_store.page(uow, principal, status, cursor, limit)
         show = await blinder(uow, principal)
     return Page(items=[show(i) for i in items], next_cursor=nxt)
@@ -93,7 +93,7 @@ def _may_see(principal: Principal, row: dict[str, Any]) -> bool:
 
 @router.get("/disputes/{dispute_id}")
 async def get_dispute(request: Request, dispute_id: Id, principal: Reader) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await dispute_store.get(uow, principal.tenant_id, dispute_id)
         show = await blinder(uow, principal)
     if row is None or not _may_see(principal, row):
@@ -105,7 +105,7 @@ async def get_dispute(request: Request, dispute_id: Id, principal: Reader) -> An
 async def resolve_dispute(request: Request, dispute_id: Id, body: ResolutionIn, principal: Resolver) -> Any:
     """The review's reviewer or a QA lead resolves it; accepting stores and publishes a new revision."""
     tenant = principal.tenant_id
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await dispute_store.get(uow, tenant, dispute_id, lock=True)
         if row is None or not _may_see(principal, row):
             not_found(f"dispute {dispute_id!r}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from qastream_scoring.api.common import Id, Reader, not_found, runtime, sees
+from qastream_scoring.api.common import Id, Reader, not_found, sees
 from qastream_scoring.stores import assignment_intake as intake
 from qastream_scoring.stores import disputes as dispute_store
 from qastream_scoring.stores import reviews as review_store
@@ -15,6 +15,7 @@ from qastream_scoring.workflow import blind
 from qastream_shared.api_contract import INT32_MAX
 from qastream_shared.auth import Principal
 from qastream_shared.paging import CursorParam, LimitParam, Page
+from qastream_shared.request_work import work
 from qastream_shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
@@ -37,7 +38,7 @@ async def list_reviews(
     limit: LimitParam = 100,
 ) -> Page:
     """Newest first. Agents see their own reviews, team leads their team's, reviewers the ones they wrote."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         items, nxt = await review_store.page(uow, principal, conversation_id, agent_id, cursor, limit)
         show = await blinder(uow, principal)
     return Page(items=[show(i) for i in items], next_cursor=nxt)
@@ -55,7 +56,7 @@ async def review_summary(
 ) -> Page:
     """IQS (mean review score), pass rate and auto-fail rate per group and scorecard version, over the
     reviews this key may see: a conversation re-scored under a new version is counted once per version."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         items, nxt = await review_store.summary(uow, principal, by, kind, scorecard_version, cursor, limit)
     return Page(items=items, next_cursor=nxt)
 
@@ -69,7 +70,7 @@ async def _visible_review(uow: UnitOfWork, principal: Principal, review_id: str)
 
 @router.get("/reviews/{review_id}")
 async def get_review(request: Request, review_id: Id, principal: Reader) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await _visible_review(uow, principal, review_id)
         show = await blinder(uow, principal)
     return show(review_store.view(row))
@@ -78,7 +79,7 @@ async def get_review(request: Request, review_id: Id, principal: Reader) -> Any:
 @router.get("/reviews/{review_id}/history")
 async def review_history(request: Request, review_id: Id, principal: Reader) -> Any:
     """Every revision of the review (the current one last) and every dispute about it."""
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         row = await _visible_review(uow, principal, review_id)
         versions = await review_store.versions(uow, principal.tenant_id, review_id)
         found = await dispute_store.of_review(uow, principal.tenant_id, review_id)

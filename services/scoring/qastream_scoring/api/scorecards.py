@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict
 
 from qastream_scoring import service
-from qastream_scoring.api.common import Lead, Reader, runtime
+from qastream_scoring.api.common import Lead, Reader, configured
 from qastream_scoring.validation import InvalidScorecard
 from qastream_shared.api_contract import VersionPath
 from qastream_shared.http import field_errors
+from qastream_shared.request_work import work
 from qastream_shared.scorecard import SLUG, Scorecard, ScoringSettings
 
 router = APIRouter(prefix="/v1", tags=["scorecards"])
@@ -30,15 +31,13 @@ def _invalid(exc: InvalidScorecard) -> HTTPException:
 
 @router.get("/scorecards", response_model=list[Scorecard])
 async def list_scorecards(request: Request, principal: Reader) -> Any:
-    async with runtime(request).unit_of_work() as uow:
-        await service.config(uow, principal.tenant_id)
+    async with configured(request, principal.tenant_id) as (uow, _, _):
         return await service.list_latest(uow, principal.tenant_id)
 
 
 @router.get("/scorecards/{scorecard_id}", response_model=Scorecard)
 async def get_scorecard(request: Request, scorecard_id: ScorecardId, principal: Reader) -> Any:
-    async with runtime(request).unit_of_work() as uow:
-        await service.config(uow, principal.tenant_id)
+    async with configured(request, principal.tenant_id) as (uow, _, _):
         card = await service.latest(uow, principal.tenant_id, scorecard_id)
     if card is None:
         raise HTTPException(404, f"no scorecard {scorecard_id!r} in this tenant")
@@ -49,7 +48,7 @@ async def get_scorecard(request: Request, scorecard_id: ScorecardId, principal: 
 async def get_scorecard_version(
     request: Request, scorecard_id: ScorecardId, version: VersionPath, principal: Reader
 ) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         card = await service.version(uow, principal.tenant_id, scorecard_id, version)
     if card is None:
         raise HTTPException(404, f"no version {version} of scorecard {scorecard_id!r} in this tenant")
@@ -67,7 +66,7 @@ async def publish_scorecard(
     """
     draft = draft.model_copy(update={"scorecard_id": scorecard_id})
     try:
-        async with runtime(request).unit_of_work() as uow:
+        async with work(request) as uow:
             return await service.publish(uow, principal.tenant_id, draft)
     except InvalidScorecard as exc:
         raise _invalid(exc) from exc
@@ -75,9 +74,8 @@ async def publish_scorecard(
 
 @router.get("/scoring-settings", response_model=SettingsIn)
 async def get_settings(request: Request, principal: Reader) -> Any:
-    async with runtime(request).unit_of_work() as uow:
-        settings, card = await service.config(uow, principal.tenant_id)
-    return SettingsIn(settings=settings, active_scorecard_id=card.scorecard_id)
+    async with configured(request, principal.tenant_id) as (_, settings, card):
+        return SettingsIn(settings=settings, active_scorecard_id=card.scorecard_id)
 
 
 @router.put(
@@ -86,7 +84,7 @@ async def get_settings(request: Request, principal: Reader) -> Any:
     responses={404: {"description": "active_scorecard_id names no scorecard of this tenant"}},
 )
 async def put_settings(request: Request, body: SettingsIn, principal: Lead) -> Any:
-    async with runtime(request).unit_of_work() as uow:
+    async with work(request) as uow:
         if body.active_scorecard_id is not None and (
             await service.latest(uow, principal.tenant_id, body.active_scorecard_id) is None
         ):

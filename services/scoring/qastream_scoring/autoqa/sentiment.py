@@ -62,25 +62,30 @@ _WORD_ENTRY = re.compile(r"[a-z']+")
 
 
 @lru_cache(maxsize=1)
-def _lexicon_words() -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
-    """VADER's negative and positive lexicon entries, the words that negate a positive one, and the negative
-    entries the word list cannot see (emoticons like ":(", slang numbers like "86")."""
+def _lexicon_words() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """VADER's negative and positive lexicon entries, and the words that negate a positive one."""
     lexicon = _analyzer().lexicon
     negators = {w.lower() for w in NEGATE} | {"least", "without", "never", "no", "not"}
-    negative = frozenset(w for w, v in lexicon.items() if v < 0)
     return (
-        negative,
+        frozenset(w for w, v in lexicon.items() if v < 0),
         frozenset(w for w, v in lexicon.items() if v > 0),
         frozenset(negators),
-        # VADER looks entries up one token at a time: an entry with a space never matches.
-        frozenset(w for w in negative if not _WORD_ENTRY.fullmatch(w) and " " not in w),
     )
 
 
+@lru_cache(maxsize=1)
+def _negative_symbols() -> tuple[frozenset[str], re.Pattern[str]]:
+    """The negative entries the word list cannot see (emoticons like ":(", slang numbers like "86"), and a
+    pattern found in every text holding one: a symbol, or one of the few such entries without a symbol. Most
+    turns do not match it and are not tokenised again."""
+    # VADER looks entries up one token at a time: an entry with a space never matches.
+    entries = frozenset(w for w in _lexicon_words()[0] if not _WORD_ENTRY.fullmatch(w) and " " not in w)
+    symbol = r"[^a-z0-9'\s.,!?]"
+    plain = sorted((w for w in entries if not re.search(symbol, w)), key=len, reverse=True)
+    return entries, re.compile("|".join([symbol, *map(re.escape, plain)]))
+
+
 _EMOTICON = re.compile(r"[:;=<]")  # emoticons (":)", "<3") are lexicon entries the word list does not see
-# A character every negative emoticon or number entry has (a digit, a symbol, or a dot inside "o.o"): turns
-# without one, most of them, are not tokenised again.
-_SYMBOL = re.compile(r"[^a-z'\s.,!?]|\w\.\w")
 
 
 def _tokens(text: str) -> set[str]:
@@ -96,12 +101,13 @@ def _tokens(text: str) -> set[str]:
 def _may_be_negative(view: ConversationView, turn: int) -> bool:
     """False when VADER cannot score the turn below 0: no negative lexicon entry, and no negator, or a negator
     with no positive word to turn (boosters, capitals, "but" and punctuation scale a sum, never flip it)."""
-    negative, positive, negators, negative_symbols = _lexicon_words()
+    negative, positive, negators = _lexicon_words()
     words = view.words[turn]
     if not negative.isdisjoint(words):
         return True
     text = view.texts[turn]
-    if _SYMBOL.search(view.lower[turn]) and not negative_symbols.isdisjoint(_tokens(text)):
+    symbols, may_hold = _negative_symbols()
+    if may_hold.search(view.lower[turn]) and not symbols.isdisjoint(_tokens(text)):
         return True
     if negators.isdisjoint(words):
         return False

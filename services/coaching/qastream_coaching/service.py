@@ -172,16 +172,12 @@ async def on_reviews(
             revised.append((fact, fired))
     # Reviews stored earlier but later in event time have a new history: the rules that count history judge
     # them again, so the tasks do not depend on the order the reviews arrived in.
-    for fact, again in judged_again(facts, window, rules):
+    for fact, again in judged_again(facts, histories, rules):
         firings.extend(evaluate_review(fact, histories[fact.agent_id], again))
     uncategorised = RuleSet.of(r for r in rules if r.trigger in UNCATEGORISED)
     drops = any(r.trigger is Trigger.iqs_drop for r in rule_set.whole)
-    details = {
-        rid: detail_of(r)
-        for f in firings
-        for rid in f.review_ids
-        if (r := window.get(f.agent_id, {}).get(rid)) is not None
-    }
+    cited = {(f.agent_id, rid) for f in firings for rid in f.review_ids}
+    details = {rid: detail_of(r) for a, rid in cited if (r := window.get(a, {}).get(rid)) is not None}
     await apply_firings(uow, out, tenant_id, firings, api_keys, cache, details)
     for fact, fired in revised:
         kept = {uncategorised_slot(fact.agent_id)} if drops else set()
@@ -244,7 +240,7 @@ async def recheck_uncategorised(
 
 
 def judged_again(
-    new: Sequence[ReviewFact], window: dict[str, dict[str, StoredReview]], rules: Sequence[Rule]
+    new: Sequence[ReviewFact], histories: dict[str, AgentHistory], rules: Sequence[Rule]
 ) -> list[tuple[ReviewFact, RuleSet]]:
     """The stored reviews (not in `new`) whose history `new` has just changed, each with the rules that
     count that history: for category failures, a review that failed a category within the longest window
@@ -256,7 +252,7 @@ def judged_again(
     out: dict[str, tuple[ReviewFact, RuleSet]] = {}
     for again, reach, counts in (
         (drops, 2 * WEEK_S, lambda f: f.score is not None),
-        (failures, longest_window_s(failures.rules()), lambda f: failures.failed_categories(f)),
+        (failures, longest_window_s(failures.rules()), lambda f: failures.fails_any(f)),
     ):
         if not again.rules():
             continue
@@ -265,9 +261,9 @@ def judged_again(
             if counts(f):
                 first[f.agent_id] = min(first.get(f.agent_id, f.at), f.at)
         for agent, at in first.items():
-            for r in window.get(agent, {}).values():
-                f = r.fact
-                if at < f.at <= at + reach and f.review_id not in ids and counts(f):
+            h = histories[agent]  # in event time: the reviews after `at` within reach are one slice
+            for f in h.facts[bisect_right(h.times, at) : bisect_right(h.times, at + reach)]:
+                if f.review_id not in ids and counts(f):
                     # A review judged again by both sets is evaluated once, with both.
                     out[f.review_id] = (f, again if f.review_id not in out else both)
     return sorted(out.values(), key=lambda p: (p[0].at, p[0].review_id))

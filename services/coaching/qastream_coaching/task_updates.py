@@ -116,27 +116,27 @@ async def apply_firings(
         elif task["task_id"] not in created and _opens_earlier(f, task):
             task.update(_opening(f))
             reopened[task["task_id"]] = task
+        at = None
         for rid in f.review_ids:
+            key = (task["task_id"], rid)
             d = details.get(rid)
-            if d is None:
+            if d is None or key in evidence_rows:  # the earliest firing's reason stays
                 continue
-            evidence_rows.setdefault(
-                (task["task_id"], rid),
-                {
-                    "tenant_id": tenant_id,
-                    "task_id": task["task_id"],
-                    "review_id": rid,
-                    "conversation_id": d["conversation_id"],
-                    "rule_id": f.rule.rule_id,
-                    "rule_version": f.rule.version,
-                    "reason": f.reason,
-                    "at": utc(f.at),
-                    "kind": d["kind"],
-                    "quotes": (d["evidence"] or {}).get(f.category_id or "", [])
-                    if f.category_id
-                    else [q for qs in (d["evidence"] or {}).values() for q in qs][:MAX_QUOTES],
-                },
-            )
+            at = at or utc(f.at)
+            evidence_rows[key] = {
+                "tenant_id": tenant_id,
+                "task_id": task["task_id"],
+                "review_id": rid,
+                "conversation_id": d["conversation_id"],
+                "rule_id": f.rule.rule_id,
+                "rule_version": f.rule.version,
+                "reason": f.reason,
+                "at": at,
+                "kind": d["kind"],
+                "quotes": (d["evidence"] or {}).get(f.category_id or "", [])
+                if f.category_id
+                else [q for qs in (d["evidence"] or {}).values() for q in qs][:MAX_QUOTES],
+            }
     inserted = await task_store.insert_tasks(session, [t for t, _ in created.values()])
     lost = {tid: t for tid, (t, _) in created.items() if tid not in inserted}
     if lost:  # another replica's batch opened these slots first: the evidence joins its tasks

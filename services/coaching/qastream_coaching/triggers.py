@@ -166,6 +166,11 @@ class RuleSet:
         by_category = [r for rs in self.by_category.values() for r in rs]
         return [*self.whole, *by_category, *self.each_category]
 
+    def fails_any(self, review: ReviewFact) -> bool:
+        """Whether some category-failure rule may count one of the review's categories as failed."""
+        below = self.fail_below
+        return any(v < below for v in review.categories.values())
+
     def failed_categories(self, review: ReviewFact) -> list[str]:
         """The review's categories some category-failure rule may count as failed, in order."""
         return sorted(c for c, v in review.categories.items() if v < self.fail_below)

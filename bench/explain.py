@@ -25,14 +25,13 @@ from typing import Any
 from bench.common import TINY_HELP, Stopwatch, emit
 from bench.platform import cleanup, servers
 from qastream_sampler.explain import explain
-from qastream_sampler.explain_store import explain_state
+from qastream_sampler.explain_store import PastRetention, explain_state
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import inputs
 from qastream_shared.events import ConversationIngested
 from qastream_shared.stack import free_port
 from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, ensure_topics, physical
-from tests.integration.test_sampler import count, stream
+from tests.integration.test_sampler import recorded_inputs, stream
 from tests.integration.test_sampler_explain import with_plans
 
 TARGET_S = 1.0
@@ -58,7 +57,7 @@ async def main(n: int, explains: int) -> dict[str, Any]:
         }
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "qastream_sampler", env=env)
         waited = Stopwatch()
-        while await count(runtime, inputs) < total:
+        while await recorded_inputs(runtime) < total:
             if proc.returncode is not None or waited.stop() > 600:
                 raise RuntimeError(f"sampler did not store {total} inputs (exit code {proc.returncode})")
             await asyncio.sleep(0.1)  # polling granularity of the untimed set-up
@@ -69,19 +68,26 @@ async def main(n: int, explains: int) -> dict[str, Any]:
         ids = [e.data.conversation.conversation_id for e in convs if isinstance(e.data, ConversationIngested)]
         picked = random.Random(1).sample(ids, min(explains, len(ids)))
         seconds = []
+        explained: list[str] = []
+        past = 0  # older than the retention window of the latest snapshot: a 404 saying so
         async with runtime.sessions() as session:
             for cid in picked:
                 clock = Stopwatch()
-                explain(await explain_state(session, settings, "acme", cid), cid)
+                try:
+                    explain(await explain_state(session, settings, "acme", cid), cid)
+                except PastRetention:
+                    past += 1
+                    continue
                 seconds.append(clock.stop())
+                explained.append(cid)
             partitions = next(t.partitions for t in REGISTRY if t.name == CONVERSATIONS)
             rebuilds = []
             for _ in range(3):
                 clock = Stopwatch()
-                # the old way to explain: a full rebuild keeping every conversation, as explain's replay does
+                # the old way to explain: a rebuild (snapshot + every input after it) keeping every conversation
                 full = SamplerStore(settings, partitions, retain=False)
                 await full.rebuild(session)
-                explain(full.states["acme"], picked[0])
+                explain(full.states["acme"], explained[0])
                 rebuilds.append(clock.stop())
     finally:
         if proc is not None:
@@ -94,6 +100,7 @@ async def main(n: int, explains: int) -> dict[str, Any]:
     return {
         "conversations": len(ids),
         "stored_inputs": total,
+        "past_retention": past,
         "explain_windowed": {
             "n": len(seconds),
             "p50_s": round(p50, 4),

@@ -29,13 +29,13 @@ from sqlalchemy import func, select
 from bench.common import TINY_HELP, Stopwatch, emit, rate
 from bench.platform import cleanup, raw_consume, servers
 from qastream_sampler.app import SPEC
-from qastream_sampler.tables import inputs, sample_log
+from qastream_sampler.tables import sample_log
 from qastream_shared.events import ConversationIngested
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
-from tests.integration.test_sampler import count, install_plans, stream
+from tests.integration.test_sampler import install_plans, recorded_inputs, stream
 
 TARGET = 5_000.0
 
@@ -69,7 +69,7 @@ async def main(n: int, batch: int | None) -> dict[str, Any]:
         inbox, outbox = runtime.tables["inbox"], runtime.tables["outbox"]
         sampler = psutil.Process(proc.pid)
         cpu_from: tuple[float, int] | None = None  # (CPU seconds, inputs stored) once start-up is over
-        while (stored_count := await count(runtime, inputs)) < total:
+        while (stored_count := await recorded_inputs(runtime)) < total:
             if proc.returncode is not None:
                 raise RuntimeError(f"sampler exited with {proc.returncode}")
             if cpu_from is None and stored_count:

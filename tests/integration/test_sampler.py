@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from qastream_sampler.app import SPEC
 from qastream_sampler.decisions import Decision, decision_event_id
+from qastream_sampler.snapshot_store import recorded
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import inputs, plans, sample_log
+from qastream_sampler.tables import plans, sample_log
 from qastream_shared.cli import app as qa
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
@@ -158,6 +159,12 @@ async def count(runtime: ServiceRuntime, table: Any) -> int:
         return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
 
 
+async def recorded_inputs(runtime: ServiceRuntime) -> int:
+    """Inputs the sampler has recorded, stored or compacted away by a snapshot: how far it has consumed."""
+    async with runtime.sessions() as s:
+        return await recorded(s)
+
+
 async def canonical_log(runtime: ServiceRuntime) -> bytes:
     """The whole sample log, every column (decided_at is an event time), sorted: equal runs give equal bytes."""
     async with runtime.sessions() as s:
@@ -176,7 +183,7 @@ async def run_to_completion(
     ]
 
     async def consumed() -> bool:
-        return await count(runtime, inputs) == n_inputs
+        return await recorded_inputs(runtime) == n_inputs
 
     await eventually(consumed, within=240, every=0.2)  # includes the processes' start: slow under load
     # Every input is stored, but replicas may still be closing slots from what the others stored. The log
@@ -269,7 +276,7 @@ async def test_late_csat_samples_once_and_explain_cli(
     )
 
     async def stored(n: int) -> bool:
-        return await count(runtime, inputs) == n
+        return await recorded_inputs(runtime) == n
 
     await eventually(lambda: stored(1))
     csat = CsatRecorded(conversation_id="late", csat=1, recorded_at=ended + timedelta(days=2))

@@ -18,7 +18,7 @@ from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import explain_state
 from qastream_sampler.handlers import store_of
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import inputs, plans
+from qastream_sampler.tables import plans
 from qastream_shared.auth import Principal
 from qastream_shared.events import ConversationIngested, Role
 from qastream_shared.migrations import migrate
@@ -32,8 +32,8 @@ from tests.integration.test_sampler import (
     T0,
     canonical_log,
     conv,
-    count,
     env,
+    recorded_inputs,
     run_to_completion,
     stream,
 )
@@ -129,7 +129,7 @@ async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_run
         ]
 
         async def caught_up(n: int = produced) -> bool:
-            return await count(busy, inputs) >= n
+            return await recorded_inputs(busy) >= n
 
         await eventually(caught_up, within=90, every=0.2)
         for http in clients:  # consumption waits for the next phase until each replica has explained

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from qastream_sampler.engine import UnknownConversation
 from qastream_sampler.explain import explain
-from qastream_sampler.explain_store import explain_state
+from qastream_sampler.explain_store import PastRetention, explain_state
 from qastream_sampler.plan_store import current_plans, insert_auto_policy, insert_plan
 from qastream_sampler.plans import PLAN_MODELS, AnyPlan, AutoPolicy, edit_plan, parse_plan, plan_set_problems
 from qastream_sampler.sample_log_store import latest_decisions
@@ -158,6 +158,8 @@ async def explain_conversation(
                 uow.session, runtime(request).settings, principal.tenant_id, conversation_id
             )
             verdicts = explain(state, conversation_id)
+        except PastRetention as exc:
+            raise HTTPException(404, str(exc)) from None
         except UnknownConversation:
             raise HTTPException(
                 404, f"no conversation {conversation_id!r} seen by the sampler in this tenant"

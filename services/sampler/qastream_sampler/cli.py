@@ -27,7 +27,7 @@ async def _explain(tenant: str, conversation_id: str) -> list[PlanExplanation]:
     rt = ServiceRuntime(SPEC, settings_from_stack())
     try:
         async with rt.sessions() as session:
-            # What a replica would conclude, replayed in private from the stored inputs of this tenant only.
+            # What a replica would conclude, replayed in private from the latest snapshot and the inputs after it.
             state = await explain_state(session, rt.settings, tenant, conversation_id)
     finally:
         await rt.engine.dispose()
@@ -41,9 +41,13 @@ def explain_command(
 ) -> None:
     """Every plan (and the auto policy) with its verdict on one conversation, and the reason."""
     from qastream_sampler.engine import UnknownConversation
+    from qastream_sampler.explain_store import PastRetention
 
     try:
         verdicts = asyncio.run(_explain(tenant, conversation_id))
+    except PastRetention as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
     except UnknownConversation:
         console.print(f"[red]no conversation {conversation_id!r} seen by the sampler in tenant {tenant!r}[/]")
         raise typer.Exit(1) from None

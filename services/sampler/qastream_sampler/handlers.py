@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from qastream_sampler import snapshot_store
 from qastream_sampler.sample_log import publish
 from qastream_sampler.store import SamplerStore, conversation_of
 from qastream_shared.conversation import Conversation
@@ -98,6 +99,10 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             store.retired = set()
             decisions += store.close_due()
             await publish(uow, decisions, batch, traces)
+            if store.snapshot_due():
+                # In this batch's transaction: the snapshot and its compaction commit with the inputs.
+                await snapshot_store.save(uow.session, store)
+                store.recorded_since = 0
 
     return handle
 

@@ -1,11 +1,12 @@
 """The sampler's engine state, event-sourced from its own tables so that several replicas agree.
 
-`inputs` holds every consumed fact keyed by (topic, partition, offset); `input_heads` the last offset per
-partition. Each replica keeps every tenant's `SamplerState` in memory as a cache: before each batch it applies
-the inputs other replicas committed since its cursors (tailing), then its own batch, then closes due quota
-slots at the global watermark. The engine is order-independent across partitions, so every replica reaches the
-same decisions; the sample log's primary key makes each decision (and its event) exist once. Any failure drops
-the cache and the next batch rebuilds it from the tables.
+`inputs` holds the consumed facts keyed by (topic, partition, offset) since the latest state snapshot
+(`snapshot_store`, which compacts what it covers); `input_heads` the last offset per partition. Each replica
+keeps every tenant's `SamplerState` in memory as a cache: before each batch it applies the inputs other
+replicas committed since its cursors (tailing), then its own batch, then closes due quota slots at the global
+watermark. The engine is order-independent across partitions, so every replica reaches the same decisions;
+the sample log's primary key makes each decision (and its event) exist once. Any failure drops the cache and
+the next batch rebuilds it from the latest snapshot and the inputs after it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.engine.retention import PRUNE_EVERY, horizon, past_window, prune
 from qastream_sampler.plans import AutoPolicy, parse_plan
+from qastream_sampler.snapshot_store import SNAPSHOT_EVERY, Mark, covered, covered_params, load
 from qastream_sampler.tables import auto_policies, input_heads, inputs, plans
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
@@ -77,15 +79,31 @@ _INGESTIONS = text(
     f" USING (tenant_id, conversation_id) WHERE i.topic = :topic AND i.ce_type = '{ConversationIngested.TYPE}'"
     " ORDER BY i.tenant_id, i.conversation_id, i.offset"
 )
+# The inputs after the snapshot's cursors (`snapshot_store.covered_params`). Conversations first, so reviews
+# rarely need parking; any per-partition order gives the same state.
+_AFTER_SNAPSHOT = text(
+    f"SELECT i.topic, i.partition, i.offset, i.tenant_id, i.ce_type, i.body FROM {inputs.name} i"
+    " LEFT JOIN unnest(CAST(:topics AS text[]), CAST(:parts AS int[]), CAST(:heads AS bigint[]))"
+    " AS c(topic, partition, head) USING (topic, partition)"
+    ' WHERE i."offset" > coalesce(c.head, -1)'
+    ' ORDER BY i.topic != :topic, i.topic, i.partition, i."offset"'
+)
 
 
 class SamplerStore:
     def __init__(
-        self, settings: Settings, partitions: int, config: SamplerConfig | None = None, *, retain: bool = True
+        self,
+        settings: Settings,
+        partitions: int,
+        config: SamplerConfig | None = None,
+        *,
+        retain: bool = True,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> None:
         self.settings = settings
         # Retention keeps a consumer's memory flat; explain's private replay keeps every conversation it read.
         self.retain = retain
+        self.snapshot_every = snapshot_every
         self.config = config or SamplerConfig()
         self.partitions = partitions  # of qa.conversations: the watermark needs a high for each
         self.conversations_topic = physical(CONVERSATIONS, settings)
@@ -108,6 +126,7 @@ class SamplerStore:
         # With its partition's high when it arrived, which decides whether it still counts (`past_window`).
         self.parked: dict[tuple[str, str], list[tuple[ReviewSubmitted, datetime | None]]] = {}
         self.stale = True
+        self.recorded_since = 0  # inputs this replica recorded since the latest snapshot it took or read
 
     # --- state --------------------------------------------------------------------------------
 
@@ -254,6 +273,9 @@ class SamplerStore:
             if offset <= self.cursors.get((self.conversations_topic, partition), -1)
         }
 
+    def snapshot_due(self) -> bool:
+        return self.retain and self.recorded_since >= self.snapshot_every
+
     def unknown(self, tenant: str, data: Event) -> bool:
         """Feedback or a review about a conversation that is not in memory."""
         return isinstance(data, CsatRecorded | ConversationUpdated | ReviewSubmitted) and not self.knows(
@@ -267,29 +289,16 @@ class SamplerStore:
     # --- persistence --------------------------------------------------------------------------
 
     async def rebuild(self, session: AsyncSession) -> list[tuple[str, Decision]]:
-        """Replays every stored input, partition by partition in offset order."""
-        self.states, self.highs, self.cursors, self.parked = {}, {}, {}, {}
-        self.review_highs, self.pruned_to, self.retired = {}, None, set()
+        """Loads the latest snapshot, then replays the inputs after it, partition by partition in offset
+        order."""
         self._plans_mark = None
+        mark, states = await load(session)
+        self.restore(mark, states)
         await self.refresh_plans(session)
         decisions: list[tuple[str, Decision]] = []
         result = await session.stream(
-            select(
-                inputs.c.topic,
-                inputs.c.partition,
-                inputs.c.offset,
-                inputs.c.tenant_id,
-                inputs.c.ce_type,
-                inputs.c.body,
-            )
-            # Conversations first, so reviews rarely need parking; any per-partition order gives the same state.
-            .order_by(
-                inputs.c.topic != self.conversations_topic,
-                inputs.c.topic,
-                inputs.c.partition,
-                inputs.c.offset,
-            )
-            .execution_options(yield_per=2000)
+            _AFTER_SNAPSHOT.execution_options(yield_per=2000),
+            {**covered_params(mark.cursors), "topic": self.conversations_topic},
         )
         n = 0
         async for topic, partition, offset, tenant, ce_type, body in result:
@@ -298,11 +307,22 @@ class SamplerStore:
             n += 1
         decisions += self.close_due()
         self.stale = False
-        log.info("sampler state rebuilt from %d stored inputs", n)
+        log.info("sampler state rebuilt from the snapshot of %d tenants and %d inputs", len(self.states), n)
         return decisions
 
+    def restore(self, mark: Mark, states: dict[str, SamplerState]) -> None:
+        """Takes the state of a snapshot (empty: the state before any input)."""
+        self.states, self.retired, self.recorded_since = states, set(), 0
+        self.highs, self.review_highs, self.pruned_to = mark.highs, mark.review_highs, mark.pruned_to
+        self.cursors, self.parked = dict(mark.cursors), mark.parked
+        for st in self.states.values():
+            self._install(st)
+
     async def tail(self, session: AsyncSession) -> list[tuple[str, Decision]]:
-        """Applies what other replicas committed since our cursors."""
+        """Applies what other replicas committed since our cursors; rebuilds if a snapshot has compacted
+        inputs past them."""
+        if any(self.cursors.get(k, -1) < head for k, head in (await covered(session)).items()):
+            return await self.rebuild(session)
         heads = (await session.execute(select(input_heads))).all()
         behind = [
             (t, p, self.cursors.get((t, p), -1))
@@ -357,6 +377,7 @@ class SamplerStore:
             self.cursors[(topic, partition)] = max(offset, self.cursors.get((topic, partition), -1))
         if not rows:
             return
+        self.recorded_since += len(rows)
         await uow.session.execute(_INPUT_INSERT, array_params(_INPUT_COLUMNS, rows))
         stmt = pg_insert(input_heads).values(
             [{"topic": t, "partition": p, "head": o} for (t, p), o in heads.items()]

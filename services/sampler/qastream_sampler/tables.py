@@ -1,5 +1,6 @@
-"""Sampler's own schema. The quota/pool state is event-sourced: `inputs` holds every consumed fact in partition
-order and `sample_log` every decision; the in-memory engine state is rebuilt from them whenever needed."""
+"""Sampler's own schema. The quota/pool state is event-sourced: `inputs` holds the consumed facts in partition
+order since the latest snapshot (`snapshots`) and `sample_log` every decision; the in-memory engine state is
+rebuilt from the snapshot and the inputs after it whenever needed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from qastream_shared.platform_tables import (
     add_platform_tables,
@@ -72,8 +75,34 @@ sample_log = Table(
     Column("event_id", String(64), nullable=False),
     PrimaryKeyConstraint("tenant_id", "conversation_id", "purpose", "plan_id"),
 )
+# The latest state snapshot (`snapshot_store`): each tenant's engine state, and one mark row with the input
+# offsets it covers and the store's own state; inputs it covers are compacted away.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    tenant_id(),
+    Column("body", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tenant_id"),
+)
+snapshot_mark = Table(
+    "snapshot_mark",
+    metadata,
+    Column("id", Integer, nullable=False),  # always 1: there is one latest snapshot
+    Column("format", Integer, nullable=False),
+    Column("cursors", JSONB, nullable=False),  # [[topic, partition, offset], ...]: what it covers
+    Column("body", LargeBinary, nullable=False),
+    Column("compacted", BigInteger, nullable=False),  # inputs deleted by all snapshots so far
+    Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("id"),
+)
 plans = versioned_documents("plans", metadata, Column("plan_id", String(100), nullable=False))
 auto_policies = versioned_documents("auto_policies", metadata)
 tables.update(
-    inputs=inputs, input_heads=input_heads, sample_log=sample_log, plans=plans, auto_policies=auto_policies
+    inputs=inputs,
+    input_heads=input_heads,
+    sample_log=sample_log,
+    snapshots=snapshots,
+    snapshot_mark=snapshot_mark,
+    plans=plans,
+    auto_policies=auto_policies,
 )

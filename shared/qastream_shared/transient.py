@@ -25,6 +25,8 @@ def is_transient(exc: BaseException) -> bool:
             | asyncpg.InterfaceError
             | asyncpg.CannotConnectNowError
             | asyncpg.AdminShutdownError
+            # The server's or the role's connection limit: a burst meets it before the pool is full.
+            | asyncpg.TooManyConnectionsError
             | asyncpg.SerializationError
             | asyncpg.DeadlockDetectedError
             | KafkaError,

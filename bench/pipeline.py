@@ -22,7 +22,7 @@ Prints JSON:
   part of the figure); lag_at_end is the groups' lag when the posting stopped;
 - raw_produce / raw_consume: aiokafka with the relay's producer settings and the consumer's fetch sizes,
   ~1 KB records, on the same broker in the same run; raw_ping_pong: one record produced and consumed
-  before the next, with the relay's linger, the floor of one hop;
+  before the next, without linger as the relay sends, the floor of one hop;
 - ratios: sustained over raw consume, and each latency p99 over the ping-pong p99 (hops: ingest→sampler,
   sampler→scoring, scoring→reporting).
 Targets (a quiet 2-core machine): sustained >= 1,000/s, p99 scored <= 100 ms, p99 reported <= 250 ms.
@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -63,6 +65,11 @@ RAW_N = 20_000
 PING_PONGS = 200
 POLL_S = 0.003
 LATENCY_TICK_S = 0.02
+
+
+def phase(name: str) -> None:
+    """Progress on stderr (stdout is the JSON), e.g. for attaching a profiler to the right phase."""
+    print(f"bench.pipeline: {name} at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, Any]:
@@ -131,6 +138,17 @@ class Pipeline:
             timeout=60,
             headers={"Authorization": f"Bearer {self.key}", "content-type": "application/json"},
         )
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU each service process has used so far, and this bench process (the load)."""
+        used = {}
+        for name, svc in self.live.items():
+            assert svc.proc is not None
+            t = psutil.Process(svc.proc.popen.pid).cpu_times()
+            used[name] = t.user + t.system
+        t = psutil.Process().cpu_times()
+        used["bench"] = t.user + t.system
+        return used
 
     def alive(self) -> None:
         for svc in self.live.values():
@@ -216,15 +234,25 @@ async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
             lags.append(await p.lag())
             await asyncio.sleep(1.0)
 
+    cpu_before = p.cpu_seconds()
     await asyncio.gather(sampler(), *(poster() for _ in range(clients)))
     posted_s = time.perf_counter() - started
     done = await drained(p, 600)
+    cpu = {name: used - cpu_before[name] for name, used in p.cpu_seconds().items()}
     half = lags[len(lags) // 2 :]
     return {
         "conversations": accepted,
         "ingest_per_s": round(accepted / posted_s, 1),
         "per_s": round(accepted / (done - started), 1),
         "drain_s": round(done - started - posted_s, 2),
+        # What each process spent per conversation (the bench's own share is the load generator and the lag
+        # polling): on two shared cores their sum bounds the rate more than any one hop's wait.
+        "cpu_ms_per_conversation": {
+            **{name: round(1000 * s / max(accepted, 1), 3) for name, s in cpu.items()},
+            "services_total": round(
+                1000 * sum(s for n, s in cpu.items() if n != "bench") / max(accepted, 1), 3
+            ),
+        },
         "lag_samples": lags,
         "lag_growing": len(half) >= 2 and half[-1] > half[0] + BATCH * clients,
     }
@@ -319,7 +347,8 @@ async def idle(p: Pipeline, conn: asyncpg.Connection, n: int) -> dict[str, Any]:
 
 
 async def ping_pong(settings: Settings, topic: str, n: int) -> dict[str, Any]:
-    producer = make_producer(settings)
+    # The relay closes each record batch it builds, so it never lingers: neither does the baseline.
+    producer = make_producer(settings, linger_ms=0)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
     await producer.start()
     await consumer.start()
@@ -338,7 +367,7 @@ async def ping_pong(settings: Settings, topic: str, n: int) -> dict[str, Any]:
     finally:
         await consumer.stop()
         await producer.stop()
-    return {**percentiles(samples), "linger_ms": settings.producer_linger_ms}
+    return percentiles(samples)
 
 
 async def baselines(settings: Settings) -> dict[str, Any]:
@@ -358,10 +387,15 @@ async def baselines(settings: Settings) -> dict[str, Any]:
 
 async def main(window: float, clients: int, idle_n: int) -> dict[str, Any]:
     async with warm_pipeline() as (p, conn):
+        phase("idle")
         idle_figures = await idle(p, conn, idle_n)
+        phase("sustained")
         sus = await sustained(p, clients, window)
+        phase("latency")
         lat = await latency(p, conn, 0.7 * sus["per_s"], window)
+        phase("baselines")
         base_figures = await baselines(p.base)
+        phase("done")
     pong_p99 = base_figures["raw_ping_pong"]["p99_ms"]
     ratios = {
         "sustained_over_raw_consume": round(sus["per_s"] / base_figures["raw_consume"]["per_s"], 4),

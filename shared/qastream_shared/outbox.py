@@ -221,6 +221,9 @@ class OutboxRelay:
                 builder = open_batches[topic, partition] = producer.create_batch()
                 builder.append(key=key, value=value, timestamp=None, headers=headers)
         for (topic, partition), builder in open_batches.items():
+            # Closed, so the producer sends it at once: it already holds every row this select found, and
+            # lingering for more (linger_ms) would only add that wait to each hop of an idle pipeline.
+            builder.close()
             batch.acks.append(await producer.send_batch(builder, topic, partition=partition))
         return batch
 

@@ -30,6 +30,9 @@ from qastream_shared.conversation import Conversation
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.scorecard import Scorecard, ScoringSettings
 
+# Conversations scored between turns of the event loop (~1 ms each on the default scorecard).
+YIELD_EVERY = 8
+
 
 class PcsatSettings(BaseSettings):
     """QA_PCSAT_ENABLED=false publishes auto reviews without pCSAT (bench.scoring measures its cost so)."""
@@ -62,8 +65,15 @@ class AutoQARunner:
             pc.scorer is not None and pc.scorer.name == LlmScorer.name for pc in prepared.categories
         )
         if self.pool is None or not uses_llm:
-            # CPU-only scorers: threads would only add GIL hand-offs.
-            return [self.review(c, prepared, settings) for c in conversations]
+            # CPU-only scorers: threads would only add GIL hand-offs. The loop gets a turn every few
+            # conversations, so the relay publishes the previous batch's reviews, and the next batch is
+            # fetched, while this one is scored, instead of both waiting out the whole batch.
+            out = []
+            for n, c in enumerate(conversations, 1):
+                out.append(self.review(c, prepared, settings))
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            return out
         loop = asyncio.get_running_loop()
         return list(
             await asyncio.gather(

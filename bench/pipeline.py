@@ -16,6 +16,8 @@ Prints JSON:
   the first POST until every service's consumer group has no lag left (all five stages done with them).
   lag_samples is the summed group lag each second; lag_growing says whether it still rose over the second
   half of the window (then the stages did not hold the ingest rate, and per_s is the drain-limited rate);
+  cpu_ms_per_conversation is each process's CPU time over the phase per conversation accepted (`bench`:
+  this process, the load generator), and batches each consumer's batch count, mean size and mean time;
 - latency: open-loop at 70% of sustained.per_s for `--window` seconds, in batches every 20 ms, timed from
   each batch's HTTP 202 to the conversation's auto review being stored by scoring (`scored`) and to it being
   stored by reporting (`reported`), observed by polling both schemas every few ms (the polling interval is
@@ -150,6 +152,24 @@ class Pipeline:
         used["bench"] = t.user + t.system
         return used
 
+    async def batch_totals(self) -> dict[str, tuple[float, float, float]]:
+        """Per service from its /metrics: (batches, records, seconds) its consumer has committed so far."""
+        totals = {}
+        async with httpx.AsyncClient(timeout=10) as client:
+            for name, svc in self.live.items():
+                text = (await client.get(f"{svc.url}/metrics")).text
+                found = dict.fromkeys(("batch_size_count", "batch_size_sum", "batch_seconds_sum"), 0.0)
+                for line in text.splitlines():
+                    metric, _, value = line.partition(f'{{service="{name}"}} ')
+                    if value and metric.removeprefix("qa_consumer_") in found:
+                        found[metric.removeprefix("qa_consumer_")] = float(value)
+                totals[name] = (
+                    found["batch_size_count"],
+                    found["batch_size_sum"],
+                    found["batch_seconds_sum"],
+                )
+        return totals
+
     def alive(self) -> None:
         for svc in self.live.values():
             assert svc.proc is not None
@@ -234,11 +254,15 @@ async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
             lags.append(await p.lag())
             await asyncio.sleep(1.0)
 
-    cpu_before = p.cpu_seconds()
+    cpu_before, batches_before = p.cpu_seconds(), await p.batch_totals()
     await asyncio.gather(sampler(), *(poster() for _ in range(clients)))
     posted_s = time.perf_counter() - started
     done = await drained(p, 600)
     cpu = {name: used - cpu_before[name] for name, used in p.cpu_seconds().items()}
+    batches = {
+        name: [after - before for after, before in zip(totals, batches_before[name], strict=True)]
+        for name, totals in (await p.batch_totals()).items()
+    }
     half = lags[len(lags) // 2 :]
     return {
         "conversations": accepted,
@@ -252,6 +276,12 @@ async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
             "services_total": round(
                 1000 * sum(s for n, s in cpu.items() if n != "bench") / max(accepted, 1), 3
             ),
+        },
+        # Each consumer's batches over the phase: how far batching spread its per-batch costs.
+        "batches": {
+            name: {"n": int(n), "mean_records": round(records / n, 1), "mean_ms": round(1000 * secs / n, 1)}
+            for name, (n, records, secs) in batches.items()
+            if n
         },
         "lag_samples": lags,
         "lag_growing": len(half) >= 2 and half[-1] > half[0] + BATCH * clients,

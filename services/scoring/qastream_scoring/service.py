@@ -150,16 +150,26 @@ async def publish(uow: UnitOfWork, tenant_id: str, draft: Scorecard) -> Scorecar
 
 async def stored_config(uow: UnitOfWork, tenant_id: str) -> tuple[ScoringSettings, Scorecard] | None:
     """The tenant's scoring settings and active scorecard as stored; None until `config` created them."""
+    # One round trip for the settings and the active card's newest version number; that version's body
+    # is read only when this process has not parsed it yet (published versions never change).
+    newest = (
+        select(func.max(scorecards.c.version))
+        .where(
+            scorecards.c.tenant_id == tenant_id,
+            scorecards.c.scorecard_id == scoring_settings.c.active_scorecard_id,
+        )
+        .scalar_subquery()
+    )
     row = (
         await uow.session.execute(
-            select(scoring_settings.c.settings, scoring_settings.c.active_scorecard_id).where(
+            select(scoring_settings.c.settings, scoring_settings.c.active_scorecard_id, newest).where(
                 scoring_settings.c.tenant_id == tenant_id
             )
         )
     ).first()
     if row is None:
         return None
-    card = await latest(uow, tenant_id, row[1])
+    card = None if row[2] is None else await version(uow, tenant_id, row[1], row[2])
     return None if card is None else (ScoringSettings.model_validate(row[0]), card)
 
 

@@ -1,7 +1,7 @@
 """Soak: the whole pipeline at a steady rate for a long time; memory, lag and latency must stay flat.
 
     uv run python -m bench.soak --minutes 20 --rate 25      # writes docs/soak.png
-    uv run python -m bench.soak --tiny                      # CI smoke: 30 s, the PNG to a temporary file
+    uv run python -m bench.soak --tiny                      # CI smoke: 12 s, the PNG to a temporary file
 
 Same five processes and set-up as bench.pipeline (its `Pipeline`, on the stack of KAFKA_BOOTSTRAP_SERVERS /
 DATABASE_URL or the launcher's). Real STAR conversations with fresh ids are posted open-loop at `--rate` per
@@ -251,11 +251,11 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="conversations per second, offered")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--png", type=Path, default=DOCS_PNG)
-    parser.add_argument("--tiny", action="store_true", help="CI smoke: 30 s at 5/s, PNG to a temporary file")
+    parser.add_argument("--tiny", action="store_true", help="CI smoke: 12 s at 5/s, PNG to a temporary file")
     a = parser.parse_args()
     if a.tiny:
         with tempfile.TemporaryDirectory() as tmp:
-            emit(asyncio.run(main(0.5, 5.0, 2.0, Path(tmp) / "soak.png")))
+            emit(asyncio.run(main(0.2, 5.0, 1.5, Path(tmp) / "soak.png")))
         return
     emit(asyncio.run(main(a.minutes, a.rate, a.every, a.png)))
 

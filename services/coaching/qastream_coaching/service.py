@@ -161,8 +161,10 @@ async def on_reviews(
     written = [StoredReview(latest[i].fact, latest[i].quotes, seq) for i, seq in changed.items()]
     since = min(f.at for f in facts) - history_needed_s(rules)
     window = await history.window(uow, tenant_id, written, since) if rules else {}
-    histories = {a: AgentHistory.of(r.fact for r in window.get(a, {}).values()) for a in agents}
     rule_set = RuleSet.of(rules)
+    histories = {
+        a: AgentHistory.of((r.fact for r in window.get(a, {}).values()), rule_set.fail_below) for a in agents
+    }
     firings: list[Firing] = []
     revised: list[tuple[ReviewFact, list[Firing]]] = []
     for fact in facts:

@@ -70,37 +70,55 @@ def weakest(categories: Mapping[str, float]) -> str | None:
     return min(categories.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
 
-_EVENT_ORDER = attrgetter("at", "review_id")
+_AT = attrgetter("at")
+_REVIEW_ID = attrgetter("review_id")
 
 
 @dataclass
 class AgentHistory:
-    """One agent's reviews in event-time order, with the indexes the triggers query."""
+    """One agent's reviews in event-time order, with the indexes the triggers query. `fail_below` is the highest
+    threshold any rule will ask `failures` about: only ratings under it are indexed (1.0 = every imperfect one)."""
 
     facts: list[ReviewFact]
+    fail_below: float = 1.0
     times: list[float] = field(init=False)
-    _fails: dict[tuple[str, float], tuple[list[float], list[ReviewFact]]] = field(
-        init=False, default_factory=dict
+    _fails: dict[str, tuple[list[float], list[float], list[ReviewFact]]] | None = field(
+        init=False, default=None
     )
     _scored: tuple[list[float], list[float]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.facts.sort(key=_EVENT_ORDER)
+        # Two stable sorts on one attribute each: the same order as on (at, review_id), without a key tuple each.
+        self.facts.sort(key=_REVIEW_ID)
+        self.facts.sort(key=_AT)
         self.times = [f.at for f in self.facts]
 
     @classmethod
-    def of(cls, facts: Iterable[ReviewFact]) -> AgentHistory:
-        return cls(list(facts))
+    def of(cls, facts: Iterable[ReviewFact], fail_below: float = 1.0) -> AgentHistory:
+        return cls(list(facts), fail_below)
 
     def failures(self, category: str, below: float, start: float, end: float) -> list[ReviewFact]:
-        """Reviews with `category` scored below `below`, in the event-time window (start, end]."""
-        key = (category, below)
-        idx = self._fails.get(key)
-        if idx is None:
-            failed = [f for f in self.facts if f.categories.get(category, 1.0) < below]
-            idx = self._fails[key] = ([f.at for f in failed], failed)
-        times, failed = idx
-        return failed[bisect_right(times, start) : bisect_right(times, end)]
+        """Reviews with `category` scored below `below` (at most `fail_below`), in the event-time window
+        (start, end]."""
+        if below > self.fail_below:
+            raise ValueError(f"failures below {below} asked of a history indexed below {self.fail_below}")
+        if self._fails is None:  # one pass over the history indexes every category
+            index: dict[str, tuple[list[float], list[float], list[ReviewFact]]] = {}
+            ceiling = self.fail_below
+            for f in self.facts:
+                for c, v in f.categories.items():
+                    if v < ceiling:
+                        times, values, facts = index.setdefault(c, ([], [], []))
+                        times.append(f.at)
+                        values.append(v)
+                        facts.append(f)
+            self._fails = index
+        found = self._fails.get(category)
+        if found is None:
+            return []
+        times, values, facts = found
+        lo, hi = bisect_right(times, start), bisect_right(times, end)
+        return [facts[i] for i in range(lo, hi) if values[i] < below]
 
     def mean_score(self, start: float, end: float) -> tuple[int, float]:
         """(number of scored reviews, their mean score) in the event-time window (start, end]."""

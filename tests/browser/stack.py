@@ -31,6 +31,7 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import settings_env
 from qastream_shared.topics import ensure_topics
+from tests.integration.live_service import ready
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = ("ingest", "sampler", "scoring", "coaching", "reporting")
@@ -114,25 +115,6 @@ def _has_main(service: str) -> bool:
     return importlib.util.find_spec(f"qastream_{service}.__main__") is not None
 
 
-async def _ready(service: Service, within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    async with httpx.AsyncClient(base_url=service.url, timeout=5) as client:
-        while True:
-            if service.popen.poll() is not None:
-                raise AssertionError(
-                    f"{service.name} exited ({service.popen.returncode}):\n{service.output()}"
-                )
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            if loop.time() > deadline:
-                raise AssertionError(f"{service.name} not ready within {within}s:\n{service.output()}")
-            await asyncio.sleep(0.2)
-
-
 def _launch(name: str, port: int, env: dict[str, str]) -> Service:
     popen = subprocess.Popen(
         [sys.executable, "-m", f"qastream_{name}"],
@@ -177,7 +159,7 @@ async def start(
     }
     stack = LiveStack(settings, tenant, services, secret=secret)
     try:
-        await asyncio.gather(*(_ready(s, within) for s in services.values()))
+        await asyncio.gather(*(ready(s.name, s.url, s.popen, s.output, within) for s in services.values()))
         stack.keys = await _tenant_and_keys(settings, tenant, people)
         await _keys_reached_everyone(stack, within)
     except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,26 @@ SERVICES = (
 )
 
 
+async def ready(
+    name: str, url: str, popen: subprocess.Popen[bytes], output: Callable[[], str], within: float
+) -> None:
+    """Until the process answers /readyz with 200; fails with its output if it exits or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        while True:
+            if popen.poll() is not None:
+                raise AssertionError(f"{name} exited with {popen.returncode}:\n{output()}")
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass  # not listening yet
+            if loop.time() > deadline:
+                raise AssertionError(f"{name} not ready within {within}s:\n{output()}")
+            await asyncio.sleep(0.1)
+
+
 @dataclass
 class Tenant:
     tenant_id: str
@@ -133,23 +154,8 @@ class LiveService:
         await self.wait_ready(within)
 
     async def wait_ready(self, within: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            while True:
-                assert self.proc is not None
-                if self.proc.popen.poll() is not None:
-                    raise AssertionError(
-                        f"{self.module} exited with {self.proc.popen.returncode}:\n{self.output()}"
-                    )
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass  # not listening yet
-                if loop.time() > deadline:
-                    raise AssertionError(f"{self.module} not ready within {within}s:\n{self.output()}")
-                await asyncio.sleep(0.1)
+        assert self.proc is not None
+        await ready(self.module, self.url, self.proc.popen, self.output, within)
 
     async def wait_key(self, path: str, headers: dict[str, str], within: float = 60.0) -> None:
         """Until the service knows the key (it arrives through the tenant directory)."""

@@ -236,7 +236,7 @@ async def warm_pipeline() -> AsyncIterator[tuple[Pipeline, asyncpg.Connection]]:
         await drop_isolated([base])
 
 
-async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
+async def sustained(p: Pipeline, conn: asyncpg.Connection, clients: int, window: float) -> dict[str, Any]:
     stream = star_stream("sus")
     accepted = 0
     lags: list[int] = []
@@ -247,7 +247,10 @@ async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
         nonlocal accepted
         async with p.client() as client:
             while time.perf_counter() < deadline:
-                accepted += await post(client, take(stream, BATCH))
+                # Not `accepted += await post(...)`: that reads the total before the await, so the posters'
+                # additions overwrote each other and the figure counted about one client's conversations.
+                n = await post(client, take(stream, BATCH))
+                accepted += n
 
     async def sampler() -> None:
         while time.perf_counter() < deadline:
@@ -264,6 +267,11 @@ async def sustained(p: Pipeline, clients: int, window: float) -> dict[str, Any]:
         for name, totals in (await p.batch_totals()).items()
     }
     half = lags[len(lags) // 2 :]
+    stored = await conn.fetchval(
+        f"SELECT count(*) FROM \"{p.schema('ingest')}\".conversations WHERE conversation_id LIKE 'sus-%'"
+    )
+    if stored != accepted:
+        raise RuntimeError(f"ingest answered {accepted} accepted but stored {stored} conversations")
     return {
         "conversations": accepted,
         "ingest_per_s": round(accepted / posted_s, 1),
@@ -419,7 +427,7 @@ async def main(window: float, clients: int, idle_n: int) -> dict[str, Any]:
         phase("idle")
         idle_figures = await idle(p, conn, idle_n)
         phase("sustained")
-        sus = await sustained(p, clients, window)
+        sus = await sustained(p, conn, clients, window)
         phase("latency")
         lat = await latency(p, conn, 0.7 * sus["per_s"], window)
         phase("baselines")

@@ -248,7 +248,13 @@ def rollups(n_reviews: int, day0: date) -> tuple[facts.Contributions, int, int]:
 # 17 (the manual samples, 85% of them completed: the 5% reviewed by people), a dispute per 500 (4% of the
 # manual reviews), a risk alert per 200; 2 coaching tasks per agent and week (100 agents, 13 weeks), and a
 # calibration session per team and week. Days, agents, teams and reviewers cycle as in `synthetic`.
-_SCOPE = "'agent-' || (g % 100), 'team-' || (g % 100 / 10)"
+
+
+def _scope(k: str) -> str:
+    """The agent and team of the k-th row: every agent in turn, as in `synthetic`."""
+    return f"'agent-' || ({k}) % 100, 'team-' || ({k}) % 100 / 10"
+
+
 _DAY = "date '2026-01-01' + (g % 90), timestamptz '2026-01-01 12:00Z' + (g % 90) * interval '1 day'"
 SEED_WORKFLOW = [
     text(
@@ -258,7 +264,7 @@ SEED_WORKFLOW = [
         SELECT :tenant, 'a' || g, 'c' || g, 'rev-' || (g % 7),
                CASE WHEN g % 100 < 85 THEN 'completed' WHEN g % 100 < 95 THEN 'created'
                     WHEN g % 100 < 98 THEN 'skipped' ELSE 'removed' END,
-               0.05, {_DAY}, timestamptz '2026-01-01 15:00Z' + (g % 90) * interval '1 day', {_SCOPE}
+               0.05, {_DAY}, timestamptz '2026-01-01 15:00Z' + (g % 90) * interval '1 day', {_scope("g / 17")}
         FROM generate_series(0, :conversations - 1, 17) AS g
         """
     ),
@@ -266,7 +272,8 @@ SEED_WORKFLOW = [
         f"""
         INSERT INTO disputes (tenant_id, dispute_id, review_id, conversation_id, category_id, agent_id, team,
                               opened_by, day, opened_at, outcome, resolved_by, resolved_at)
-        SELECT :tenant, 'd' || g, 'r' || g || 'm', 'c' || g, 'cat-' || (g % 10), {_SCOPE}, 'agent-' || (g % 100),
+        SELECT :tenant, 'd' || g, 'r' || g || 'm', 'c' || g, 'cat-' || (g / 500 % 10), {_scope("g / 500")},
+               'agent-' || (g / 500 % 100),
                {_DAY},
                (ARRAY['accepted', 'partially_accepted', 'rejected', NULL])[g / 500 % 4 + 1],
                CASE WHEN g / 500 % 4 < 3 THEN 'rev-0' END,
@@ -278,7 +285,7 @@ SEED_WORKFLOW = [
         f"""
         INSERT INTO risk_alerts (tenant_id, alert_id, review_id, conversation_id, agent_id, team, rule_id,
                                  categories, reason, day, raised_at)
-        SELECT :tenant, 'al' || g, 'r' || g || 'v1', 'c' || g, {_SCOPE},
+        SELECT :tenant, 'al' || g, 'r' || g || 'v1', 'c' || g, {_scope("g / 200")},
                (ARRAY['threat', 'profanity'])[g / 200 % 2 + 1], 1, 'matched a risk phrase', {_DAY}
         FROM generate_series(0, :conversations - 1, 200) AS g
         """

@@ -22,6 +22,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -118,6 +119,13 @@ assignments = Table(
     _s("agent_id"),
     _s("team"),
     PrimaryKeyConstraint("tenant_id", "assignment_id"),
+    # The rows assignments_with_scope joins to their conversation, found without scanning the others.
+    Index(
+        "assignments_without_scope",
+        "tenant_id",
+        "conversation_id",
+        postgresql_where=text("agent_id IS NULL AND team IS NULL"),
+    ),
 )
 # Risk alerts from coaching (qa.coaching RiskAlertRaised), one row each.
 risk_alerts = Table(

@@ -89,7 +89,9 @@ class Tracker:
                     ms = (now - self.accepted_at[cid]) * 1000
                     self.interval[name].append(ms)
                     self.all[name].append(ms)
-                    if name == "reporting":
+                    # Reporting can be seen to hold it in the same poll that missed scoring's row (scoring
+                    # committed between the two queries): forget it once no tracker waits for it.
+                    if not any(cid in w for w in self.pending.values()):
                         del self.accepted_at[cid]
 
     def take_interval(self) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """request_work's rule, held against every endpoint of every service: a read opens no transaction (no BEGIN
 on the wire), a write runs in one.
 
-Each service runs in this process over ASGI against the real database; an asyncpg query logger on every
-pooled connection records the statements a request sends (attributed through a context variable, so the
-service's own loops are not counted).
+Each service runs in this process over ASGI against the real database. What a request sends is recorded
+per request through a context variable (so the service's own loops are not counted): BEGIN, COMMIT and
+ROLLBACK by an asyncpg query logger on every pooled connection, the statements by a SQLAlchemy event.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ ROUND_TRIPS = {
     "scoring": ["/v1/reviewers", "/v1/scoring-settings"],
 }
 # Endpoints that never reach the database (the key is cached by then).
-NO_DATABASE = {"/healthz", "/metrics", "/v1/session", "/v1/pcsat/model"}
+NO_DATABASE = {"/v1/session", "/v1/pcsat/model"}
 # An event stream never ends; its reads go through request_work like every other read (stream_api.py).
 NOT_CALLED = {("reporting", "/v1/stream")}
 

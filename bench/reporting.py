@@ -445,5 +445,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.tiny:
         # the first batch is not counted: one batch and a bit more leaves something to time
-        args.events, args.reviews, args.queries = SPEC.consumer_batch_size + 2_000, 2_000, 3
+        first = SPEC.consumer_batch_size or Settings.model_fields["consumer_batch_size"].default
+        args.events, args.reviews, args.queries = first + 2_000, 2_000, 3
     emit(asyncio.run(main(args.events, args.reviews, args.queries)))

@@ -1,6 +1,6 @@
 """The whole pipeline: ingest → sampler → scoring → coaching → reporting, five processes on one broker and database.
 
-    uv run python -m bench.pipeline [--window 60] [--clients 4]
+    uv run python -m bench.pipeline [--window 60] [--probe 20] [--start 400]
     uv run python -m bench.pipeline --tiny          # CI smoke: a few seconds per phase
     uv run qa bench [--tiny]                        # the same, on the stack of QA_STACK_DIR / --state-dir
 
@@ -8,20 +8,23 @@ Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when both are set, else starts (or r
 stack. Each service runs as `python -m qastream_<name>` with its own schema (`<run>_<name>`) and the default
 consumer settings, under a fresh topic prefix; all dropped at the end. Untimed set-up: a tenant with keys
 (ingest's own use case), the five processes ready, and a warm-up batch seen in reporting.
+
+All load is open-loop: a fixed rate of real STAR conversations (fresh ids) posted every 100 ms whatever the
+answers. A rate is *held* when ingest answered every post by the end of the window (+5%, at least 1 s) and no
+consumer group's lag grew: over the window after its first quarter, each group's lag slope (least squares
+over a sample every 0.5 s) is at most 5% of the records arriving on its topics.
 Prints JSON:
-- idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline, each timed from
-  its 202 to its auto review stored by scoring and by reporting: the cost of the hops with nothing to batch;
-- sustained: `--clients` connections post batches of 100 real STAR conversations (fresh ids) as fast as
-  ingest accepts them for `--window` seconds; per_s is the conversations accepted divided by the time from
-  the first POST until every service's consumer group has no lag left (all five stages done with them).
-  lag_samples is the summed group lag each second; lag_growing says whether it still rose over the second
-  half of the window (then the stages did not hold the ingest rate, and per_s is the drain-limited rate);
-  cpu_ms_per_conversation is each process's CPU time over the phase per conversation accepted (`bench`:
-  this process, the load generator), and batches each consumer's batch count, mean size and mean time;
-- latency: open-loop at 70% of sustained.per_s for `--window` seconds, in batches every 100 ms, timed from
-  each batch's HTTP 202 to the conversation's auto review being stored by scoring (`scored`) and to it being
-  stored by reporting (`reported`), observed by polling both schemas every few ms (the polling interval is
-  part of the figure); lag_at_end is the groups' lag when the posting stopped;
+- sustained: the search for the highest held rate: probes of `--probe` seconds from `--start`/s, ×1.3 up or
+  down until bracketed, then bisected to 10%; then the best held rate is offered for `--window` seconds (60:
+  the issue's definition) and, when that does not hold, 10% less, twice at most. `per_s` is the rate of that
+  held window; `cpu_ms_per_conversation` is each process's CPU over it (and its drain) per conversation
+  (`bench`: this process, the load generator), `batches` each consumer's batch count, mean size and time;
+- idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline;
+- latency_at_70_percent: `--window` seconds at 70% of sustained.per_s;
+  both timed from the HTTP 202 to the conversation's auto review committed by scoring (`scored`) and by
+  reporting (`reported`), heard by `bench.commit_observer` (a notification at commit, in a process of its
+  own: no polling). `hops` splits the path at ingest's commit, the sampler's auto sample and scoring's
+  review; `observer` is that process's own CPU;
 - raw_produce / raw_consume: aiokafka with the relay's producer settings and the consumer's fetch sizes,
   ~1 KB records, on the same broker in the same run; raw_ping_pong: one record produced and consumed
   before the next, without linger as the relay sends, the floor of one hop;
@@ -35,40 +38,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import httpx
-import orjson
-import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.commit_observer import Observer, Probe, install, uninstall
 from bench.common import emit
-from bench.platform import PARTITIONS, raw_consume, raw_produce, servers
-from qastream_shared.consumer import consumer_group
-from qastream_shared.events import Role
-from qastream_shared.outbox import make_producer
+from bench.pipeline_stack import SERVICES, Pipeline, drained, percentiles, ping_pong, post, warm_pipeline
+from bench.platform import PARTITIONS, raw_consume, raw_produce
 from qastream_shared.settings import Settings
-from qastream_shared.testing import drop_isolated, isolated_settings
-from tests.integration.conftest import Proc
-from tests.integration.conftest_ingest import create_tenants, star_stream, take
-from tests.integration.live_service import LiveService
+from tests.integration.conftest_ingest import star_stream, take
 
-SERVICES = ("ingest", "sampler", "scoring", "coaching", "reporting")
-TENANT = "bench"
-BATCH = 100
 TARGETS = {"sustained_per_s": 1000.0, "scored_p99_ms": 100.0, "reported_p99_ms": 250.0}
 RAW_N = 20_000
 PING_PONGS = 200
-POLL_S = 0.003
 # Requests of a few conversations cost ingest several times more per conversation than larger ones: at
 # 0.02 s (6 per request at ~290/s) ingest fell behind the offered rate on this machine.
-LATENCY_TICK_S = 0.1
+TICK_S = 0.1
+LAG_EVERY_S = 0.5
+WARM_SHARE = 0.25  # of a window, before the lag is judged: the pipeline filling up
+GROWTH_LIMIT = 0.05  # lag slope over inflow a held rate may show: noise of batches, not a backlog
+STEP = 1.3  # the search's factor until a held and a failed rate bracket the answer
+RESOLUTION = 0.10  # bisect until the failed rate is within this of the held one
+VERIFY_STEP = 0.9
+IN_FLIGHT_LIMIT = 50  # unanswered posts (5 s of ticks) at which ingest has plainly not held the rate
 
 
 def phase(name: str) -> None:
@@ -76,337 +76,258 @@ def phase(name: str) -> None:
     print(f"bench.pipeline: {name} at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
 
 
-def percentiles(samples_ms: list[float]) -> dict[str, Any]:
-    if len(samples_ms) < 2:
-        return {"n": len(samples_ms)}
-    cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-    return {
-        "n": len(samples_ms),
-        "p50_ms": round(statistics.median(samples_ms), 1),
-        "p90_ms": round(cuts[89], 1),
-        "p99_ms": round(cuts[98], 1),
-        "max_ms": round(max(samples_ms), 1),
-    }
+@dataclass
+class Offered:
+    """What one open-loop window posted, and each group's (lag, end offsets) every LAG_EVERY_S from its start."""
 
+    asked_per_s: float
+    seconds: float
+    conversations: int = 0
+    answered_s: float = 0.0  # from the first POST to the last 202
+    gave_up: bool = False  # ingest left IN_FLIGHT_LIMIT posts unanswered
+    lags: list[tuple[float, dict[str, tuple[int, int]]]] = field(default_factory=list)
 
-class Pipeline:
-    def __init__(self, base: Settings) -> None:
-        self.base = base
-        self.settings = {
-            name: base.model_copy(update={"db_schema": f"{base.db_schema}_{name}"}) for name in SERVICES
+    def judged(self) -> dict[str, Any]:
+        """The window's figures and whether the rate was held (see the module's docstring)."""
+        allowance = max(1.0, 0.05 * self.seconds)
+        kept = [(t, by) for t, by in self.lags if t >= WARM_SHARE * self.seconds]
+        growth: dict[str, float] = {}
+        if len(kept) >= 3:
+            ts = [t for t, _ in kept]
+            for name in SERVICES:
+                lag_slope = statistics.linear_regression(ts, [by[name][0] for _, by in kept]).slope
+                inflow = statistics.linear_regression(ts, [by[name][1] for _, by in kept]).slope
+                growth[name] = round(lag_slope / inflow, 3) if inflow > 0 else 0.0
+        ingest_held = not self.gave_up and self.answered_s <= self.seconds + allowance
+        lag_held = bool(growth) and max(growth.values()) <= GROWTH_LIMIT
+        return {
+            "asked_per_s": round(self.asked_per_s, 1),
+            "offered_per_s": round(self.conversations / max(self.answered_s, self.seconds), 1),
+            "seconds": self.seconds,
+            "conversations": self.conversations,
+            "answered_after_s": round(self.answered_s, 2),
+            # Per group: lag slope over inflow after the first quarter; > GROWTH_LIMIT is a growing backlog.
+            "lag_growth": growth,
+            "lag_at_end": sum(lag for lag, _ in self.lags[-1][1].values()) if self.lags else None,
+            "held": ingest_held and lag_held,
         }
-        self.live: dict[str, LiveService] = {}
-        self.groups = [consumer_group(s, name) for name, s in self.settings.items()]
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap_servers)
-        self.ends = AIOKafkaConsumer(bootstrap_servers=base.kafka_bootstrap_servers)
-        self.key = ""
-
-    def schema(self, name: str) -> str:
-        schema = self.settings[name].db_schema
-        assert schema is not None
-        return schema
-
-    async def start(self) -> None:
-        tenants = await create_tenants(self.settings["ingest"], TENANT)
-        self.key = tenants[TENANT].keys[Role.platform]
-        for name, s in self.settings.items():
-            svc = LiveService(f"qastream_{name}", lambda args, env, s=s: Proc(args, s, env))  # type: ignore[misc]
-            self.live[name] = svc
-        await asyncio.gather(*(svc.start(within=600) for svc in self.live.values()))
-        await self.admin.start()
-        await self.ends.start()
-
-    async def stop(self) -> None:
-        for svc in self.live.values():
-            svc.stop()
-        with contextlib.suppress(Exception):
-            await self.ends.stop()
-        with contextlib.suppress(Exception):
-            await self.admin.close()
-
-    async def lag(self) -> int:
-        """Summed lag of the five consumer groups: records on their topics not yet committed."""
-        total = 0
-        for group in self.groups:
-            committed = await self.admin.list_consumer_group_offsets(group)
-            tps = list(committed)
-            if not tps:
-                continue
-            ends = await self.ends.end_offsets(tps)
-            total += sum(max(0, ends[tp] - committed[tp].offset) for tp in tps if committed[tp].offset >= 0)
-        return total
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.live["ingest"].url,
-            timeout=60,
-            headers={"Authorization": f"Bearer {self.key}", "content-type": "application/json"},
-        )
-
-    def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU each service process has used so far, and this bench process (the load)."""
-        used = {}
-        for name, svc in self.live.items():
-            assert svc.proc is not None
-            t = psutil.Process(svc.proc.popen.pid).cpu_times()
-            used[name] = t.user + t.system
-        t = psutil.Process().cpu_times()
-        used["bench"] = t.user + t.system
-        return used
-
-    async def batch_totals(self) -> dict[str, tuple[float, float, float]]:
-        """Per service from its /metrics: (batches, records, seconds) its consumer has committed so far."""
-        totals = {}
-        async with httpx.AsyncClient(timeout=10) as client:
-            for name, svc in self.live.items():
-                text = (await client.get(f"{svc.url}/metrics")).text
-                found = dict.fromkeys(("batch_size_count", "batch_size_sum", "batch_seconds_sum"), 0.0)
-                for line in text.splitlines():
-                    metric, _, value = line.partition(f'{{service="{name}"}} ')
-                    if value and metric.removeprefix("qa_consumer_") in found:
-                        found[metric.removeprefix("qa_consumer_")] = float(value)
-                totals[name] = (
-                    found["batch_size_count"],
-                    found["batch_size_sum"],
-                    found["batch_seconds_sum"],
-                )
-        return totals
-
-    def alive(self) -> None:
-        for svc in self.live.values():
-            assert svc.proc is not None
-            if svc.proc.popen.poll() is not None:
-                raise RuntimeError(f"{svc.module} exited:\n{svc.output()}")
 
 
-async def post(client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> int:
-    r = await client.post("/v1/conversations", content=orjson.dumps({"conversations": batch}))
-    if r.status_code != 202:
-        raise RuntimeError(f"ingest answered {r.status_code}: {r.text[:500]}")
-    accepted: int = r.json()["accepted"]
-    return accepted
-
-
-async def drained(p: Pipeline, within: float) -> float:
-    """Waits until no group has lag; returns the time it happened (perf_counter)."""
-    deadline = time.perf_counter() + within
-    while True:
-        p.alive()
-        if await p.lag() == 0:
-            return time.perf_counter()
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"lag not drained within {within}s")
-        await asyncio.sleep(0.05)
-
-
-async def warm_up(p: Pipeline, conn: asyncpg.Connection) -> None:
-    stream = star_stream("warm")
+async def offer(
+    p: Pipeline,
+    prefix: str,
+    rate: float,
+    seconds: float,
+    accepted: Callable[[list[str], float], None] | None = None,
+) -> Offered:
+    """Posts `rate` conversations a second for `seconds`, open-loop, sampling the groups' lag meanwhile;
+    `accepted(ids, time)` is told of each 202."""
+    stream = star_stream(prefix)
+    per_tick = max(1, round(rate * TICK_S))
+    tick_s = per_tick / rate  # at low rates one conversation per tick, spaced to keep the rate
+    out = Offered(rate, seconds)
+    in_flight: set[asyncio.Task[None]] = set()
     async with p.client() as client:
-        batch = take(stream, 20)
-        ids = [c["conversation_id"] for c in batch]
-        await post(client, batch)
-    deadline = time.perf_counter() + 180
-    while await conn.fetchval(
-        f'SELECT count(*) FROM "{p.schema("reporting")}".reviews WHERE conversation_id = ANY($1)', ids
-    ) < len(ids):
-        p.alive()
-        if time.perf_counter() > deadline:
-            raise RuntimeError("warm-up conversations never reached reporting")
-        await asyncio.sleep(0.1)
-    await drained(p, 120)
+        start = time.perf_counter()
+
+        async def one(batch: list[dict[str, Any]]) -> None:
+            n = await post(client, batch)  # not `+= await`: that reads the total before the await
+            out.conversations += n
+            now = time.perf_counter()
+            out.answered_s = now - start
+            if accepted is not None:
+                accepted([c["conversation_id"] for c in batch], now)
+
+        async def sample() -> None:
+            while True:
+                out.lags.append((time.perf_counter() - start, await p.lag_by_group()))
+                await asyncio.sleep(LAG_EVERY_S)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            tick = 0
+            while (scheduled := start + tick * tick_s) < start + seconds:
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                if len(in_flight) >= IN_FLIGHT_LIMIT:
+                    out.gave_up = True
+                    break
+                task = asyncio.create_task(one(take(stream, per_tick)))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                tick += 1
+            while in_flight:
+                await asyncio.gather(*in_flight)
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+    return out
 
 
-@contextlib.asynccontextmanager
-async def warm_pipeline() -> AsyncIterator[tuple[Pipeline, asyncpg.Connection]]:
-    """The five services in isolated schemas and topics, warmed up, and a connection to read their tables;
-    everything is stopped and dropped afterwards (bench.pipeline and bench.soak)."""
-    db, kafka = servers()
-    base = isolated_settings(
-        db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
-    )
-    p = Pipeline(base)
-    conn: asyncpg.Connection | None = None
-    try:
-        await p.start()
-        conn = await asyncpg.connect(base.asyncpg_dsn)
-        await warm_up(p, conn)
-        yield p, conn
-    finally:
-        if conn is not None:
-            await conn.close()
-        await p.stop()
-        await drop_isolated([base])
-
-
-async def sustained(p: Pipeline, conn: asyncpg.Connection, clients: int, window: float) -> dict[str, Any]:
-    stream = star_stream("sus")
-    accepted = 0
-    lags: list[int] = []
+async def held_window(p: Pipeline, prefix: str, rate: float, seconds: float) -> dict[str, Any]:
+    """One open-loop window at `rate`, judged, then drained so the next starts from an empty pipeline."""
+    phase(f"{prefix}: {rate:.0f}/s for {seconds:.0f} s")
+    judged = (await offer(p, prefix, rate, seconds)).judged()
     started = time.perf_counter()
-    deadline = started + window
+    await drained(p, 600)
+    judged["drain_s"] = round(time.perf_counter() - started, 2)
+    return judged
 
-    async def poster() -> None:
-        nonlocal accepted
-        async with p.client() as client:
-            while time.perf_counter() < deadline:
-                # Not `accepted += await post(...)`: that reads the total before the await, so the posters'
-                # additions overwrote each other and the figure counted about one client's conversations.
-                n = await post(client, take(stream, BATCH))
-                accepted += n
 
-    async def sampler() -> None:
-        while time.perf_counter() < deadline:
-            lags.append(await p.lag())
-            await asyncio.sleep(1.0)
-
-    cpu_before, batches_before = p.cpu_seconds(), await p.batch_totals()
-    await asyncio.gather(sampler(), *(poster() for _ in range(clients)))
-    posted_s = time.perf_counter() - started
-    done = await drained(p, 600)
+async def sustained(
+    p: Pipeline,
+    conn: asyncpg.Connection,
+    start: float,
+    probe_s: float,
+    window: float,
+    max_probes: int,
+    tries: int = 3,
+) -> dict[str, Any]:
+    """The highest rate the five stages hold: searched with short probes, then held for `window`."""
+    probes: list[dict[str, Any]] = []
+    held, failed = 0.0, math.inf
+    rate = start
+    for n in range(max_probes):
+        probe = await held_window(p, f"probe{n}", rate, probe_s)
+        probes.append(probe)
+        if probe["held"]:
+            held = rate
+        else:
+            failed = rate
+        if failed == math.inf:
+            rate = held * STEP
+        elif held == 0:
+            rate = failed / STEP
+        elif failed / held <= 1 + RESOLUTION:
+            break
+        else:
+            rate = math.sqrt(held * failed)
+    rate = held or rate  # nothing held: the lowest rate the search reached
+    windows = []
+    for n in range(tries):
+        cpu_before, batches_before = p.cpu_seconds(), await p.batch_totals()
+        window_figures = await held_window(p, f"window{n}", rate, window)
+        windows.append(window_figures)
+        if window_figures["held"] or n == tries - 1:
+            break
+        rate *= VERIFY_STEP
+    n_conv = window_figures["conversations"]
+    prefix = f"window{len(windows) - 1}-"
+    stored = await conn.fetchval(
+        f'SELECT count(*) FROM "{p.schema("ingest")}".conversations WHERE conversation_id LIKE $1',
+        prefix + "%",
+    )
+    if stored != n_conv:
+        raise RuntimeError(f"ingest answered {n_conv} accepted but stored {stored} conversations")
     cpu = {name: used - cpu_before[name] for name, used in p.cpu_seconds().items()}
     batches = {
         name: [after - before for after, before in zip(totals, batches_before[name], strict=True)]
         for name, totals in (await p.batch_totals()).items()
     }
-    half = lags[len(lags) // 2 :]
-    stored = await conn.fetchval(
-        f"SELECT count(*) FROM \"{p.schema('ingest')}\".conversations WHERE conversation_id LIKE 'sus-%'"
-    )
-    if stored != accepted:
-        raise RuntimeError(f"ingest answered {accepted} accepted but stored {stored} conversations")
     return {
-        "conversations": accepted,
-        "ingest_per_s": round(accepted / posted_s, 1),
-        "per_s": round(accepted / (done - started), 1),
-        "drain_s": round(done - started - posted_s, 2),
-        # What each process spent per conversation (the bench's own share is the load generator and the lag
-        # polling): on two shared cores their sum bounds the rate more than any one hop's wait.
+        "per_s": window_figures["offered_per_s"] if window_figures["held"] else None,
+        "held": window_figures["held"],
+        "probes": probes,
+        "windows": windows,
+        # What each process spent per conversation over the last window and its drain (`bench` is the load
+        # generator and the lag sampling): on two shared cores their sum bounds the rate.
         "cpu_ms_per_conversation": {
-            **{name: round(1000 * s / max(accepted, 1), 3) for name, s in cpu.items()},
+            **{name: round(1000 * s / max(n_conv, 1), 3) for name, s in cpu.items()},
             "services_total": round(
-                1000 * sum(s for n, s in cpu.items() if n != "bench") / max(accepted, 1), 3
+                1000 * sum(s for name, s in cpu.items() if name != "bench") / max(n_conv, 1), 3
             ),
         },
-        # Each consumer's batches over the phase: how far batching spread its per-batch costs.
+        # Each consumer's batches over that window: how far batching spread its per-batch costs.
         "batches": {
             name: {"n": int(n), "mean_records": round(records / n, 1), "mean_ms": round(1000 * secs / n, 1)}
             for name, (n, records, secs) in batches.items()
             if n
         },
-        "lag_samples": lags,
-        "lag_growing": len(half) >= 2 and half[-1] > half[0] + BATCH * clients,
     }
 
 
-async def latency(p: Pipeline, conn: asyncpg.Connection, rate: float, window: float) -> dict[str, Any]:
-    stream = star_stream("lat")
-    per_tick = max(1, round(rate * LATENCY_TICK_S))
-    tick_s = per_tick / rate  # at low rates one conversation per tick, spaced to keep the rate
-    accepted_at: dict[str, float] = {}
-    pending: dict[str, set[str]] = {"scoring": set(), "reporting": set()}
-    seen: dict[str, list[float]] = {"scoring": [], "reporting": []}
-    # Both schemas in one statement: the poll runs every few ms beside the pipeline, on the same two cores.
-    query = " UNION ALL ".join(
-        f"SELECT '{name}' AS stage, conversation_id FROM \"{p.schema(name)}\".reviews"
-        f" WHERE kind = 'auto' AND conversation_id = ANY(${n})"
-        for n, name in enumerate(pending, 1)
-    )
-    posting = True
+def probes_of(p: Pipeline) -> list[Probe]:
+    """The commits the latency is timed to: ingest's conversation, the sampler's auto sample, scoring's auto
+    review, and reporting's projection of it."""
+    return [
+        Probe("ingested", p.schema("ingest"), "conversations"),
+        Probe("sampled", p.schema("sampler"), "sample_log", "NEW.purpose = 'auto'"),
+        Probe("scored", p.schema("scoring"), "reviews", "NEW.kind = 'auto'"),
+        Probe("reported", p.schema("reporting"), "reviews", "NEW.kind = 'auto'"),
+    ]
 
-    async def observe() -> None:
-        while posting or any(pending.values()):
-            if any(pending.values()):
-                rows = await conn.fetch(query, *(list(ids) for ids in pending.values()))
-                now = time.perf_counter()
-                for r in rows:
-                    ids, cid = pending[r["stage"]], r["conversation_id"]
-                    if cid in ids:
-                        ids.discard(cid)
-                        seen[r["stage"]].append((now - accepted_at[cid]) * 1000)
-            await asyncio.sleep(POLL_S)
 
-    async def one(client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> None:
-        await post(client, batch)
-        now = time.perf_counter()
-        for c in batch:
-            accepted_at[c["conversation_id"]] = now
-            for ids in pending.values():
-                ids.add(c["conversation_id"])
-
-    observer = asyncio.create_task(observe())
-    sent: list[asyncio.Task[None]] = []
-    async with p.client() as client:
-        start = time.perf_counter()
-        tick = 0
-        while (scheduled := start + tick * tick_s) < start + window:
-            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-            sent.append(asyncio.create_task(one(client, take(stream, per_tick))))
-            tick += 1
-        await asyncio.gather(*sent)
-        offered_s = time.perf_counter() - start
-    lag_at_end = await p.lag()
-    posting = False
+@contextlib.asynccontextmanager
+async def observed(p: Pipeline, conn: asyncpg.Connection) -> AsyncIterator[Observer]:
+    probes = probes_of(p)
+    observer = Observer(p.base.asyncpg_dsn, f"bench_{p.base.db_schema}")
+    await observer.start()
     try:
-        await asyncio.wait_for(observer, 300)
-    except TimeoutError:
-        observer.cancel()
-    return {
-        "offered_per_s": round(per_tick * tick / offered_s, 1),
-        "conversations": per_tick * tick,
-        "lag_at_end": lag_at_end,
-        "scored": percentiles(seen["scoring"]),
-        "reported": percentiles(seen["reporting"]),
-        "never_seen": {name: len(ids) for name, ids in pending.items()},
-    }
-
-
-async def idle(p: Pipeline, conn: asyncpg.Connection, n: int) -> dict[str, Any]:
-    """One conversation at a time on the drained pipeline: what each hop costs with nothing to batch."""
-    stream = star_stream("idle")
-    found = {
-        name: f"SELECT 1 FROM \"{p.schema(name)}\".reviews WHERE kind = 'auto' AND conversation_id = $1"
-        for name in ("scoring", "reporting")
-    }
-    seen: dict[str, list[float]] = {name: [] for name in found}
-    async with p.client() as client:
-        for conv in take(stream, n):
-            await post(client, [conv])
-            accepted = time.perf_counter()
-            waiting = dict(found)
-            deadline = accepted + 60
-            while waiting:
-                for name, query in list(waiting.items()):
-                    if await conn.fetchval(query, conv["conversation_id"]):
-                        seen[name].append((time.perf_counter() - accepted) * 1000)
-                        del waiting[name]
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"{conv['conversation_id']} not seen in {sorted(waiting)} within 60 s")
-                await asyncio.sleep(POLL_S)
-    return {"scored": percentiles(seen["scoring"]), "reported": percentiles(seen["reporting"])}
-
-
-async def ping_pong(settings: Settings, topic: str, n: int) -> dict[str, Any]:
-    # The relay closes each record batch it builds, so it never lingers: neither does the baseline.
-    producer = make_producer(settings, linger_ms=0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await producer.start()
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_end(tp)
-        samples: list[float] = []
-        for i in range(n + 10):
-            t0 = time.perf_counter()
-            await producer.send(topic, b"x" * 1024, key=b"k", partition=0)
-            while not (await consumer.getmany(tp, timeout_ms=1000)).get(tp):
-                pass
-            if i >= 10:  # warm-up: metadata, first fetch sessions
-                samples.append((time.perf_counter() - t0) * 1000)
+        await install(conn, observer.channel, probes)
+        yield observer
     finally:
-        await consumer.stop()
-        await producer.stop()
-    return percentiles(samples)
+        await uninstall(conn, probes)
+        observer.stop()
+
+
+def since(observer: Observer, stage: str, times: dict[str, float]) -> list[float]:
+    """Milliseconds from each conversation's time in `times` to its row heard at `stage`."""
+    seen = observer.seen.get(stage, {})
+    return [(seen[cid] - t) * 1000 for cid, t in times.items() if cid in seen]
+
+
+async def idle(p: Pipeline, observer: Observer, n: int) -> dict[str, Any]:
+    """One conversation at a time on the drained pipeline: what each hop costs with nothing to batch."""
+    accepted: dict[str, float] = {}
+    async with p.client() as client:
+        for conv in take(star_stream("idle"), n):
+            await post(client, [conv])
+            accepted[conv["conversation_id"]] = time.perf_counter()
+            if missing := await observer.until_seen(("scored", "reported"), [conv["conversation_id"]], 60):
+                raise RuntimeError(f"{sorted(missing)} not scored and reported within 60 s")
+    return {
+        "scored": percentiles(since(observer, "scored", accepted)),
+        "reported": percentiles(since(observer, "reported", accepted)),
+    }
+
+
+async def latency(p: Pipeline, observer: Observer, rate: float, window: float) -> dict[str, Any]:
+    accepted: dict[str, float] = {}
+
+    def record(ids: list[str], at: float) -> None:
+        accepted.update(dict.fromkeys(ids, at))
+
+    cpu_before, observer_before = p.cpu_seconds()["bench"], observer.cpu_seconds()
+    phase(f"latency: {rate:.0f}/s for {window:.0f} s")
+    offered = await offer(p, "lat", rate, window, record)
+    missing = await observer.until_seen(("scored", "reported"), accepted, 120)
+    bench_cpu, observer_cpu = p.cpu_seconds()["bench"] - cpu_before, observer.cpu_seconds() - observer_before
+    seen = observer.seen
+
+    def hop(start: str, end: str) -> dict[str, Any]:
+        first, then = seen.get(start, {}), seen.get(end, {})
+        return percentiles(
+            [(then[cid] - first[cid]) * 1000 for cid in accepted if cid in first and cid in then]
+        )
+
+    n = max(len(accepted), 1)
+    return {
+        **offered.judged(),
+        "scored": percentiles(since(observer, "scored", accepted)),
+        "reported": percentiles(since(observer, "reported", accepted)),
+        # Where the time goes: 202 → ingest's commit heard (the 202 leaves just after the commit, so ~0),
+        # its relay + the sampler's fetch and batch, scoring's, then reporting's.
+        "hops": {
+            "ingested_to_sampled": hop("ingested", "sampled"),
+            "sampled_to_scored": hop("sampled", "scored"),
+            "scored_to_reported": hop("scored", "reported"),
+        },
+        "never_seen": len(missing),
+        "cpu_ms_per_conversation": {
+            "observer": round(1000 * observer_cpu / n, 4),
+            "bench": round(1000 * bench_cpu / n, 4),
+        },
+    }
 
 
 async def baselines(settings: Settings) -> dict[str, Any]:
@@ -424,33 +345,36 @@ async def baselines(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def main(window: float, clients: int, idle_n: int) -> dict[str, Any]:
+async def main(
+    window: float, probe_s: float, start: float, max_probes: int, tries: int, idle_n: int
+) -> dict[str, Any]:
     async with warm_pipeline() as (p, conn):
-        phase("idle")
-        idle_figures = await idle(p, conn, idle_n)
-        phase("sustained")
-        sus = await sustained(p, conn, clients, window)
-        phase("latency")
-        lat = await latency(p, conn, 0.7 * sus["per_s"], window)
+        async with observed(p, conn) as observer:
+            phase("idle")
+            idle_figures = await idle(p, observer, idle_n)
+        sus = await sustained(p, conn, start, probe_s, window, max_probes, tries)
+        rate = 0.7 * (sus["per_s"] or sus["windows"][-1]["asked_per_s"])
+        async with observed(p, conn) as observer:
+            lat = await latency(p, observer, rate, window)
         phase("baselines")
         base_figures = await baselines(p.base)
         phase("done")
     pong_p99 = base_figures["raw_ping_pong"]["p99_ms"]
     ratios = {
-        "sustained_over_raw_consume": round(sus["per_s"] / base_figures["raw_consume"]["per_s"], 4),
+        "sustained_over_raw_consume": round((sus["per_s"] or 0) / base_figures["raw_consume"]["per_s"], 4),
         "scored_p99_over_ping_pong_p99": round(lat["scored"].get("p99_ms", 0) / pong_p99, 1),
         "reported_p99_over_ping_pong_p99": round(lat["reported"].get("p99_ms", 0) / pong_p99, 1),
     }
     met = {
-        "sustained_per_s": sus["per_s"] >= TARGETS["sustained_per_s"],
-        "scored_p99_ms": lat["scored"].get("p99_ms", float("inf")) <= TARGETS["scored_p99_ms"],
-        "reported_p99_ms": lat["reported"].get("p99_ms", float("inf")) <= TARGETS["reported_p99_ms"],
+        "sustained_per_s": (sus["per_s"] or 0) >= TARGETS["sustained_per_s"],
+        "scored_p99_ms": lat["scored"].get("p99_ms", math.inf) <= TARGETS["scored_p99_ms"],
+        "reported_p99_ms": lat["reported"].get("p99_ms", math.inf) <= TARGETS["reported_p99_ms"],
     }
     return {
         "window_s": window,
-        "clients": clients,
-        "idle_one_at_a_time": idle_figures,
+        "probe_s": probe_s,
         "sustained": sus,
+        "idle_one_at_a_time": idle_figures,
         "latency_at_70_percent": lat,
         **base_figures,
         "ratios": ratios,
@@ -461,12 +385,17 @@ async def main(window: float, clients: int, idle_n: int) -> dict[str, Any]:
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--window", type=float, default=60.0, help="seconds per phase")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent posting connections")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds a rate is held, and of latency")
+    parser.add_argument("--probe", type=float, default=20.0, help="seconds of each search probe")
+    parser.add_argument("--start", type=float, default=400.0, help="the search's first rate, per second")
+    parser.add_argument("--probes", type=int, default=6, help="most search probes")
+    parser.add_argument("--tries", type=int, default=3, help="windows offered, 10%% less each time")
     parser.add_argument("--idle", type=int, default=60, help="conversations posted one at a time, idle")
-    parser.add_argument("--tiny", action="store_true", help="CI smoke: 4 s phases")
+    parser.add_argument("--tiny", action="store_true", help="CI smoke: phases of a few seconds")
     a = parser.parse_args()
-    emit(asyncio.run(main(4.0 if a.tiny else a.window, a.clients, 10 if a.tiny else a.idle)))
+    if a.tiny:
+        a.window, a.probe, a.start, a.probes, a.tries, a.idle = 4.0, 3.0, 20.0, 1, 1, 5
+    emit(asyncio.run(main(a.window, a.probe, a.start, a.probes, a.tries, a.idle)))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from bench.common import emit
-from bench.pipeline import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
+from bench.pipeline_stack import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
 from qastream_shared.topics import dlq, physical
 from tests.integration.conftest_ingest import star_stream, take
 

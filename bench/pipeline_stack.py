@@ -1,0 +1,226 @@
+"""The five services started for a bench (bench.pipeline, bench.soak): their lag, CPU and batch figures.
+
+Each service runs as `python -m qastream_<name>` with its own schema (`<run>_<name>`) and the default consumer
+settings, under a fresh topic prefix, all dropped at the end (`warm_pipeline`). Also the ping-pong baseline
+both benches print beside their latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.platform import servers
+from qastream_shared.consumer import consumer_group
+from qastream_shared.events import Role
+from qastream_shared.outbox import make_producer
+from qastream_shared.settings import Settings
+from qastream_shared.testing import drop_isolated, isolated_settings
+from tests.integration.conftest import Proc
+from tests.integration.conftest_ingest import create_tenants, star_stream, take
+from tests.integration.live_service import LiveService
+
+SERVICES = ("ingest", "sampler", "scoring", "coaching", "reporting")
+TENANT = "bench"
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, Any]:
+    if len(samples_ms) < 2:
+        return {"n": len(samples_ms)}
+    cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
+    return {
+        "n": len(samples_ms),
+        "p50_ms": round(statistics.median(samples_ms), 1),
+        "p90_ms": round(cuts[89], 1),
+        "p99_ms": round(cuts[98], 1),
+        "max_ms": round(max(samples_ms), 1),
+    }
+
+
+class Pipeline:
+    def __init__(self, base: Settings) -> None:
+        self.base = base
+        self.settings = {
+            name: base.model_copy(update={"db_schema": f"{base.db_schema}_{name}"}) for name in SERVICES
+        }
+        self.live: dict[str, LiveService] = {}
+        self.groups = {name: consumer_group(s, name) for name, s in self.settings.items()}
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap_servers)
+        self.ends = AIOKafkaConsumer(bootstrap_servers=base.kafka_bootstrap_servers)
+        self.key = ""
+
+    def schema(self, name: str) -> str:
+        schema = self.settings[name].db_schema
+        assert schema is not None
+        return schema
+
+    async def start(self) -> None:
+        tenants = await create_tenants(self.settings["ingest"], TENANT)
+        self.key = tenants[TENANT].keys[Role.platform]
+        for name, s in self.settings.items():
+            svc = LiveService(f"qastream_{name}", lambda args, env, s=s: Proc(args, s, env))  # type: ignore[misc]
+            self.live[name] = svc
+        await asyncio.gather(*(svc.start(within=600) for svc in self.live.values()))
+        await self.admin.start()
+        await self.ends.start()
+
+    async def stop(self) -> None:
+        for svc in self.live.values():
+            svc.stop()
+        with contextlib.suppress(Exception):
+            await self.ends.stop()
+        with contextlib.suppress(Exception):
+            await self.admin.close()
+
+    async def lag_by_group(self) -> dict[str, tuple[int, int]]:
+        """Per service: (records on its group's partitions not yet committed, their summed end offsets)."""
+        committed = {name: await self.admin.list_consumer_group_offsets(g) for name, g in self.groups.items()}
+        tps = list({tp for offsets in committed.values() for tp in offsets})
+        ends = await self.ends.end_offsets(tps) if tps else {}
+        return {
+            name: (
+                sum(max(0, ends[tp] - o.offset) for tp, o in offsets.items() if o.offset >= 0),
+                sum(ends[tp] for tp in offsets),
+            )
+            for name, offsets in committed.items()
+        }
+
+    async def lag(self) -> int:
+        """Summed lag of the five consumer groups: records on their topics not yet committed."""
+        return sum(lag for lag, _ in (await self.lag_by_group()).values())
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.live["ingest"].url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.key}", "content-type": "application/json"},
+        )
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU each service process has used so far, and this bench process (the load)."""
+        used = {}
+        for name, svc in self.live.items():
+            assert svc.proc is not None
+            t = psutil.Process(svc.proc.popen.pid).cpu_times()
+            used[name] = t.user + t.system
+        t = psutil.Process().cpu_times()
+        used["bench"] = t.user + t.system
+        return used
+
+    async def batch_totals(self) -> dict[str, tuple[float, float, float]]:
+        """Per service from its /metrics: (batches, records, seconds) its consumer has committed so far."""
+        totals = {}
+        async with httpx.AsyncClient(timeout=10) as client:
+            for name, svc in self.live.items():
+                text = (await client.get(f"{svc.url}/metrics")).text
+                found = dict.fromkeys(("batch_size_count", "batch_size_sum", "batch_seconds_sum"), 0.0)
+                for line in text.splitlines():
+                    metric, _, value = line.partition(f'{{service="{name}"}} ')
+                    if value and metric.removeprefix("qa_consumer_") in found:
+                        found[metric.removeprefix("qa_consumer_")] = float(value)
+                totals[name] = (
+                    found["batch_size_count"],
+                    found["batch_size_sum"],
+                    found["batch_seconds_sum"],
+                )
+        return totals
+
+    def alive(self) -> None:
+        for svc in self.live.values():
+            assert svc.proc is not None
+            if svc.proc.popen.poll() is not None:
+                raise RuntimeError(f"{svc.module} exited:\n{svc.output()}")
+
+
+async def post(client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> int:
+    r = await client.post("/v1/conversations", content=orjson.dumps({"conversations": batch}))
+    if r.status_code != 202:
+        raise RuntimeError(f"ingest answered {r.status_code}: {r.text[:500]}")
+    accepted: int = r.json()["accepted"]
+    return accepted
+
+
+async def drained(p: Pipeline, within: float) -> float:
+    """Waits until no group has lag; returns the time it happened (perf_counter)."""
+    deadline = time.perf_counter() + within
+    while True:
+        p.alive()
+        if await p.lag() == 0:
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"lag not drained within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def warm_up(p: Pipeline, conn: asyncpg.Connection) -> None:
+    stream = star_stream("warm")
+    async with p.client() as client:
+        batch = take(stream, 20)
+        ids = [c["conversation_id"] for c in batch]
+        await post(client, batch)
+    deadline = time.perf_counter() + 180
+    while await conn.fetchval(
+        f'SELECT count(*) FROM "{p.schema("reporting")}".reviews WHERE conversation_id = ANY($1)', ids
+    ) < len(ids):
+        p.alive()
+        if time.perf_counter() > deadline:
+            raise RuntimeError("warm-up conversations never reached reporting")
+        await asyncio.sleep(0.1)
+    await drained(p, 120)
+
+
+@contextlib.asynccontextmanager
+async def warm_pipeline() -> AsyncIterator[tuple[Pipeline, asyncpg.Connection]]:
+    """The five services in isolated schemas and topics, warmed up, and a connection to read their tables;
+    everything is stopped and dropped afterwards (bench.pipeline and bench.soak)."""
+    db, kafka = servers()
+    base = isolated_settings(
+        db, kafka, consumer_batch_timeout_ms=Settings.model_fields["consumer_batch_timeout_ms"].default
+    )
+    p = Pipeline(base)
+    conn: asyncpg.Connection | None = None
+    try:
+        await p.start()
+        conn = await asyncpg.connect(base.asyncpg_dsn)
+        await warm_up(p, conn)
+        yield p, conn
+    finally:
+        if conn is not None:
+            await conn.close()
+        await p.stop()
+        await drop_isolated([base])
+
+
+async def ping_pong(settings: Settings, topic: str, n: int) -> dict[str, Any]:
+    # The relay closes each record batch it builds, so it never lingers: neither does the baseline.
+    producer = make_producer(settings, linger_ms=0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        samples: list[float] = []
+        for i in range(n + 10):
+            t0 = time.perf_counter()
+            await producer.send(topic, b"x" * 1024, key=b"k", partition=0)
+            while not (await consumer.getmany(tp, timeout_ms=1000)).get(tp):
+                pass
+            if i >= 10:  # warm-up: metadata, first fetch sessions
+                samples.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return percentiles(samples)

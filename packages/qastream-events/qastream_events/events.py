@@ -20,7 +20,7 @@ from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qastream_events.conversation import Conversation, Feedback
+from qastream_events.conversation import FOLDS_UNKNOWN_FIELDS, Conversation, Feedback
 from qastream_events.scorecard import Scorecard
 
 
@@ -70,6 +70,7 @@ class ApiKeyRevoked(Event):
 class InboundConversation(Conversation, Event):
     """A conversation streamed in by a source system: the HTTP body's schema, tenant in ce_tenant."""
 
+    model_config = FOLDS_UNKNOWN_FIELDS  # not Event's `extra="forbid"`, which the later base would give it
     TYPE = "qa.inbound.conversation.v1"
 
 
@@ -687,29 +688,39 @@ _OWN_HEADERS = frozenset(
     [f"ce_{a}" for a in ("id", "type", "source", "time", "specversion", "tenant", "subject", "causationid")]
     + ["content-type", "traceparent"]
 )
+_OPTIONAL_ATTRIBUTE_HEADERS = ("ce_tenant", "ce_subject", "ce_causationid")
+_SPECVERSION = SPECVERSION_V1_0.encode()
 
 
 def _own_attributes(headers: dict[str, bytes]) -> dict[str, Any] | None:
     """The attributes of a record shaped as `encode` writes it, checked as the cloudevents binding checks
     them (required ones present and non-empty, spec version 1.0, a timezone-aware time, no empty subject or
     content type); None for any other record, which the binding itself then judges. The binding's generic
-    validation was half of the time `decode` took, for records that are nearly all of this one shape."""
+    validation was half of the time `decode` took, for records that are nearly all of this one shape; the
+    headers are looked up by name, not walked, which halved what was left."""
     if not headers.keys() <= _OWN_HEADERS:
         return None
     try:
-        attrs: dict[str, Any] = {n[3:]: v.decode() for n, v in headers.items() if n.startswith("ce_")}
-        when = _parse_time(attrs["time"])
+        attrs: dict[str, Any] = {
+            "id": headers["ce_id"].decode(),
+            "type": headers["ce_type"].decode(),
+            "source": headers["ce_source"].decode(),
+            "time": _parse_time(headers["ce_time"].decode()),
+        }
+        for name in _OPTIONAL_ATTRIBUTE_HEADERS:
+            raw = headers.get(name)
+            if raw is not None:
+                attrs[name[3:]] = raw.decode()
     except (KeyError, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
         return None
     if (
-        attrs.get("specversion") != SPECVERSION_V1_0
-        or not (attrs.get("id") and attrs.get("source") and attrs.get("type"))
-        or when.tzinfo is None
+        headers.get("ce_specversion") != _SPECVERSION
+        or not (attrs["id"] and attrs["source"] and attrs["type"])
+        or attrs["time"].tzinfo is None
         or attrs.get("subject") == ""
         or headers.get("content-type") == b""
     ):
         return None
-    attrs["time"] = when
     return attrs
 
 
@@ -734,7 +745,8 @@ def decode(
     if not tenant:
         raise InvalidEvent("missing ce_tenant header")
     try:
-        data = model.model_validate_json(value or b"")
+        # The validator itself: `model_validate_json` only adds argument checks, a tenth of a small event's cost.
+        data = model.__pydantic_validator__.validate_json(value or b"")
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise InvalidEvent(f"{ce_type} schema violation: {errors}") from exc

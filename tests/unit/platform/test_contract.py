@@ -1,11 +1,20 @@
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 from cloudevents.core.exceptions import CloudEventValidationError
 
 from qastream_events.events import _encode_by_binding
 from qastream_shared import asyncapi
-from qastream_shared.events import EVENT_TYPES, InvalidEvent, decode, encode
+from qastream_shared.events import (
+    EVENT_TYPES,
+    ConversationIngested,
+    InboundConversation,
+    InvalidEvent,
+    decode,
+    encode,
+)
 from qastream_shared.testing import conversation, ingested
 
 
@@ -128,6 +137,49 @@ def test_a_traceparent_that_is_not_utf8_does_not_stop_decoding():
 def test_unknown_conversation_fields_are_kept_in_metadata():
     c = conversation("c-2", crm_ticket="T-9")
     assert c.metadata["crm_ticket"] == "T-9"
+
+
+def _record_with_conversation(change):
+    k, v, h = encode(ingested("acme", conversation("c-7")))
+    body = orjson.loads(v)
+    change(body["conversation"])
+    return k, orjson.dumps(body), h
+
+
+def test_unknown_conversation_fields_read_from_a_record_are_kept_in_metadata():
+    """Folded after validation, so also when pydantic reads the JSON itself; metadata already given wins."""
+
+    def change(c):
+        c.update(crm_ticket="T-9", queue="vip", metadata={"crm_ticket": "kept"})
+
+    data = decode(*_record_with_conversation(change)).data
+    assert isinstance(data, ConversationIngested)
+    c = data.conversation
+    assert c.metadata == {"crm_ticket": "kept", "queue": "vip"}
+    assert "queue" not in c.model_dump() and "queue" not in c.model_fields_set
+    inbound = InboundConversation.model_validate_json(
+        orjson.dumps({"conversation_id": "c-8", "turns": [], "x": 1})
+    )
+    assert inbound.metadata == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (
+            lambda c: c["turns"][0].update(colour="red"),
+            "conversation.turns.0.colour: Extra inputs are not permitted",
+        ),
+        (
+            lambda c: c.update(conversation_id="a b"),
+            "conversation.conversation_id: String should match pattern",
+        ),
+        (lambda c: c.update(metadata=[1]), "conversation.metadata: Input should be an object"),
+    ],
+)
+def test_a_bad_conversation_on_the_wire_is_refused_naming_the_field(change, reason):
+    with pytest.raises(InvalidEvent, match=re.escape(reason)):
+        decode(*_record_with_conversation(change))
 
 
 def test_decoded_envelope_keeps_the_records_payload_bytes():

@@ -23,14 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting import facts
 from qastream_reporting.tables import deltas, is_count, rollups
-from qastream_shared.db import array_insert, columns_of
+from qastream_shared.db import columns_of
 
 # Compact once this many delta rows were appended by this process, or this long after its last compaction:
 # rows bound what reads add up beside the rollups, seconds bound how long a batch's rows wait.
 COMPACT_ROWS = 100_000
 COMPACT_SECONDS = 30.0
+# A sum this close to 0 is a row that cancelled out (a review that moved away and back, say).
+_ZERO = 1e-12
 
-_APPEND = {name: array_insert(t, columns_of(t), suffix="") for name, t in deltas.items()}
+_COLUMNS = {name: columns_of(t) for name, t in deltas.items()}
 
 
 def _compact_statement(name: str) -> TextClause:
@@ -51,20 +53,31 @@ def _compact_statement(name: str) -> TextClause:
 _COMPACT = {name: _compact_statement(name) for name in facts.ROLLUPS}
 
 
+async def _driver(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, in the session's transaction (COPY has no SQLAlchemy API)."""
+    raw = await (await session.connection()).get_raw_connection()
+    return raw.driver_connection
+
+
 async def append(session: AsyncSession, tenant: str, diff: facts.Contributions) -> int:
-    """Appends one tenant's difference; returns the number of rows appended."""
+    """Appends one tenant's difference, without the rows that cancelled out; returns the number of rows
+    appended.
+
+    By COPY (binary), not an INSERT of unnested arrays: the delta tables have no key to conflict on, and the
+    driver encoded every array element after an ABC check (about a tenth of the projection's CPU), where
+    COPY encodes each row's values by their column's codec."""
+    driver = await _driver(session)
     appended = 0
     for name, rows in diff.items():
-        dims, measures = facts.ROLLUPS[name]
-        params: dict[str, list[Any]] = {"tenant_id": [tenant] * len(rows)}
-        keys = list(rows)
-        values = list(rows.values())
-        for i, d in enumerate(dims):
-            params[d] = [k[i] for k in keys]
-        for j, m in enumerate(measures):
-            params[m] = [round(v[j]) for v in values] if is_count(m) else [v[j] for v in values]
-        await session.execute(_APPEND[name], params)
-        appended += len(rows)
+        counts = [is_count(m) for m in facts.ROLLUPS[name][1]]
+        records = [
+            (tenant, *key, *[round(v) if c else v for v, c in zip(values, counts, strict=True)])
+            for key, values in rows.items()
+            if any(v > _ZERO or v < -_ZERO for v in values)
+        ]
+        if records:
+            await driver.copy_records_to_table(deltas[name].name, records=records, columns=_COLUMNS[name])
+            appended += len(records)
     return appended
 
 

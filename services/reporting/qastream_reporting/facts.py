@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import add, sub
 from typing import Any, NamedTuple
 
 # Rollup name → (dimension columns, measure columns). Every measure is a sum, so rollups add and subtract.
@@ -157,36 +158,41 @@ Key = tuple[Any, ...]
 class Sums:
     """Contributions being added up (`accumulate`); `flat()` gives them as Contributions.
 
-    Category and root-cause rows are held per review scope (day, scorecard, version, team, agent, channel)
-    and the (view, kind) places its review counts in, then per category (and cause): one review counts in
-    up to four places with the same ratings, so its ratings are added once, not four times, and a short
-    key is hashed per rating instead of a ten-column one. That loop was a third of the projection's time.
+    Score, category and root-cause rows are held per review scope (day, scorecard, version, team, agent,
+    channel) and the (view, kind) places its review counts in, then (categories, causes) per category (and
+    cause): one review counts in up to four places with the same values, so they are added once, not four
+    times, and a short key is hashed per rating instead of a ten-column one. That loop was a third of the
+    projection's time, and the score rows another fifth of what was left.
     """
 
     rows: dict[str, dict[Key, list[float]]] = field(default_factory=lambda: {name: {} for name in ROLLUPS})
+    scores: dict[Key, list[float]] = field(default_factory=dict)
     categories: dict[Key, dict[str, list[float]]] = field(default_factory=dict)
     causes: dict[Key, dict[tuple[str, str], list[float]]] = field(default_factory=dict)
 
     def flat(self) -> Contributions:
         out = {name: rows for name, rows in self.rows.items() if rows}
-        for name, held in (("category_rollup", self.categories), ("root_cause_rollup", self.causes)):
+        held: dict[str, dict[Key, dict[Any, list[float]]]] = {
+            "score_rollup": {k: {(): v} for k, v in self.scores.items()}
+        }
+        held |= {"category_rollup": self.categories, "root_cause_rollup": self.causes}
+        for name, by_scope in held.items():
             rows: dict[Key, list[float]] = {}
-            for (day, scorecard, version, team, agent, channel, places), by in held.items():
+            for (day, scorecard, version, team, agent, channel, places), by in by_scope.items():
                 for view, kind in places:
-                    for sub, values in by.items():
-                        key = (day, view, kind, scorecard, version, team, agent, channel, *_parts(sub))
+                    for part, values in by.items():
+                        key = (day, view, kind, scorecard, version, team, agent, channel, *_parts(part))
                         row = rows.get(key)
                         if row is None:
                             rows[key] = list(values)
                         else:
-                            for i, v in enumerate(values):
-                                row[i] += v
+                            row[:] = map(add, row, values)
             if rows:
                 out[name] = rows
         return out
 
 
-def _parts(sub: str | tuple[str, str]) -> tuple[str, ...]:
+def _parts(sub: str | tuple[str, ...]) -> tuple[str, ...]:
     return (sub,) if isinstance(sub, str) else sub
 
 
@@ -207,10 +213,14 @@ def picks(reviews: Iterable[ReviewFact]) -> dict[tuple[str, str, int | None], Re
     return out
 
 
-def counted(state: ConversationState) -> list[tuple[str, str, ReviewFact]]:
-    """Every (view, kind, review) a quality figure counts: kind is the review's own, or "combined"."""
+def counted(
+    state: ConversationState, chosen: dict[tuple[str, str, int | None], ReviewFact] | None = None
+) -> list[tuple[str, str, ReviewFact]]:
+    """Every (view, kind, review) a quality figure counts: kind is the review's own, or "combined".
+    `chosen` is `picks` of the state's reviews, when the caller has it already."""
     reviews = [r for r in state.reviews.values() if r.kind in QUALITY_KINDS]
-    chosen = picks(reviews)
+    if chosen is None:
+        chosen = picks(reviews)
     out = [("version", r.kind, r) for r in reviews]
     latest = {id(r) for k, r in chosen.items() if k[0] == "latest"}
     out += [("latest", r.kind, r) for r in reviews if id(r) in latest]
@@ -245,12 +255,31 @@ def contributions(state: ConversationState) -> Contributions:
     return out.flat()
 
 
+def _add_score(
+    out: Sums,
+    review: tuple[ReviewFact, str, str, str],
+    places: list[tuple[str, str]],
+    values: tuple[float, ...],
+    sign: int,
+) -> None:
+    """Adds `sign` × one review's score-rollup values at the places it counts in with them."""
+    if not places:
+        return
+    r, team, agent, channel = review
+    scope = (r.day, r.scorecard_id, r.scorecard_version, team, agent, channel, tuple(places))
+    row = out.scores.get(scope)
+    if row is None:
+        out.scores[scope] = [sign * v for v in values]
+    else:
+        row[:] = map(add if sign == 1 else sub, row, values)
+
+
 def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
     """Adds `sign` × the state's contributions into `out`: the projection adds −before and +after of each
     conversation into one tenant's difference, so the batch's difference is built in one pass."""
     tables = out.rows
 
-    def add(table: str, key: tuple[Any, ...], values: Sequence[float]) -> None:
+    def put(table: str, key: tuple[Any, ...], values: Sequence[float]) -> None:
         rows = tables[table]
         row = rows.get(key)
         if row is None:
@@ -260,38 +289,25 @@ def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
                 row[i] += sign * v
 
     conv = state.conversation
+    chosen = picks(state.reviews.values())
     places: dict[int, tuple[ReviewFact, list[tuple[str, str]]]] = {}
-    for view, kind, r in counted(state):
-        team, agent, channel = _dims(r, conv)
-        key = (r.day, view, kind, r.scorecard_id, r.scorecard_version, team, agent, channel)
+    for view, kind, r in counted(state, chosen):
         places.setdefault(id(r), (r, []))[1].append((view, kind))
-        y = r.score
-        scored = y is not None
-        w = weight(r, conv) if (kind == "manual" and scored) else None
-        yy = y or 0.0
-        ww = w or 0.0
-        add(
-            "score_rollup",
-            key,
-            (
-                1,
-                scored,
-                yy,
-                yy * yy,
-                r.passed is not None,
-                bool(r.passed),
-                r.auto_failed,
-                w is not None,
-                ww,
-                ww * yy,
-                ww * yy * yy,
-                ww * ww,
-                ww * ww * yy,
-                ww * ww * yy * yy,
-            ),
-        )
     for r, where in places.values():
         team, agent, channel = _dims(r, conv)
+        y = r.score
+        yy = y or 0.0
+        plain = (1, y is not None, yy, yy * yy, r.passed is not None, bool(r.passed), r.auto_failed)
+        unweighted = (*plain, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        at = (r, team, agent, channel)
+        # Only under kind "manual" does a scored review carry its design weight (not under "combined").
+        w = weight(r, conv) if (r.kind == "manual" and y is not None) else None
+        if w is None:
+            _add_score(out, at, where, unweighted, sign)
+        else:
+            weighted = (*plain, 1, w, w * yy, w * yy * yy, w * w, w * w * yy, w * w * yy * yy)
+            _add_score(out, at, [p for p in where if p[1] == "manual"], weighted, sign)
+            _add_score(out, at, [p for p in where if p[1] != "manual"], unweighted, sign)
         scope = (r.day, r.scorecard_id, r.scorecard_version, team, agent, channel, tuple(where))
         # Inlined: ten or more ratings per review make this the hot loop.
         categories = out.categories.get(scope)
@@ -317,7 +333,6 @@ def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
                 else:
                     cause_row[0] += sign
 
-    chosen = picks(state.reviews.values())
     for (view, kind, version), manual in chosen.items():
         if kind != "manual":
             continue
@@ -340,18 +355,18 @@ def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
                 channel,
                 rating.category_id,
             )
-            add(
+            put(
                 "agreement_rollup",
                 pair_key,
                 (1, abs(rating.score - a) < 1e-9, abs(rating.score - a), rating.score, a),
             )
-            add("agreement_pairs", (*pair_key, a, rating.score), (1,))
+            put("agreement_pairs", (*pair_key, a, rating.score), (1,))
 
     for r in state.reviews.values():
         if r.kind in ("manual", "calibration") and r.reviewer_id:
             team, agent, _ = _dims(r, conv)
             timed = r.time_spent_s is not None
-            add(
+            put(
                 "reviewer_rollup",
                 (r.day, r.kind, r.reviewer_id, team, agent),
                 (1, timed, r.time_spent_s or 0.0),
@@ -363,7 +378,7 @@ def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
         combined = chosen.get(("latest", "manual", None)) or latest_auto
         pcsat = latest_auto.pcsat if latest_auto else None
         csat, nps, fcr = conv.csat, conv.nps, conv.fcr
-        add(
+        put(
             "conversation_rollup",
             dims,
             (
@@ -384,9 +399,9 @@ def accumulate(out: Sums, state: ConversationState, sign: int) -> None:
             ),
         )
         if csat is not None and combined is not None and combined.score is not None:
-            add("csat_pairs", (*dims, "qa", csat, combined.score), (1,))
+            put("csat_pairs", (*dims, "qa", csat, combined.score), (1,))
         if csat is not None and pcsat is not None:
-            add("csat_pairs", (*dims, "pcsat", csat, pcsat), (1,))
+            put("csat_pairs", (*dims, "pcsat", csat, pcsat), (1,))
 
 
 def changed_rows(diff: Contributions) -> Contributions:

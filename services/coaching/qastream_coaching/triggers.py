@@ -34,6 +34,12 @@ class ReviewFact:
     auto_failed: bool
     categories: Mapping[str, float]  # category → score in 0..1 (N/A left out)
     revision: int = 0
+    # (score, category) from the lowest: a history indexes a review's failed categories without a pass over all
+    # of them, each batch again (a review stays in its agent's history for weeks of batches).
+    ascending: tuple[tuple[float, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ascending", tuple(sorted((v, c) for c, v in self.categories.items())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +112,13 @@ class AgentHistory:
             index: dict[str, tuple[list[float], list[float], list[ReviewFact]]] = {}
             ceiling = self.fail_below
             for f in self.facts:
-                for c, v in f.categories.items():
-                    if v < ceiling:
-                        times, values, facts = index.setdefault(c, ([], [], []))
-                        times.append(f.at)
-                        values.append(v)
-                        facts.append(f)
+                for v, c in f.ascending:
+                    if v >= ceiling:
+                        break
+                    times, values, facts = index.setdefault(c, ([], [], []))
+                    times.append(f.at)
+                    values.append(v)
+                    facts.append(f)
             self._fails = index
         found = self._fails.get(category)
         if found is None:
@@ -203,6 +210,7 @@ def evaluate_review(
     """Every rule that fires on `review`, judged against `history` up to the review's event time."""
     rule_set = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
     out: list[Firing] = []
+    weeks: tuple[tuple[int, float], tuple[int, float]] | None = None  # shared by every IQS-drop rule
     for rule in rule_set.whole:
         trigger = rule.trigger
         if trigger is Trigger.below_pass_mark:
@@ -228,8 +236,12 @@ def evaluate_review(
         elif trigger is Trigger.iqs_drop:
             if review.score is None:
                 continue
-            n_now, now = history.mean_score(review.at - WEEK_S, review.at)
-            n_before, before = history.mean_score(review.at - 2 * WEEK_S, review.at - WEEK_S)
+            if weeks is None:
+                weeks = (
+                    history.mean_score(review.at - WEEK_S, review.at),
+                    history.mean_score(review.at - 2 * WEEK_S, review.at - WEEK_S),
+                )
+            (n_now, now), (n_before, before) = weeks
             if n_now >= rule.min_reviews and n_before >= rule.min_reviews:
                 drop = (before - now) * 100
                 if drop > rule.drop_points:

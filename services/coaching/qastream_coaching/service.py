@@ -14,21 +14,16 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from qastream_coaching import fact_store, rule_store, task_store
+from qastream_coaching import fact_store, rule_store
 from qastream_coaching.alerts import raise_alerts
 from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.fact_store import StoredReview
 from qastream_coaching.history import HistoryCache
 from qastream_coaching.impact_updates import refresh_impacts
 from qastream_coaching.published import utc
+from qastream_coaching.recheck import history_needed_s, recheck, spans_of
 from qastream_coaching.rules import Rule, Trigger
-from qastream_coaching.task_updates import (
-    MAX_QUOTES,
-    apply_firings,
-    uncategorised_slot,
-    withdraw,
-    withdraw_stale,
-)
+from qastream_coaching.task_updates import MAX_QUOTES, apply_firings
 from qastream_coaching.triggers import (
     WEEK_S,
     AgentHistory,
@@ -39,7 +34,6 @@ from qastream_coaching.triggers import (
     evaluate_rejection,
     evaluate_review,
     longest_window_s,
-    uncategorised_support,
 )
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.events import (
@@ -159,86 +153,29 @@ async def on_reviews(
     rules = await cache.active_rules(session, tenant_id)
     agents = {f.agent_id for f in facts}
     written = [StoredReview(latest[i].fact, latest[i].quotes, seq) for i, seq in changed.items()]
-    since = min(f.at for f in facts) - history_needed_s(rules)
+    revising = [f.at for f in facts if f.revision > 0]
+    since = min(f.at for f in facts) - history_needed_s(rules, revising=False)
+    if revising:
+        since = min(since, min(revising) - history_needed_s(rules, revising=True))
     window = await history.window(uow, tenant_id, written, since) if rules else {}
     rule_set = RuleSet.of(rules)
     histories = {
         a: AgentHistory.of((r.fact for r in window.get(a, {}).values()), rule_set.fail_below) for a in agents
     }
     firings: list[Firing] = []
-    revised: list[tuple[ReviewFact, list[Firing]]] = []
     for fact in facts:
-        fired = evaluate_review(fact, histories[fact.agent_id], rule_set)
-        firings.extend(fired)
-        if fact.revision > 0:
-            revised.append((fact, fired))
+        firings.extend(evaluate_review(fact, histories[fact.agent_id], rule_set))
     # Reviews stored earlier but later in event time have a new history: the rules that count history judge
     # them again, so the tasks do not depend on the order the reviews arrived in.
     for fact, again in judged_again(facts, histories, rules):
         firings.extend(evaluate_review(fact, histories[fact.agent_id], again))
-    uncategorised = RuleSet.of(r for r in rules if r.trigger in UNCATEGORISED)
-    drops = any(r.trigger is Trigger.iqs_drop for r in rule_set.whole)
     cited = {(f.agent_id, rid) for f in firings for rid in f.review_ids}
     details = {rid: detail_of(r) for a, rid in cited if (r := window.get(a, {}).get(rid)) is not None}
     await apply_firings(uow, out, tenant_id, firings, api_keys, cache, details)
-    for fact, fired in revised:
-        kept = {uncategorised_slot(fact.agent_id)} if drops else set()
-        await withdraw_stale(uow, out, tenant_id, fact.review_id, fact.revision, fired, kept)
-    if drops:
-        await recheck_uncategorised(uow, out, tenant_id, facts, histories, uncategorised)
+    spans = spans_of(facts, histories, rules)
+    await recheck(uow, out, tenant_id, spans, histories, rules, sorted(f.review_id for f in facts))
     await raise_alerts(uow, out, tenant_id, facts, firings, details)
     await refresh_impacts(uow, out, tenant_id, agents)
-
-
-# Whole-review triggers that fire with no category when the review has none (an IQS drop always).
-UNCATEGORISED = frozenset({Trigger.below_pass_mark, Trigger.auto_fail, Trigger.iqs_drop})
-
-
-def history_needed_s(rules: Sequence[Rule]) -> float:
-    """How far before a batch's earliest review its agents' history is read: as far as any rule looks back, and
-    with IQS drops three weeks, so the firings a late review may undo (a week before it) can be judged again."""
-    drops = any(r.trigger is Trigger.iqs_drop for r in rules)
-    return max(longest_window_s(rules), 3 * WEEK_S if drops else 0.0)
-
-
-async def recheck_uncategorised(
-    uow: UnitOfWork,
-    out: Outbound,
-    tenant_id: str,
-    facts: Sequence[ReviewFact],
-    histories: dict[str, AgentHistory],
-    rules: RuleSet,
-) -> None:
-    """An IQS drop fired on a partial history may not hold once a review that arrived late (or a revision) is
-    counted: a mean moves either way. For each agent whose batch reviews are not all later than its stored
-    ones, or include a revision, the evidence of its open uncategorised task that no firing from a week before
-    its earliest batch review on makes a case with any more is withdrawn (a task left with none is dismissed)."""
-    new = {f.review_id for f in facts}
-    starts: dict[str, float] = {}
-    for f in facts:
-        starts[f.agent_id] = min(starts.get(f.agent_id, f.at), f.at)
-    revising = {f.agent_id for f in facts if f.revision > 0}
-    slots: dict[str, str] = {}
-    for agent, start in starts.items():
-        h = histories[agent]
-        later = h.facts[bisect_right(h.times, start) :]
-        if agent in revising or any(x.review_id not in new for x in later):
-            slots[uncategorised_slot(agent)] = agent
-    found = await task_store.open_evidence(uow.session, tenant_id, slots)
-    gone: dict[str, list[str]] = {}
-    for slot, (task_id, ids) in found.items():
-        agent = slots[slot]
-        h, lo = histories[agent], starts[agent] - WEEK_S
-        at = {x.review_id: x.at for x in h.facts}
-        candidates = {r for r in ids if at.get(r, lo) > lo}
-        lost = candidates - uncategorised_support(h, rules, lo) if candidates else set()
-        if lost:
-            gone[task_id] = sorted(lost)
-    if gone:
-        await task_store.remove_evidence(uow.session, tenant_id, gone)
-        reason = "the IQS drop no longer holds with the reviews that arrived after it was found"
-        cause = ["recheck", *sorted(r for ids in gone.values() for r in ids), *sorted(new)]
-        await withdraw(uow, out, tenant_id, gone, reason, cause)
 
 
 def judged_again(

@@ -105,6 +105,11 @@ tasks = Table(
     Column("dismiss_reason", Text, nullable=True),
     Column("impact_reviews", Integer, nullable=False),
     Column("impact", JSONB, nullable=True),
+    # Dismissed by coaching itself because no firing makes its case any more (a late review, a revision): such a
+    # task never existed in event time, so it does not count among its slot's closed tasks, and the slot's next
+    # task takes up its id again (see task_updates.task_id_of), one generation later.
+    Column("withdrawn", Boolean, nullable=False, server_default=text("false")),
+    Column("generation", Integer, nullable=False, server_default=text("0")),
     Index(
         "tasks_one_open_per_slot",
         "tenant_id",

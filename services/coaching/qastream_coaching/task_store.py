@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import and_, bindparam, func, select, update
@@ -15,7 +15,7 @@ from qastream_shared.db import array_insert, array_params
 OPEN = ("open", "acknowledged")
 _TASK_COLUMNS = (
     "task_id", "tenant_id", "slot", "rule_id", "rule_version", "agent_id", "team", "assignee_id", "category_id",
-    "title", "status", "needs_confirmation", "opened_at", "due_at", "impact_reviews",
+    "title", "status", "needs_confirmation", "opened_at", "due_at", "impact_reviews", "generation",
 )  # fmt: skip
 _INSERT_TASKS = array_insert(tasks, _TASK_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING task_id")
 _EVIDENCE_COLUMNS = (
@@ -43,24 +43,40 @@ async def open_tasks(
     return {r["slot"]: dict(r) for r in rows.mappings()}
 
 
-async def slot_tasks(
-    session: AsyncSession, tenant_id: str, slots: Iterable[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """The open task of each slot (locked) and how many tasks each slot has closed, in one read."""
+class SlotTasks(NamedTuple):
+    open: dict[str, dict[str, Any]]  # slot → its open task
+    closed: dict[str, int]  # slot → how many tasks it has closed, the withdrawn left out
+    withdrawn: dict[str, dict[str, Any]]  # task id → a task of these slots dismissed as withdrawn
+
+
+async def slot_tasks(session: AsyncSession, tenant_id: str, slots: Iterable[str]) -> SlotTasks:
+    """The tasks of these slots (locked), in one read."""
+    found = SlotTasks({}, {}, {})
     wanted = sorted(set(slots))
     if not wanted:
-        return {}, {}
+        return found
     rows = await session.execute(
         select(tasks).where(tasks.c.tenant_id == tenant_id, tasks.c.slot.in_(wanted)).with_for_update()
     )
-    open_: dict[str, dict[str, Any]] = {}
-    closed: dict[str, int] = {}
     for r in rows.mappings():
         if r["status"] in OPEN:
-            open_[r["slot"]] = dict(r)
+            found.open[r["slot"]] = dict(r)
+        elif r["withdrawn"]:
+            found.withdrawn[r["task_id"]] = dict(r)
         else:
-            closed[r["slot"]] = closed.get(r["slot"], 0) + 1
-    return open_, closed
+            found.closed[r["slot"]] = found.closed.get(r["slot"], 0) + 1
+    return found
+
+
+async def delete_tasks(session: AsyncSession, tenant_id: str, task_ids: Iterable[str]) -> None:
+    """Deletes these tasks and their evidence (a withdrawn task whose id the slot's next task takes up)."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return
+    await session.execute(
+        evidence.delete().where(evidence.c.tenant_id == tenant_id, evidence.c.task_id.in_(ids))
+    )
+    await session.execute(tasks.delete().where(tasks.c.tenant_id == tenant_id, tasks.c.task_id.in_(ids)))
 
 
 async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
@@ -105,24 +121,6 @@ async def evidence_of(session: AsyncSession, tenant_id: str, task_id: str) -> li
         .order_by(evidence.c.at, evidence.c.review_id)
     )
     return [dict(r) for r in rows.mappings()]
-
-
-async def withdraw_evidence(
-    session: AsyncSession, tenant_id: str, review_id: str, keep: set[str]
-) -> list[str]:
-    """Removes a review's evidence from its open tasks except those in `keep`; returns the tasks it left."""
-    open_ids = select(tasks.c.task_id).where(tasks.c.tenant_id == tenant_id, tasks.c.status.in_(OPEN))
-    result = await session.execute(
-        evidence.delete()
-        .where(
-            evidence.c.tenant_id == tenant_id,
-            evidence.c.review_id == review_id,
-            evidence.c.task_id.in_(open_ids),
-            evidence.c.task_id.not_in(sorted(keep)) if keep else and_(True),
-        )
-        .returning(evidence.c.task_id)
-    )
-    return sorted(set(result.scalars().all()))
 
 
 async def task(
@@ -212,23 +210,25 @@ async def reopen_tasks(session: AsyncSession, tenant_id: str, rows: list[dict[st
 
 
 async def open_evidence(
-    session: AsyncSession, tenant_id: str, slots: Iterable[str]
-) -> dict[str, tuple[str, list[str]]]:
-    """slot → (its open task, that task's evidence review ids), for the slots with an open task (locked)."""
-    wanted = sorted(set(slots))
+    session: AsyncSession, tenant_id: str, agents: Iterable[str]
+) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """slot → (its open task, that task's evidence review ids), for the open tasks of these agents (locked)."""
+    wanted = sorted(set(agents))
     if not wanted:
         return {}
     rows = await session.execute(
-        select(tasks.c.slot, tasks.c.task_id, evidence.c.review_id)
-        .join(
+        select(tasks, evidence.c.review_id.label("evidence_review_id"))
+        .outerjoin(
             evidence, and_(evidence.c.tenant_id == tasks.c.tenant_id, evidence.c.task_id == tasks.c.task_id)
         )
-        .where(tasks.c.tenant_id == tenant_id, tasks.c.slot.in_(wanted), tasks.c.status.in_(OPEN))
+        .where(tasks.c.tenant_id == tenant_id, tasks.c.agent_id.in_(wanted), tasks.c.status.in_(OPEN))
         .with_for_update(of=tasks)
     )
-    out: dict[str, tuple[str, list[str]]] = {}
-    for slot, t, r in rows:
-        out.setdefault(slot, (t, []))[1].append(r)
+    out: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for r in rows.mappings():
+        ids = out.setdefault(r["slot"], ({c: r[c] for c in tasks.c.keys()}, []))[1]
+        if r["evidence_review_id"] is not None:
+            ids.append(r["evidence_review_id"])
     return out
 
 

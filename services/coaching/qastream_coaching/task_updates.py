@@ -1,6 +1,6 @@
 """Tasks from rule firings: a slot's task, opened by its earliest firing in event time; evidence added to it;
-evidence withdrawn when what fired no longer does. Runs inside the caller's unit of work and publishes every
-change through `Outbound`, in the same transaction.
+evidence withdrawn when what fired no longer does (see recheck.py). Runs inside the caller's unit of work and
+publishes every change through `Outbound`, in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from qastream_coaching.rules import POSITIVE, Rule
 from qastream_coaching.triggers import Firing
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.events import (
+    CoachingTaskConfirmed,
     CoachingTaskCreated,
     CoachingTaskDismissed,
     CoachingTaskEvent,
@@ -43,17 +44,32 @@ def uncategorised_slot(agent_id: str) -> str:
 
 
 def task_id_of(tenant_id: str, slot: str, episode: int) -> str:
-    """Deterministic: the slot's n-th task (n = tasks already closed in it) has the same id in any replay."""
+    """Deterministic: the slot's n-th task (n = tasks already closed in it, the withdrawn left out) has the same
+    id in any replay and whatever order the reviews arrived in."""
     return deterministic_id("coaching-task", tenant_id, slot, str(episode))
 
 
-def _order(f: Firing) -> tuple[float, str, str]:
+def event_id(task: Mapping[str, Any], *cause: str) -> str:
+    """The id of an event coaching publishes about a task on its own: the same for the same cause, and new in
+    each generation of a task id taken up again after a withdrawal (consumers would drop a repeated id)."""
+    generation = task.get("generation") or 0
+    return deterministic_id("coaching", task["task_id"], *([f"g{generation}"] if generation else []), *cause)
+
+
+def needs_confirmation(f: Firing) -> bool:
+    """Whether `f` alone would leave its task waiting for a lead. A task waits only while every firing that joined
+    it does: a conjunction, so the same whatever order they arrived in (a human review clears it, whether it
+    opened the task, took it over or joined it, and nothing sets it again)."""
+    return f.rule.requires_confirmation and f.auto_only
+
+
+def firing_order(f: Firing) -> tuple[float, str, str]:
     """Which firing opens a slot's task: the earliest in event time, then the lowest rule id (a stable choice
     between rules firing on the same review), whatever order they arrived in."""
     return (f.at, f.rule.rule_id, f.cause_id)
 
 
-def _opening(f: Firing) -> dict[str, Any]:
+def opening(f: Firing) -> dict[str, Any]:
     """What the firing that opens a task decides about it."""
     return {
         "rule_id": f.rule.rule_id,
@@ -65,8 +81,9 @@ def _opening(f: Firing) -> dict[str, Any]:
     }
 
 
-def _opens_earlier(f: Firing, task: Mapping[str, Any]) -> bool:
-    return (f.at, f.rule.rule_id) < (task["opened_at"].timestamp(), task["rule_id"])
+def opener_key(task: Mapping[str, Any]) -> tuple[float, str]:
+    """Where the task's opener stands in `firing_order` (cause left out: the opening does not depend on it)."""
+    return (task["opened_at"].timestamp(), task["rule_id"])
 
 
 async def apply_firings(
@@ -84,9 +101,10 @@ async def apply_firings(
     if not firings:
         return
     session = uow.session
-    firings = sorted(firings, key=_order)
+    firings = sorted(firings, key=firing_order)
     slots = {slot_of(f.agent_id, f.category_id, f.rule) for f in firings}
-    open_, closed = await task_store.slot_tasks(session, tenant_id, slots)
+    found = await task_store.slot_tasks(session, tenant_id, slots)
+    open_ = found.open
     # Only tasks about to open need their team's lead.
     new_teams = {f.team for f in firings if slot_of(f.agent_id, f.category_id, f.rule) not in open_}
     leads = await cache.team_leads(session, api_keys, tenant_id, new_teams)
@@ -94,27 +112,32 @@ async def apply_firings(
     details = {**details, **await fact_store.review_details(session, tenant_id, missing)}
     created: dict[str, tuple[dict[str, Any], Firing]] = {}
     reopened: dict[str, dict[str, Any]] = {}
+    waits: dict[str, bool] = {}  # slot → whether every firing of the batch for it leaves its task waiting
     evidence_rows: dict[tuple[str, str], dict[str, Any]] = {}
     for f in firings:
         slot = slot_of(f.agent_id, f.category_id, f.rule)
+        waits[slot] = waits.get(slot, True) and needs_confirmation(f)
         task = open_.get(slot)
         if task is None:
+            task_id = task_id_of(tenant_id, slot, found.closed.get(slot, 0))
+            withdrawn = found.withdrawn.get(task_id)
             task = {
-                "task_id": task_id_of(tenant_id, slot, closed.get(slot, 0)),
+                "task_id": task_id,
                 "tenant_id": tenant_id,
                 "slot": slot,
-                **_opening(f),
+                **opening(f),
                 "agent_id": f.agent_id,
                 "team": f.team,
                 "assignee_id": leads.get(f.team or ""),
                 "category_id": f.category_id,
                 "status": CoachingTaskStatus.open.value,
-                "needs_confirmation": f.rule.requires_confirmation and f.auto_only,
+                "needs_confirmation": needs_confirmation(f),
+                "generation": withdrawn["generation"] + 1 if withdrawn else 0,
             }
             created[task["task_id"]] = (task, f)
             open_[slot] = task
-        elif task["task_id"] not in created and _opens_earlier(f, task):
-            task.update(_opening(f))
+        elif task["task_id"] not in created and (f.at, f.rule.rule_id) < opener_key(task):
+            task.update(opening(f))
             reopened[task["task_id"]] = task
         at = None
         for rid in f.review_ids:
@@ -137,6 +160,10 @@ async def apply_firings(
                 if f.category_id
                 else [q for qs in (d["evidence"] or {}).values() for q in qs][:MAX_QUOTES],
             }
+    for task, _ in created.values():
+        task["needs_confirmation"] = waits[task["slot"]]
+    # A withdrawn task never existed in event time: the slot's next task takes up its id.
+    await task_store.delete_tasks(session, tenant_id, (t for t in created if t in found.withdrawn))
     inserted = await task_store.insert_tasks(session, [t for t, _ in created.values()])
     lost = {tid: t for tid, (t, _) in created.items() if tid not in inserted}
     if lost:  # another replica's batch opened these slots first: the evidence joins its tasks
@@ -147,6 +174,14 @@ async def apply_firings(
         open_.update(theirs)
         created = {tid: c for tid, c in created.items() if tid in inserted}
     await task_store.reopen_tasks(session, tenant_id, list(reopened.values()))
+    confirmed = [
+        t
+        for slot, t in open_.items()
+        if t["task_id"] not in created and t["needs_confirmation"] and not waits.get(slot, True)
+    ]
+    for task in confirmed:
+        await task_store.update_task(session, tenant_id, task["task_id"], needs_confirmation=False)
+        task["needs_confirmation"] = False
     new_pairs = await task_store.add_evidence(session, list(evidence_rows.values()))
     # Each event names only the evidence it adds (a created task: all of it), in event-time order: a task
     # open for months would otherwise republish, and read back, its whole list on every addition.
@@ -168,16 +203,21 @@ async def apply_firings(
                 title=task["title"],
                 needs_confirmation=task["needs_confirmation"],
             )
-            out.publish(envelope(tenant_id, task, event, deterministic_id("coaching", tid, "created")))
+            out.publish(envelope(tenant_id, task, event, event_id(task, "created")))
         else:
             event = task_event(CoachingTaskEvidenceAdded, row, [], added_review_ids=ids)
             cause = [
                 *sorted(ids),
                 *(["opened-by", row["rule_id"], str(row["opened_at"])] if tid in reopened else []),
             ]
-            out.publish(
-                envelope(tenant_id, row, event, deterministic_id("coaching", tid, "evidence", *cause))
-            )
+            out.publish(envelope(tenant_id, row, event, event_id(row, "evidence", *cause)))
+    if (
+        confirmed
+    ):  # a human review (or a rule that needs no lead) joined: published as a lead's confirmation is
+        ids_of = await task_store.evidence_ids(session, tenant_id, [t["task_id"] for t in confirmed])
+        for task in sorted(confirmed, key=lambda t: t["task_id"]):
+            event = task_event(CoachingTaskConfirmed, task, ids_of.get(task["task_id"], []))
+            out.publish(envelope(tenant_id, task, event, event_id(task, "confirmed")))
 
 
 async def withdraw(
@@ -188,8 +228,9 @@ async def withdraw(
     reason: str,
     cause: Sequence[str],
 ) -> None:
-    """Publishes the withdrawal of evidence already deleted (task → review ids); a task left with none is
-    dismissed with `reason`, so no task outlives what caused it. `cause` makes the events' ids."""
+    """Publishes the withdrawal of evidence already deleted (task → review ids, none for a task whose opener
+    alone changed); a task left with none is dismissed as withdrawn with `reason`, so no task outlives what
+    caused it. `cause` makes the events' ids."""
     if not withdrawn:
         return
     session = uow.session
@@ -202,28 +243,12 @@ async def withdraw(
             event: CoachingTaskEvent = task_event(
                 CoachingTaskEvidenceWithdrawn, row, remaining, withdrawn_review_ids=list(withdrawn[tid])
             )
-            eid = deterministic_id("coaching", tid, "withdrawn", *cause)
+            eid = event_id(row, "withdrawn", *cause)
         else:
-            await task_store.update_task(session, tenant_id, tid, status="dismissed", dismiss_reason=reason)
+            await task_store.update_task(
+                session, tenant_id, tid, status="dismissed", dismiss_reason=reason, withdrawn=True
+            )
             row["status"] = CoachingTaskStatus.dismissed.value
             event = task_event(CoachingTaskDismissed, row, [], reason=reason)
-            eid = deterministic_id("coaching", tid, "dismissed", *cause)
+            eid = event_id(row, "dismissed", *cause)
         out.publish(envelope(tenant_id, row, event, eid))
-
-
-async def withdraw_stale(
-    uow: UnitOfWork,
-    out: Outbound,
-    tenant_id: str,
-    review_id: str,
-    revision: int,
-    fired: list[Firing],
-    kept: set[str],
-) -> None:
-    """A revision that no longer fires a rule takes its evidence out of the open tasks it had joined, except
-    those of the slots it still fires and of `kept` (slots another check is responsible for)."""
-    still = {slot_of(f.agent_id, f.category_id, f.rule) for f in fired} | kept
-    keep = {t["task_id"] for t in (await task_store.open_tasks(uow.session, tenant_id, still)).values()}
-    left = await task_store.withdraw_evidence(uow.session, tenant_id, review_id, keep)
-    reason = f"review {review_id} was revised (revision {revision}) and no longer triggers it"
-    await withdraw(uow, out, tenant_id, {t: [review_id] for t in left}, reason, [review_id, str(revision)])

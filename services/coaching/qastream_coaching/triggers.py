@@ -259,17 +259,6 @@ def evaluate_review(
     return out
 
 
-def uncategorised_support(history: AgentHistory, rules: RuleSet, start: float) -> set[str]:
-    """The reviews that the agent's firings naming no category (an IQS drop; a review below the mark or auto-failed
-    with no rated category) make their case with, over the firings on the reviews after event time `start`."""
-    out: set[str] = set()
-    for review in history.facts[bisect_right(history.times, start) :]:
-        for f in evaluate_review(review, history, rules):
-            if f.category_id is None:
-                out.update(f.review_ids)
-    return out
-
-
 def evaluate_rejection(
     rejection: RejectionFact,
     rejections: Sequence[RejectionFact],

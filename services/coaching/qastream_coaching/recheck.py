@@ -113,8 +113,28 @@ async def recheck(
     if not spans:
         return
     session = uow.session
-    found = await task_store.open_evidence(session, tenant_id, spans)
-    disputed = [a for a, s in spans.items() if s.disputes]
+    limited = {slot for span in spans.values() if span.slots for slot in span.slots}
+    found = {
+        slot: (task, ids)
+        for slot, (task, ids) in (
+            await task_store.open_evidence(
+                session, tenant_id, slots=limited, agents=[a for a, s in spans.items() if s.slots is None]
+            )
+        ).items()
+        if spans[task["agent_id"]].slots is None or slot in limited
+    }
+    # Only the agents with a task that a judgement may change are judged again: evidence or an opener in the span.
+    at: dict[str, dict[str, float]] = {}
+    concerned: set[str] = set()
+    for task, ids in found.values():
+        agent, start = task["agent_id"], spans[task["agent_id"]].start
+        if agent not in at:
+            at[agent] = {x.review_id: x.at for x in histories[agent].facts}
+        if task["opened_at"].timestamp() > start or any(at[agent].get(r, start) > start for r in ids):
+            concerned.add(agent)
+    if not concerned:
+        return
+    disputed = sorted(a for a in concerned if spans[a].disputes)
     rejections = (
         await fact_store.rejections_of(
             session,
@@ -126,8 +146,8 @@ async def recheck(
         else []
     )
     firings: dict[str, list[Firing]] = {}  # slot → the firings that still hold in its span
-    for agent, span in spans.items():
-        h = histories[agent]
+    for agent in concerned:
+        h, span = histories[agent], spans[agent]
         held = [
             f for r in h.facts[bisect_right(h.times, span.start) :] for f in evaluate_review(r, h, span.rules)
         ]
@@ -140,18 +160,16 @@ async def recheck(
     reopened: dict[str, dict[str, Any]] = {}
     for slot, (task, ids) in found.items():
         agent = task["agent_id"]
-        span = spans[agent]
-        if span.slots is not None and slot not in span.slots:
+        if agent not in concerned:
             continue
-        at = {x.review_id: x.at for x in histories[agent].facts}
+        start = spans[agent].start
         cited = {r for f in firings.get(slot, ()) for r in f.review_ids}
-        lost = sorted(r for r in ids if at.get(r, span.start) > span.start and r not in cited)
-        if len(lost) == len(ids):  # dismissed: its opener does not matter
-            gone[task["task_id"]] = lost
-            continue
+        lost = sorted(r for r in ids if at[agent].get(r, start) > start and r not in cited)
         if lost:
             gone[task["task_id"]] = lost
-        if task["opened_at"].timestamp() > span.start:
+            if len(lost) == len(ids):  # dismissed: its opener does not matter
+                continue
+        if task["opened_at"].timestamp() > start:
             key = opener_key(task)
             after = [f for f in firings.get(slot, ()) if (f.at, f.rule.rule_id) >= key]
             if after and (first := min(after, key=firing_order)) and (first.at, first.rule.rule_id) != key:

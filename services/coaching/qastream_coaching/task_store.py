@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_coaching.tables import alerts, evidence, tasks
@@ -210,18 +210,23 @@ async def reopen_tasks(session: AsyncSession, tenant_id: str, rows: list[dict[st
 
 
 async def open_evidence(
-    session: AsyncSession, tenant_id: str, agents: Iterable[str]
+    session: AsyncSession, tenant_id: str, *, slots: Iterable[str], agents: Iterable[str]
 ) -> dict[str, tuple[dict[str, Any], list[str]]]:
-    """slot → (its open task, that task's evidence review ids), for the open tasks of these agents (locked)."""
-    wanted = sorted(set(agents))
-    if not wanted:
+    """slot → (its open task, that task's evidence review ids), for the open tasks of these slots and of these
+    agents (locked)."""
+    by_slot, by_agent = sorted(set(slots)), sorted(set(agents))
+    if not by_slot and not by_agent:
         return {}
     rows = await session.execute(
         select(tasks, evidence.c.review_id.label("evidence_review_id"))
         .outerjoin(
             evidence, and_(evidence.c.tenant_id == tasks.c.tenant_id, evidence.c.task_id == tasks.c.task_id)
         )
-        .where(tasks.c.tenant_id == tenant_id, tasks.c.agent_id.in_(wanted), tasks.c.status.in_(OPEN))
+        .where(
+            tasks.c.tenant_id == tenant_id,
+            or_(tasks.c.slot.in_(by_slot), tasks.c.agent_id.in_(by_agent)),
+            tasks.c.status.in_(OPEN),
+        )
         .with_for_update(of=tasks)
     )
     out: dict[str, tuple[dict[str, Any], list[str]]] = {}

@@ -31,8 +31,9 @@ from qastream_shared.events import ConversationIngested
 from qastream_shared.stack import free_port
 from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, ensure_topics, physical
+from tests.integration.sampler_setup import install_plans
 from tests.integration.test_sampler import recorded_inputs, stream
-from tests.integration.test_sampler_explain import with_plans
+from tests.integration.test_sampler_explain import EXPLAIN_PLANS
 
 TARGET_S = 1.0
 
@@ -40,7 +41,7 @@ TARGET_S = 1.0
 async def main(n: int, explains: int) -> dict[str, Any]:
     db, kafka = servers()
     settings = isolated_settings(db, kafka)
-    runtime = await with_plans(settings)
+    runtime = await install_plans(settings, "acme", EXPLAIN_PLANS)
     proc: asyncio.subprocess.Process | None = None
     try:
         await ensure_topics(settings)

@@ -35,7 +35,8 @@ from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import add_tenant, isolated_settings, produce_envelopes, settings_env
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
-from tests.integration.test_sampler import install_plans, recorded_inputs, stream
+from tests.integration.sampler_setup import install_plans
+from tests.integration.test_sampler import PLANS, recorded_inputs, stream
 
 TARGET = 5_000.0
 
@@ -45,7 +46,7 @@ async def main(n: int, batch: int | None) -> dict[str, Any]:
     settings: Settings = isolated_settings(db, kafka)
     batch = batch or SPEC.consumer_batch_size or settings.consumer_batch_size
     conversations_topic = physical(CONVERSATIONS, settings)
-    runtime = await install_plans(settings, "acme")
+    runtime = await install_plans(settings, "acme", PLANS)
     proc: asyncio.subprocess.Process | None = None
     try:
         await ensure_topics(settings)

@@ -15,11 +15,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from qastream_sampler.app import SPEC
 from qastream_sampler.decisions import Decision, decision_event_id
 from qastream_sampler.snapshot_store import recorded
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import plans, sample_log
+from qastream_sampler.tables import sample_log
 from qastream_shared.cli import app as qa
 from qastream_shared.conversation import Conversation
 from qastream_shared.events import (
@@ -35,12 +34,12 @@ from qastream_shared.events import (
     conversation_key,
     decode,
 )
-from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import add_tenant, eventually, produce_envelopes, read_topic
 from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, SAMPLES, dlq, ensure_topics, physical
+from tests.integration.sampler_setup import install_plans
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday
@@ -142,18 +141,6 @@ def stream(
     return [e for _, e in timed], [e for _, e in reviews]
 
 
-async def install_plans(settings: Settings, tenant: str) -> ServiceRuntime:
-    """Migrates the schema and stores the plans before any sampler starts, so every run uses the same ones."""
-    runtime = ServiceRuntime(SPEC, settings)
-    await migrate(settings, runtime.schema, SPEC.migrations)
-    async with runtime.unit_of_work() as uow:
-        await uow.session.execute(
-            plans.insert(),
-            [{"tenant_id": tenant, "plan_id": p["plan_id"], "version": 1, "body": p} for p in PLANS],
-        )
-    return runtime
-
-
 async def count(runtime: ServiceRuntime, table: Any) -> int:
     async with runtime.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
@@ -213,7 +200,7 @@ async def test_replay_into_fresh_schemas_gives_identical_sample_logs(settings: S
     await produce_envelopes(settings, physical(REVIEWS, settings), reviews)
     n_inputs = len(convs) + len(reviews)
 
-    a = await install_plans(settings, "acme")
+    a = await install_plans(settings, "acme", PLANS)
     log_a, procs_a = await run_to_completion(a, spawn, 1, n_inputs)
     for p in procs_a:
         p.stop()
@@ -231,7 +218,9 @@ async def test_replay_into_fresh_schemas_gives_identical_sample_logs(settings: S
     ids = Counter(decode(r.key, r.value, r.headers).id for r in records)
     assert ids == Counter(r["event_id"] for r in rows)
 
-    b = await install_plans(settings.model_copy(update={"db_schema": f"{settings.db_schema}_b"}), "acme")
+    b = await install_plans(
+        settings.model_copy(update={"db_schema": f"{settings.db_schema}_b"}), "acme", PLANS
+    )
     log_b, _ = await run_to_completion(b, spawn, 3, n_inputs)
     assert log_b == log_a
     for rt in (a, b):
@@ -259,7 +248,7 @@ async def test_late_csat_samples_once_and_explain_cli(
 ) -> None:
     await ensure_topics(settings)
     key = await add_tenant(settings, "acme")
-    runtime = await install_plans(settings, "acme")
+    runtime = await install_plans(settings, "acme", PLANS)
     http = await sampler(settings, spawn)
     topic = physical(CONVERSATIONS, settings)
     ended = datetime(2025, 3, 4, 10, tzinfo=UTC)

@@ -18,15 +18,14 @@ from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import explain_state
 from qastream_sampler.handlers import store_of
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import plans
 from qastream_shared.auth import Principal
 from qastream_shared.events import ConversationIngested, Role
-from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import free_port
 from qastream_shared.testing import add_tenant, eventually, produce_envelopes
 from qastream_shared.topics import CONVERSATIONS, REVIEWS, ensure_topics, physical
+from tests.integration.sampler_setup import install_plans
 from tests.integration.test_sampler import (
     PLANS,
     T0,
@@ -55,17 +54,6 @@ EXPLAIN_PLANS: list[dict[str, Any]] = [
 ]
 
 
-async def with_plans(settings: Settings) -> ServiceRuntime:
-    runtime = ServiceRuntime(SPEC, settings)
-    await migrate(settings, runtime.schema, SPEC.migrations)
-    async with runtime.unit_of_work() as uow:
-        await uow.session.execute(
-            plans.insert(),
-            [{"tenant_id": "acme", "plan_id": p["plan_id"], "version": 1, "body": p} for p in EXPLAIN_PLANS],
-        )
-    return runtime
-
-
 async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_runs_log(
     settings: Settings, spawn: Any
 ) -> None:
@@ -91,7 +79,9 @@ async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_run
     # The stream goes in in phases. Between two phases the replicas have consumed everything produced so
     # far and wait for more, and each replica must answer an explain before the next phase goes in: so
     # explains provably interleave with consumption, however fast or slow the machine is.
-    busy = await with_plans(settings.model_copy(update={"db_schema": f"{settings.db_schema}_b"}))
+    busy = await install_plans(
+        settings.model_copy(update={"db_schema": f"{settings.db_schema}_b"}), "acme", EXPLAIN_PLANS
+    )
     ports = [free_port(), free_port()]
     for port in ports:
         spawn(["-m", "qastream_sampler"], {"QA_HTTP_PORT": str(port)}, s=busy.settings)
@@ -139,7 +129,7 @@ async def test_explain_during_consumption_with_two_replicas_leaves_the_clean_run
     assert produced == n_inputs
 
     # The clean run: one replica over the same logs, no explains.
-    clean = await with_plans(settings)
+    clean = await install_plans(settings, "acme", EXPLAIN_PLANS)
     log_clean, procs = await run_to_completion(clean, spawn, 1, n_inputs)
     for p in procs:
         p.stop()

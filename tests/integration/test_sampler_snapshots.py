@@ -13,18 +13,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from qastream_sampler.app import SPEC
 from qastream_sampler.decisions import Decision
 from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import PastRetention, explain_state
 from qastream_sampler.handlers import make_handler
 from qastream_sampler.snapshot_store import recorded
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import inputs, plans, sample_log, snapshots
+from qastream_sampler.tables import inputs, sample_log, snapshots
 from qastream_shared.events import ConversationIngested, Envelope, conversation_key
-from qastream_shared.migrations import migrate
-from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
+from tests.integration.sampler_setup import install_plans
 from tests.unit.sampler.sampler_synth import TENANT
 from tests.unit.sampler.test_sampler_retention import PLANS, interleave, logs, run
 
@@ -39,13 +37,7 @@ def canonical(d: Decision) -> tuple[Any, ...]:
 
 
 async def test_inputs_stay_flat_and_decisions_are_the_unsnapshotted_runs(settings: Settings) -> None:
-    runtime = ServiceRuntime(SPEC, settings)
-    await migrate(settings, runtime.schema, SPEC.migrations)
-    async with runtime.unit_of_work() as uow:
-        await uow.session.execute(
-            plans.insert(),
-            [{"tenant_id": TENANT, "plan_id": p["plan_id"], "version": 1, "body": p} for p in PLANS],
-        )
+    runtime = await install_plans(settings, TENANT, PLANS)
     store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
     store.review_partitions = 3  # the synthetic logs have three partitions per topic
     runtime.components["store"] = store

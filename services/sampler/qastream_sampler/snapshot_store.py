@@ -2,7 +2,8 @@
 reads the snapshot and the inputs after it instead of all of history.
 
 A snapshot is taken in a consumer's batch transaction, after the batch is applied and the due slots closed:
-each tenant's engine state (`engine.snapshot`), the store's own state (partition highs, parked reviews,
+each tenant's engine state, written chunk by chunk as `engine.snapshot` encodes it (so the writer never holds
+the state twice over), the store's own state (partition highs, parked reviews,
 retention's horizon) and the input offsets it covers (the store's cursors). In the same transaction the
 inputs it covers are compacted: feedback, reviews and heartbeats go (their effect is in the state), and a
 conversation's ingestion keeps its row, with its body, while the conversation is in memory (a close or late
@@ -16,18 +17,18 @@ are behind the latest snapshot's (its tail would miss compacted inputs) rebuilds
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_sampler.engine import SamplerState
 from qastream_sampler.engine import snapshot as codec
-from qastream_sampler.tables import inputs, snapshot_mark, snapshots
+from qastream_sampler.tables import inputs, snapshot_chunks, snapshot_mark
 from qastream_shared.events import ConversationIngested, ReviewSubmitted
 
 if TYPE_CHECKING:
@@ -91,45 +92,75 @@ async def recorded(session: AsyncSession) -> int:
 
 async def load(session: AsyncSession, tenant_id: str | None = None) -> tuple[Mark, dict[str, SamplerState]]:
     """The latest snapshot: the mark and every tenant's state (or only `tenant_id`'s). Empty if none."""
-    row = (await session.execute(select(snapshot_mark.c.format, snapshot_mark.c.body))).one_or_none()
+    row = (
+        await session.execute(select(snapshot_mark.c.format, snapshot_mark.c.cursors, snapshot_mark.c.body))
+    ).one_or_none()
     if row is None:
         return Mark({}, {}, {}, None, {}), {}
     if row.format != codec.FORMAT:
         raise codec.SnapshotFormatError(
             f"sampler snapshot of format {row.format}, this code reads format {codec.FORMAT}"
         )
-    mark = mark_of(row.body)
-    q = select(snapshots.c.tenant_id, snapshots.c.body)
+    mark = mark_of(row.cursors, row.body)
+    q = select(snapshot_chunks.c.tenant_id, snapshot_chunks.c.part, snapshot_chunks.c.body).order_by(
+        snapshot_chunks.c.tenant_id, snapshot_chunks.c.seq
+    )
     if tenant_id is not None:
-        q = q.where(snapshots.c.tenant_id == tenant_id)
-    states = {tenant: codec.load(body) for tenant, body in await session.execute(q)}
+        q = q.where(snapshot_chunks.c.tenant_id == tenant_id)
+    states: dict[str, SamplerState] = {}
+    async for tenant, part, body in await session.stream(q.execution_options(yield_per=16)):
+        st = states.get(tenant)
+        if st is None:
+            st = states[tenant] = SamplerState(tenant_id=tenant)
+        codec.add(st, part, body)
     return mark, states
 
 
-def capture(store: SamplerStore) -> tuple[bytes, dict[str, bytes]]:
-    """The store's own state (read back by `mark_of`) and each tenant's engine state, as bytes."""
-    own = {
-        "cursors": dict(store.cursors),
-        "highs": dict(store.highs),
-        "review_highs": dict(store.review_highs),
-        "pruned_to": store.pruned_to,
-        "parked": {
-            key: [(review.model_dump_json(), high) for review, high in waiting]
-            for key, waiting in store.parked.items()
-        },
-    }
-    return pickle.dumps(own, protocol=pickle.HIGHEST_PROTOCOL), {
-        tenant: codec.dump(st) for tenant, st in sorted(store.states.items())
-    }
+def mark_of_store(store: SamplerStore) -> Mark:
+    return Mark(dict(store.cursors), store.highs, store.review_highs, store.pruned_to, store.parked)
 
 
-def mark_of(body: bytes) -> Mark:
-    own: dict[str, Any] = pickle.loads(body)  # the sampler's own bytes (engine.snapshot's module doc)
-    parked: Parked = {
-        key: [(ReviewSubmitted.model_validate_json(review), high) for review, high in waiting]
-        for key, waiting in own["parked"].items()
-    }
-    return Mark(own["cursors"], own["highs"], own["review_highs"], own["pruned_to"], parked)
+def mark_body(mark: Mark) -> bytes:
+    """The store's own state, as JSON (its cursors have their own column)."""
+    return orjson.dumps(
+        {
+            "highs": sorted(mark.highs.items()),
+            "review_highs": sorted(mark.review_highs.items()),
+            "pruned_to": mark.pruned_to,
+            "parked": [
+                [tenant, cid, [[review.model_dump_json(), high] for review, high in waiting]]
+                for (tenant, cid), waiting in mark.parked.items()
+            ],
+        }
+    )
+
+
+def mark_of(cursors: list[list[Any]], body: bytes) -> Mark:
+    try:
+        own = orjson.loads(body)
+        return Mark(
+            {(t, p): o for t, p, o in cursors},
+            {p: datetime.fromisoformat(t) for p, t in own["highs"]},
+            {p: datetime.fromisoformat(t) for p, t in own["review_highs"]},
+            codec.when(own["pruned_to"]),
+            {
+                (tenant, cid): [
+                    (ReviewSubmitted.model_validate_json(review), codec.when(high))
+                    for review, high in waiting
+                ]
+                for tenant, cid, waiting in own["parked"]
+            },
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise codec.SnapshotFormatError(f"sampler snapshot mark unreadable: {exc!r}") from exc
+
+
+async def write_chunks(session: AsyncSession, tenant: str, state: SamplerState) -> None:
+    """One tenant's state, each chunk inserted as soon as it is encoded."""
+    for seq, (part, body) in enumerate(codec.chunks(state)):
+        await session.execute(
+            snapshot_chunks.insert(), {"tenant_id": tenant, "seq": seq, "part": part, "body": body}
+        )
 
 
 async def save(session: AsyncSession, store: SamplerStore) -> bool:
@@ -139,15 +170,13 @@ async def save(session: AsyncSession, store: SamplerStore) -> bool:
     latest = await covered(session)
     if any(store.cursors.get(k, -1) < head for k, head in latest.items()):
         return False
-    body, states = capture(store)
-    await session.execute(delete(snapshots))
-    if states:
-        await session.execute(
-            snapshots.insert(), [{"tenant_id": tenant, "body": b} for tenant, b in states.items()]
-        )
+    await session.execute(delete(snapshot_chunks))
+    for tenant, st in sorted(store.states.items()):
+        await write_chunks(session, tenant, st)
     params = covered_params(store.cursors)
     dropped = int((await session.execute(_DROP_COVERED, params)).scalar_one())
     cursors = [[t, p, o] for (t, p), o in sorted(store.cursors.items())]
+    body = mark_body(mark_of_store(store))
     stmt = pg_insert(snapshot_mark).values(
         id=1, format=codec.FORMAT, cursors=cursors, body=body, compacted=dropped
     )

@@ -1,5 +1,5 @@
 """Sampler's own schema. The quota/pool state is event-sourced: `inputs` holds the consumed facts in partition
-order since the latest snapshot (`snapshots`) and `sample_log` every decision; the in-memory engine state is
+order since the latest snapshot (`snapshot_chunks`) and `sample_log` every decision; the in-memory engine state is
 rebuilt from the snapshot and the inputs after it whenever needed."""
 
 from __future__ import annotations
@@ -75,14 +75,16 @@ sample_log = Table(
     Column("event_id", String(64), nullable=False),
     PrimaryKeyConstraint("tenant_id", "conversation_id", "purpose", "plan_id"),
 )
-# The latest state snapshot (`snapshot_store`): each tenant's engine state, and one mark row with the input
-# offsets it covers and the store's own state; inputs it covers are compacted away.
-snapshots = Table(
-    "snapshots",
+# The latest state snapshot (`snapshot_store`): each tenant's engine state in chunks (`engine.snapshot`), and
+# one mark row with the input offsets it covers and the store's own state; inputs it covers are compacted away.
+snapshot_chunks = Table(
+    "snapshot_chunks",
     metadata,
     tenant_id(),
-    Column("body", LargeBinary, nullable=False),
-    PrimaryKeyConstraint("tenant_id"),
+    Column("seq", Integer, nullable=False),  # the chunk's place in its tenant's state
+    Column("part", String(40), nullable=False),  # which part of the state it holds
+    Column("body", LargeBinary, nullable=False),  # JSON
+    PrimaryKeyConstraint("tenant_id", "seq"),
 )
 snapshot_mark = Table(
     "snapshot_mark",
@@ -90,7 +92,7 @@ snapshot_mark = Table(
     Column("id", Integer, nullable=False),  # always 1: there is one latest snapshot
     Column("format", Integer, nullable=False),
     Column("cursors", JSONB, nullable=False),  # [[topic, partition, offset], ...]: what it covers
-    Column("body", LargeBinary, nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the store's own state, JSON
     Column("compacted", BigInteger, nullable=False),  # inputs deleted by all snapshots so far
     Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("id"),
@@ -101,7 +103,7 @@ tables.update(
     inputs=inputs,
     input_heads=input_heads,
     sample_log=sample_log,
-    snapshots=snapshots,
+    snapshot_chunks=snapshot_chunks,
     snapshot_mark=snapshot_mark,
     plans=plans,
     auto_policies=auto_policies,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from qastream_sampler.decisions import Decision
 from qastream_sampler.engine import snapshot as codec
 from qastream_sampler.plans import parse_plan
-from qastream_sampler.snapshot_store import capture, mark_of
+from qastream_sampler.snapshot_store import mark_body, mark_of, mark_of_store
 from qastream_sampler.store import SamplerStore
 from qastream_shared.events import (
     CsatRecorded,
@@ -131,10 +131,11 @@ def with_plans(store: SamplerStore) -> SamplerStore:
 
 
 def from_snapshot(store: SamplerStore) -> SamplerStore:
-    """A new store from a snapshot of `store`, through the bytes the snapshot table holds."""
-    body, states = capture(store)
+    """A new store from a snapshot of `store`, through the bytes the snapshot tables hold."""
+    cursors = [[t, p, o] for (t, p), o in sorted(store.cursors.items())]
+    mark = mark_of(cursors, mark_body(mark_of_store(store)))
     fresh = SamplerStore(store.settings, store.partitions)
-    fresh.restore(mark_of(body), {tenant: codec.load(b) for tenant, b in states.items()})
+    fresh.restore(mark, {tenant: codec.load(tenant, codec.chunks(st)) for tenant, st in store.states.items()})
     return with_plans(fresh)  # plans live in their own table, not in the snapshot
 
 

@@ -1,11 +1,19 @@
 """Soak: the whole pipeline at a steady rate for a long time; memory, lag and latency must stay flat.
 
-    uv run python -m bench.soak --minutes 20 --rate 25      # writes docs/soak.png
+    uv run python -m bench.soak --minutes 20 --rate 200     # writes docs/soak.png
     uv run python -m bench.soak --tiny                      # CI smoke: 12 s, the PNG to a temporary file
 
 Same five processes and set-up as bench.pipeline (its `Pipeline`, on the stack of KAFKA_BOOTSTRAP_SERVERS /
 DATABASE_URL or the launcher's). Real STAR conversations with fresh ids are posted open-loop at `--rate` per
-second, in a batch every 200 ms. Every `--every` seconds it records each service's RSS (VmRSS of its
+second, in a batch every 200 ms (the default, 200/s, is half the sustained rate bench.pipeline measured).
+
+Weeks of traffic in minutes: each conversation's turn times are moved so that it ends at a simulated event
+time running `--days-per-minute` days per minute of the run and reaching the wall clock at its end. Memory
+flat "after warm-up" means after the sampler's late window (14 days of event time) has filled: with the
+STAR turn times as recorded (15 days of 2020, cycled), its watermark stopped after the first cycle,
+retention never ran again, and every conversation of the run stayed in its state. Scoring stamps auto
+reviews with the wall clock, so the sampler takes those of conversations older than its late window before
+the end as late (ignored, as any late review); the conversations themselves are sampled as usual. Every `--every` seconds it records each service's RSS (VmRSS of its
 process), the five consumer groups' summed lag, and the p50/p99 from ingest's 202 to the auto review stored
 by scoring (`scored`) and by reporting (`reported`) of the conversations accepted in that interval, seen by
 polling both schemas. Prints JSON:
@@ -15,6 +23,8 @@ polling both schemas. Prints JSON:
 - lag: max and last sample (bounded: no upward trend over the run);
 - dead_lettered: records on each service's DLQ topic at the end (should all be 0); refused: conversations
   ingest answered other than 202, by status (at most 8 posts are in flight; the rest wait);
+- load: the generator's own CPU per conversation posted (this process: posting and the observer's polls)
+  and how late its ticks fired (p99, max), so that it is seen not to be the limit;
 - raw_ping_pong: one record produced and consumed before the next, on the same broker in the same run: the
   floor of one hop, beside which the per-interval p99s are read (`scored_p99_over_ping_pong_p99`).
 Also writes a PNG (matplotlib) of RSS per service and lag over time (`--png`, default docs/soak.png).
@@ -24,20 +34,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
+import psutil
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from bench.common import emit
 from bench.pipeline_stack import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
+from qastream_shared.testing import star_records
 from qastream_shared.topics import dlq, physical
 from tests.integration.conftest_ingest import star_stream, take
 
@@ -64,11 +79,12 @@ class Tracker:
         self.pending: dict[str, set[str]] = {"scoring": set(), "reporting": set()}
         self.interval: dict[str, list[float]] = {"scoring": [], "reporting": []}
         self.all: dict[str, list[float]] = {"scoring": [], "reporting": []}
-        self.queries = {
-            name: f'SELECT conversation_id FROM "{p.schema(name)}".reviews'
-            " WHERE kind = 'auto' AND conversation_id = ANY($1)"
-            for name in self.pending
-        }
+        # Both schemas in one statement, as bench.pipeline's latency phase: the poll runs beside the pipeline.
+        self.query = " UNION ALL ".join(
+            f"SELECT '{name}' AS stage, conversation_id FROM \"{p.schema(name)}\".reviews"
+            f" WHERE kind = 'auto' AND conversation_id = ANY(${n})"
+            for n, name in enumerate(self.pending, 1)
+        )
 
     def posted(self, ids: list[str], at: float) -> None:
         for cid in ids:
@@ -77,22 +93,20 @@ class Tracker:
                 waiting.add(cid)
 
     async def poll(self) -> None:
-        for name, waiting in self.pending.items():
-            if not waiting:
-                continue
-            rows = await self.conn.fetch(self.queries[name], list(waiting))
-            now = time.perf_counter()
-            for r in rows:
-                cid = r["conversation_id"]
-                if cid in waiting:
-                    waiting.discard(cid)
-                    ms = (now - self.accepted_at[cid]) * 1000
-                    self.interval[name].append(ms)
-                    self.all[name].append(ms)
-                    # Reporting can be seen to hold it in the same poll that missed scoring's row (scoring
-                    # committed between the two queries): forget it once no tracker waits for it.
-                    if not any(cid in w for w in self.pending.values()):
-                        del self.accepted_at[cid]
+        if not any(self.pending.values()):
+            return
+        rows = await self.conn.fetch(self.query, *(list(ids) for ids in self.pending.values()))
+        now = time.perf_counter()
+        for r in rows:
+            name, cid = r["stage"], r["conversation_id"]
+            waiting = self.pending[name]
+            if cid in waiting:
+                waiting.discard(cid)
+                ms = (now - self.accepted_at[cid]) * 1000
+                self.interval[name].append(ms)
+                self.all[name].append(ms)
+                if not any(cid in w for w in self.pending.values()):
+                    del self.accepted_at[cid]
 
     def take_interval(self) -> dict[str, Any]:
         out = {f"{n}_p{q}_ms": _pct(v, q) for n, v in self.interval.items() for q in (50, 99)}
@@ -112,10 +126,51 @@ async def dead_lettered(p: Pipeline) -> dict[str, int]:
     return {name: ends[tp] for name, tp in tps.items()}
 
 
+class EventClock:
+    """The run's simulated event time: `days_per_minute` days per minute of the run, at the wall clock at the
+    run's end (never ahead of it: the sampler's retention follows the lower of the conversations' watermark
+    and the reviews', which scoring stamps with the wall clock)."""
+
+    def __init__(self, minutes: float, days_per_minute: float) -> None:
+        self.speed = days_per_minute * 1440  # event seconds per second of the run
+        self.started = time.perf_counter()
+        self.origin = datetime.now(UTC) + timedelta(minutes=minutes) * (1 - self.speed)
+
+    def now(self) -> datetime:
+        return self.origin + timedelta(seconds=(time.perf_counter() - self.started) * self.speed)
+
+
+def retimed(prefix: str, clock: EventClock | None) -> Iterator[dict[str, Any]]:
+    """Real STAR conversations under fresh ids (`star_stream`), each moved to end at `clock.now()`."""
+    if clock is None:
+        yield from star_stream(prefix)
+        return
+    records = list(star_records())
+    offsets = []  # each turn's time relative to the conversation's last timestamped turn
+    for r in records:
+        times = [datetime.fromisoformat(t["ts"]) if t.get("ts") else None for t in r["turns"]]
+        end = max((t for t in times if t is not None), default=None)
+        offsets.append([None if t is None or end is None else t - end for t in times])
+    for n in itertools.count():
+        i = n % len(records)
+        at = clock.now()
+        turns = [
+            t if off is None else {**t, "ts": (at + off).isoformat()}
+            for t, off in zip(records[i]["turns"], offsets[i], strict=True)
+        ]
+        yield {**records[i], "conversation_id": f"{prefix}-{n}", "turns": turns}
+
+
 async def soak(
-    p: Pipeline, conn: asyncpg.Connection, minutes: float, rate: float, every: float
+    p: Pipeline,
+    conn: asyncpg.Connection,
+    minutes: float,
+    rate: float,
+    every: float,
+    days_per_minute: float,
 ) -> dict[str, Any]:
-    stream = star_stream("soak")
+    clock = EventClock(minutes, days_per_minute) if days_per_minute > 0 else None
+    stream = retimed("soak", clock)
     tracker = Tracker(p, conn)
     pids = {name: svc.pid for name, svc in p.live.items()}
     samples: list[dict[str, Any]] = []
@@ -124,6 +179,8 @@ async def soak(
     start = time.perf_counter()
     end = start + minutes * 60
     sent: list[asyncio.Task[None]] = []
+    late_ms: list[float] = []  # how late each tick fired: the generator keeping its schedule
+    cpu_before = psutil.Process().cpu_times()
 
     refused: dict[str, int] = {}
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -161,15 +218,24 @@ async def soak(
         tick = 0
         while (scheduled := start + tick * tick_s) < end:
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            late_ms.append((time.perf_counter() - scheduled) * 1000)
             sent.append(asyncio.create_task(one(client, take(stream, per_tick))))
             tick += 1
         await asyncio.gather(*sent)
         offered_s = time.perf_counter() - start
     await asyncio.gather(*tasks)
+    cpu = psutil.Process().cpu_times()
+    used_s = cpu.user + cpu.system - cpu_before.user - cpu_before.system
     return {
         "offered_per_s": round(per_tick * tick / offered_s, 1),
         "conversations": per_tick * tick,
+        "event_days": round(minutes * days_per_minute, 1) if clock else None,
         "refused": refused,
+        "load": {
+            "bench_cpu_ms_per_conversation": round(1000 * used_s / max(1, per_tick * tick), 3),
+            "bench_cpu_share_of_one_core": round(used_s / offered_s, 3),
+            "tick_late_ms": {"p99": _pct(late_ms, 99), "max": round(max(late_ms, default=0.0), 1)},
+        },
         "samples": samples,
         "scored": percentiles(tracker.all["scoring"]),
         "reported": percentiles(tracker.all["reporting"]),
@@ -217,9 +283,11 @@ def plot(samples: list[dict[str, Any]], title: str, png: Path) -> None:
     plt.close(fig)
 
 
-async def main(minutes: float, rate: float, every: float, png: Path) -> dict[str, Any]:
+async def main(
+    minutes: float, rate: float, every: float, png: Path, days_per_minute: float = 4.0
+) -> dict[str, Any]:
     async with warm_pipeline() as (p, conn):
-        run = await soak(p, conn, minutes, rate, every)
+        run = await soak(p, conn, minutes, rate, every, days_per_minute)
         dead = await dead_lettered(p)
         pong_topic = physical("bench.pingpong", p.base)
         await p.admin.create_topics([NewTopic(pong_topic, 1, 1)])
@@ -227,7 +295,8 @@ async def main(minutes: float, rate: float, every: float, png: Path) -> dict[str
     samples = run["samples"]
     rss = drift(samples)
     lags = [s["lag"] for s in samples]
-    plot(samples, f"soak: {run['offered_per_s']:g} conversations/s for {minutes:g} min", png)
+    days = f", {run['event_days']:g} days of event time" if run["event_days"] else ""
+    plot(samples, f"soak: {run['offered_per_s']:g} conversations/s for {minutes:g} min{days}", png)
     return {
         "minutes": minutes,
         "rate_per_s": rate,
@@ -250,7 +319,12 @@ async def main(minutes: float, rate: float, every: float, png: Path) -> dict[str
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--rate", type=float, default=25.0, help="conversations per second, offered")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="conversations per second, offered (half of ~408 sustained)"
+    )
+    parser.add_argument(
+        "--days-per-minute", type=float, default=4.0, help="simulated event days per minute (0: STAR's own)"
+    )
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--png", type=Path, default=DOCS_PNG)
     parser.add_argument("--tiny", action="store_true", help="CI smoke: 12 s at 5/s, PNG to a temporary file")
@@ -259,7 +333,7 @@ def cli() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             emit(asyncio.run(main(0.2, 5.0, 1.5, Path(tmp) / "soak.png")))
         return
-    emit(asyncio.run(main(a.minutes, a.rate, a.every, a.png)))
+    emit(asyncio.run(main(a.minutes, a.rate, a.every, a.png, a.days_per_minute)))
 
 
 if __name__ == "__main__":

@@ -13,18 +13,20 @@ flat "after warm-up" means after the sampler's late window (14 days of event tim
 STAR turn times as recorded (15 days of 2020, cycled), its watermark stopped after the first cycle,
 retention never ran again, and every conversation of the run stayed in its state. Scoring stamps auto
 reviews with the wall clock, so the sampler takes those of conversations older than its late window before
-the end as late (ignored, as any late review); the conversations themselves are sampled as usual. Every `--every` seconds it records each service's RSS (VmRSS of its
-process), the five consumer groups' summed lag, and the p50/p99 from ingest's 202 to the auto review stored
-by scoring (`scored`) and by reporting (`reported`) of the conversations accepted in that interval, seen by
-polling both schemas. Prints JSON:
+the end as late (ignored, as any late review); the conversations themselves are sampled as usual.
+
+Every `--every` seconds it records each service's RSS (VmRSS of its process), the five consumer groups'
+summed lag, and the p50/p99 from ingest's 202 to the auto review stored by scoring (`scored`) and by
+reporting (`reported`) of the conversations heard in that interval (bench.pipeline's commit observer: a
+notification at commit, heard in a process of its own). Prints JSON:
 - samples: one per interval;
 - rss_drift: per service, the mean RSS of the last quarter over that of the second quarter (after warm-up),
   minus one; the soak's claim is |drift| <= 0.15 (`met`);
 - lag: max and last sample (bounded: no upward trend over the run);
 - dead_lettered: records on each service's DLQ topic at the end (should all be 0); refused: conversations
   ingest answered other than 202, by status (at most 8 posts are in flight; the rest wait);
-- load: the generator's own CPU per conversation posted (this process: posting and the observer's polls)
-  and how late its ticks fired (p99, max), so that it is seen not to be the limit;
+- load: the generator's own CPU per conversation posted (this process), the observer process's, and how
+  late the generator's ticks fired (p99, max), so that it is seen not to be the limit;
 - raw_ping_pong: one record produced and consumed before the next, on the same broker in the same run: the
   floor of one hop, beside which the per-interval p99s are read (`scored_p99_over_ping_pong_p99`).
 Also writes a PNG (matplotlib) of RSS per service and lag over time (`--png`, default docs/soak.png).
@@ -34,11 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,9 @@ import psutil
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
+from bench.commit_observer import Observer, install, uninstall
 from bench.common import emit
+from bench.pipeline import probes_of
 from bench.pipeline_stack import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
 from qastream_shared.testing import star_records
 from qastream_shared.topics import dlq, physical
@@ -58,7 +63,6 @@ from tests.integration.conftest_ingest import star_stream, take
 
 TICK_S = 0.2
 MAX_IN_FLIGHT = 8  # posts awaiting ingest's answer; past that the offered rate drops (reported)
-POLL_S = 0.02
 DOCS_PNG = Path(__file__).resolve().parents[1] / "docs" / "soak.png"
 
 
@@ -71,20 +75,18 @@ def rss_mb(pid: int) -> float:
 
 
 class Tracker:
-    """Accept time of each posted conversation, and when scoring and reporting stored its auto review."""
+    """Accept time of each posted conversation, and when its auto review was heard committing in scoring's
+    schema (`scored`) and in reporting's (`reported`), by bench.pipeline's commit observer: a notification
+    at commit, in a process of its own, so nothing here polls a query that grows with what is awaited."""
 
-    def __init__(self, p: Pipeline, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+    STAGES = ("scored", "reported")
+
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
         self.accepted_at: dict[str, float] = {}
-        self.pending: dict[str, set[str]] = {"scoring": set(), "reporting": set()}
-        self.interval: dict[str, list[float]] = {"scoring": [], "reporting": []}
-        self.all: dict[str, list[float]] = {"scoring": [], "reporting": []}
-        # Both schemas in one statement, as bench.pipeline's latency phase: the poll runs beside the pipeline.
-        self.query = " UNION ALL ".join(
-            f"SELECT '{name}' AS stage, conversation_id FROM \"{p.schema(name)}\".reviews"
-            f" WHERE kind = 'auto' AND conversation_id = ANY(${n})"
-            for n, name in enumerate(self.pending, 1)
-        )
+        self.pending: dict[str, set[str]] = {stage: set() for stage in self.STAGES}
+        self.interval: dict[str, list[float]] = {stage: [] for stage in self.STAGES}
+        self.all: dict[str, list[float]] = {stage: [] for stage in self.STAGES}
 
     def posted(self, ids: list[str], at: float) -> None:
         for cid in ids:
@@ -92,26 +94,34 @@ class Tracker:
             for waiting in self.pending.values():
                 waiting.add(cid)
 
-    async def poll(self) -> None:
-        if not any(self.pending.values()):
-            return
-        rows = await self.conn.fetch(self.query, *(list(ids) for ids in self.pending.values()))
-        now = time.perf_counter()
-        for r in rows:
-            name, cid = r["stage"], r["conversation_id"]
-            waiting = self.pending[name]
-            if cid in waiting:
+    def take_interval(self) -> dict[str, Any]:
+        """The latencies of the conversations heard at each stage since the last call."""
+        for stage, waiting in self.pending.items():
+            seen = self.observer.seen.get(stage, {})
+            for cid in [cid for cid in waiting if cid in seen]:
                 waiting.discard(cid)
-                ms = (now - self.accepted_at[cid]) * 1000
-                self.interval[name].append(ms)
-                self.all[name].append(ms)
+                ms = (seen.pop(cid) - self.accepted_at[cid]) * 1000
+                self.interval[stage].append(ms)
+                self.all[stage].append(ms)
                 if not any(cid in w for w in self.pending.values()):
                     del self.accepted_at[cid]
-
-    def take_interval(self) -> dict[str, Any]:
         out = {f"{n}_p{q}_ms": _pct(v, q) for n, v in self.interval.items() for q in (50, 99)}
-        self.interval = {"scoring": [], "reporting": []}
+        self.interval = {stage: [] for stage in self.STAGES}
         return out
+
+
+@contextlib.asynccontextmanager
+async def observed(p: Pipeline, conn: asyncpg.Connection) -> AsyncIterator[Observer]:
+    """bench.pipeline's observer, with only the two probes the soak times (each costs a trigger per row)."""
+    probes = [pr for pr in probes_of(p) if pr.stage in Tracker.STAGES]
+    observer = Observer(p.base.asyncpg_dsn, f"bench_{p.base.db_schema}")
+    await observer.start()
+    try:
+        await install(conn, observer.channel, probes)
+        yield observer
+    finally:
+        await uninstall(conn, probes)
+        observer.stop()
 
 
 def _pct(samples: list[float], q: int) -> float | None:
@@ -163,7 +173,7 @@ def retimed(prefix: str, clock: EventClock | None) -> Iterator[dict[str, Any]]:
 
 async def soak(
     p: Pipeline,
-    conn: asyncpg.Connection,
+    observer: Observer,
     minutes: float,
     rate: float,
     every: float,
@@ -171,7 +181,7 @@ async def soak(
 ) -> dict[str, Any]:
     clock = EventClock(minutes, days_per_minute) if days_per_minute > 0 else None
     stream = retimed("soak", clock)
-    tracker = Tracker(p, conn)
+    tracker = Tracker(observer)
     pids = {name: svc.pid for name, svc in p.live.items()}
     samples: list[dict[str, Any]] = []
     per_tick = max(1, round(rate * TICK_S))
@@ -193,11 +203,6 @@ async def soak(
             return
         tracker.posted([c["conversation_id"] for c in batch], time.perf_counter())
 
-    async def observe() -> None:
-        while time.perf_counter() < end:
-            await tracker.poll()
-            await asyncio.sleep(POLL_S)
-
     async def record() -> None:
         next_at = start + every
         while next_at <= end:
@@ -213,7 +218,8 @@ async def soak(
             )
             next_at += every
 
-    tasks = [asyncio.create_task(observe()), asyncio.create_task(record())]
+    observer_before = observer.cpu_seconds()
+    tasks = [asyncio.create_task(record())]
     async with p.client() as client:
         tick = 0
         while (scheduled := start + tick * tick_s) < end:
@@ -226,6 +232,7 @@ async def soak(
     await asyncio.gather(*tasks)
     cpu = psutil.Process().cpu_times()
     used_s = cpu.user + cpu.system - cpu_before.user - cpu_before.system
+    observer_s = observer.cpu_seconds() - observer_before
     return {
         "offered_per_s": round(per_tick * tick / offered_s, 1),
         "conversations": per_tick * tick,
@@ -234,11 +241,12 @@ async def soak(
         "load": {
             "bench_cpu_ms_per_conversation": round(1000 * used_s / max(1, per_tick * tick), 3),
             "bench_cpu_share_of_one_core": round(used_s / offered_s, 3),
+            "observer_cpu_ms_per_conversation": round(1000 * observer_s / max(1, per_tick * tick), 3),
             "tick_late_ms": {"p99": _pct(late_ms, 99), "max": round(max(late_ms, default=0.0), 1)},
         },
         "samples": samples,
-        "scored": percentiles(tracker.all["scoring"]),
-        "reported": percentiles(tracker.all["reporting"]),
+        "scored": percentiles(tracker.all["scored"]),
+        "reported": percentiles(tracker.all["reported"]),
     }
 
 
@@ -273,7 +281,7 @@ def plot(samples: list[dict[str, Any]], title: str, png: Path) -> None:
     lag.set_ylabel("lag (records)", color="tab:red")
     lag.set_ylim(bottom=0)
     p99 = lag.twinx()
-    p99.plot(minutes, [s["scoring_p99_ms"] for s in samples], color="tab:gray", lw=0.8)
+    p99.plot(minutes, [s["scored_p99_ms"] for s in samples], color="tab:gray", lw=0.8)
     p99.set_ylabel("p99 ingest→scored per interval (ms)", color="tab:gray")
     p99.set_ylim(bottom=0)
     lag.set_xlabel("minutes")
@@ -287,7 +295,8 @@ async def main(
     minutes: float, rate: float, every: float, png: Path, days_per_minute: float = 4.0
 ) -> dict[str, Any]:
     async with warm_pipeline() as (p, conn):
-        run = await soak(p, conn, minutes, rate, every, days_per_minute)
+        async with observed(p, conn) as observer:
+            run = await soak(p, observer, minutes, rate, every, days_per_minute)
         dead = await dead_lettered(p)
         pong_topic = physical("bench.pingpong", p.base)
         await p.admin.create_topics([NewTopic(pong_topic, 1, 1)])

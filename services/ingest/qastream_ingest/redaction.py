@@ -128,6 +128,8 @@ _EMAIL = re.compile(
     r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 _HAS_DIGIT = re.compile(r"\d")
+# The fewest digits a card (13), SSN (9), NI number (6) or phone (7) holds: fewer in the text, none is there.
+_FEWEST_DIGITS = 6
 # A run of digit groups joined by single spaces or dashes, long enough to hold a card number.
 _DIGIT_RUN = re.compile(r"(?<![\d])\d[\d -]{11,}\d(?![\d])")
 _DIGIT_GROUP = re.compile(r"\d+")
@@ -271,12 +273,21 @@ class _Custom:
 
 
 def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """`value` (JSON) with `fn` applied to each string in it. Scalars are passed over without a call: metadata
+    such as STAR's holds mostly labels of None, booleans and short strings, and one call each was half the
+    cost of redacting it."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, dict):
-        return {k: _map_strings(v, fn) for k, v in value.items()}
+        return {
+            k: fn(v) if isinstance(v, str) else _map_strings(v, fn) if isinstance(v, dict | list) else v
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_map_strings(v, fn) for v in value]
+        return [
+            fn(v) if isinstance(v, str) else _map_strings(v, fn) if isinstance(v, dict | list) else v
+            for v in value
+        ]
     return value
 
 
@@ -349,18 +360,23 @@ class Redactor:
         policy = self.policy
         if policy.emails and "@" in text:
             text = self._sub(_EMAIL.subn(self._tokens[PiiKind.email], text), PiiKind.email, counts, text)
-        if _HAS_DIGIT.search(text):
-            if policy.ibans:
-                text = self._validated(text, _IBAN, PiiKind.iban, counts)
-            if policy.cards:
-                text = self._cards(text, counts)
-            if policy.national_ids:  # before phones: 123-45-6789 has a phone's shape
-                text = self._validated(text, _SSN, PiiKind.national_id, counts)
-        if policy.national_ids:
+        # Every detector below needs digits (an IBAN its check digits), and all but the IBAN at least six:
+        # most turns have none or a few (a time, a quantity), so they are screened once here instead of
+        # scanned by each pattern. The tokens put in hold no digits, so a screen stays true of the text as
+        # the detectors change it.
+        if not _HAS_DIGIT.search(text):
+            return text
+        if policy.ibans:
+            text = self._validated(text, _IBAN, PiiKind.iban, counts)
+        if len(_HAS_DIGIT.findall(text)) < _FEWEST_DIGITS:  # counted faster than any pattern finds six
+            return text
+        if policy.cards:
+            text = self._cards(text, counts)
+        if policy.national_ids:  # before phones: 123-45-6789 has a phone's shape
+            text = self._validated(text, _SSN, PiiKind.national_id, counts)
             text = self._validated(text, _NINO, PiiKind.national_id, counts)
-        if _HAS_DIGIT.search(text):
-            if policy.phones:
-                text = self._validated(text, _PHONE, PiiKind.phone, counts)
+        if policy.phones:
+            text = self._validated(text, _PHONE, PiiKind.phone, counts)
         return text
 
     def _apply_custom(self, text: str, custom: list[_Custom], counts: Counter[str]) -> str:

@@ -42,8 +42,8 @@ from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare
 from qastream_scoring.autoqa.resolution import _matches
-from qastream_scoring.autoqa.sentiment import compound
 from qastream_scoring.autoqa.spelling import misspelled
+from qastream_scoring.autoqa.vader import compound, compound_floor
 from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.pcsat import current as pcsat_model
@@ -76,7 +76,7 @@ def conversations(n: int) -> list[Conversation]:
 def cold_text_caches() -> None:
     """Empties the per-text caches (VADER, cue matches, spelling) so that each in-process pass starts as a fresh
     service process does: else the pass without pCSAT warms them for the pass with it."""
-    for cached in (compound, _matches, misspelled):
+    for cached in (compound, compound_floor, _matches, misspelled):
         cached.cache_clear()
 
 

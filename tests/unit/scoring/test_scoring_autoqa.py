@@ -9,9 +9,10 @@ from qastream_scoring.autoqa import ConversationView, Finding, Registry, default
 from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.phrases import PhrasesScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer
-from qastream_scoring.autoqa.sentiment import SentimentScorer, below, compound
+from qastream_scoring.autoqa.sentiment import SentimentScorer
 from qastream_scoring.autoqa.spelling import SpellingScorer
 from qastream_scoring.autoqa.timing import TimingScorer
+from qastream_scoring.autoqa.vader import compound
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_shared.conversation import Conversation
 from qastream_shared.scorecard import Category, Scale, ScaleKind, ScorerRef
@@ -71,26 +72,6 @@ def test_sentiment_mood_and_tone() -> None:
     assert run(SentimentScorer(), rude, customer_weight=0).fraction == 0.5
     # the customer was upset and the agent acknowledged it: full tone marks
     assert run(SentimentScorer(), GOOD, customer_weight=0).fraction == 1.0
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "I don't have a booking number",  # a negator with nothing to turn: VADER is skipped, and right to be
-        "That is not good at all",  # a negator turning a positive word
-        "No, that's not what I asked",
-        "This is useless and I am angry!!",
-        "not :)",  # a positive emoticon the word list does not see, negated
-        "Oh :(",  # a negative emoticon, the only sentiment in the turn
-        "It is 86 and I am John.",  # a number VADER reads as slang ("86": get rid of)
-        "I need some directions though :(",
-        "Thanks, great, see you at 10:30",
-    ],
-)
-def test_below_agrees_with_vader_whether_or_not_it_skips_it(text: str) -> None:
-    view = ConversationView(convo(("customer", text), ("agent", "ok")))
-    for threshold in (0.0, -0.3):
-        assert below(view, 0, threshold) is (compound(text) < threshold), threshold
 
 
 def test_sentiment_customer_mood_rewards_appreciation_not_just_polarity() -> None:

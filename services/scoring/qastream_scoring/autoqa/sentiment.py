@@ -13,20 +13,19 @@
   `rude_penalty`. Empathy is judged where it is due: after an upset customer turn (below `rude_below`), an
   agent reply with an apology or empathy phrase earns `empathy_bonus`, a reply without one costs it.
 `customer_weight` blends the two (1 = mood only, 0 = tone only).
-VADER scores are cached by text: agent macros repeat, and no turn is scored twice.
+VADER scores are cached by text (agent macros repeat, and no turn is scored twice), and VADER runs only on
+the turns that `vader.compound_floor` cannot rule out.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
-from vaderSentiment.vaderSentiment import NEGATE, SentimentIntensityAnalyzer
 
+from qastream_scoring.autoqa import vader
 from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clamp
 from qastream_shared.scorecard import Scale
 
@@ -48,81 +47,8 @@ class SentimentParams(Params):
     empathy_bonus: float = Field(default=0.1, ge=0, le=1)
 
 
-@lru_cache(maxsize=1)
-def _analyzer() -> SentimentIntensityAnalyzer:
-    return SentimentIntensityAnalyzer()
-
-
-@lru_cache(maxsize=65536)
-def compound(text: str) -> float:
-    return float(_analyzer().polarity_scores(text)["compound"])
-
-
-_WORD_ENTRY = re.compile(r"[a-z']+")
-
-
-@lru_cache(maxsize=1)
-def _lexicon_words() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """VADER's negative and positive lexicon entries, and the words that negate a positive one."""
-    lexicon = _analyzer().lexicon
-    negators = {w.lower() for w in NEGATE} | {"least", "without", "never", "no", "not"}
-    return (
-        frozenset(w for w, v in lexicon.items() if v < 0),
-        frozenset(w for w, v in lexicon.items() if v > 0),
-        frozenset(negators),
-    )
-
-
-@lru_cache(maxsize=1)
-def _negative_symbols() -> tuple[frozenset[str], re.Pattern[str]]:
-    """The negative entries the word list cannot see (emoticons like ":(", slang numbers like "86"), and a
-    pattern found in every text holding one: a symbol, or one of the few such entries without a symbol. Most
-    turns do not match it and are not tokenised again."""
-    # VADER looks entries up one token at a time: an entry with a space never matches.
-    entries = frozenset(w for w in _lexicon_words()[0] if not _WORD_ENTRY.fullmatch(w) and " " not in w)
-    symbol = r"[^a-z0-9'\s.,!?]"
-    plain = sorted((w for w in entries if not re.search(symbol, w)), key=len, reverse=True)
-    return entries, re.compile("|".join([symbol, *map(re.escape, plain)]))
-
-
-_EMOTICON = re.compile(r"[:;=<]")  # emoticons (":)", "<3") are lexicon entries the word list does not see
-
-
-def _tokens(text: str) -> set[str]:
-    """VADER's tokens of a text, lowercased: split on spaces, punctuation stripped off a token that keeps
-    more than two characters (so ":(" stays an emoticon and "bad!" becomes "bad")."""
-    out = set()
-    for token in text.lower().split():
-        stripped = token.strip(string.punctuation)
-        out.add(stripped if len(stripped) > 2 else token)
-    return out
-
-
-def _may_be_negative(view: ConversationView, turn: int) -> bool:
-    """False when VADER cannot score the turn below 0: no negative lexicon entry, and no negator, or a negator
-    with no positive word to turn (boosters, capitals, "but" and punctuation scale a sum, never flip it)."""
-    negative, positive, negators = _lexicon_words()
-    words = view.words[turn]
-    if not negative.isdisjoint(words):
-        return True
-    text = view.texts[turn]
-    symbols, may_hold = _negative_symbols()
-    if may_hold.search(view.lower[turn]) and not symbols.isdisjoint(_tokens(text)):
-        return True
-    if negators.isdisjoint(words):
-        return False
-    return not positive.isdisjoint(words) or _EMOTICON.search(text) is not None
-
-
-def below(view: ConversationView, turn: int, threshold: float) -> bool:
-    """compound(turn) < threshold (≤ 0), skipping VADER for the many turns that cannot be negative."""
-    if not _may_be_negative(view, turn):
-        return False
-    return compound(view.texts[turn]) < threshold
-
-
 def _upbeat(view: ConversationView, turn: int) -> bool:
-    return "!" in view.texts[turn] and not below(view, turn, 0.0)
+    return "!" in view.texts[turn] and not vader.below(view.texts[turn], 0.0)
 
 
 def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]]:
@@ -134,7 +60,7 @@ def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, 
 def _customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]]:
     turns = view.customer
     last = turns[-tail:]
-    end = sum(compound(view.texts[i]) for i in last) / len(last)
+    end = sum(vader.compound(view.texts[i]) for i in last) / len(last)
     # Replies to the agent: the opening request is about the problem, not about the service.
     replies = [i for i in turns if i > view.agent[0]] or last
     upbeat = {i for i in turns if _upbeat(view, i)}
@@ -181,7 +107,7 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
     for i in sorted((*view.agent, *view.customer)):
         if i in view.customer_set:
             # A customer turn after the agent's last reply is never answered: its mood cannot count here.
-            if upset_at is None and i < last_reply and below(view, i, parsed.rude_below):
+            if upset_at is None and i < last_reply and vader.below(view.texts[i], parsed.rude_below):
                 upset_at = i
             continue
         if EMPATHY.search(view.lower[i]):
@@ -190,7 +116,7 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
                 evidence += [upset_at, i]
                 upset_at = None
             continue  # an apology with bad news reads negative to VADER but is not rude
-        if below(view, i, parsed.rude_below):
+        if vader.below(view.texts[i], parsed.rude_below):
             tone -= parsed.rude_penalty
             evidence.append(i)
         if upset_at is not None:

@@ -69,11 +69,11 @@ async def append(session: AsyncSession, tenant: str, diff: facts.Contributions) 
     driver = await _driver(session)
     appended = 0
     for name, rows in diff.items():
-        counts = [is_count(m) for m in facts.ROLLUPS[name][1]]
+        # Counts are sums of ints and bools, so ints already: the values go to COPY as they are.
         records = [
-            (tenant, *key, *[round(v) if c else v for v, c in zip(values, counts, strict=True)])
+            (tenant, *key, *values)
             for key, values in rows.items()
-            if any(v > _ZERO or v < -_ZERO for v in values)
+            if max(values) > _ZERO or min(values) < -_ZERO
         ]
         if records:
             await driver.copy_records_to_table(deltas[name].name, records=records, columns=_COLUMNS[name])

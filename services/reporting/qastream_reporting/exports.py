@@ -36,8 +36,9 @@ class Export:
     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # per-row figures from sums
 
 
-def _plain(table: Table, names: Sequence[str]) -> Callable[[Table], Any]:
-    return lambda t: select(*(t.c[n] for n in names))
+def _plain(table: Table, columns: Sequence[tuple[str, pa.DataType]]) -> Export:
+    """An export of the table's own columns, as they are stored."""
+    return Export(table, columns, lambda t: select(*(t.c[n] for n, _ in columns)))
 
 
 _REVIEW_COLUMNS: list[tuple[str, pa.DataType]] = [
@@ -91,7 +92,7 @@ def _sum(t: Table, m: str) -> Any:
 
 
 EXPORTS: dict[str, Export] = {
-    "reviews": Export(reviews, _REVIEW_COLUMNS, _plain(reviews, [c for c, _ in _REVIEW_COLUMNS])),
+    "reviews": _plain(reviews, _REVIEW_COLUMNS),
     "ratings": Export(
         reviews,
         [
@@ -109,7 +110,7 @@ EXPORTS: dict[str, Export] = {
         ],
         _ratings_select,
     ),
-    "disputes": Export(
+    "disputes": _plain(
         disputes,
         [
             ("dispute_id", pa.string()),
@@ -125,25 +126,8 @@ EXPORTS: dict[str, Export] = {
             ("resolved_at", pa.timestamp("us", tz="UTC")),
             ("day", pa.date32()),
         ],
-        _plain(
-            disputes,
-            [
-                "dispute_id",
-                "review_id",
-                "conversation_id",
-                "category_id",
-                "agent_id",
-                "team",
-                "opened_by",
-                "opened_at",
-                "outcome",
-                "resolved_by",
-                "resolved_at",
-                "day",
-            ],
-        ),
     ),
-    "coaching_tasks": Export(
+    "coaching_tasks": _plain(
         coaching_tasks,
         [
             ("task_id", pa.string()),
@@ -156,20 +140,6 @@ EXPORTS: dict[str, Export] = {
             ("updated_at", pa.timestamp("us", tz="UTC")),
             ("day", pa.date32()),
         ],
-        _plain(
-            coaching_tasks,
-            [
-                "task_id",
-                "rule_id",
-                "agent_id",
-                "team",
-                "category_id",
-                "status",
-                "created_at",
-                "updated_at",
-                "day",
-            ],
-        ),
     ),
     # Daily quality per scope and scorecard version (view "version": every review of that version once).
     "aggregates": Export(

@@ -221,6 +221,13 @@ class BatchConsumer:
         try:
             while not stop.is_set():
                 batch, items = await ahead
+                if batch and (room := self.settings.consumer_batch_size - len(items)) > 0:
+                    # The fetch ahead returned with what had arrived when the batch before began: what came
+                    # in while that batch ran joins this one now instead of waiting out another batch.
+                    more, more_items = await self._fetch(consumer, timeout_ms=0, max_records=room)
+                    for tp, records in more.items():
+                        batch.setdefault(tp, []).extend(records)
+                    items += more_items
                 ahead = asyncio.create_task(self._fetch(consumer))
                 if consumer.assignment():
                     self.ready.set()
@@ -249,11 +256,11 @@ class BatchConsumer:
             self.stopped.set()
 
     async def _fetch(
-        self, consumer: AIOKafkaConsumer
+        self, consumer: AIOKafkaConsumer, timeout_ms: int | None = None, max_records: int | None = None
     ) -> tuple[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], list[_Item]]:
         batch = await consumer.getmany(
-            timeout_ms=self.settings.consumer_batch_timeout_ms,
-            max_records=self.settings.consumer_batch_size,
+            timeout_ms=self.settings.consumer_batch_timeout_ms if timeout_ms is None else timeout_ms,
+            max_records=max_records or self.settings.consumer_batch_size,
         )
         items = []
         for records in batch.values():

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -287,3 +288,60 @@ async def test_a_stuck_batch_is_visible_and_stop_is_prompt_while_isolating(probe
     await asyncio.wait_for(task, 10)  # the isolation loop watches the stop event too
     assert REGISTRY.get_sample_value("qa_consumer_stuck_seconds", {"service": "probe"}) == 0
     assert await count(probe) == 0 and await dead_letters(probe) == 0  # nothing skipped
+
+
+class HeldFirstBatch(BatchConsumer):
+    """Records each batch's conversation ids; the first batch waits for `release` before it is processed."""
+
+    batches: list[list[str]]
+    release: asyncio.Event
+
+    async def _process(self, items: Any, stop: asyncio.Event) -> None:
+        self.batches.append([it.env.data.conversation.conversation_id for it in items])
+        if len(self.batches) == 1:
+            await self.release.wait()
+        await super()._process(items, stop)
+
+
+async def test_records_arriving_while_a_batch_runs_join_the_next_batch(settings):
+    """The consumer fetches the next batch ahead while one runs; that fetch returns with what had arrived when
+    it began, and whatever arrives after it must join that next batch, not wait out one more batch."""
+    # A long fetch timeout, so the fetch ahead is still waiting when the second record arrives.
+    settings = settings.model_copy(update={"consumer_batch_timeout_ms": 3_000})
+    runtime = ServiceRuntime(SPEC, settings)
+    await migrate(settings, runtime.schema, SPEC.migrations)
+    await ensure_topics(settings)
+    topic = physical(CONVERSATIONS, settings)
+    consumer = runtime.batch_consumer(HeldFirstBatch)
+    assert isinstance(consumer, HeldFirstBatch)
+    consumer.batches, consumer.release = [], asyncio.Event()
+
+    async def send(cid: str) -> None:  # one key: one partition, so the high watermark counts every record
+        await produce(settings, topic, [(b"acme:one-key", *encode(ingested("acme", conversation(cid)))[1:])])
+
+    async def fetched(n: int) -> bool:
+        assert consumer.consumer is not None
+        return sum(consumer.consumer.highwater(tp) or 0 for tp in consumer.consumer.assignment()) >= n
+
+    async def held() -> bool:
+        return bool(consumer.batches)
+
+    async def handled() -> bool:
+        return await count(runtime) == 3
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await send("a")
+        await eventually(held)  # the first batch, held
+        await send("b")
+        await eventually(lambda: fetched(2))  # the fetch ahead returns with b alone
+        await send("c")
+        await eventually(lambda: fetched(3))  # c arrives while the first batch still runs
+        consumer.release.set()
+        await eventually(handled)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await runtime.engine.dispose()
+    assert consumer.batches == [["a"], ["b", "c"]]

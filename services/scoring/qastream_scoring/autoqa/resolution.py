@@ -25,12 +25,24 @@ from qastream_scoring.autoqa.base import ConversationView, Finding, Params, clam
 from qastream_shared.scorecard import Scale
 
 
-def _cues(*phrases: str) -> re.Pattern[str]:
-    """Matched against lowercased text: faster than IGNORECASE, and the cues are all lowercase."""
-    return re.compile(r"\b(?:" + "|".join(phrases) + r")\b")
+class Cue:
+    """Phrases matched on word boundaries against lowercased text (faster than IGNORECASE; the cues are all
+    lowercase), each text's answer cached: agent macros repeat across conversations, and several checks share
+    cues. One cache per cue, keyed by the text alone: hashing a compiled pattern hashes its whole program."""
+
+    def __init__(self, *phrases: str) -> None:
+        self.pattern = re.compile(r"\b(?:" + "|".join(phrases) + r")\b")
+        self.matches = lru_cache(maxsize=65536)(self._search)
+
+    def _search(self, text: str) -> bool:
+        return self.pattern.search(text) is not None
+
+    def hits(self, view: ConversationView, turns: list[int]) -> list[int]:
+        matches, lower = self.matches, view.lower
+        return [i for i in turns if matches(lower[i])]
 
 
-CONFIRM = _cues(
+CONFIRM = Cue(
     r"thanks?",
     r"thank you",
     r"thx",
@@ -60,7 +72,7 @@ CONFIRM = _cues(
     r"nice",
     r"exactly",
 )
-COMPLAIN = _cues(
+COMPLAIN = Cue(
     r"not what i",
     r"that(?:'s| is) (?:wrong|not right|incorrect)",
     r"wrong",
@@ -100,7 +112,7 @@ COMPLAIN = _cues(
     r"taking (?:so|too) long",
     r"why (?:is|are|did|can'?t)",
 )
-ESCALATE = _cues(
+ESCALATE = Cue(
     r"supervisor",
     r"manager",
     r"escalat\w*",
@@ -113,7 +125,7 @@ ESCALATE = _cues(
     r"called before",
 )
 # The agent delivering bad news: what it was asked for cannot be done.
-UNABLE = _cues(
+UNABLE = Cue(
     r"sorry(?! to hear| for (?:the|your) (?:wait|delay|inconvenience))",
     r"unfortunately",
     r"apologi[sz]e",
@@ -135,7 +147,7 @@ UNABLE = _cues(
     r"failed",
 )
 # The agent reporting the request as carried out.
-DONE = _cues(
+DONE = Cue(
     r"booked",
     r"reserved",
     r"confirmed",
@@ -151,7 +163,7 @@ DONE = _cues(
     r"is on (?:its|the) way",
     r"successfully",
 )
-OUTCOME = _cues(
+OUTCOME = Cue(
     r"(?:i|we)(?:'ve| have)? (?:found|booked|reserved|scheduled|confirmed|sent|processed|updated|changed|"
     r"cancel+ed|refunded|issued|placed|arranged|ordered|set up|fixed|resolved|added|created|checked)",
     r"here (?:is|are)",
@@ -164,6 +176,8 @@ OUTCOME = _cues(
     r"it (?:is|will be) ",
     r"there (?:is|are) ",
 )
+
+CUES = (CONFIRM, COMPLAIN, ESCALATE, UNABLE, DONE, OUTCOME)
 
 
 class ResolutionParams(Params):
@@ -191,16 +205,6 @@ class ResolutionScorer:
         return _resolved(view, parsed.tail)
 
 
-@lru_cache(maxsize=131072)
-def _matches(pat: re.Pattern[str], text: str) -> bool:
-    return pat.search(text) is not None
-
-
-def _hits(view: ConversationView, turns: list[int], pat: re.Pattern[str]) -> list[int]:
-    # Cached per text: agent macros repeat across conversations, and several checks share cues.
-    return [i for i in turns if _matches(pat, view.lower[i])]
-
-
 @dataclass(frozen=True, slots=True)
 class OutcomeCues:
     """The cues `resolved` weighs, each as the turns that show it; pCSAT reads them too."""
@@ -222,17 +226,17 @@ def outcome_cues(view: ConversationView, tail: int = 2) -> OutcomeCues:
 
 def _outcome_cues(view: ConversationView, tail: int) -> OutcomeCues:
     closing = view.customer[-tail:]
-    unable = _hits(view, view.agent, UNABLE)
-    done = _hits(view, view.agent, DONE)
+    unable = UNABLE.hits(view, view.agent)
+    done = DONE.hits(view, view.agent)
     # +1 carried out, −1 bad news, 0 neither: a success after a refusal still ends well, and the reverse not.
     # A turn that is both ("it could not be booked") is bad news: done must come strictly after.
     outcome = 0 if not (done or unable) else 1 if done and (not unable or done[-1] > unable[-1]) else -1
     return OutcomeCues(
         closing=closing,
-        confirmed=_hits(view, closing, CONFIRM),
+        confirmed=CONFIRM.hits(view, closing),
         # The opening states the problem; complaints count once the agent has answered.
-        complained=_hits(view, [i for i in view.customer if i > view.agent[0]], COMPLAIN),
-        escalated=_hits(view, view.customer, ESCALATE),
+        complained=COMPLAIN.hits(view, [i for i in view.customer if i > view.agent[0]]),
+        escalated=ESCALATE.hits(view, view.customer),
         unable=unable,
         done=done,
         outcome=outcome,
@@ -258,9 +262,9 @@ def _solution_offered(view: ConversationView) -> Finding:
     after_request = [i for i in view.agent if i > view.customer[0]]
     if not after_request:
         return Finding(0.0, 0.7, (view.evidence(view.customer[0]),), "no agent turn after the request")
-    unable = _hits(view, after_request, UNABLE)
-    offers = [i for i in _hits(view, after_request, OUTCOME) if i not in unable]
-    done = _hits(view, after_request, DONE)
+    unable = UNABLE.hits(view, after_request)
+    offers = [i for i in OUTCOME.hits(view, after_request) if i not in unable]
+    done = DONE.hits(view, after_request)
     score = clamp(0.5 * bool(offers) + 0.5 * bool(done) - 0.25 * min(len(unable), 2))
     return Finding(score, 0.5, tuple(view.evidence(i) for i in sorted({*offers[:1], *done[:1], *unable[:2]})))
 
@@ -269,7 +273,7 @@ def _corrections(view: ConversationView) -> Finding:
     if len(view.customer) < 2:
         return na("one customer turn: nothing to correct")
     later = view.customer[1:]
-    corrected = _hits(view, later, COMPLAIN)
+    corrected = COMPLAIN.hits(view, later)
     seen: set[str] = set()
     repeats = []
     for i in view.customer:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from qastream_shared.conversation import Conversation
-from qastream_shared.events import ConversationSampled, Purpose, deterministic_id
+from qastream_shared.events import ConversationIngested, ConversationSampled, Purpose, deterministic_id
 
 _53_BITS = float(1 << 53)
 
@@ -68,3 +68,26 @@ def to_event(decision: Decision, conversation: Conversation) -> ConversationSamp
         conversation=conversation,
         sampled_at=decision.decided_at,
     )
+
+
+# The JSON ingest publishes a ConversationIngested with: its conversation first, then the fields after it.
+_FIELDS = list(ConversationIngested.model_fields)
+assert _FIELDS[0] == "conversation", _FIELDS
+_HEAD = b'{"conversation":'
+_AFTER = f',"{_FIELDS[1]}":'.encode()
+
+
+def sampled_json(event: ConversationSampled, ingested: bytes) -> bytes | None:
+    """The event's JSON with its conversation as the bytes it was ingested with, instead of dumped again from
+    the model (most of what publishing a decision cost: a conversation is kilobytes, the rest a few fields).
+    None when `ingested` is not laid out as ingest writes it; the caller then dumps the model.
+
+    Inside a JSON string a quote is escaped, so `,"ingested_at":` unescaped is structure: its last occurrence
+    ends the top-level conversation object (fields after the conversation are scalars)."""
+    if not ingested.startswith(_HEAD):
+        return None
+    end = ingested.rfind(_AFTER)
+    if end < 0:
+        return None
+    rest = event.model_dump_json(exclude={"conversation"}).encode()
+    return rest[:-1] + b',"conversation":' + ingested[len(_HEAD) : end] + b"}"

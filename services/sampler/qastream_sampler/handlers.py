@@ -50,10 +50,13 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             decisions = await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
             batch: dict[tuple[str, str], Conversation] = {}
             traces: dict[tuple[str, str], str | None] = {}
+            ingested: dict[tuple[str, str], bytes] = {}
             for env in events:
                 if isinstance(env.data, ConversationIngested):
-                    batch[(env.tenant, env.data.conversation.conversation_id)] = env.data.conversation
-                    traces[(env.tenant, env.data.conversation.conversation_id)] = env.traceparent
+                    key = (env.tenant, env.data.conversation.conversation_id)
+                    batch[key] = env.data.conversation
+                    traces[key] = env.traceparent
+                    ingested[key] = env.value()
             # Feedback about a conversation whose facts retention dropped is too late to count, not unknown.
             await store.resolve_retired(
                 uow.session,
@@ -98,7 +101,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 decisions += store.apply(env.origin[0], env.origin[1], env.data, env.tenant)
             store.retired = set()
             decisions += store.close_due()
-            await publish(uow, decisions, batch, traces)
+            await publish(uow, decisions, batch, traces, ingested)
             if store.snapshot_due():
                 # In this batch's transaction: the snapshot and its compaction commit with the inputs.
                 await snapshot_store.save(uow.session, store)

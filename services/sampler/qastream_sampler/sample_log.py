@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qastream_sampler.decisions import Decision, decision_event_id, to_event
+from qastream_sampler.decisions import Decision, decision_event_id, sampled_json, to_event
 from qastream_sampler.tables import inputs, sample_log
 from qastream_shared.conversation import Conversation
 from qastream_shared.db import array_insert, array_params
@@ -43,11 +43,14 @@ async def publish(
     decisions: list[tuple[str, Decision]],
     known: dict[tuple[str, str], Conversation],
     traces: dict[tuple[str, str], str | None] | None = None,
+    ingested: dict[tuple[str, str], bytes] | None = None,
 ) -> int:
     """Logs each decision once and publishes ConversationSampled for the ones that are new.
 
     A decision about a conversation in this batch continues that conversation's trace (`traces`); one
-    made later, when a slot closes, has a cause of its own and starts none."""
+    made later, when a slot closes, has a cause of its own and starts none. `ingested` holds the
+    ConversationIngested JSON of conversations in `known`, whose bytes the events carry (`sampled_json`)."""
+    ingested = dict(ingested or {})
     if not decisions:
         return 0
     rows = {}
@@ -79,19 +82,24 @@ async def publish(
     new = [(key, *chosen[key]) for key in keys if key in inserted]
     missing = {(t, d.conversation_id) for _, t, d in new if (t, d.conversation_id) not in known}
     if missing:
-        known = {**known, **await _conversations(uow.session, missing)}
+        stored = await _conversations(uow.session, missing)
+        known = {**known, **{k: conv for k, (conv, _) in stored.items()}}
+        ingested.update((k, body) for k, (_, body) in stored.items())
     for key, tenant, d in new:
         conv = known[(tenant, d.conversation_id)]
+        event = to_event(d, conv)
+        body = ingested.get((tenant, d.conversation_id))
         uow.publish(
             SAMPLES,
             Envelope(
-                data=to_event(d, conv),
+                data=event,
                 source=SOURCE,
                 tenant=tenant,
                 key=conversation_key(tenant, d.conversation_id),
                 subject=d.conversation_id,
                 id=event_ids[key],
                 traceparent=(traces or {}).get((tenant, d.conversation_id)),
+                _value=sampled_json(event, body) if body else None,
             ),
         )
     return len(new)
@@ -99,10 +107,11 @@ async def publish(
 
 async def _conversations(
     session: AsyncSession, keys: set[tuple[str, str]]
-) -> dict[tuple[str, str], Conversation]:
+) -> dict[tuple[str, str], tuple[Conversation, bytes]]:
+    """The stored conversations, and the ConversationIngested JSON each came in."""
     tenants, ids = zip(*keys, strict=True)
     rows = await session.execute(_STORED_CONVERSATIONS, {"tenants": tenants, "ids": ids})
     return {
-        (tenant, cid): Conversation.model_validate(orjson.loads(body)["conversation"])
+        (tenant, cid): (Conversation.model_validate(orjson.loads(body)["conversation"]), body)
         for tenant, cid, body in rows
     }

@@ -192,3 +192,22 @@ async def test_a_takeover_or_a_human_review_joining_decides_needs_confirmation_i
     # The system's clearing is published, as a lead's confirmation is.
     confirmed = {e.agent_id for e in await task_events(in_order) if isinstance(e, CoachingTaskConfirmed)}
     assert confirmed == {"bob"}
+
+
+async def test_evidence_withdrawn_and_cited_again_is_stored_again(schemas):
+    """The process remembers which evidence rows it stored, to send none twice; a withdrawal must make it forget."""
+    twice = Rule(
+        rule_id="empathy-twice-again",
+        trigger="category_failures",
+        category_id="empathy",
+        k=2,
+        window_days=7,
+        title="t",
+    )
+    rt = await schemas("again", [twice])
+    await one_by_one(rt, ANN)
+    assert [v[3] for v in (await task_state(rt)).values()] == [["a1", "a2", "a3"]]
+    await handle(rt, revised("acme", "a1", 1, score=1.0, cats=PASSED))  # a2 no longer fires; a3 still does
+    assert [v[3] for v in (await task_state(rt)).values()] == [["a2", "a3"]]
+    await handle(rt, revised("acme", "a1", 2, score=0.9, cats=FAILED))
+    assert [v[3] for v in (await task_state(rt)).values()] == [["a1", "a2", "a3"]]

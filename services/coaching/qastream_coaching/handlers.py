@@ -7,6 +7,7 @@ from typing import Any
 from qastream_coaching import rule_store, service
 from qastream_coaching.config_cache import cache_of
 from qastream_coaching.history import history_of
+from qastream_coaching.known_evidence import known_evidence_of
 from qastream_coaching.webhooks.outbound import Outbound
 from qastream_shared.events import (
     CalibrationClosed,
@@ -24,6 +25,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
     api_keys = runtime.tables["api_keys"]
     cache = cache_of(runtime)
     history = history_of(runtime)
+    known = known_evidence_of(runtime)
 
     async def handle(uow: UnitOfWork, events: list[Envelope]) -> None:
         """Admission (ServiceSpec.accepts) has let through only declared types of known tenants."""
@@ -47,9 +49,9 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
                 )
         await rule_store.add_categories(uow.session, cards, overwrite=True)
         for tenant, envs in reviews.items():
-            await service.on_reviews(uow, out, tenant, envs, api_keys, cache, history)
+            await service.on_reviews(uow, out, tenant, envs, api_keys, cache, history, known)
         for tenant, envs in disputes.items():
-            await service.on_disputes(uow, out, tenant, envs, api_keys, cache)
+            await service.on_disputes(uow, out, tenant, envs, api_keys, cache, known)
         await out.flush()
 
     return handle

@@ -20,6 +20,7 @@ from qastream_coaching.config_cache import ConfigCache
 from qastream_coaching.fact_store import StoredReview
 from qastream_coaching.history import HistoryCache
 from qastream_coaching.impact_updates import refresh_impacts
+from qastream_coaching.known_evidence import KnownEvidence
 from qastream_coaching.published import utc
 from qastream_coaching.recheck import history_needed_s, recheck, spans_of
 from qastream_coaching.rules import Rule, Trigger
@@ -99,6 +100,7 @@ async def on_reviews(
     api_keys: Table,
     cache: ConfigCache,
     history: HistoryCache,
+    known_evidence: KnownEvidence,
 ) -> None:
     session = uow.session
     revised_ids = [e.data.review_id for e in events if isinstance(e.data, ReviewRevised)]
@@ -171,7 +173,7 @@ async def on_reviews(
         firings.extend(evaluate_review(fact, histories[fact.agent_id], again))
     cited = {(f.agent_id, rid) for f in firings for rid in f.review_ids}
     details = {rid: detail_of(r) for a, rid in cited if (r := window.get(a, {}).get(rid)) is not None}
-    await apply_firings(uow, out, tenant_id, firings, api_keys, cache, details)
+    await apply_firings(uow, out, tenant_id, firings, api_keys, cache, details, known_evidence)
     spans = spans_of(facts, histories, rules)
     await recheck(uow, out, tenant_id, spans, histories, rules, sorted(f.review_id for f in facts))
     await raise_alerts(uow, out, tenant_id, facts, firings, details)
@@ -215,6 +217,7 @@ async def on_disputes(
     events: Sequence[Envelope],
     api_keys: Table,
     cache: ConfigCache,
+    known_evidence: KnownEvidence,
 ) -> None:
     """Rejected disputes on one category are facts for dispute_rejections rules."""
     facts = [
@@ -240,5 +243,5 @@ async def on_disputes(
         for f in facts
         for firing in evaluate_rejection(f, [r for r in history if r.agent_id == f.agent_id], rules, kinds)
     ]
-    await apply_firings(uow, out, tenant_id, firings, api_keys, cache, {})
+    await apply_firings(uow, out, tenant_id, firings, api_keys, cache, {}, known_evidence)
     await raise_alerts(uow, out, tenant_id, [], firings, {})

@@ -80,6 +80,9 @@ rejections = Table(
     PrimaryKeyConstraint("tenant_id", "dispute_id"),
     Index("rejections_by_agent", "tenant_id", "agent_id", "at"),
 )
+# A fresh number for a task whenever evidence is removed from it: how the record of the evidence known stored
+# tells that it no longer holds (see known_evidence.py).
+evidence_writes = Sequence("evidence_writes", metadata=metadata)
 tasks = Table(
     "tasks",
     metadata,
@@ -110,6 +113,7 @@ tasks = Table(
     # task takes up its id again (see task_updates.task_id_of), one generation later.
     Column("withdrawn", Boolean, nullable=False, server_default=text("false")),
     Column("generation", Integer, nullable=False, server_default=text("0")),
+    Column("evidence_seq", BigInteger, nullable=False, server_default=evidence_writes.next_value()),
     Index(
         "tasks_one_open_per_slot",
         "tenant_id",

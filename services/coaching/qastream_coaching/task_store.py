@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qastream_coaching.tables import alerts, evidence, tasks
+from qastream_coaching.tables import alerts, evidence, evidence_writes, tasks
 from qastream_shared.db import array_insert, array_params
 
 OPEN = ("open", "acknowledged")
@@ -17,7 +17,9 @@ _TASK_COLUMNS = (
     "task_id", "tenant_id", "slot", "rule_id", "rule_version", "agent_id", "team", "assignee_id", "category_id",
     "title", "status", "needs_confirmation", "opened_at", "due_at", "impact_reviews", "generation",
 )  # fmt: skip
-_INSERT_TASKS = array_insert(tasks, _TASK_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING task_id")
+_INSERT_TASKS = array_insert(
+    tasks, _TASK_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING task_id, evidence_seq"
+)
 _EVIDENCE_COLUMNS = (
     "tenant_id", "task_id", "review_id", "conversation_id", "rule_id", "rule_version", "reason", "at", "kind",
     "quotes",
@@ -79,12 +81,13 @@ async def delete_tasks(session: AsyncSession, tenant_id: str, task_ids: Iterable
     await session.execute(tasks.delete().where(tasks.c.tenant_id == tenant_id, tasks.c.task_id.in_(ids)))
 
 
-async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
-    """Inserts new tasks; returns the ids inserted (a concurrent batch may have taken a slot first)."""
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Inserts new tasks; returns the ids inserted (a concurrent batch may have taken a slot first) → their
+    evidence_seq."""
     if not rows:
-        return set()
+        return {}
     result = await session.execute(_INSERT_TASKS, array_params(_TASK_COLUMNS, rows))
-    return set(result.scalars().all())
+    return dict(result.tuples().all())
 
 
 async def add_evidence(session: AsyncSession, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -238,7 +241,7 @@ async def open_evidence(
 
 
 async def remove_evidence(session: AsyncSession, tenant_id: str, pairs: dict[str, list[str]]) -> None:
-    """Deletes these evidence rows (task id → review ids)."""
+    """Deletes these evidence rows (task id → review ids); each task gets a fresh evidence_seq."""
     for task_id, review_ids in sorted(pairs.items()):
         await session.execute(
             evidence.delete().where(
@@ -247,3 +250,8 @@ async def remove_evidence(session: AsyncSession, tenant_id: str, pairs: dict[str
                 evidence.c.review_id.in_(sorted(review_ids)),
             )
         )
+    await session.execute(
+        update(tasks)
+        .where(tasks.c.tenant_id == tenant_id, tasks.c.task_id.in_(sorted(pairs)))
+        .values(evidence_seq=evidence_writes.next_value())
+    )

@@ -13,6 +13,7 @@ from sqlalchemy import Table
 
 from qastream_coaching import fact_store, task_store
 from qastream_coaching.config_cache import ConfigCache
+from qastream_coaching.known_evidence import KnownEvidence
 from qastream_coaching.published import envelope, task_event, utc
 from qastream_coaching.rules import POSITIVE, Rule
 from qastream_coaching.triggers import Firing
@@ -94,10 +95,12 @@ async def apply_firings(
     api_keys: Table,
     cache: ConfigCache,
     details: dict[str, dict[str, Any]],
+    known: KnownEvidence,
 ) -> None:
     """Opens a task per slot without one, or adds the evidence to the slot's open task; publishes both. A firing
     earlier than the one that opened its slot's task (a review that arrived late) becomes the task's opener, so
-    the task's rule, title and dates are those an event-time order would have given."""
+    the task's rule, title and dates are those an event-time order would have given. Evidence `known` to be
+    stored already is not sent again."""
     if not firings:
         return
     session = uow.session
@@ -114,6 +117,9 @@ async def apply_firings(
     reopened: dict[str, dict[str, Any]] = {}
     waits: dict[str, bool] = {}  # slot → whether every firing of the batch for it leaves its task waiting
     evidence_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    stored: dict[str, frozenset[str] | set[str]] = {
+        t["task_id"]: known.of(t["task_id"], t["evidence_seq"]) for t in open_.values()
+    }
     for f in firings:
         slot = slot_of(f.agent_id, f.category_id, f.rule)
         waits[slot] = waits.get(slot, True) and needs_confirmation(f)
@@ -140,10 +146,13 @@ async def apply_firings(
             task.update(opening(f))
             reopened[task["task_id"]] = task
         at = None
+        already = stored.get(task["task_id"], frozenset())
         for rid in f.review_ids:
             key = (task["task_id"], rid)
+            if key in evidence_rows or rid in already:  # the earliest firing's reason stays
+                continue
             d = details.get(rid)
-            if d is None or key in evidence_rows:  # the earliest firing's reason stays
+            if d is None:
                 continue
             at = at or utc(f.at)
             evidence_rows[key] = {
@@ -173,6 +182,7 @@ async def apply_firings(
                 row["task_id"] = theirs[lost[row["task_id"]]["slot"]]["task_id"]
         open_.update(theirs)
         created = {tid: c for tid, c in created.items() if tid in inserted}
+    seqs = {**{t["task_id"]: t["evidence_seq"] for t in open_.values() if "evidence_seq" in t}, **inserted}
     await task_store.reopen_tasks(session, tenant_id, list(reopened.values()))
     confirmed = [
         t
@@ -183,6 +193,11 @@ async def apply_firings(
         await task_store.update_task(session, tenant_id, task["task_id"], needs_confirmation=False)
         task["needs_confirmation"] = False
     new_pairs = await task_store.add_evidence(session, list(evidence_rows.values()))
+    # Every row sent is stored now, whether this insert or an earlier one (another replica's) stored it.
+    sent: dict[str, list[str]] = {}
+    for row in evidence_rows.values():
+        sent.setdefault(row["task_id"], []).append(row["review_id"])
+    known.add(uow, {tid: (seqs[tid], ids) for tid, ids in sent.items() if tid in seqs})
     # Each event names only the evidence it adds (a created task: all of it), in event-time order: a task
     # open for months would otherwise republish, and read back, its whole list on every addition.
     added: dict[str, list[str]] = {}

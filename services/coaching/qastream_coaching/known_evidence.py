@@ -47,9 +47,13 @@ class KnownEvidence:
             held[1].update(review_ids)
             self._held.move_to_end(task_id)
         touched = set(stored)
-        uow.on_rollback.append(lambda: [self._held.pop(t, None) for t in touched])
+        uow.on_rollback.append(lambda: self._drop(touched))
         while len(self._held) > self.max_tasks:
             self._held.popitem(last=False)
+
+    def _drop(self, task_ids: set[str]) -> None:
+        for task_id in task_ids:
+            self._held.pop(task_id, None)
 
 
 def known_evidence_of(runtime: ServiceRuntime) -> KnownEvidence:

@@ -160,6 +160,30 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
     """Applies one conversation-scoped event; True when it may have changed the state."""
     data = env.data
     conv = state.conversation
+    # Reviews first: most events of a busy stream are.
+    if isinstance(data, ReviewSubmitted):
+        old = state.reviews.get(data.review_id)
+        if old is not None and old.revision > 0:
+            return False  # a revision already replaced it
+        state.reviews[data.review_id] = ReviewFact(
+            review_id=data.review_id,
+            kind=data.kind.value,
+            scorecard_id=data.scorecard_id,
+            scorecard_version=data.scorecard_version,
+            submitted_at=utc(data.submitted_at),
+            ratings=_ratings(data.ratings),
+            reviewer_id=data.reviewer_id,
+            agent_id=data.agent_id,
+            team=data.team,
+            channel=data.channel,
+            score=data.score,
+            auto_failed=data.auto_failed,
+            passed=data.passed,
+            inclusion_probability=data.inclusion_probability,
+            time_spent_s=data.time_spent_s,
+            pcsat=data.pcsat.predicted if data.pcsat else None,
+        )
+        return True
     if isinstance(data, ConversationIngested):
         c = data.conversation
         fact = ConversationFact(
@@ -189,29 +213,6 @@ def _apply(state: ConversationState, env: Envelope) -> bool:
             conv.fcr = data.fcr if data.fcr is not None else conv.fcr
         elif data.purpose is Purpose.manual:
             conv.manual_probability = data.inclusion_probability
-        return True
-    if isinstance(data, ReviewSubmitted):
-        old = state.reviews.get(data.review_id)
-        if old is not None and old.revision > 0:
-            return False  # a revision already replaced it
-        state.reviews[data.review_id] = ReviewFact(
-            review_id=data.review_id,
-            kind=data.kind.value,
-            scorecard_id=data.scorecard_id,
-            scorecard_version=data.scorecard_version,
-            submitted_at=utc(data.submitted_at),
-            ratings=_ratings(data.ratings),
-            reviewer_id=data.reviewer_id,
-            agent_id=data.agent_id,
-            team=data.team,
-            channel=data.channel,
-            score=data.score,
-            auto_failed=data.auto_failed,
-            passed=data.passed,
-            inclusion_probability=data.inclusion_probability,
-            time_spent_s=data.time_spent_s,
-            pcsat=data.pcsat.predicted if data.pcsat else None,
-        )
         return True
     if isinstance(data, ReviewRevised):
         old = state.reviews.get(data.review_id)

@@ -17,7 +17,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,29 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+class _InFlight:
+    batches = 0  # consumers of this process inside `collector_paused`
+    collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic collection while a batch is processed and committed (the next one is decoded meanwhile):
+    each would walk the batch's live events and results again. Refcounting still frees everything acyclic
+    at once; what the batch leaves in cycles is collected after it. Counted, for a process running several
+    consumers: the collector comes back when the last of them is between batches."""
+    if _InFlight.batches == 0:
+        _InFlight.collector_was_enabled = gc.isenabled()
+        gc.disable()
+    _InFlight.batches += 1
+    try:
+        yield
+    finally:
+        _InFlight.batches -= 1
+        if _InFlight.batches == 0 and _InFlight.collector_was_enabled:
+            gc.enable()
 
 
 class _Stuck:
@@ -234,10 +257,11 @@ class BatchConsumer:
                 if not batch:
                     continue
                 started = time.perf_counter()
-                await self._process(items, stop)
-                if stop.is_set() and not self._committed_all:
-                    break
-                await self._commit(consumer, batch)
+                with collector_paused():
+                    await self._process(items, stop)
+                    if stop.is_set() and not self._committed_all:
+                        break
+                    await self._commit(consumer, batch)
                 BATCH_SIZE.labels(self.service).observe(len(items))
                 BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
                 if oldest := min((it.env.time for it in items if it.env is not None), default=None):

@@ -4,6 +4,7 @@ and, through it, pCSAT predicts exactly what it predicts when VADER scores every
 from __future__ import annotations
 
 import pytest
+from scoring_fixtures import convo
 
 from qastream_ingest.importers import parse_star
 from qastream_scoring.autoqa import vader
@@ -44,8 +45,9 @@ TRICKY = [
 @pytest.mark.parametrize("text", TRICKY)
 def test_the_floor_is_never_above_vaders_score(text: str) -> None:
     assert compound_floor(text) <= compound(text)
+    view = ConversationView(convo(("customer", text), ("agent", "ok")))
     for threshold in (0.0, -0.3, -0.6):
-        assert below(text, threshold) is (compound(text) < threshold), threshold
+        assert below(view, 0, threshold) is (compound(text) < threshold), threshold
 
 
 def test_the_floor_skips_vader_where_nothing_can_be_negative() -> None:
@@ -62,10 +64,19 @@ def star() -> list[Conversation]:
         return [c for c in parse_star(fh) if isinstance(c, Conversation)]
 
 
-def test_the_floor_holds_on_every_turn_of_star() -> None:
-    texts = {t.text for c in star() for t in c.turns}
+def test_the_gate_and_the_floor_hold_on_every_turn_of_star() -> None:
+    views = [ConversationView(c) for c in star()]
+    texts = {t for v in views for t in v.texts}
     above = [t for t in texts if compound_floor(t) > compound(t)]
     assert not above, above[:5]
+    wrong = [
+        (v.conversation.conversation_id, i)
+        for v in views
+        for i, text in enumerate(v.texts)
+        for threshold in (0.0, -0.3)
+        if below(v, i, threshold) is not (compound(text) < threshold)
+    ]
+    assert not wrong, wrong[:5]
     # It earns its keep: most turns never reach VADER at the agent-tone threshold.
     skipped = sum(compound_floor(t) >= -0.3 for t in texts)
     assert skipped > 0.8 * len(texts)
@@ -75,7 +86,7 @@ def test_pcsat_is_bit_identical_with_vader_on_every_turn(monkeypatch: pytest.Mon
     convs = star()
     model = current()
     fast = [model.predict(ConversationView(c)).model_dump_json() for c in convs]
-    monkeypatch.setattr(vader, "compound_floor", lambda text: -1.0)
+    monkeypatch.setattr(vader, "below", lambda view, turn, threshold: compound(view.texts[turn]) < threshold)
     full = [model.predict(ConversationView(c)).model_dump_json() for c in convs]
     differ = [c.conversation_id for c, a, b in zip(convs, fast, full, strict=True) if a != b]
     assert not differ, differ[:5]

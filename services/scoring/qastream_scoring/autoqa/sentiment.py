@@ -48,7 +48,7 @@ class SentimentParams(Params):
 
 
 def _upbeat(view: ConversationView, turn: int) -> bool:
-    return "!" in view.texts[turn] and not vader.below(view.texts[turn], 0.0)
+    return "!" in view.texts[turn] and not vader.below(view, turn, 0.0)
 
 
 def customer_mood(view: ConversationView, tail: int) -> tuple[float, tuple[int, ...]]:
@@ -107,7 +107,7 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
     for i in sorted((*view.agent, *view.customer)):
         if i in view.customer_set:
             # A customer turn after the agent's last reply is never answered: its mood cannot count here.
-            if upset_at is None and i < last_reply and vader.below(view.texts[i], parsed.rude_below):
+            if upset_at is None and i < last_reply and vader.below(view, i, parsed.rude_below):
                 upset_at = i
             continue
         if EMPATHY.search(view.lower[i]):
@@ -116,7 +116,7 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
                 evidence += [upset_at, i]
                 upset_at = None
             continue  # an apology with bad news reads negative to VADER but is not rude
-        if vader.below(view.texts[i], parsed.rude_below):
+        if vader.below(view, i, parsed.rude_below):
             tone -= parsed.rude_penalty
             evidence.append(i)
         if upset_at is not None:

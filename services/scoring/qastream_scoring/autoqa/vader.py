@@ -1,7 +1,8 @@
 """VADER's compound score, and a provable lower bound on it that is far cheaper than VADER itself.
 
-Most turns cannot score below a threshold, and proving so is cheaper than scoring them; `compound_floor`
-gives the bound and `below` skips VADER wherever the bound already answers. The bound follows
+Most turns cannot score below a threshold, and proving so is cheaper than scoring them. `below` first asks a
+gate, on the words the conversation view already holds, whether the turn has anything that can score negative
+at all (most have not); then `compound_floor`, the bound, cached by text; VADER runs only where neither answers. The bound follows
 vaderSentiment 3.3's `polarity_scores` on VADER's own tokens (whitespace split, punctuation stripped off a
 token that keeps more than two characters):
 - only lexicon tokens score, and a positive one can only turn negative through a negator ("not", any "n't",
@@ -35,12 +36,15 @@ from vaderSentiment.vaderSentiment import (
     SentimentIntensityAnalyzer,
 )
 
+from qastream_scoring.autoqa.base import ConversationView
+
 ALPHA = 15  # vaderSentiment's normalize() default
 ROUNDING = 1e-4  # the compound is rounded to 4 decimals: the floor stays below whatever it rounds to
 _EMPHASIS = 1.25 * 1.25  # "never so good": VADER's ×1.25 at two preceding positions at most
 _EMPHASIS_WORDS = frozenset({"so", "this"})
 _NEGATORS = frozenset(w.lower() for w in NEGATE) | {"least", "no"}
 _BOOSTER = max(abs(B_INCR), abs(B_DECR))
+_PHRASES = tuple(f" {p} " for p in (*SPECIAL_CASES, *BOOSTER_DICT) if " " in p)
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +57,7 @@ def compound(text: str) -> float:
     return float(analyzer().polarity_scores(text)["compound"])
 
 
-_ALNUM = re.compile(r"[a-z0-9]+")
+_LETTERS = re.compile(r"[a-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +65,17 @@ class _Gate:
     """What every lowercased text that may score below 0 holds: a negative lexicon entry, a negator, a dampener,
     a multi-word booster or a special idiom. A text with none of them, and no emoji, scores ≥ 0."""
 
-    # Entries of letters and digits, and one word of each phrase: found as a run of letters and digits.
+    # Entries of letters only, and one word of each phrase: found among the text's runs of letters and
+    # apostrophes (ConversationView.words), apostrophes stripped (VADER strips the quotes around a token).
     words: frozenset[str]
     # The other entries: found as one of VADER's tokens, looked for only where `symbolic` is found.
     symbols: frozenset[str]
     symbolic: re.Pattern[str]
 
-    def may_be_negative(self, text: str, lower: str) -> bool:
-        if "n't" in lower or not self.words.isdisjoint(_ALNUM.findall(lower)):
+    def may_be_negative(self, text: str, lower: str, runs: list[str]) -> bool:
+        if "n't" in lower or not self.words.isdisjoint(runs):
+            return True
+        if "'" in lower and not self.words.isdisjoint(w.strip("'") for w in runs if "'" in w):
             return True
         if self.symbolic.search(lower) is None:
             return False
@@ -81,8 +88,8 @@ def _gate() -> _Gate:
     risky |= {w for w, v in BOOSTER_DICT.items() if v < 0}
     # VADER never finds an entry with a space among its tokens; a phrase it finds is a run of its words.
     phrases = [p for p in (*SPECIAL_CASES, *BOOSTER_DICT) if " " in p]
-    words = {w for w in risky if _ALNUM.fullmatch(w)} | {max(p.split(" "), key=len) for p in phrases}
-    symbols = {w for w in risky if " " not in w and "n't" not in w and not _ALNUM.fullmatch(w)}
+    words = {w for w in risky if _LETTERS.fullmatch(w)} | {max(p.split(" "), key=len) for p in phrases}
+    symbols = {w for w in risky if " " not in w and "n't" not in w and not _LETTERS.fullmatch(w)}
     plain = "'.,!?"  # too common in text to look for alone
     chars = {c for w in symbols for c in w if not c.isalnum() and c not in plain}
     literal = sorted((w for w in symbols if not chars.intersection(w)), key=len, reverse=True)
@@ -104,8 +111,8 @@ def _amplifier(text: str) -> float:
     return min(text.count("!"), 4) * 0.292 + (0.0 if marks < 2 else marks * 0.18 if marks <= 3 else 0.96)
 
 
-def _negated(word: str) -> bool:
-    return word in _NEGATORS or "n't" in word
+# What can turn a positive word after it negative: a negator, any "n't", or a dampener.
+_TURNERS = _NEGATORS | {w for w, v in BOOSTER_DICT.items() if v < 0}
 
 
 @lru_cache(maxsize=131072)
@@ -115,14 +122,12 @@ def compound_floor(text: str) -> float:
         emojis = analyzer().emojis
         if any(ch in emojis for ch in text):
             return -1.0
-    if not _gate().may_be_negative(text, text.lower()):
-        return 0.0
     originals = _vader_tokens(text)
     tokens = [t.lower() for t in originals]
     if "but" in tokens:
         return -1.0
     joined = f" {' '.join(tokens)} "
-    if any(f" {phrase} " in joined for phrase in (*SPECIAL_CASES, "just enough", "kind of", "sort of")):
+    if any(phrase in joined for phrase in _PHRASES):
         return -1.0
     lexicon = analyzer().lexicon
     low = 0.0  # a lower bound on the sum of the token scores
@@ -130,8 +135,7 @@ def compound_floor(text: str) -> float:
         valence = lexicon.get(token)
         if valence is None or token in BOOSTER_DICT:
             continue  # VADER scores both 0
-        before = tokens[max(0, i - 3) : i]
-        if valence > 0 and not any(_negated(w) or BOOSTER_DICT.get(w, 0.0) < 0 for w in before):
+        if valence > 0 and not any(w in _TURNERS or "n't" in w for w in tokens[max(0, i - 3) : i]):
             low += valence  # capitals, intensifiers and emphasis only raise it
             continue
         magnitude = abs(valence) + (C_INCR if originals[i].isupper() else 0.0)
@@ -147,6 +151,10 @@ def compound_floor(text: str) -> float:
     return max(-1.0, low / math.sqrt(low * low + ALPHA) - ROUNDING)
 
 
-def below(text: str, threshold: float) -> bool:
-    """compound(text) < threshold (≤ 0), running VADER only where the floor does not already rule it out."""
+def below(view: ConversationView, turn: int, threshold: float) -> bool:
+    """The turn's compound < threshold (≤ 0), running VADER only where neither the gate (on the words the view
+    already holds) nor the floor rules it out."""
+    text = view.texts[turn]
+    if text.isascii() and not _gate().may_be_negative(text, view.lower[turn], view.words[turn]):
+        return False
     return compound_floor(text) < threshold and compound(text) < threshold

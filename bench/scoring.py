@@ -42,6 +42,7 @@ from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare
 from qastream_scoring.autoqa.resolution import CUES
+from qastream_scoring.autoqa.sentiment import empathic
 from qastream_scoring.autoqa.spelling import misspelled
 from qastream_scoring.autoqa.vader import compound, compound_floor
 from qastream_scoring.autoqa_runner import AutoQARunner
@@ -76,7 +77,7 @@ def conversations(n: int) -> list[Conversation]:
 def cold_text_caches() -> None:
     """Empties the per-text caches (VADER, cue matches, spelling) so that each in-process pass starts as a fresh
     service process does: else the pass without pCSAT warms them for the pass with it."""
-    for cached in (compound, compound_floor, misspelled, *(cue.matches for cue in CUES)):
+    for cached in (compound, compound_floor, empathic, misspelled, *(cue.matches for cue in CUES)):
         cached.cache_clear()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
@@ -45,6 +46,12 @@ class SentimentParams(Params):
     rude_below: float = Field(default=-0.3, ge=-1, le=0)
     rude_penalty: float = Field(default=0.5, ge=0, le=1)
     empathy_bonus: float = Field(default=0.1, ge=0, le=1)
+
+
+@lru_cache(maxsize=65536)
+def empathic(lower: str) -> bool:
+    # Cached by text: only agent turns are asked, and agent macros repeat across conversations.
+    return EMPATHY.search(lower) is not None
 
 
 def _upbeat(view: ConversationView, turn: int) -> bool:
@@ -110,7 +117,7 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
             if upset_at is None and i < last_reply and vader.below(view, i, parsed.rude_below):
                 upset_at = i
             continue
-        if EMPATHY.search(view.lower[i]):
+        if empathic(view.lower[i]):
             if upset_at is not None:
                 answered += 1
                 evidence += [upset_at, i]

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_sampler.decisions import Decision
@@ -71,6 +70,13 @@ _INPUT_COLUMNS = (
     "team",
 )  # fmt: skip
 _INPUT_INSERT = array_insert(inputs, _INPUT_COLUMNS)
+# Raises each partition's head to the batch's last offset: one statement text whatever the number of partitions,
+# where a multi-row VALUES was compiled anew for every batch.
+_HEADS_UPSERT = text(
+    f"INSERT INTO {input_heads.name} (topic, partition, head)"
+    " SELECT * FROM unnest(CAST(:topics AS text[]), CAST(:parts AS int[]), CAST(:heads AS bigint[]))"
+    f" ON CONFLICT (topic, partition) DO UPDATE SET head = excluded.head WHERE {input_heads.name}.head < excluded.head"
+)
 # Where each conversation was ingested (its first stored ConversationIngested), for `resolve_retired`.
 _INGESTIONS = text(
     f"SELECT DISTINCT ON (i.tenant_id, i.conversation_id) i.tenant_id, i.conversation_id, i.partition, i.offset"
@@ -379,13 +385,4 @@ class SamplerStore:
             return
         self.recorded_since += len(rows)
         await uow.session.execute(_INPUT_INSERT, array_params(_INPUT_COLUMNS, rows))
-        stmt = pg_insert(input_heads).values(
-            [{"topic": t, "partition": p, "head": o} for (t, p), o in heads.items()]
-        )
-        await uow.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[input_heads.c.topic, input_heads.c.partition],
-                set_={"head": stmt.excluded.head},
-                where=input_heads.c.head < stmt.excluded.head,
-            )
-        )
+        await uow.session.execute(_HEADS_UPSERT, covered_params(heads))

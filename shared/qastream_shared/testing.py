@@ -92,9 +92,20 @@ async def _drop_one(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()
     try:
-        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+
+        async def listed() -> list[str]:
+            return [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+
+        ours = await listed()
         if ours:
             await admin.delete_topics(ours)
+
+            # The controller answers once the deletion is recorded; the broker's metadata, which
+            # list_topics reads, follows a moment later. Dropped means no longer listed.
+            async def gone() -> bool:
+                return not await listed()
+
+            await eventually(gone, within=30.0)
     finally:
         await admin.close()
 

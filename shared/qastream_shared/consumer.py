@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import gc
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +27,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from qastream_shared.admission import Admission
+from qastream_shared.collector import collector_paused, tune_gc
 from qastream_shared.db import array_insert
 from qastream_shared.events import Envelope, Event, InvalidEvent, decode
 from qastream_shared.outbox import raw_row
@@ -66,44 +65,8 @@ LAG = Gauge(
 )
 
 
-# A batch keeps hundreds of thousands of objects alive until it commits (decoded events, rows, results), so
-# they survive young collections and the default gen0 threshold (700) promotes them into the old generation,
-# which then triggers full collections that walk the whole heap: in the scoring service that was ~0.4 ms per
-# event, as much as the scoring itself. A larger gen0 threshold lets a batch die young instead, and freezing
-# what start-up allocated (after collecting its garbage) keeps it out of every later full collection.
-GC_THRESHOLDS = (50_000, 20, 100)
 # Records decoded between yields to the event loop while a batch is fetched ahead (~1 ms of work).
 DECODE_SLICE = 64
-
-
-@functools.cache  # once per process, however many consumers it runs
-def tune_gc() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-class _InFlight:
-    batches = 0  # consumers of this process inside `collector_paused`
-    collector_was_enabled = False
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic collection while a batch is processed and committed (the next one is decoded meanwhile):
-    each would walk the batch's live events and results again. Refcounting still frees everything acyclic
-    at once; what the batch leaves in cycles is collected after it. Counted, for a process running several
-    consumers: the collector comes back when the last of them is between batches."""
-    if _InFlight.batches == 0:
-        _InFlight.collector_was_enabled = gc.isenabled()
-        gc.disable()
-    _InFlight.batches += 1
-    try:
-        yield
-    finally:
-        _InFlight.batches -= 1
-        if _InFlight.batches == 0 and _InFlight.collector_was_enabled:
-            gc.enable()
 
 
 class _Stuck:

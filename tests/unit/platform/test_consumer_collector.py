@@ -1,6 +1,6 @@
 import gc
 
-from qastream_shared.consumer import collector_paused
+from qastream_shared.collector import collector_paused
 
 
 def test_the_collector_is_paused_while_any_consumer_of_the_process_is_inside_a_batch():

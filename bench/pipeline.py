@@ -43,7 +43,7 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,8 +264,11 @@ def probes_of(p: Pipeline) -> list[Probe]:
 
 
 @contextlib.asynccontextmanager
-async def observed(p: Pipeline, conn: asyncpg.Connection) -> AsyncIterator[Observer]:
-    probes = probes_of(p)
+async def observed(
+    p: Pipeline, conn: asyncpg.Connection, stages: Collection[str] | None = None
+) -> AsyncIterator[Observer]:
+    """The commit observer with a trigger per probe (of `stages` only, if given: each costs a trigger per row)."""
+    probes = [pr for pr in probes_of(p) if stages is None or pr.stage in stages]
     observer = Observer(p.base.asyncpg_dsn, f"bench_{p.base.db_schema}")
     await observer.start()
     try:

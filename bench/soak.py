@@ -36,26 +36,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import psutil
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
-from bench.commit_observer import Observer, install, uninstall
+from bench.commit_observer import Observer
 from bench.common import emit
-from bench.pipeline import probes_of
+from bench.pipeline import observed
 from bench.pipeline_stack import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
 from qastream_shared.testing import star_records
 from qastream_shared.topics import dlq, physical
@@ -108,20 +106,6 @@ class Tracker:
         out = {f"{n}_p{q}_ms": _pct(v, q) for n, v in self.interval.items() for q in (50, 99)}
         self.interval = {stage: [] for stage in self.STAGES}
         return out
-
-
-@contextlib.asynccontextmanager
-async def observed(p: Pipeline, conn: asyncpg.Connection) -> AsyncIterator[Observer]:
-    """bench.pipeline's observer, with only the two probes the soak times (each costs a trigger per row)."""
-    probes = [pr for pr in probes_of(p) if pr.stage in Tracker.STAGES]
-    observer = Observer(p.base.asyncpg_dsn, f"bench_{p.base.db_schema}")
-    await observer.start()
-    try:
-        await install(conn, observer.channel, probes)
-        yield observer
-    finally:
-        await uninstall(conn, probes)
-        observer.stop()
 
 
 def _pct(samples: list[float], q: int) -> float | None:
@@ -295,7 +279,7 @@ async def main(
     minutes: float, rate: float, every: float, png: Path, days_per_minute: float = 4.0
 ) -> dict[str, Any]:
     async with warm_pipeline() as (p, conn):
-        async with observed(p, conn) as observer:
+        async with observed(p, conn, Tracker.STAGES) as observer:
             run = await soak(p, observer, minutes, rate, every, days_per_minute)
         dead = await dead_lettered(p)
         pong_topic = physical("bench.pingpong", p.base)

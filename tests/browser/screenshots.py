@@ -160,7 +160,7 @@ def photograph(s: pipeline.LiveStack, facts: dict[str, Any]) -> None:
         page.wait_for_selector("text=Draft saved")
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(DOCS / "workspace.png"))
-        page.get_by_role("button", name="Comment on turn 2").click()
+        page.get_by_role("button", name="Comment on turn 2", exact=True).click()
         page.get_by_role("dialog").get_by_label("Comment").fill("Asked for the name before greeting.")
         page.screenshot(path=str(DOCS / "workspace-comment.png"))
         session.close()

@@ -67,8 +67,8 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     expect(page.locator("#scorecard-form .category").first).to_be_visible()
     conversation = page.locator("#assignment strong").inner_text().removeprefix("Conversation ")
     # A turn comment through the page's own dialog: an empty one is refused in words, Esc cancels.
-    page.get_by_role("button", name="Comment on turn 2").click()
-    dialog = page.get_by_role("dialog", name="Comment on turn 2")
+    page.get_by_role("button", name="Comment on turn 2", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Comment on turn 2", exact=True)
     expect(dialog).to_be_visible()
     expect(dialog.get_by_label("Comment")).to_be_focused()
     dialog.get_by_role("button", name="Add comment").click()
@@ -78,13 +78,13 @@ def test_reviewer_takes_the_next_assignment_and_submits(live: LiveStack, chrome:
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(page.locator("#turn-comments")).to_contain_text("No turn comments")
-    page.get_by_role("button", name="Comment on turn 2").click()
+    page.get_by_role("button", name="Comment on turn 2", exact=True).click()
     page.get_by_role("dialog").get_by_label("Comment").fill("The greeting skipped the customer's name.")
     page.get_by_role("dialog").get_by_role("button", name="Add comment").click()
     expect(page.locator("#turn-comments")).to_contain_text(
         "Turn 2: The greeting skipped the customer's name."
     )
-    expect(page.get_by_role("button", name="Comment on turn 2")).to_be_focused()
+    expect(page.get_by_role("button", name="Comment on turn 2", exact=True)).to_be_focused()
     # The lowest rating everywhere: the review falls below the pass mark, so coaching opens a task.
     rate_every_category_lowest(page)
     expect(page.locator("#draft-status")).to_contain_text("Draft saved", timeout=15_000)

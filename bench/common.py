@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,28 @@ class Stopwatch:
     def stop(self) -> float:
         self.seconds = time.perf_counter() - self.started
         return self.seconds
+
+
+def percentile(samples_ms: Sequence[float], q: int, digits: int = 1) -> float | None:
+    """The q-th percentile by linear interpolation inside the samples' own range (so p99 of few samples never
+    exceeds their max), None without samples."""
+    if len(samples_ms) < 2:
+        return round(samples_ms[0], digits) if samples_ms else None
+    return round(statistics.quantiles(samples_ms, n=100, method="inclusive")[q - 1], digits)
+
+
+def percentiles(
+    samples_ms: Sequence[float], cuts: Sequence[int] = (50, 90, 99), digits: int = 1
+) -> dict[str, Any]:
+    """n, the percentiles named by `cuts` and the max: every latency a bench prints, computed one way."""
+    if not samples_ms:
+        return {"n": 0}
+    cut = statistics.quantiles(samples_ms, n=100, method="inclusive") if len(samples_ms) > 1 else None
+    out: dict[str, Any] = {"n": len(samples_ms)}
+    for q in cuts:
+        out[f"p{q}_ms"] = round(cut[q - 1] if cut else samples_ms[0], digits)
+    out["max_ms"] = round(max(samples_ms), digits)
+    return out
 
 
 def rate(n: int, seconds: float, **extra: Any) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from bench.common import percentiles
 from bench.reporting import rollups
 from qastream_reporting.app import SPEC as REPORTING
 from qastream_reporting.deltas import append, compact
@@ -56,12 +56,6 @@ SEED_SCORING = text(
     FROM generate_series(1, :rows) AS g
     """
 )
-
-
-def pcts(xs: list[float]) -> dict[str, float]:
-    xs = sorted(xs)
-    p95 = xs[min(len(xs) - 1, max(0, round(0.95 * len(xs)) - 1))]
-    return {"p50_ms": round(statistics.median(xs), 1), "p95_ms": round(p95, 1), "n": len(xs)}
 
 
 def mark(page: Any, name: str) -> float:
@@ -147,8 +141,8 @@ def measure(s: pipeline.LiveStack, visits: int) -> dict[str, Any]:
         session.close()
     out: dict[str, Any] = {}
     for k in steps:
-        browser_p = pcts(steps[k])
-        raw_p = pcts(raw[k])
+        browser_p = percentiles(steps[k], (50, 95))
+        raw_p = percentiles(raw[k], (50, 95))
         out[k] = {
             "browser": browser_p,
             "raw_api_baseline": raw_p,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import statistics
 import time
 from typing import Any
 
@@ -27,7 +26,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import TINY_HELP, Stopwatch, create_topic, emit, rate
+from bench.common import TINY_HELP, Stopwatch, create_topic, emit, percentiles, rate
 from bench.platform import cleanup, servers
 from qastream_ingest.app import SPEC
 from qastream_shared.events import Role
@@ -110,14 +109,11 @@ async def http_single(ingest: LiveIngest, key: str, per_s: float, seconds: float
         headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
     ) as c:
         await asyncio.gather(*(worker(c) for _ in range(SINGLE_CONNECTIONS)))
-    q = statistics.quantiles(latencies, n=100)
     return {
         "requests": n,
         "per_s": round(per_s, 1),
         "connections": SINGLE_CONNECTIONS,
-        "p50_ms": round(q[49] * 1000, 1),
-        "p99_ms": round(q[98] * 1000, 1),
-        "max_ms": round(max(latencies) * 1000, 1),
+        **percentiles([1000 * s for s in latencies], (50, 99)),
         "non_202": sum(1 for s in statuses if s != 202),
         "timeouts": statuses.count(0),
     }

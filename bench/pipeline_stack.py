@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +20,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.common import percentiles
 from bench.platform import servers
 from qastream_shared.consumer import consumer_group
 from qastream_shared.events import Role
@@ -33,19 +33,6 @@ from tests.integration.live_service import LiveService
 
 SERVICES = ("ingest", "sampler", "scoring", "coaching", "reporting")
 TENANT = "bench"
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, Any]:
-    if len(samples_ms) < 2:
-        return {"n": len(samples_ms)}
-    cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-    return {
-        "n": len(samples_ms),
-        "p50_ms": round(statistics.median(samples_ms), 1),
-        "p90_ms": round(cuts[89], 1),
-        "p99_ms": round(cuts[98], 1),
-        "max_ms": round(max(samples_ms), 1),
-    }
 
 
 class Pipeline:

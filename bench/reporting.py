@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, text
 
-from bench.common import Stopwatch, emit, rate
+from bench.common import Stopwatch, emit, percentiles, rate
 from bench.platform import cleanup, raw_consume, servers
 from qastream_reporting import facts
 from qastream_reporting.app import SPEC
@@ -357,12 +356,6 @@ async def load(runtime: ServiceRuntime, n_reviews: int) -> dict[str, Any]:
     }
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"p50_ms": round(statistics.median(ordered), 2), "p95_ms": round(p95, 2)}
-
-
 async def latencies(http: httpx.AsyncClient, key: str, runtime: ServiceRuntime, n: int) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {key}"}
 
@@ -373,7 +366,7 @@ async def latencies(http: httpx.AsyncClient, key: str, runtime: ServiceRuntime, 
             started = time.perf_counter()
             await call()
             samples.append(1000 * (time.perf_counter() - started))
-        return percentiles(samples)
+        return percentiles(samples, (50, 95), digits=2)
 
     out: dict[str, Any] = {}
     for path, params in QUERIES:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,6 +33,7 @@ import asyncpg
 import httpx
 import orjson
 
+from bench import common
 from bench.common import Stopwatch, emit
 from bench.platform import cleanup, servers
 from qastream_scoring.app import SPEC
@@ -87,14 +87,7 @@ ORDER BY created_at, assignment_id LIMIT 1
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, Any]:
-    cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-    return {
-        "n": len(samples_ms),
-        "p50_ms": round(statistics.median(samples_ms), 2),
-        "p95_ms": round(cuts[94], 2),
-        "p99_ms": round(cuts[98], 2),
-        "max_ms": round(max(samples_ms), 2),
-    }
+    return common.percentiles(samples_ms, (50, 95, 99), digits=2)
 
 
 async def timed(samples: list[float], call: Callable[[], Awaitable[Any]]) -> Any:

@@ -52,7 +52,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from bench.commit_observer import Observer
-from bench.common import emit
+from bench.common import emit, percentile
 from bench.pipeline import observed
 from bench.pipeline_stack import SERVICES, Pipeline, percentiles, ping_pong, warm_pipeline
 from qastream_shared.testing import star_records
@@ -103,15 +103,9 @@ class Tracker:
                 self.all[stage].append(ms)
                 if not any(cid in w for w in self.pending.values()):
                     del self.accepted_at[cid]
-        out = {f"{n}_p{q}_ms": _pct(v, q) for n, v in self.interval.items() for q in (50, 99)}
+        out = {f"{n}_p{q}_ms": percentile(v, q) for n, v in self.interval.items() for q in (50, 99)}
         self.interval = {stage: [] for stage in self.STAGES}
         return out
-
-
-def _pct(samples: list[float], q: int) -> float | None:
-    if len(samples) < 2:
-        return round(samples[0], 1) if samples else None
-    return round(statistics.quantiles(samples, n=100, method="inclusive")[q - 1], 1)
 
 
 async def dead_lettered(p: Pipeline) -> dict[str, int]:
@@ -226,7 +220,7 @@ async def soak(
             "bench_cpu_ms_per_conversation": round(1000 * used_s / max(1, per_tick * tick), 3),
             "bench_cpu_share_of_one_core": round(used_s / offered_s, 3),
             "observer_cpu_ms_per_conversation": round(1000 * observer_s / max(1, per_tick * tick), 3),
-            "tick_late_ms": {"p99": _pct(late_ms, 99), "max": round(max(late_ms, default=0.0), 1)},
+            "tick_late_ms": {"p99": percentile(late_ms, 99), "max": round(max(late_ms, default=0.0), 1)},
         },
         "samples": samples,
         "scored": percentiles(tracker.all["scored"]),

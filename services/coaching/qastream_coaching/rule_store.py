@@ -13,8 +13,9 @@ from qastream_coaching.rules import Rule
 from qastream_coaching.tables import categories, rules
 from qastream_shared.db import array_insert, array_params
 
-# Parsed rule versions are immutable, so one parse serves every batch.
-_PARSED: dict[tuple[str, str, int], Rule] = {}
+# Parsed rule versions are immutable, so one parse serves every batch. The body is kept and compared: a
+# process that reads two schemas (tests, tools) may meet different bodies under the same id and version.
+_PARSED: dict[tuple[str, str, int], tuple[dict[str, Any], Rule]] = {}
 _CATEGORY_COLUMNS = ("tenant_id", "category_id", "critical")
 _ADD_CATEGORIES = array_insert(categories, _CATEGORY_COLUMNS)
 _UPSERT_CATEGORIES = array_insert(
@@ -26,10 +27,10 @@ _UPSERT_CATEGORIES = array_insert(
 
 def _rule(tenant_id: str, body: dict[str, Any]) -> Rule:
     key = (tenant_id, body["rule_id"], body["version"])
-    rule = _PARSED.get(key)
-    if rule is None:
-        rule = _PARSED[key] = Rule.model_validate(body)
-    return rule
+    cached = _PARSED.get(key)
+    if cached is None or cached[0] != body:
+        cached = _PARSED[key] = (body, Rule.model_validate(body))
+    return cached[1]
 
 
 async def current_rules(session: AsyncSession, tenant_id: str) -> dict[str, Rule]:

@@ -6,17 +6,22 @@ fresh engine at a throw-away schema without touching globals.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Table, TextClause, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 from qastream_shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _DIALECT = postgresql.dialect()
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -47,10 +52,23 @@ def create_engine(settings: Settings, schema: str, *, pool_size: int = 10) -> As
             "command_timeout": 60,
         },
     )
+    event.listen(engine.sync_engine, "connect", _compress_with_lz4)
     event.listen(engine.sync_engine, "checkout", _drop_closed)
     event.listen(engine.sync_engine, "commit", _note_commit)
     event.listen(engine.sync_engine, "after_cursor_execute", _note_autocommit_write)
     return engine
+
+
+def _compress_with_lz4(dbapi_connection: Any, record: Any) -> None:
+    """Values PostgreSQL compresses (rows over ~2 KB: conversation bodies, events in the outbox, reviews) are
+    compressed with lz4 instead of pglz: pglz was ~28% of PostgreSQL's CPU in the pipeline at a held 400/s
+    (perf), lz4 costs about half as much per stored conversation for 6% more bytes. Set per session, so
+    every table and column of every service follows without a migration; a server without lz4 (built
+    without it, or before PostgreSQL 14) keeps pglz."""
+    try:
+        await_only(dbapi_connection.driver_connection.execute("SET default_toast_compression = lz4"))
+    except asyncpg.PostgresError as exc:
+        log.info("PostgreSQL keeps its default TOAST compression: %s", exc)
 
 
 class Attempt:

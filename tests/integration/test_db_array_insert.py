@@ -72,3 +72,31 @@ async def test_array_insert_upserts_keeps_first_columns_and_casts_json(settings)
     finally:
         await drop_schema(engine, settings.db_schema)
         await engine.dispose()
+
+
+async def test_large_values_written_through_an_engine_are_compressed_with_lz4(settings):
+    """Every service's sessions compress TOASTed values with lz4 (db._compress_with_lz4), not pglz."""
+    engine = create_engine(settings, settings.db_schema)
+    await ensure_schema(engine, settings.db_schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+        body = {
+            "turns": [
+                {"speaker": "agent", "text": f"turn {n}: how can I help you today?"} for n in range(200)
+            ]
+        }
+        async with engine.begin() as conn:
+            await conn.execute(
+                array_insert(things, COLUMNS),
+                array_params(
+                    COLUMNS,
+                    [{"id": "big", "offset": 1, "first_seen": None, "body": orjson.dumps(body).decode()}],
+                ),
+            )
+        async with engine.connect() as conn:
+            method = (await conn.execute(text("SELECT pg_column_compression(body) FROM things"))).scalar_one()
+        assert method == "lz4"
+    finally:
+        await drop_schema(engine, settings.db_schema)
+        await engine.dispose()

@@ -1,6 +1,7 @@
 """The whole pipeline: ingest → sampler → scoring → coaching → reporting, five processes on one broker and database.
 
     uv run python -m bench.pipeline [--window 60] [--probe 20] [--start 400]
+    uv run python -m bench.pipeline --latency-at 350 [--window 60] [--idle 0]   # no search: latency at 350/s
     uv run python -m bench.pipeline --tiny          # CI smoke: a few seconds per phase
     uv run qa bench [--tiny]                        # the same, on the stack of QA_STACK_DIR / --state-dir
 
@@ -21,11 +22,14 @@ Prints JSON:
   held window; `cpu_ms_per_conversation` is each process's CPU over it (and its drain) per conversation
   (`bench`: this process, the load generator), `batches` each consumer's batch count, mean size and time;
 - idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline;
-- latency_at_70_percent: `--window` seconds at 70% of sustained.per_s;
+- latency_at_70_percent: `--window` seconds at 70% of sustained.per_s; with `--latency-at R` the search is
+  skipped and `latency_at_given_rate` is `--window` seconds at R/s instead, with each service's CPU per
+  conversation and batches over it (as `sustained` reports them), to see where a p99 comes from at one rate;
   both timed from the HTTP 202 to the conversation's auto review committed by scoring (`scored`) and by
   reporting (`reported`), heard by `bench.commit_observer` (a notification at commit, in a process of its
   own: no polling). `hops` splits the path at ingest's commit, the sampler's auto sample and scoring's
-  review; `observer` is that process's own CPU;
+  review; `timeline` gives each hop's p99 per `TIMELINE_S` of acceptance (periodic work shows as a spike);
+  `observer` is that process's own CPU;
 - raw_produce / raw_consume: aiokafka with the relay's producer settings and the consumer's fetch sizes,
   ~1 KB records, on the same broker in the same run; raw_ping_pong: one record produced and consumed
   before the next, without linger as the relay sends, the floor of one hop;
@@ -70,6 +74,13 @@ STEP = 1.3  # the search's factor until a held and a failed rate bracket the ans
 RESOLUTION = 0.10  # bisect until the failed rate is within this of the held one
 VERIFY_STEP = 0.9
 IN_FLIGHT_LIMIT = 50  # unanswered posts (5 s of ticks) at which ingest has plainly not held the rate
+TIMELINE_S = 5.0
+HOPS = {
+    "accepted_to_ingested": ("accepted", "ingested"),
+    "ingested_to_sampled": ("ingested", "sampled"),
+    "sampled_to_scored": ("sampled", "scored"),
+    "scored_to_reported": ("scored", "reported"),
+}
 
 
 def phase(name: str) -> None:
@@ -217,25 +228,39 @@ async def sustained(
         if window_figures["held"] or n == tries - 1:
             break
         rate *= VERIFY_STEP
-    n_conv = window_figures["conversations"]
-    prefix = f"window{len(windows) - 1}-"
+    await stored_all(p, conn, f"window{len(windows) - 1}-", window_figures["conversations"])
+    return {
+        "per_s": window_figures["offered_per_s"] if window_figures["held"] else None,
+        "held": window_figures["held"],
+        "probes": probes,
+        "windows": windows,
+        **await usage(p, cpu_before, batches_before, window_figures["conversations"]),
+    }
+
+
+async def stored_all(p: Pipeline, conn: asyncpg.Connection, prefix: str, n_conv: int) -> None:
     stored = await conn.fetchval(
         f'SELECT count(*) FROM "{p.schema("ingest")}".conversations WHERE conversation_id LIKE $1',
         prefix + "%",
     )
     if stored != n_conv:
         raise RuntimeError(f"ingest answered {n_conv} accepted but stored {stored} conversations")
+
+
+async def usage(
+    p: Pipeline,
+    cpu_before: dict[str, float],
+    batches_before: dict[str, tuple[float, float, float]],
+    n_conv: int,
+) -> dict[str, Any]:
+    """Each process's CPU and each consumer's batches since `cpu_before` / `batches_before`."""
     cpu = {name: used - cpu_before[name] for name, used in p.cpu_seconds().items()}
     batches = {
         name: [after - before for after, before in zip(totals, batches_before[name], strict=True)]
         for name, totals in (await p.batch_totals()).items()
     }
     return {
-        "per_s": window_figures["offered_per_s"] if window_figures["held"] else None,
-        "held": window_figures["held"],
-        "probes": probes,
-        "windows": windows,
-        # What each process spent per conversation over the last window and its drain (`bench` is the load
+        # What each process spent per conversation over the window and its drain (`bench` is the load
         # generator and the lag sampling): on two shared cores their sum bounds the rate.
         "cpu_ms_per_conversation": {
             **{name: round(1000 * s / max(n_conv, 1), 3) for name, s in cpu.items()},
@@ -308,17 +333,19 @@ async def latency(p: Pipeline, observer: Observer, rate: float, window: float) -
 
     cpu_before, observer_before = p.cpu_seconds()["bench"], observer.cpu_seconds()
     phase(f"latency: {rate:.0f}/s for {window:.0f} s")
+    started = time.perf_counter()
     offered = await offer(p, "lat", rate, window, record)
     missing = await observer.until_seen(("scored", "reported"), accepted, 120)
     bench_cpu, observer_cpu = p.cpu_seconds()["bench"] - cpu_before, observer.cpu_seconds() - observer_before
-    seen = observer.seen
+    seen = {**observer.seen, "accepted": accepted}
 
-    def hop(start: str, end: str) -> dict[str, Any]:
+    def hop(start: str, end: str, ids: Collection[str] = accepted.keys()) -> list[float]:
         first, then = seen.get(start, {}), seen.get(end, {})
-        return percentiles(
-            [(then[cid] - first[cid]) * 1000 for cid in accepted if cid in first and cid in then]
-        )
+        return [(then[cid] - first[cid]) * 1000 for cid in ids if cid in first and cid in then]
 
+    buckets: dict[int, list[str]] = {}
+    for cid, at in accepted.items():
+        buckets.setdefault(int((at - started) // TIMELINE_S), []).append(cid)
     n = max(len(accepted), 1)
     return {
         **offered.judged(),
@@ -326,11 +353,17 @@ async def latency(p: Pipeline, observer: Observer, rate: float, window: float) -
         "reported": percentiles(since(observer, "reported", accepted)),
         # Where the time goes: 202 → ingest's commit heard (the 202 leaves just after the commit, so ~0),
         # its relay + the sampler's fetch and batch, scoring's, then reporting's.
-        "hops": {
-            "ingested_to_sampled": hop("ingested", "sampled"),
-            "sampled_to_scored": hop("sampled", "scored"),
-            "scored_to_reported": hop("scored", "reported"),
-        },
+        "hops": {name: percentiles(hop(*ends)) for name, ends in HOPS.items()},
+        # Per TIMELINE_S of acceptance: [start s, conversations, each hop's p99 ms in HOPS' order, scored p99].
+        "timeline": [
+            [
+                b * TIMELINE_S,
+                len(ids),
+                *(percentiles(hop(*ends, ids)).get("p99_ms") for ends in HOPS.values()),
+                percentiles(hop("accepted", "scored", ids)).get("p99_ms"),
+            ]
+            for b, ids in sorted(buckets.items())
+        ],
         "never_seen": len(missing),
         "cpu_ms_per_conversation": {
             "observer": round(1000 * observer_cpu / n, 4),
@@ -354,13 +387,56 @@ async def baselines(settings: Settings) -> dict[str, Any]:
     }
 
 
+async def at_rate(p: Pipeline, conn: asyncpg.Connection, rate: float, window: float) -> dict[str, Any]:
+    """The latency phase alone at a given rate, with the services' CPU and batches over it and its drain."""
+    cpu_before, batches_before = p.cpu_seconds(), await p.batch_totals()
+    async with observed(p, conn) as observer:
+        lat = await latency(p, observer, rate, window)
+    await drained(p, 600)
+    await stored_all(p, conn, "lat-", lat["conversations"])
+    services = await usage(p, cpu_before, batches_before, lat["conversations"])
+    return {
+        **lat,
+        **services,
+        "cpu_ms_per_conversation": {**lat["cpu_ms_per_conversation"], **services["cpu_ms_per_conversation"]},
+    }
+
+
+async def fixed(window: float, rate: float, idle_n: int) -> dict[str, Any]:
+    """`--latency-at`: no search, the latency phase at `rate`, with the same baselines."""
+    async with warm_pipeline() as (p, conn):
+        idle_figures = await idle_phase(p, conn, idle_n)
+        lat = await at_rate(p, conn, rate, window)
+        phase("baselines")
+        base_figures = await baselines(p.base)
+        phase("done")
+    pong_p99 = base_figures["raw_ping_pong"]["p99_ms"]
+    return {
+        "window_s": window,
+        "idle_one_at_a_time": idle_figures,
+        "latency_at_given_rate": lat,
+        **base_figures,
+        "ratios": {
+            "scored_p99_over_ping_pong_p99": round(lat["scored"].get("p99_ms", 0) / pong_p99, 1),
+            "reported_p99_over_ping_pong_p99": round(lat["reported"].get("p99_ms", 0) / pong_p99, 1),
+        },
+        "targets": {k: v for k, v in TARGETS.items() if k != "sustained_per_s"},
+    }
+
+
+async def idle_phase(p: Pipeline, conn: asyncpg.Connection, idle_n: int) -> dict[str, Any] | None:
+    if not idle_n:
+        return None
+    async with observed(p, conn) as observer:
+        phase("idle")
+        return await idle(p, observer, idle_n)
+
+
 async def main(
     window: float, probe_s: float, start: float, max_probes: int, tries: int, idle_n: int
 ) -> dict[str, Any]:
     async with warm_pipeline() as (p, conn):
-        async with observed(p, conn) as observer:
-            phase("idle")
-            idle_figures = await idle(p, observer, idle_n)
+        idle_figures = await idle_phase(p, conn, idle_n)
         sus = await sustained(p, conn, start, probe_s, window, max_probes, tries)
         rate = 0.7 * (sus["per_s"] or sus["windows"][-1]["asked_per_s"])
         async with observed(p, conn) as observer:
@@ -400,11 +476,17 @@ def cli() -> None:
     parser.add_argument("--probes", type=int, default=6, help="most search probes")
     parser.add_argument("--tries", type=int, default=3, help="windows offered, 10%% less each time")
     parser.add_argument("--idle", type=int, default=60, help="conversations posted one at a time, idle")
+    parser.add_argument(
+        "--latency-at", type=float, default=None, metavar="RATE", help="no search: latency at RATE/s only"
+    )
     parser.add_argument("--tiny", action="store_true", help="CI smoke: phases of a few seconds")
     a = parser.parse_args()
     if a.tiny:
         a.window, a.probe, a.start, a.probes, a.tries, a.idle = 4.0, 3.0, 20.0, 1, 1, 5
-    emit(asyncio.run(main(a.window, a.probe, a.start, a.probes, a.tries, a.idle)))
+    if a.latency_at is not None:
+        emit(asyncio.run(fixed(a.window, a.latency_at, a.idle)))
+    else:
+        emit(asyncio.run(main(a.window, a.probe, a.start, a.probes, a.tries, a.idle)))
 
 
 if __name__ == "__main__":

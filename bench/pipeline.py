@@ -1,7 +1,7 @@
 """The whole pipeline: ingest → sampler → scoring → coaching → reporting, five processes on one broker and database.
 
     uv run python -m bench.pipeline [--window 60] [--probe 20] [--start 400]
-    uv run python -m bench.pipeline --latency-at 350 [--window 60] [--idle 0]   # no search: latency at 350/s
+    uv run python -m bench.pipeline --latency-at 350 [--window 60] [--idle 0] [--prefill 60000]
     uv run python -m bench.pipeline --tiny          # CI smoke: a few seconds per phase
     uv run qa bench [--tiny]                        # the same, on the stack of QA_STACK_DIR / --state-dir
 
@@ -25,6 +25,8 @@ Prints JSON:
 - latency_at_70_percent: `--window` seconds at 70% of sustained.per_s; with `--latency-at R` the search is
   skipped and `latency_at_given_rate` is `--window` seconds at R/s instead, with each service's CPU per
   conversation and batches over it (as `sustained` reports them), to see where a p99 comes from at one rate;
+  `--prefill N` first posts N conversations at `PREFILL_PER_S` and drains them (untimed), so the sampler
+  holds the state a search would have left it (its snapshots cost in proportion to that state);
   both timed from the HTTP 202 to the conversation's auto review committed by scoring (`scored`) and by
   reporting (`reported`), heard by `bench.commit_observer` (a notification at commit, in a process of its
   own: no polling). `hops` splits the path at ingest's commit, the sampler's auto sample and scoring's
@@ -75,6 +77,7 @@ RESOLUTION = 0.10  # bisect until the failed rate is within this of the held one
 VERIFY_STEP = 0.9
 IN_FLIGHT_LIMIT = 50  # unanswered posts (5 s of ticks) at which ingest has plainly not held the rate
 TIMELINE_S = 5.0
+PREFILL_PER_S = 450.0
 HOPS = {
     "accepted_to_ingested": ("accepted", "ingested"),
     "ingested_to_sampled": ("ingested", "sampled"),
@@ -402,10 +405,13 @@ async def at_rate(p: Pipeline, conn: asyncpg.Connection, rate: float, window: fl
     }
 
 
-async def fixed(window: float, rate: float, idle_n: int) -> dict[str, Any]:
+async def fixed(window: float, rate: float, idle_n: int, prefill: int) -> dict[str, Any]:
     """`--latency-at`: no search, the latency phase at `rate`, with the same baselines."""
     async with warm_pipeline() as (p, conn):
         idle_figures = await idle_phase(p, conn, idle_n)
+        prefilled = None
+        if prefill:
+            prefilled = await held_window(p, "pre", PREFILL_PER_S, prefill / PREFILL_PER_S)
         lat = await at_rate(p, conn, rate, window)
         phase("baselines")
         base_figures = await baselines(p.base)
@@ -414,6 +420,7 @@ async def fixed(window: float, rate: float, idle_n: int) -> dict[str, Any]:
     return {
         "window_s": window,
         "idle_one_at_a_time": idle_figures,
+        "prefill": prefilled,
         "latency_at_given_rate": lat,
         **base_figures,
         "ratios": {
@@ -479,12 +486,15 @@ def cli() -> None:
     parser.add_argument(
         "--latency-at", type=float, default=None, metavar="RATE", help="no search: latency at RATE/s only"
     )
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="with --latency-at: conversations posted first"
+    )
     parser.add_argument("--tiny", action="store_true", help="CI smoke: phases of a few seconds")
     a = parser.parse_args()
     if a.tiny:
         a.window, a.probe, a.start, a.probes, a.tries, a.idle = 4.0, 3.0, 20.0, 1, 1, 5
     if a.latency_at is not None:
-        emit(asyncio.run(fixed(a.window, a.latency_at, a.idle)))
+        emit(asyncio.run(fixed(a.window, a.latency_at, a.idle, a.prefill)))
     else:
         emit(asyncio.run(main(a.window, a.probe, a.start, a.probes, a.tries, a.idle)))
 

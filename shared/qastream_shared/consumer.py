@@ -354,6 +354,9 @@ class BatchConsumer:
             raise
         finally:
             tenant_var.reset(token)
+        assert uow is not None
+        for hook in uow.on_commit:
+            hook()
         if todo and exporting():
             self._event_spans(todo, started)
         self.processed += len(todo)

@@ -151,13 +151,23 @@ class ServiceRuntime:
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
-        """One transaction: effects plus the outbox rows they publish, committed together or not at all."""
-        async with self.sessions() as session, session.begin():
-            uow = UnitOfWork(
-                session, self.settings, self.tables["outbox"], self.schema, produces=self.spec.produces
-            )
-            yield uow
-            await uow.flush()
+        """One transaction: effects plus the outbox rows they publish, committed together or not at all;
+        then the unit's on_commit hooks, or its on_rollback hooks if it did not commit."""
+        uow: UnitOfWork | None = None
+        try:
+            async with self.sessions() as session, session.begin():
+                uow = UnitOfWork(
+                    session, self.settings, self.tables["outbox"], self.schema, produces=self.spec.produces
+                )
+                yield uow
+                await uow.flush()
+        except BaseException:
+            for hook in uow.on_rollback if uow is not None else ():
+                hook()
+            raise
+        assert uow is not None
+        for hook in uow.on_commit:
+            hook()
 
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[UnitOfWork]:

@@ -44,6 +44,8 @@ class UnitOfWork:
     pending: list[dict[str, Any]] = field(default_factory=list)
     # Called when the transaction does not commit, so handlers can drop in-memory state it had changed.
     on_rollback: list[Callable[[], None]] = field(default_factory=list)
+    # Called once the transaction has committed, for work that may only start from committed effects.
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
     # The service's declared output (ServiceSpec.produces), which the published AsyncAPI document is made
     # from; None leaves publishing unchecked (tools and tests that are no service).
     produces: Mapping[str, Sequence[type[Event]]] | None = None

@@ -1,14 +1,18 @@
 """The sampler's state snapshots on the real database: over 30 weeks of synthetic traffic the `inputs` table
 stays flat, every decision is the unsnapshotted run's, a fresh replica rebuilds from snapshot + tail, and
-explain still answers from them.
+explain still answers from them; a snapshot written while later batches run holds exactly the inputs up to
+its cursors and compacts none after them.
 
 The consumer's handler runs in-process on batches of records with their (topic, partition, offset), as the
-shared consumer hands them over: what is under test is the store and its tables, not the broker."""
+shared consumer hands them over, and each snapshot's child is awaited as the service's reaper does: what is
+under test is the store and its tables, not the broker."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import random
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -18,12 +22,13 @@ from sqlalchemy import func, select, text
 from qastream_sampler.app import SPEC
 from qastream_sampler.decisions import Decision
 from qastream_sampler.engine import SamplerState
+from qastream_sampler.engine import snapshot as codec
 from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import PastRetention, explain_state
-from qastream_sampler.handlers import make_handler
-from qastream_sampler.snapshot_store import load, recorded
+from qastream_sampler.handlers import make_handler, snapshot_written
+from qastream_sampler.snapshot_store import load, mark_body, mark_of_store, recorded
 from qastream_sampler.store import SamplerStore
-from qastream_sampler.tables import inputs, sample_log, snapshot_chunks
+from qastream_sampler.tables import inputs, sample_log, snapshot_chunks, snapshot_mark
 from qastream_shared.events import ConversationIngested, Envelope, conversation_key
 from qastream_shared.migrations import migrate
 from qastream_shared.settings import Settings
@@ -41,6 +46,29 @@ def canonical(d: Decision) -> tuple[Any, ...]:
     return (d.plan_version, d.stratum, d.rule, round(d.inclusion_probability, 9), d.reason, d.decided_at)
 
 
+def batches(settings: Settings, stream: list[Any]) -> Iterator[list[Envelope]]:
+    """The stream as the consumer hands it over: batches of BATCH envelopes with their origins."""
+    offsets: dict[tuple[str, int], int] = {}
+    for start in range(0, len(stream), BATCH):
+        batch = []
+        for topic, partition, event in stream[start : start + BATCH]:
+            offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
+            cid = event.conversation.conversation_id if isinstance(event, ConversationIngested) else ""
+            env = Envelope(data=event, source="test", tenant=TENANT, key=conversation_key(TENANT, cid))
+            env.origin = (topic, partition, offset)
+            batch.append(env)
+        yield batch
+
+
+async def written(store: SamplerStore) -> None:
+    """Awaits the snapshot's child, as the service's reaper does."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while not snapshot_written(store):
+        assert loop.time() < deadline, "snapshot child still running after 120 s"
+        await asyncio.sleep(0.01)
+
+
 async def test_inputs_stay_flat_and_decisions_are_the_unsnapshotted_runs(settings: Settings) -> None:
     runtime = await install_plans(settings, TENANT, PLANS)
     store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
@@ -50,18 +78,11 @@ async def test_inputs_stay_flat_and_decisions_are_the_unsnapshotted_runs(setting
 
     convs, revs = logs(settings)
     stream = interleave(convs + revs, random.Random(7))
-    offsets: dict[tuple[str, int], int] = {}
     with_body: list[int] = []
-    for start in range(0, len(stream), BATCH):
-        batch = []
-        for topic, partition, event in stream[start : start + BATCH]:
-            offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
-            cid = event.conversation.conversation_id if isinstance(event, ConversationIngested) else ""
-            env = Envelope(data=event, source="test", tenant=TENANT, key=conversation_key(TENANT, cid))
-            env.origin = (topic, partition, offset)
-            batch.append(env)
+    for batch in batches(settings, stream):
         async with runtime.unit_of_work() as uow:
             await handle(uow, batch)
+        await written(store)
         async with runtime.sessions() as s:
             q = select(func.count()).select_from(inputs).where(func.octet_length(inputs.c.body) > 0)
             with_body.append(int((await s.execute(q)).scalar_one()))
@@ -160,3 +181,84 @@ async def test_a_format_1_snapshot_is_converted_by_the_migration_and_reads_back_
         {("qa.conversations", 0): 41}, live.highs, live.review_highs, live.pruned_to, live.parked
     )  # fmt: skip
     await runtime.engine.dispose()
+
+
+async def test_a_snapshot_written_while_later_batches_run_holds_exactly_the_inputs_up_to_its_cursors(
+    settings: Settings,
+) -> None:
+    """Each snapshot is forked at a batch's commit and awaited only after the next batch has changed the
+    live state: its chunks and mark must be byte for byte the state at the batch end its cursors name (not
+    a later one), and every input after its cursors must still be stored, so that snapshot + tail rebuilds
+    the live state."""
+    runtime = await install_plans(settings, TENANT, PLANS)
+    store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
+    store.review_partitions = 3
+    runtime.components["store"] = store
+    handle = make_handler(runtime)
+    convs, revs = logs(settings)
+    stream = interleave(convs + revs, random.Random(11))[:12_000]
+
+    at_batch_end: dict[tuple[tuple[str, int, int], ...], tuple[list[tuple[str, int, str, bytes]], bytes]] = {}
+    received: list[tuple[str, int, int, str]] = []  # (topic, partition, offset, ce_type) of every input
+    forked_before = False
+    checked = 0
+    for batch in batches(settings, stream):
+        async with runtime.unit_of_work() as uow:
+            await handle(uow, batch)
+        received += [(*env.origin, env.type) for env in batch if env.origin is not None]
+        at_batch_end[tuple(sorted((t, p, o) for (t, p), o in store.cursors.items()))] = (
+            [
+                (tenant, seq, part, body)
+                for tenant, st in sorted(store.states.items())
+                for seq, (part, body) in enumerate(codec.chunks(st))
+            ],
+            mark_body(mark_of_store(store)),
+        )
+        if forked_before:  # forked at the previous batch's commit; this batch ran while it wrote
+            await written(store)
+            await check_snapshot(runtime, store, at_batch_end, received)
+            checked += 1
+        forked_before = store.writer is not None
+    await written(store)
+    assert checked >= 4, checked  # not vacuous: several snapshots, each with a batch run beside it
+    await runtime.engine.dispose()
+
+
+async def check_snapshot(
+    runtime: Any,
+    store: SamplerStore,
+    at_batch_end: dict[tuple[tuple[str, int, int], ...], tuple[list[tuple[str, int, str, bytes]], bytes]],
+    received: list[tuple[str, int, int, str]],
+) -> None:
+    async with runtime.sessions() as s:
+        cursors, body = (await s.execute(select(snapshot_mark.c.cursors, snapshot_mark.c.body))).one()
+        key = tuple(sorted((t, p, o) for t, p, o in cursors))
+        assert key in at_batch_end, f"snapshot cursors {key} are no batch's end"
+        chunks, mark = at_batch_end[key]
+        stored = (
+            await s.execute(
+                select(
+                    snapshot_chunks.c.tenant_id,
+                    snapshot_chunks.c.seq,
+                    snapshot_chunks.c.part,
+                    snapshot_chunks.c.body,
+                ).order_by(snapshot_chunks.c.tenant_id, snapshot_chunks.c.seq)
+            )
+        ).all()
+        assert [tuple(r) for r in stored] == chunks, "the snapshot's state is not the state at its cursors"
+        assert bytes(body) == mark
+        # Nothing after the cursors was compacted: every input past them is still stored.
+        covered = {(t, p): o for t, p, o in cursors}
+        after = {(t, p, o) for t, p, o, _ in received if o > covered.get((t, p), -1)}
+        kept = {
+            (t, p, o)
+            for t, p, o in (await s.execute(select(inputs.c.topic, inputs.c.partition, inputs.c.offset)))
+        }
+        assert after <= kept, f"{len(after - kept)} inputs after the snapshot's cursors compacted away"
+        # So snapshot + tail is the live state.
+        fresh = SamplerStore(runtime.settings, 3, snapshot_every=SNAPSHOT_EVERY)
+        fresh.review_partitions = 3
+        await fresh.rebuild(s)
+        live, rebuilt = store.states[TENANT], fresh.states[TENANT]
+        assert rebuilt.conversations == live.conversations and rebuilt.pools == live.pools
+        assert rebuilt.log == live.log and rebuilt.pending == live.pending

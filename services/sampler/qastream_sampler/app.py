@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from qastream_sampler.api import router
-from qastream_sampler.handlers import idle_tick, make_handler
+from qastream_sampler.handlers import idle_tick, make_handler, reap_snapshots
 from qastream_sampler.plans import PLAN_MODELS
 from qastream_sampler.tables import metadata, tables
 from qastream_shared.events import (
@@ -37,7 +37,7 @@ SPEC = ServiceSpec(
     produces={SAMPLES: [ConversationSampled]},
     handler=make_handler,
     routers=[router],
-    tasks=[idle_tick],
+    tasks=[idle_tick, reap_snapshots],
     title="qastream sampler",
     # Each batch pays fixed costs (plan and tail checks, closing due slots across tenants, commit), so
     # bigger batches decide more per second; sampling latency is measured in minutes, not milliseconds.

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from qastream_sampler import snapshot_store
+from qastream_sampler import snapshot_fork
 from qastream_sampler.sample_log import publish
 from qastream_sampler.store import SamplerStore, conversation_of
 from qastream_shared.conversation import Conversation
@@ -22,6 +22,7 @@ from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, physical
 from qastream_shared.unit_of_work import Handler, Rejected, UnitOfWork
 
 log = logging.getLogger(__name__)
+REAP_EVERY_S = 0.1
 
 
 def store_of(runtime: ServiceRuntime) -> SamplerStore:
@@ -103,11 +104,42 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             decisions += store.close_due()
             await publish(uow, decisions, batch, traces, ingested)
             if store.snapshot_due():
-                # In this batch's transaction: the snapshot and its compaction commit with the inputs.
-                await snapshot_store.save(uow.session, store)
-                store.recorded_since = 0
+                uow.on_commit.append(lambda: fork_snapshot(runtime, store))
 
     return handle
+
+
+def fork_snapshot(runtime: ServiceRuntime, store: SamplerStore) -> None:
+    """Right after a batch's commit, before anything else can change the state: a child writes it. Not while
+    the idle tick holds the state (its changes may not have committed yet): the next batch's end tries again."""
+    if store.lock.locked() or store.writer is not None or store.stale:
+        return
+    store.writer = snapshot_fork.start(store, runtime.settings, runtime.schema)
+    store.recorded_since = 0
+
+
+async def reap_snapshots(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
+    """Waits for each snapshot's child; after a failed one the next batch's end forks again."""
+    store = store_of(runtime)
+    while not (stop.is_set() and store.writer is None):
+        await asyncio.sleep(REAP_EVERY_S)
+        snapshot_written(store)
+
+
+def snapshot_written(store: SamplerStore) -> bool:
+    """Reaps the store's snapshot child if it has exited; True once none is running."""
+    if store.writer is None:
+        return True
+    status = snapshot_fork.finished(store.writer)
+    if status is None:
+        return False
+    store.writer = None
+    if status == snapshot_fork.SUPERSEDED:
+        log.info("sampler snapshot not written: another replica's covers more")
+    elif status != snapshot_fork.WRITTEN:
+        log.warning("sampler snapshot failed (child status %s): owed again", status)
+        store.recorded_since = max(store.recorded_since, store.snapshot_every)
+    return True
 
 
 async def idle_tick(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
@@ -120,7 +152,8 @@ async def idle_tick(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
         if stop.is_set() or store.stale:
             continue  # the consumer's next batch rebuilds; a tick never races it
         try:
-            async with runtime.unit_of_work() as uow, store.lock:
+            # The lock until the commit: a snapshot forked meanwhile would take uncommitted changes.
+            async with store.lock, runtime.unit_of_work() as uow:
                 uow.on_rollback.append(lambda: setattr(store, "stale", True))
                 await store.refresh_plans(uow.session)
                 decisions = await store.tail(uow.session) + store.close_due()

@@ -133,6 +133,8 @@ class SamplerStore:
         self.parked: dict[tuple[str, str], list[tuple[ReviewSubmitted, datetime | None]]] = {}
         self.stale = True
         self.recorded_since = 0  # inputs this replica recorded since the latest snapshot it took or read
+        self.snapshot_cursors: dict[tuple[str, int], int] = {}  # of the snapshot the last rebuild read
+        self.writer: int | None = None  # the pid of the child writing a snapshot (`snapshot_fork`)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -280,7 +282,8 @@ class SamplerStore:
         }
 
     def snapshot_due(self) -> bool:
-        return self.retain and self.recorded_since >= self.snapshot_every
+        """Enough inputs since the latest snapshot, and no snapshot still being written."""
+        return self.retain and self.recorded_since >= self.snapshot_every and self.writer is None
 
     def unknown(self, tenant: str, data: Event) -> bool:
         """Feedback or a review about a conversation that is not in memory."""
@@ -296,9 +299,18 @@ class SamplerStore:
 
     async def rebuild(self, session: AsyncSession) -> list[tuple[str, Decision]]:
         """Loads the latest snapshot, then replays the inputs after it, partition by partition in offset
-        order."""
+        order. Again if a snapshot committed meanwhile: its compaction may have taken inputs from under the
+        read (each statement sees the latest commits)."""
+        while True:
+            decisions = await self._rebuild(session)
+            if await covered(session) == self.snapshot_cursors:
+                return decisions
+            log.info("sampler snapshot written during a rebuild: rebuilding from it")
+
+    async def _rebuild(self, session: AsyncSession) -> list[tuple[str, Decision]]:
         self._plans_mark = None
         mark, states = await load(session)
+        self.snapshot_cursors = dict(mark.cursors)
         self.restore(mark, states)
         await self.refresh_plans(session)
         decisions: list[tuple[str, Decision]] = []
@@ -327,7 +339,7 @@ class SamplerStore:
     async def tail(self, session: AsyncSession) -> list[tuple[str, Decision]]:
         """Applies what other replicas committed since our cursors; rebuilds if a snapshot has compacted
         inputs past them."""
-        if any(self.cursors.get(k, -1) < head for k, head in (await covered(session)).items()):
+        if self._overtaken(await covered(session)):
             return await self.rebuild(session)
         heads = (await session.execute(select(input_heads))).all()
         behind = [
@@ -335,6 +347,9 @@ class SamplerStore:
             for t, p, head in heads
             if head > self.cursors.get((t, p), -1)
         ]
+        if not behind:
+            return []
+        before = dict(self.cursors)
         decisions: list[tuple[str, Decision]] = []
         for topic, partition, cursor in behind:
             rows = await session.execute(
@@ -351,7 +366,17 @@ class SamplerStore:
                 decisions += self.apply(topic, partition, data, tenant)
                 self.cursors[(topic, partition)] = offset
         self.retired = set()
+        if self._overtaken(await covered(session), before):
+            # Another replica's snapshot committed during the read and compacted inputs we had not read.
+            return await self.rebuild(session)
         return decisions
+
+    def _overtaken(
+        self, latest: dict[tuple[str, int], int], cursors: dict[tuple[str, int], int] | None = None
+    ) -> bool:
+        """A snapshot covers inputs past these cursors: what it compacted can no longer be tailed."""
+        own = self.cursors if cursors is None else cursors
+        return any(own.get(k, -1) < head for k, head in latest.items())
 
     async def record(self, uow: UnitOfWork, events: Iterable[Envelope]) -> None:
         rows = []

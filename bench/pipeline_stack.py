@@ -95,12 +95,13 @@ class Pipeline:
         )
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU each service process has used so far, and this bench process (the load)."""
+        """User + system CPU each service process has used so far (with its reaped children: the sampler's
+        snapshot writers), and this bench process (the load)."""
         used = {}
         for name, svc in self.live.items():
             assert svc.proc is not None
             t = psutil.Process(svc.proc.popen.pid).cpu_times()
-            used[name] = t.user + t.system
+            used[name] = t.user + t.system + t.children_user + t.children_system
         t = psutil.Process().cpu_times()
         used["bench"] = t.user + t.system
         return used

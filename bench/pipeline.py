@@ -413,12 +413,17 @@ async def fixed(window: float, rate: float, idle_n: int, prefill: int) -> dict[s
         if prefill:
             prefilled = await held_window(p, "pre", PREFILL_PER_S, prefill / PREFILL_PER_S)
         lat = await at_rate(p, conn, rate, window)
+        snapshot = await conn.fetchrow(
+            f'SELECT compacted, extract(epoch FROM now() - taken_at)::float8 AS age_s FROM "{p.schema("sampler")}".snapshot_mark'
+        )
         phase("baselines")
         base_figures = await baselines(p.base)
         phase("done")
     pong_p99 = base_figures["raw_ping_pong"]["p99_ms"]
     return {
         "window_s": window,
+        # The sampler's latest snapshot: inputs compacted by all its snapshots so far, and its age at the end.
+        "sampler_snapshot": dict(snapshot) if snapshot else None,
         "idle_one_at_a_time": idle_figures,
         "prefill": prefilled,
         "latency_at_given_rate": lat,

@@ -76,7 +76,9 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def _near_repeats(view: ConversationView, turns: list[int], similarity: float, previous_only: bool) -> _Hits:
+def near_repeats(view: ConversationView, turns: list[int], similarity: float, previous_only: bool) -> _Hits:
+    """The turns of 3+ tokens whose token-set Jaccard similarity to an earlier one of `turns` (the previous one
+    only, or any) is at least `similarity` (bench.pcsat_candidates asks it of the agent's questions too)."""
     sets = view.token_sets
     hits = []
     for k, i in enumerate(turns):
@@ -149,9 +151,9 @@ class ConductScorer:
         penalties = parsed.penalties
         cues: dict[Cue, _Hits] = {}
         if penalties.get("agent_loop"):
-            cues["agent_loop"] = _near_repeats(view, view.agent, parsed.similarity, previous_only=True)
+            cues["agent_loop"] = near_repeats(view, view.agent, parsed.similarity, previous_only=True)
         if penalties.get("customer_repeat"):
-            cues["customer_repeat"] = _near_repeats(
+            cues["customer_repeat"] = near_repeats(
                 view, view.customer, parsed.similarity, previous_only=False
             )
         if penalties.get("customer_frustration"):

@@ -19,7 +19,8 @@ async def test_a_batch_loads_its_conversations_by_key_even_under_a_plan_made_for
     await ensure_schema(engine, settings.db_schema)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(lambda c: (conversations.create(c), reviews.create(c)))
+            await conn.run_sync(conversations.create)
+            await conn.run_sync(reviews.create)
             await conn.execute(
                 text(
                     "INSERT INTO conversations (tenant_id, conversation_id, day, agent_id, channel) "
@@ -41,7 +42,8 @@ async def test_a_batch_loads_its_conversations_by_key_even_under_a_plan_made_for
         assert "Index Scan using conversations_pkey" in plan, plan
         found = {k for k, s in states.items() if s.conversation is not None}
         assert found == {("acme", f"c-{n}") for n in range(10, 300, 10)}  # c-0 and another tenant's: none
-        assert states[("acme", "c-20")].conversation.agent_id == "a-6"
+        loaded = states[("acme", "c-20")].conversation
+        assert loaded is not None and loaded.agent_id == "a-6"
     finally:
         await drop_schema(engine, settings.db_schema)
         await engine.dispose()

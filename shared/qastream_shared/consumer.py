@@ -27,6 +27,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from qastream_shared.admission import Admission
+from qastream_shared.batch_pace import BatchPace
 from qastream_shared.collector import collector_paused, tune_gc
 from qastream_shared.db import array_insert
 from qastream_shared.events import Envelope, Event, InvalidEvent, decode
@@ -173,6 +174,7 @@ class BatchConsumer:
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()  # set once run() has returned, e.g. to release what handlers use
         self._stuck = _Stuck(service)
+        self.pace = BatchPace(settings)
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -203,18 +205,18 @@ class BatchConsumer:
         # Batch k+1 is fetched and decoded while batch k's transaction waits on PostgreSQL, so the CPU work
         # of decoding fills the database round trips instead of adding to them. Fetching ahead commits
         # nothing: a batch dropped by a stop or a rebalance is redelivered, and the inbox dedupes it.
-        ahead = asyncio.create_task(self._fetch(consumer))
+        ahead = asyncio.create_task(self._fetch(consumer, max_records=self.pace.limit()))
         try:
             while not stop.is_set():
                 batch, items = await ahead
-                if batch and (room := self.settings.consumer_batch_size - len(items)) > 0:
+                if batch and (room := self.pace.limit() - len(items)) > 0:
                     # The fetch ahead returned with what had arrived when the batch before began: what came
                     # in while that batch ran joins this one now instead of waiting out another batch.
                     more, more_items = await self._fetch(consumer, timeout_ms=0, max_records=room)
                     for tp, records in more.items():
                         batch.setdefault(tp, []).extend(records)
                     items += more_items
-                ahead = asyncio.create_task(self._fetch(consumer))
+                ahead = asyncio.create_task(self._fetch(consumer, max_records=self.pace.limit()))
                 if consumer.assignment():
                     self.ready.set()
                 if not batch:
@@ -225,8 +227,10 @@ class BatchConsumer:
                     if stop.is_set() and not self._committed_all:
                         break
                     await self._commit(consumer, batch)
+                spent = time.perf_counter() - started
                 BATCH_SIZE.labels(self.service).observe(len(items))
-                BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+                BATCH_SECONDS.labels(self.service).observe(spent)
+                self.pace.batch_took(spent, len(items))
                 if oldest := min((it.env.time for it in items if it.env is not None), default=None):
                     EVENT_AGE.labels(self.service).observe(max(0.0, time.time() - oldest.timestamp()))
                 for tp in batch:

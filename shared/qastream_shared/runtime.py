@@ -59,6 +59,9 @@ class ServiceSpec:
     # The service's own default batch size, for consumers whose per-batch cost is high; an explicit
     # QA_CONSUMER_BATCH_SIZE still wins.
     consumer_batch_size: int | None = None
+    # Its own latency cap on batches (Settings.consumer_batch_target_ms), for consumers whose per-record cost
+    # dwarfs a batch's fixed costs; an explicit QA_CONSUMER_BATCH_TARGET_MS still wins.
+    consumer_batch_target_ms: int | None = None
     # A BatchConsumer subclass for services that wrap each batch (reporting guards it against a rebuild's swap).
     consumer_class: type[BatchConsumer] = BatchConsumer
     # Models the OpenAPI document publishes beyond those its routes name (e.g. a body parsed by hand).
@@ -78,8 +81,16 @@ async def prepare(spec: ServiceSpec, settings: Settings) -> None:
 class ServiceRuntime:
     def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
         self.spec = spec
-        if spec.consumer_batch_size and "consumer_batch_size" not in settings.model_fields_set:
-            settings = settings.model_copy(update={"consumer_batch_size": spec.consumer_batch_size})
+        own = {
+            name: value
+            for name, value in (
+                ("consumer_batch_size", spec.consumer_batch_size),
+                ("consumer_batch_target_ms", spec.consumer_batch_target_ms),
+            )
+            if value and name not in settings.model_fields_set
+        }
+        if own:
+            settings = settings.model_copy(update=own)
         self.settings = settings
         self.schema = schema_of(spec, settings)
         self.engine = create_engine(settings, self.schema)

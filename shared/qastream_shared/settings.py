@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(
         default=100, ge=1, le=60_000, description="How long a fetch waits to fill a batch."
     )
+    consumer_batch_target_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60_000,
+        description="A batch takes no more records than the consumer's recent pace processes in this time, so a backlog is worked off in batches of bounded latency (0: only the batch size bounds it). A service may set its own default.",
+    )
     # The fetcher sends no new fetch to a broker while one is pending there, so a partition whose records
     # were just consumed waits out the other partitions' long poll before it is fetched again: this bounds
     # an idle hop. Under load fetches return at once with data, so batching is unaffected.

@@ -26,7 +26,7 @@ OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir())
 KUBERNETES = "1.30.0"
 SECRET = {"DATABASE_URL", "QA_KEY_PEPPER", "QA_SESSION_SECRET"}
 # Settings deliberately absent from the manifests (settings.yaml says why).
-UNSET = {"QA_CONSUMER_BATCH_SIZE", "QA_DB_SCHEMA"}
+UNSET = {"QA_CONSUMER_BATCH_SIZE", "QA_CONSUMER_BATCH_TARGET_MS", "QA_DB_SCHEMA"}
 
 
 def kustomize() -> str:

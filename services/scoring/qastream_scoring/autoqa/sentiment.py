@@ -13,8 +13,9 @@
   `rude_penalty`. Empathy is judged where it is due: after an upset customer turn (below `rude_below`), an
   agent reply with an apology or empathy phrase earns `empathy_bonus`, a reply without one costs it.
 `customer_weight` blends the two (1 = mood only, 0 = tone only).
-VADER scores are cached by text (agent macros repeat, and no turn is scored twice), and VADER runs only on
-the turns that `vader.compound_floor` cannot rule out.
+VADER scores (`vader.compound`, vaderSentiment's own figure computed faster) are cached by text (agent macros
+repeat, and no turn is scored twice), and the "below" checks score only the turns that `vader.below`'s gate
+cannot rule out.
 """
 
 from __future__ import annotations

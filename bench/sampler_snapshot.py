@@ -11,7 +11,15 @@ three plans (a random rate, 5 per agent-week, 12 per team-week in 4 slots), clos
 default is the soak's 20 minutes at 200/s. Then `--saves` snapshots of that same state in a row. Per way:
 the process's RSS before the first save and after each (after a gc), the step (after the last minus before),
 the peak RSS while saving over RSS before (VmHWM, reset before the first save), tracemalloc's peak of the
-saves' own allocations, and the seconds per save. Prints JSON.
+saves' own allocations, and the seconds per save.
+
+The `fork` way is the save as the sampler runs it since it moved beside the batch: `snapshot_fork.start` on
+the built store, twice, the parent sampling both processes every 20 ms (psutil) until the child exits: the
+child's USS (its private pages: what it copied by writing reference counts) and PSS, the parent's RSS and
+USS, and the two together (USS summed; PSS summed, which counts each page the two share once, as the
+container's memory cgroup charges it). Against the parent's RSS before the fork. The first time the parent
+waits; the second it runs a full collection right after the fork, as its collector's oldest generation does
+between batches (it writes every tracked object's header, so the parent copies those pages). Prints JSON.
 """
 
 from __future__ import annotations
@@ -33,11 +41,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 from sqlalchemy import text
 
 from bench.common import TINY_HELP, emit
 from bench.platform import servers
 from bench.sampler_engine import CONFIG, PLANS
+from qastream_sampler import snapshot_fork
 from qastream_sampler.app import SPEC
 from qastream_sampler.engine import SamplerState, close, observe_conversation
 from qastream_sampler.plans import parse_plan
@@ -46,10 +56,13 @@ from qastream_sampler.store import SamplerStore
 from qastream_shared.db import drop_schema
 from qastream_shared.migrations import migrate
 from qastream_shared.runtime import ServiceRuntime
+from qastream_shared.settings import Settings
 from qastream_shared.testing import isolated_settings
 from tests.unit.sampler.sampler_synth import CHANNELS, T0, TENANT, conversation
 
-WAYS = ("chunks", "pickle")
+WAYS = ("chunks", "pickle", "fork")
+MB = 2**20
+SAMPLE_EVERY_S = 0.02
 AGENTS = 2000
 _LEFT_OUT = {"plans", "plan_versions", "auto_policy", "_active"}
 
@@ -96,6 +109,70 @@ async def save_pickled(runtime: ServiceRuntime, store: SamplerStore) -> None:
     async with runtime.unit_of_work() as uow:
         await uow.session.execute(text("DELETE FROM pickled"))
         await uow.session.execute(text("INSERT INTO pickled VALUES (:t, :b)"), {"t": TENANT, "b": body})
+
+
+def watch_fork(store: SamplerStore, settings: Settings, schema: str, *, collect: bool) -> dict[str, Any]:
+    """One forked save, the parent sampling both processes' memory until the child exits."""
+    me = psutil.Process()
+    started = time.perf_counter()
+    pid = snapshot_fork.start(store, settings, schema)
+    fork_ms = (time.perf_counter() - started) * 1000
+    if collect:
+        gc.collect()
+    child = psutil.Process(pid)
+    peak = dict.fromkeys(("child_uss", "child_pss", "parent_rss", "parent_uss", "uss_sum", "pss_sum"), 0.0)
+    samples = 0
+    while (status := snapshot_fork.finished(pid)) is None:
+        try:
+            c, p = child.memory_full_info(), me.memory_full_info()
+        except psutil.NoSuchProcess:  # exited (a zombie) between the poll and the read
+            continue
+        now = {
+            "child_uss": c.uss, "child_pss": c.pss, "parent_rss": p.rss, "parent_uss": p.uss,
+            "uss_sum": c.uss + p.uss, "pss_sum": c.pss + p.pss,
+        }  # fmt: skip
+        peak = {k: max(v, now[k] / MB) for k, v in peak.items()}
+        samples += 1
+        time.sleep(SAMPLE_EVERY_S)
+    if status != snapshot_fork.WRITTEN:
+        raise RuntimeError(f"the snapshot's child exited with {status}")
+    return {
+        "fork_ms": round(fork_ms, 1),
+        "seconds": round(time.perf_counter() - started, 3),
+        "samples": samples,
+        **{f"peak_{k}_mb": round(v, 1) for k, v in peak.items()},
+    }
+
+
+async def fork_way(n: int) -> dict[str, Any]:
+    db, kafka = servers()
+    settings = isolated_settings(db, kafka)
+    runtime = ServiceRuntime(SPEC, settings)
+    await migrate(settings, runtime.schema, SPEC.migrations)
+    try:
+        store = SamplerStore(settings, 3)
+        store.states[TENANT] = state_of(n)
+        gc.collect()
+        before = psutil.Process().memory_full_info()
+        runs = {}
+        for i, parent in enumerate(("waits", "collects")):
+            # each snapshot must cover more than the latest, or the child writes nothing
+            store.cursors = {("qa.conversations", p): n + i for p in range(3)}
+            runs[parent] = watch_fork(store, settings, runtime.schema, collect=parent == "collects")
+        rss = before.rss / MB
+        return {
+            "parent_before_mb": {"rss": round(rss, 1), "uss": round(before.uss / MB, 1)},
+            **runs,
+            "peak_pss_sum_over_rss_before": {
+                k: round(r["peak_pss_sum_mb"] / rss, 3) for k, r in runs.items()
+            },
+            "peak_uss_sum_over_rss_before": {
+                k: round(r["peak_uss_sum_mb"] / rss, 3) for k, r in runs.items()
+            },
+        }
+    finally:
+        await drop_schema(runtime.engine, runtime.schema)
+        await runtime.engine.dispose()
 
 
 async def one_way(way: str, n: int, saves: int) -> dict[str, Any]:
@@ -181,7 +258,9 @@ if __name__ == "__main__":
     parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     a = parser.parse_args()
     n = 2_000 if a.tiny else a.conversations
-    if a.way:
+    if a.way == "fork":
+        emit(asyncio.run(fork_way(n)))
+    elif a.way:
         emit(asyncio.run(one_way(a.way, n, a.saves)))
     else:
         emit(main(n, a.saves))

@@ -87,7 +87,10 @@ class AutoQARunner:
         # One view for the scorecard and pCSAT: pCSAT reuses the findings and cues the categories computed.
         view = ConversationView(conversation)
         auto = score_conversation(view, prepared, settings, self.registry)
-        return auto if self.pcsat is None else replace(auto, pcsat=self.pcsat.predict(view))
+        if self.pcsat is None:
+            return auto
+        pcsat, pcsat_json = self.pcsat.predict_with_json(view)
+        return replace(auto, pcsat=pcsat, pcsat_json=pcsat_json)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -304,7 +304,7 @@ async def auto_reviews(
             "team": conv.team,
             "channel": conv.channel.value,
             "inclusion_probability": inclusion,
-            "pcsat": None if pcsat is None else pcsat.model_dump_json(),
+            "pcsat": auto.pcsat_json,
             "submitted_at": now,
         }
     if not rows:

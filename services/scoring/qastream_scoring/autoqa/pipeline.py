@@ -43,6 +43,7 @@ class AutoReview:
     result: ReviewResult
     scorer_versions: dict[str, str]  # every scorer this scorecard uses → its version
     pcsat: PredictedCsat | None = None  # set by the runner, from the same view
+    pcsat_json: str | None = None  # pcsat's model_dump_json, written once by the runner
 
 
 def prepare(scorecard: Scorecard, registry: Registry = DEFAULT_REGISTRY) -> PreparedScorecard:

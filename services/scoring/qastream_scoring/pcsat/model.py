@@ -59,17 +59,28 @@ class PcsatModel:
         )
 
     def predict(self, conversation: Conversation | ConversationView) -> PredictedCsat:
+        return self.predict_with_json(conversation)[0]
+
+    def predict_with_json(self, conversation: Conversation | ConversationView) -> tuple[PredictedCsat, str]:
+        """The prediction and its JSON, byte for byte its model_dump_json: the review row stores that JSON, so
+        orjson writes it from the plain values (several times faster than pydantic's serialiser), and the
+        event's own serialiser is the only other."""
+        document = self._document(conversation)
+        # One validation of plain values: in pydantic-core, several times faster than a model per cue, by
+        # __init__ or model_construct alike.
+        return PredictedCsat.model_validate(document), orjson.dumps(document).decode()
+
+    def _document(self, conversation: Conversation | ConversationView) -> dict[str, Any]:
+        """The prediction as plain JSON values, every field of PredictedCsat in its order."""
         view = conversation if isinstance(conversation, ConversationView) else ConversationView(conversation)
         if not view.customer:
-            return PredictedCsat(model_version=self.version, reason=NO_CUSTOMER)
+            return self._none(NO_CUSTOMER)
         if not view.agent:
-            return PredictedCsat(model_version=self.version, reason=NO_AGENT)
+            return self._none(NO_AGENT)
         try:
             found = signals(view)
         except Exception as exc:  # a scorer bug leaves this review without pCSAT, as it leaves a category N/A
-            return PredictedCsat(
-                model_version=self.version, reason=f"no signals: {type(exc).__name__}: {exc}"[:500]
-            )
+            return self._none(f"no signals: {type(exc).__name__}: {exc}"[:500])
         cues: list[dict[str, Any]] = []
         for name, coefficient in self.coefficients.items():
             sig = found[name]
@@ -88,17 +99,25 @@ class PcsatModel:
         p = round(self.calibrated(risk), 4)
         cues.sort(key=lambda c: (-abs(c["effect"]), c["name"]))
         turns = dict.fromkeys(t for c in cues[:EVIDENCE_CUES] if c["effect"] for t in c["turns"])
-        # One validation of plain values: in pydantic-core, several times faster than a model per cue, by
-        # __init__ or model_construct alike.
-        return PredictedCsat.model_validate(
-            {
-                "model_version": self.version,
-                "predicted": round(1 + 4 * (1 - p), 2),
-                "p_dissatisfied": p,
-                "evidence": [view.evidence(t) for t in list(turns)[:EVIDENCE_TURNS]],
-                "cues": cues,
-            }
-        )
+        evidence = [view.evidence(t) for t in list(turns)[:EVIDENCE_TURNS]]
+        return {
+            "model_version": self.version,
+            "predicted": round(1 + 4 * (1 - p), 2),
+            "p_dissatisfied": p,
+            "evidence": [{"turn": e.turn, "quote": e.quote} for e in evidence],
+            "reason": None,
+            "cues": cues,
+        }
+
+    def _none(self, reason: str) -> dict[str, Any]:
+        return {
+            "model_version": self.version,
+            "predicted": None,
+            "p_dissatisfied": None,
+            "evidence": [],
+            "reason": reason,
+            "cues": [],
+        }
 
     def calibrated(self, risk: float) -> float:
         """The calibration curve at `risk`: what sklearn's IsotonicRegression(out_of_bounds="clip") predicts."""

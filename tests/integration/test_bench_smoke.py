@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 # Not benchmarks: shared helpers, and the pCSAT fit, which writes model.json (it has its own `--check`).
-NOT_BENCHES = {"__init__", "common", "pcsat_fit", "pipeline_stack", "commit_observer"}
+NOT_BENCHES = {"__init__", "common", "pcsat_fit", "pipeline_stack", "pipeline_rate", "commit_observer"}
 BENCHES = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in NOT_BENCHES)
 
 

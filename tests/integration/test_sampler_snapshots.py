@@ -10,6 +10,7 @@ under test is the store and its tables, not the broker."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pickle
 import random
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from qastream_sampler import snapshot_store
 from qastream_sampler.app import SPEC
 from qastream_sampler.decisions import Decision
 from qastream_sampler.engine import SamplerState
@@ -26,10 +28,10 @@ from qastream_sampler.engine import snapshot as codec
 from qastream_sampler.explain import explain
 from qastream_sampler.explain_store import PastRetention, explain_state
 from qastream_sampler.handlers import make_handler, snapshot_written
-from qastream_sampler.snapshot_store import load, mark_body, mark_of_store, recorded
+from qastream_sampler.snapshot_store import covered, covered_params, load, mark_body, mark_of_store, recorded
 from qastream_sampler.store import SamplerStore
 from qastream_sampler.tables import inputs, sample_log, snapshot_chunks, snapshot_mark
-from qastream_shared.events import ConversationIngested, Envelope, conversation_key
+from qastream_shared.events import ConversationIngested, Envelope, ReviewSubmitted, conversation_key
 from qastream_shared.migrations import migrate
 from qastream_shared.settings import Settings
 from tests.integration.sampler_setup import install_plans
@@ -129,6 +131,62 @@ async def test_inputs_stay_flat_and_decisions_are_the_unsnapshotted_runs(setting
         assert oldest not in live.conversations
         with pytest.raises(PastRetention, match="retention"):
             await explain_state(s, settings, TENANT, oldest, partitions=3)
+    await runtime.engine.dispose()
+
+
+async def test_explain_reads_again_when_a_snapshot_commits_during_its_read(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica's snapshot commits between explain's read of the previous snapshot and its read of the
+    inputs after it, and compacts reviews explain needs: explain must read again, not answer without them."""
+    runtime = await install_plans(settings, TENANT, PLANS)
+    store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
+    store.review_partitions = 3
+    runtime.components["store"] = store
+    handle = make_handler(runtime)
+    convs, revs = logs(settings)
+    for batch in itertools.islice(batches(settings, interleave(convs + revs, random.Random(7))), 11):
+        async with runtime.unit_of_work() as uow:
+            await handle(uow, batch)
+        await written(store)
+    # 11 batches of 400 with a snapshot due every 1,500 inputs: written after the 4th and the 8th batch, so the
+    # 1,200 inputs after it are stored as they came.
+    assert store.recorded_since > 0
+    live = store.states[TENANT]
+    async with runtime.sessions() as s:
+        after = covered_params(await covered(s))
+        assert after["heads"]
+        reviewed = set(
+            (
+                await s.execute(
+                    text(
+                        "SELECT i.conversation_id FROM inputs i JOIN unnest(CAST(:topics AS text[]),"
+                        " CAST(:parts AS int[]), CAST(:heads AS bigint[])) AS c(t, p, h)"
+                        " ON i.topic = c.t AND i.partition = c.p WHERE i.offset > c.h AND i.ce_type = :review"
+                    ),
+                    {**after, "review": ReviewSubmitted.TYPE},
+                )
+            ).scalars()
+        )
+    # Its auto review is among the inputs after the snapshot, so a compaction under the read would lose it.
+    cid = max(c for c in reviewed if c in live.conversations and live.conversations[c].auto_score is not None)
+
+    original = snapshot_store.load
+    snapshots: list[bool] = []  # what each snapshot written under the read returned
+
+    async def load_then_another_snapshot(session: Any, tenant_id: str | None = None) -> Any:
+        loaded = await original(session, tenant_id)
+        if not snapshots:
+            async with runtime.unit_of_work() as uow:
+                snapshots.append(await snapshot_store.save(uow.session, store))
+        return loaded
+
+    monkeypatch.setattr(snapshot_store, "load", load_then_another_snapshot)
+    async with runtime.sessions() as s:
+        own = await explain_state(s, settings, TENANT, cid, partitions=3)
+    assert snapshots == [True]
+    assert own.conversations[cid] == live.conversations[cid]
+    assert explain(own, cid) == explain(live, cid)
     await runtime.engine.dispose()
 
 

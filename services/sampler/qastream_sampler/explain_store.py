@@ -29,7 +29,7 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.plan_store import all_plan_versions, current_auto_policy
 from qastream_sampler.plans import AnyPlan, Period, StratifiedPlan, TargetedPlan
-from qastream_sampler.snapshot_store import covered_params
+from qastream_sampler.snapshot_store import Cursors, covered, covered_params
 from qastream_sampler.store import SamplerStore
 from qastream_sampler.tables import inputs
 from qastream_shared.events import EVENT_TYPES, ConversationIngested, PartitionHeartbeat
@@ -83,7 +83,25 @@ async def explain_state(
     partitions: int | None = None,
     config: SamplerConfig | None = None,
 ) -> SamplerState:
-    """The tenant's state as far as it concerns `conversation_id`, closed at the current watermark."""
+    """The tenant's state as far as it concerns `conversation_id`, closed at the current watermark. Read
+    again if a snapshot committed meanwhile, as a rebuild is: its compaction may have taken inputs after the
+    snapshot this read started from (each statement sees the latest commits; a GET reads in autocommit)."""
+    while True:
+        state, cursors = await _explain_state(
+            session, settings, tenant_id, conversation_id, partitions, config
+        )
+        if await covered(session) == cursors:
+            return state
+
+
+async def _explain_state(
+    session: AsyncSession,
+    settings: Settings,
+    tenant_id: str,
+    conversation_id: str,
+    partitions: int | None,
+    config: SamplerConfig | None,
+) -> tuple[SamplerState, Cursors]:
     config = config or SamplerConfig()
     # The watermark needs a high from every partition of qa.conversations: the registry's count, as at start.
     partitions = partitions or next(t.partitions for t in REGISTRY if t.name == CONVERSATIONS)
@@ -162,7 +180,7 @@ async def explain_state(
         if (high := _later(tail_highs.get(p), mark.highs.get(p))) is not None
     }
     store.close_due()
-    return state
+    return state, mark.cursors
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -228,7 +228,13 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     expect(dots).to_have_count(len(plotted))
     assert sorted((d.get_attribute("href") or "").rsplit("/", 1)[1] for d in dots.all()) == plotted
     s.shot("dashboard-filtered")
+    # A live refresh redraws the chart under a keyboard user: the dot they are on keeps the focus.
     dots.first.focus()
+    focused = dots.first.get_attribute("href")
+    drawn = int(page.evaluate("Number(document.body.dataset.loaded || 0)"))
+    page.evaluate("document.querySelector('#filters').requestSubmit()")
+    s.loaded(drawn + 1)
+    assert page.evaluate("document.activeElement.getAttribute('href')") == focused
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/agents/"))
     assert page.url.rsplit("/", 1)[1] in plotted

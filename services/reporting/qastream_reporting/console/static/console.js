@@ -116,8 +116,19 @@ export function $(selector, root = document) {
   return root.querySelector(selector);
 }
 
+// A live refresh redraws a section while someone may be on it with the keyboard: the element they were on
+// (known by its id or its link) takes the focus back in the new drawing, instead of leaving it on the body.
+function focusKey(el) {
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  const href = el.getAttribute("href");
+  return href ? `${el.localName}[href="${CSS.escape(href)}"]` : null;
+}
+
 export function fill(container, ...children) {
+  const active = document.activeElement;
+  const key = active && active !== container && container.contains(active) ? focusKey(active) : null;
   container.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  if (key) container.querySelector(key)?.focus();
   return container;
 }
 

@@ -33,7 +33,9 @@ from qastream_sampler.store import SamplerStore
 from qastream_sampler.tables import inputs, sample_log, snapshot_chunks, snapshot_mark
 from qastream_shared.events import ConversationIngested, Envelope, ReviewSubmitted, conversation_key
 from qastream_shared.migrations import migrate
+from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
+from qastream_shared.unit_of_work import Handler
 from tests.integration.sampler_setup import install_plans
 from tests.unit.sampler.sampler_synth import TENANT
 from tests.unit.sampler.test_sampler_retention import PLANS, interleave, logs, run
@@ -71,12 +73,17 @@ async def written(store: SamplerStore) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_inputs_stay_flat_and_decisions_are_the_unsnapshotted_runs(settings: Settings) -> None:
+async def sampler_on(settings: Settings) -> tuple[ServiceRuntime, SamplerStore, Handler]:
+    """A sampler runtime with the plans installed, its store (snapshots every SNAPSHOT_EVERY inputs) and handler."""
     runtime = await install_plans(settings, TENANT, PLANS)
     store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
     store.review_partitions = 3  # the synthetic logs have three partitions per topic
     runtime.components["store"] = store
-    handle = make_handler(runtime)
+    return runtime, store, make_handler(runtime)
+
+
+async def test_inputs_stay_flat_and_decisions_are_the_unsnapshotted_runs(settings: Settings) -> None:
+    runtime, store, handle = await sampler_on(settings)
 
     convs, revs = logs(settings)
     stream = interleave(convs + revs, random.Random(7))
@@ -139,11 +146,7 @@ async def test_explain_reads_again_when_a_snapshot_commits_during_its_read(
 ) -> None:
     """Another replica's snapshot commits between explain's read of the previous snapshot and its read of the
     inputs after it, and compacts reviews explain needs: explain must read again, not answer without them."""
-    runtime = await install_plans(settings, TENANT, PLANS)
-    store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
-    store.review_partitions = 3
-    runtime.components["store"] = store
-    handle = make_handler(runtime)
+    runtime, store, handle = await sampler_on(settings)
     convs, revs = logs(settings)
     for batch in itertools.islice(batches(settings, interleave(convs + revs, random.Random(7))), 11):
         async with runtime.unit_of_work() as uow:
@@ -248,11 +251,7 @@ async def test_a_snapshot_written_while_later_batches_run_holds_exactly_the_inpu
     live state: its chunks and mark must be byte for byte the state at the batch end its cursors name (not
     a later one), and every input after its cursors must still be stored, so that snapshot + tail rebuilds
     the live state."""
-    runtime = await install_plans(settings, TENANT, PLANS)
-    store = SamplerStore(settings, 3, snapshot_every=SNAPSHOT_EVERY)
-    store.review_partitions = 3
-    runtime.components["store"] = store
-    handle = make_handler(runtime)
+    runtime, store, handle = await sampler_on(settings)
     convs, revs = logs(settings)
     stream = interleave(convs + revs, random.Random(11))[:12_000]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,10 +14,11 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import text
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qastream_shared.conversation import Conversation
-from qastream_shared.db import create_engine, drop_schema
+from qastream_shared.db import create_engine, drop_schema, ensure_schema
 from qastream_shared.events import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -51,6 +53,25 @@ def isolated_settings(database_url: str, kafka_bootstrap: str, **overrides: Any)
     settings = Settings(**values)
     ISSUED.append(settings)
     return settings
+
+
+@asynccontextmanager
+async def schema_with_tables(settings: Settings, *tables: Table) -> AsyncIterator[AsyncEngine]:
+    """An engine on the settings' own schema holding just `tables`, for a test of one store's SQL without a
+    service's migrations; the schema is dropped on the way out."""
+    schema = settings.db_schema
+    if not schema:  # never the shared public schema: it is dropped at the end
+        raise ValueError("schema_with_tables needs settings with their own db_schema")
+    engine = create_engine(settings, schema)
+    await ensure_schema(engine, schema)
+    try:
+        async with engine.begin() as conn:
+            for table in tables:
+                await conn.run_sync(table.create)
+        yield engine
+    finally:
+        await drop_schema(engine, schema)
+        await engine.dispose()
 
 
 # Every isolated_settings() of this process, so a test session can drop what it created (drop_isolated).

@@ -8,14 +8,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from qastream_shared.db import (
-    array_insert,
-    array_params,
-    create_engine,
-    drop_schema,
-    ensure_schema,
-    on_conflict_update,
-)
+from qastream_shared.db import array_insert, array_params, on_conflict_update
+from qastream_shared.testing import schema_with_tables
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +26,7 @@ COLUMNS = ("id", "offset", "first_seen", "body")
 
 
 async def test_array_insert_upserts_keeps_first_columns_and_casts_json(settings):
-    engine = create_engine(settings, settings.db_schema)
-    await ensure_schema(engine, settings.db_schema)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(meta.create_all)
+    async with schema_with_tables(settings, things) as engine:
         insert = array_insert(things, COLUMNS)
         upsert = array_insert(
             things, COLUMNS, suffix=on_conflict_update(things, ("id",), COLUMNS, keep=("first_seen",))
@@ -69,18 +59,11 @@ async def test_array_insert_upserts_keeps_first_columns_and_casts_json(settings)
             "b": (5, "tue", "object", {"y": None}),  # NULL first_seen filled by the later row
             "c": (3, "wed", "string", "text"),
         }
-    finally:
-        await drop_schema(engine, settings.db_schema)
-        await engine.dispose()
 
 
 async def test_large_values_written_through_an_engine_are_compressed_with_lz4(settings):
     """Every service's sessions compress TOASTed values with lz4 (db._compress_with_lz4), not pglz."""
-    engine = create_engine(settings, settings.db_schema)
-    await ensure_schema(engine, settings.db_schema)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(meta.create_all)
+    async with schema_with_tables(settings, things) as engine:
         body = {
             "turns": [
                 {"speaker": "agent", "text": f"turn {n}: how can I help you today?"} for n in range(200)
@@ -97,6 +80,3 @@ async def test_large_values_written_through_an_engine_are_compressed_with_lz4(se
         async with engine.connect() as conn:
             method = (await conn.execute(text("SELECT pg_column_compression(body) FROM things"))).scalar_one()
         assert method == "lz4"
-    finally:
-        await drop_schema(engine, settings.db_schema)
-        await engine.dispose()

@@ -9,18 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting.projection import _LOAD_CONVERSATIONS, load_states
 from qastream_reporting.tables import conversations, reviews
-from qastream_shared.db import create_engine, drop_schema, ensure_schema
+from qastream_shared.testing import schema_with_tables
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_batch_loads_its_conversations_by_key_even_under_a_plan_made_for_a_small_table(settings):
-    engine = create_engine(settings, settings.db_schema)
-    await ensure_schema(engine, settings.db_schema)
-    try:
+    async with schema_with_tables(settings, conversations, reviews) as engine:
         async with engine.begin() as conn:
-            await conn.run_sync(conversations.create)
-            await conn.run_sync(reviews.create)
             await conn.execute(
                 text(
                     "INSERT INTO conversations (tenant_id, conversation_id, day, agent_id, channel) "
@@ -44,6 +40,3 @@ async def test_a_batch_loads_its_conversations_by_key_even_under_a_plan_made_for
         assert found == {("acme", f"c-{n}") for n in range(10, 300, 10)}  # c-0 and another tenant's: none
         loaded = states[("acme", "c-20")].conversation
         assert loaded is not None and loaded.agent_id == "a-6"
-    finally:
-        await drop_schema(engine, settings.db_schema)
-        await engine.dispose()

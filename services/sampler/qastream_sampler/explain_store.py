@@ -124,6 +124,8 @@ async def _explain_state(
     mark, snapped = await snapshot_store.load(session, tenant_id)
     state = snapped.get(tenant_id) or SamplerState(tenant_id=tenant_id)
     t, agent, team, own_partition, own_offset = own
+    # Safe before explain_state's re-read check: the mark is read before the chunks, so a snapshot committing
+    # between them gives chunks at least as new as the mark, and retention only moves forward.
     if (
         own_offset <= mark.cursors.get((topic, own_partition), -1)
         and conversation_id not in state.conversations

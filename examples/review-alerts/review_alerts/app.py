@@ -24,6 +24,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.specification import AsyncAPI
 
+from qastream_events.envelope import Envelope, InvalidEvent, decode
 from qastream_events.events import (
     CoachingImpactMeasured,
     CoachingTaskAcknowledged,
@@ -33,13 +34,10 @@ from qastream_events.events import (
     CoachingTaskDismissed,
     CoachingTaskEvidenceAdded,
     CoachingTaskEvidenceWithdrawn,
-    Envelope,
     Event,
-    InvalidEvent,
     ReviewRevised,
     ReviewSubmitted,
     RiskAlertRaised,
-    decode,
 )
 from qastream_events.topics import COACHING, REVIEWS
 from review_alerts.table import ParquetTable, Row

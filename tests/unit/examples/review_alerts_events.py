@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from qastream_events.envelope import Envelope, conversation_key
 from qastream_events.events import (
     CoachingTaskCreated,
     CoachingTaskStatus,
-    Envelope,
     Rating,
     ReviewKind,
     ReviewSubmitted,
-    conversation_key,
 )
 
 

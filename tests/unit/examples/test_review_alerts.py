@@ -7,7 +7,7 @@ import json
 import pytest
 from faststream.kafka import TestKafkaBroker
 
-from qastream_events.events import Envelope, encode
+from qastream_events.envelope import Envelope, encode
 from qastream_events.topics import COACHING, REVIEWS
 from review_alerts.app import Alert, Config, create_app
 from tests.unit.examples.review_alerts_events import coaching_task, review

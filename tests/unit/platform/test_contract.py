@@ -5,7 +5,7 @@ import orjson
 import pytest
 from cloudevents.core.exceptions import CloudEventValidationError
 
-from qastream_events.events import _encode_by_binding
+from qastream_events.envelope import _encode_by_binding
 from qastream_shared import asyncapi
 from qastream_shared.events import (
     EVENT_TYPES,

@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qastream_events.conversation import FOLDS_UNKNOWN_FIELDS, Conversation, Feedback
 from qastream_events.scorecard import Scorecard
+
+if TYPE_CHECKING:  # see __getattr__ at the end
+    from qastream_events.envelope import Envelope as Envelope
+    from qastream_events.envelope import InvalidEvent as InvalidEvent
+    from qastream_events.envelope import conversation_key as conversation_key
+    from qastream_events.envelope import decode as decode
+    from qastream_events.envelope import deterministic_id as deterministic_id
+    from qastream_events.envelope import encode as encode
 
 
 class Event(BaseModel):
@@ -562,3 +570,17 @@ __all__ = [
     "conversation_time",
     "evidence_after",
 ]
+
+# Version 1.0 of this package exported the envelope from this module, so platform teams' imports of it from
+# here keep working; imported lazily (PEP 562) because the envelope module reads EVENT_TYPES from this one.
+_ENVELOPE_NAMES = frozenset(
+    {"Envelope", "InvalidEvent", "conversation_key", "decode", "deterministic_id", "encode"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _ENVELOPE_NAMES:
+        from qastream_events import envelope
+
+        return getattr(envelope, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,6 +69,18 @@ def test_operations_are_each_services_receives_sends_and_dead_letters():
     assert not {k for k in ops if k.startswith("reporting_send_") and "dlq" not in k}
 
 
+def test_the_envelope_still_imports_from_events_as_in_version_1_0():
+    from qastream_events import envelope, events
+    from qastream_events.events import decode as old_decode
+
+    assert old_decode is envelope.decode
+    assert {n: getattr(events, n) for n in events._ENVELOPE_NAMES} == {
+        n: getattr(envelope, n) for n in envelope.__all__
+    }
+    with pytest.raises(AttributeError, match="no attribute 'decoder'"):
+        events.decoder  # noqa: B018
+
+
 def test_envelope_roundtrip_keeps_attributes():
     env = ingested("acme", conversation("c-1"))
     env.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -215,6 +215,7 @@ def validity(c: Corpus, p: np.ndarray) -> dict[str, Any]:
         pick = c.half == half
         m = pick & (target >= 0)
         out[name] = {
+            "fitted": half == FIT,  # readers (the console) pick the held-out half by this, not by its name
             "conversations": int(pick.sum()),
             "labelled": int(m.sum()),
             "dissatisfied_rate": round(float(target[m].mean()), 4),

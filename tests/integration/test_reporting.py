@@ -161,6 +161,9 @@ async def test_every_figure_equals_the_recomputation_from_raw_events(reporting):
     pcsat = (await get(http, admin, "pcsat"))["items"][0]
     assert close(pcsat["agreement"]["rho"], acme.spearman("pcsat")[0])
     assert close(pcsat["survey_coverage"], acme.customer()["survey_coverage"])
+    predicted = acme.pcsat_by_conversation()
+    assert pcsat["pcsat_predictions"] == len(predicted) > 0
+    assert close(pcsat["pcsat_coverage"], len(predicted) / acme.customer()["conversations"])
 
     dw = (await get(http, admin, "design-weighted"))["items"][0]
     want_dw = acme.design_weighted()

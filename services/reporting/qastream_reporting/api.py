@@ -333,7 +333,8 @@ async def csat_correlation(
 
 @router.get("/pcsat")
 async def pcsat(request: Request, principal: Reader, p: Params = takes("customer")) -> dict[str, Any]:
-    """Predicted CSAT beside survey CSAT per scope, their Spearman agreement, and the survey coverage."""
+    """Predicted CSAT beside survey CSAT per scope, their Spearman agreement, and the share of conversations
+    each covers (`pcsat_coverage`: with a prediction; `survey_coverage`: with a survey answer)."""
     q = metrics_query(p, principal)
     async with _session(request) as session:
         rows = await store.aggregate(session, "customer", q, principal, cursor=p.cursor, limit=p.limit)
@@ -355,6 +356,7 @@ async def pcsat(request: Request, principal: Reader, p: Params = takes("customer
             "conversations": c["conversations"],
             "pcsat": c["pcsat"],
             "pcsat_predictions": c["pcsat_predictions"],
+            "pcsat_coverage": c["pcsat_coverage"],
             "csat": c["csat"],
             "csat_responses": c["csat_responses"],
             "survey_coverage": c["survey_coverage"],

@@ -149,6 +149,7 @@ def customer(s: Mapping[str, float]) -> dict[str, Any]:
         "fcr_responses": int(s["n_fcr"]),
         "pcsat": ratio(s["sum_pcsat"], s["n_pcsat"]),
         "pcsat_predictions": int(s["n_pcsat"]),
+        "pcsat_coverage": ratio(s["n_pcsat"], n),
     }
 
 

@@ -187,6 +187,12 @@ async def _tenant_and_keys(settings: Settings, tenant: str, people: Iterable[Per
         await runtime.engine.dispose()
 
 
+async def add_tenant(stack: LiveStack, tenant: str, people: Iterable[Person], within: float = 300.0) -> None:
+    """Another tenant beside the stack's, its people's keys in `stack.keys` under their names."""
+    stack.keys.update(await _tenant_and_keys(stack.settings, tenant, people))
+    await _keys_reached_everyone(stack, within)
+
+
 async def _keys_reached_everyone(stack: LiveStack, within: float) -> None:
     """Every service has applied qa.tenants up to the last key issued (each answers GET /v1/session)."""
     loop = asyncio.get_running_loop()
@@ -243,12 +249,14 @@ def star(n: int, *, agents: dict[str, str] | None = None, prefix: str | None = N
     return recent(out)
 
 
-async def ingest(stack: LiveStack, conversations: list[dict[str, Any]], *, batch: int = 500) -> None:
+async def ingest(
+    stack: LiveStack, conversations: list[dict[str, Any]], *, batch: int = 500, who: str = "admin"
+) -> None:
     async with httpx.AsyncClient(base_url=stack.url("ingest"), timeout=60) as client:
         for i in range(0, len(conversations), batch):
             r = await client.post(
                 "/v1/conversations",
                 json={"conversations": conversations[i : i + batch]},
-                headers=stack.auth("admin"),
+                headers=stack.auth(who),
             )
             assert r.status_code in (200, 202), r.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.browser import PHONE, Session, serious_violations
-from tests.browser.conftest import deadline_in
+from tests.browser.conftest import ACME_CONVERSATIONS, OTHER_CONVERSATIONS, deadline_in
 from tests.browser.stack import LiveStack
 
 # The module's first test also pays for starting the five services (minutes on a loaded machine).
@@ -45,6 +46,42 @@ def until(check: Any, within: float = 60.0, every: float = 0.3) -> Any:
 
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def fixed(x: float | None, digits: int = 2) -> str:
+    """As the console's Number.toFixed: the float's exact value, a tie rounded away from zero."""
+    if x is None:
+        return "–"
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def pcsat_cells(r: dict[str, Any]) -> list[str]:
+    """A row of the pCSAT table after its first cell, as the console must write the API's row."""
+    a = r["agreement"]
+    return [
+        f"{r['conversations']:,}",
+        fixed(r["pcsat"]),
+        f"{r['pcsat_predictions']:,}",
+        fixed(r["csat"]),
+        f"{r['csat_responses']:,}",
+        "–" if r["survey_coverage"] is None else fixed(100 * r["survey_coverage"], 1) + "%",
+        f"{fixed(a['rho'])} (n {a['n']:,})",
+    ]
+
+
+def expect_pcsat_rows(page: Page, container: str, items: list[dict[str, Any]], by: str) -> None:
+    """The table's rows are the API's items, in its order, each group named in its first cell."""
+    rows = page.locator(f"{container} tbody tr")
+    expect(rows).to_have_count(len(items))
+    for i, item in enumerate(items):
+        cells = rows.nth(i).locator("td")
+        if by == "week":
+            expect(cells.nth(0).locator("time")).to_have_attribute("datetime", item["week"])
+        elif by == "agent_id":
+            expect(cells.nth(0).locator("a")).to_have_attribute("href", f"/agents/{item['agent_id']}")
+        else:
+            expect(cells.nth(0)).to_have_text(item[by])
+        expect(cells).to_have_text([re.compile(".*"), *pcsat_cells(item)])
 
 
 def rate_every_category_lowest(page: Page) -> None:
@@ -238,6 +275,110 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/agents/"))
     assert page.url.rsplit("/", 1)[1] in plotted
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_dashboard_pcsat_equals_the_apis_beside_its_validity(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "lead")
+    s.sign_in()
+    page = s.open("/dashboard")
+    default = dashboard_filters()
+    whole = api(live, "reporting", "/v1/metrics/pcsat", **default)["items"][0]
+    # This tenant's conversations only: the other tenant's agent-1 of its team-a never counts here.
+    assert whole["conversations"] == ACME_CONVERSATIONS
+    assert whole["pcsat_predictions"] and whole["csat_responses"], "the fixture's conversations have both"
+    card = page.locator("#pcsat")
+    agreement = whole["agreement"]
+    for metric, text in {
+        "pcsat": fixed(whole["pcsat"]),
+        "pcsat_predictions": f"{whole['pcsat_predictions']:,}",
+        "pcsat_conversations": f"{whole['conversations']:,}",
+        "pcsat_csat": fixed(whole["csat"]),
+        "csat_responses": f"{whole['csat_responses']:,}",
+        "survey_coverage": fixed(100 * whole["survey_coverage"], 1) + "%",
+        "pcsat_pairs": f"{agreement['n']:,}",
+    }.items():
+        expect(card.locator(f"[data-metric={metric}]")).to_have_text(text)
+    if agreement["rho"] is None:
+        expect(card).to_contain_text("Too few conversations have both")
+    else:
+        expect(card.locator("[data-metric=pcsat_rho]")).to_have_text(fixed(agreement["rho"]))
+    # Predicted and survey figures are styled apart.
+    assert card.locator("[data-metric=pcsat]").get_attribute("class") == "predicted"
+    assert card.locator("[data-metric=pcsat_csat]").get_attribute("class") == "survey"
+    for by in ("team", "agent_id", "week"):
+        page.select_option("#pcsat-by", by)
+        items = api(live, "reporting", "/v1/metrics/pcsat", group_by=by, limit=100, **default)["items"]
+        expect_pcsat_rows(page, "#pcsat-groups", items, by)
+    # Its validity: the model document's figures on the half it was not fitted on, each bin's n shown.
+    doc = api(live, "scoring", "/v1/pcsat/model")
+    (held,) = [v for v in doc["validity"].values() if v["fitted"] is False]
+    bins = [b for b in held["reliability"] if b["n"]]
+    validity = page.locator("#pcsat-validity")
+    expect(validity.locator("[data-metric=pcsat_model_version]")).to_have_text(doc["version"])
+    expect(validity.locator("[data-metric=pcsat_labelled]")).to_have_text(f"{held['labelled']:,}")
+    expect(validity.locator("[data-metric=reliability_n]")).to_have_text([f"{b['n']:,}" for b in bins])
+    expect(validity.locator("svg.reliability circle")).to_have_count(len(bins))
+    expect(validity.locator("svg.reliability text", has_text=re.compile(r"^n \d"))).to_have_text(
+        [f"n {b['n']:,}" for b in bins]
+    )
+    aucs = validity.locator("table").first.locator("tbody tr")
+    expect(aucs.nth(0).locator("td")).to_have_text(
+        [
+            "Task not done",
+            fixed(held["auc_task_not_done"], 3),
+            fixed(held["review_score_auc_task_not_done"], 3),
+            f"{held['negatives_task_not_done']:,}",
+        ]
+    )
+    expect(aucs.nth(1).locator("td")).to_have_text(
+        [
+            "Not calm and helpful",
+            fixed(held["auc_not_calm_helpful"], 3),
+            fixed(held["review_score_auc_not_calm_helpful"], 3),
+            f"{held['negatives_not_calm_helpful']:,}",
+        ]
+    )
+    expect(validity).to_contain_text(f"Brier score {fixed(held['brier'], 3)}")
+    expect(validity).to_contain_text("fitted on public STAR chats, not on your conversations")
+    expect(validity.locator("[data-metric=pcsat_reading]")).to_contain_text(
+        f"of the {bins[-1]['n']:,} conversations predicted"
+    )
+    s.shot("dashboard-pcsat")
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_an_agent_sees_only_their_own_pcsat(live: LiveStack, chrome: Browser) -> None:
+    s = Session(chrome, live, "agent")
+    page = s.sign_in()
+    assert page.url.endswith("/agents/agent-1")
+    s.loaded()
+    weeks = api(
+        live, "reporting", "/v1/metrics/pcsat", person="agent", agent_id="agent-1", group_by="week", limit=100
+    )["items"]
+    # agent-1 holds every other conversation of this tenant, and none of the other tenant's agent-1's.
+    assert sum(w["conversations"] for w in weeks) == ACME_CONVERSATIONS // 2
+    expect_pcsat_rows(page, "#agent-pcsat", weeks, "week")
+    # The session's own calls, as a page script would make them: grouped by agent, only their row;
+    # another agent's scope is refused.
+    seen = page.evaluate(
+        """async (u) => {
+            const get = (q) => fetch(u + '/v1/metrics/pcsat?' + q, {credentials: 'include'})
+                .then(async r => [r.status, await r.json()]);
+            return {mine: await get('group_by=agent_id'), other: (await get('agent_id=agent-2'))[0]};
+        }""",
+        live.url("reporting"),
+    )
+    assert seen["mine"][0] == 200 and seen["other"] == 403
+    assert [(i["agent_id"], i["conversations"]) for i in seen["mine"][1]["items"]] == [
+        ("agent-1", ACME_CONVERSATIONS // 2)
+    ]
+    # The other tenant's conversations are there (its lead sees them), just never in this tenant's figures.
+    theirs = api(live, "reporting", "/v1/metrics/pcsat", person="other_lead", group_by="agent_id")["items"]
+    assert [(i["agent_id"], i["conversations"]) for i in theirs] == [("agent-1", OTHER_CONVERSATIONS)]
+    s.shot("agent-pcsat")
     assert not s.errors, s.errors
     s.close()
 

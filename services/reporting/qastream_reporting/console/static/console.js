@@ -309,6 +309,40 @@ export function scatter(title, points, xLabel, yLabel, yMin = 1, yMax = 5) {
   return svg;
 }
 
+// A reliability diagram: predicted against observed rates (both 0..1), one dot per bin sized by its n and
+// labelled with it, the diagonal where they agree. Both axes end at the same round top, so the diagonal
+// stays at 45° when every prediction is low. points: [{x, y, n, label}].
+export function reliabilityChart(title, points, xLabel, yLabel) {
+  if (!points.length) return empty("No reliability bins to draw.");
+  const W = 360, H = 320, L = 44, R = 12, T = 12, B = 40;
+  const top = Math.min(1, Math.ceil(10 * Math.max(0.2, ...points.flatMap((p) => [p.x, p.y]))) / 10);
+  const xs = (v) => L + (v / top) * (W - L - R);
+  const ys = (v) => T + (1 - v / top) * (H - T - B);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart reliability" });
+  const step = top <= 0.6 ? 0.1 : 0.2;
+  for (let k = 0; k * step <= top + 1e-9; k++) {
+    const v = k * step;
+    svg.append(s("line", { x1: L, x2: W - R, y1: ys(v), y2: ys(v), class: "grid" }));
+    svg.append(s("text", { x: L - 6, y: ys(v) + 4, "text-anchor": "end", class: "axis" }, pct(v, 0)));
+    svg.append(s("text", { x: xs(v), y: H - 22, "text-anchor": "middle", class: "axis" }, pct(v, 0)));
+  }
+  svg.append(s("line", { x1: xs(0), y1: ys(0), x2: xs(top), y2: ys(top), class: "diagonal" }));
+  svg.append(s("line", { x1: L + 8, x2: L + 30, y1: T + 10, y2: T + 10, class: "diagonal" }));
+  svg.append(s("text", { x: L + 36, y: T + 14, class: "axis" }, "predicted = observed"));
+  svg.append(s("text", { x: (W + L) / 2, y: H - 4, "text-anchor": "middle", class: "axis" }, xLabel));
+  svg.append(s("text", { x: 12, y: (H - B + T) / 2, "text-anchor": "middle", class: "axis", transform: `rotate(-90 12 ${(H - B + T) / 2})` }, yLabel));
+  const d = points.map((p, i) => `${i ? "L" : "M"}${xs(p.x).toFixed(1)},${ys(p.y).toFixed(1)}`).join(" ");
+  svg.append(s("path", { d, class: "line predicted" }));
+  const most = Math.max(...points.map((p) => p.n));
+  for (const p of points) {
+    svg.append(s("circle", { cx: xs(p.x), cy: ys(p.y), r: 3 + 6 * Math.sqrt(p.n / most), class: "dot predicted" }, s("title", {}, p.label)));
+    // Right of the dot, or left of it near the right edge, so the label stays inside the chart.
+    const right = xs(p.x) < W - R - 60;
+    svg.append(s("text", { x: xs(p.x) + (right ? 8 : -8), y: ys(p.y) + 14, "text-anchor": right ? "start" : "end", class: "axis" }, `n ${int(p.n)}`));
+  }
+  return svg;
+}
+
 // Asks for one text in a modal <dialog> (focus moves in and is kept there, Esc cancels, focus returns to
 // the control that asked): resolves to the trimmed text, or null when cancelled.
 export function ask({ title, fieldLabel, hint, confirm = "Save", maxlength = 5000 }) {

@@ -1,4 +1,5 @@
 import { api, barChart, categoriesNamed, config, empty, errorBox, fill, h, int, label, load, pct, sizeBars, stat, table, when, markLoaded } from "../console.js";
+import { pcsatGroups } from "../pcsat.js";
 
 const agentId = config.agent_id;
 const $ = (id) => document.getElementById(id);
@@ -52,6 +53,7 @@ Promise.all([
   load($("agent-stats"), summary),
   load($("agent-categories"), categories),
   load($("agent-reviews"), reviews),
+  load($("agent-pcsat"), () => pcsatGroups({ agent_id: agentId }, "week", `${agentId}'s pCSAT beside their survey CSAT, per week`)),
 ]).then(() => {
   sizeBars();
   markLoaded();

@@ -1,6 +1,7 @@
 import {
   allPages, api, barChart, categoriesNamed, empty, errorBox, fill, h, int, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
 } from "../console.js";
+import { pcsatGroups, pcsatSummary, pcsatValidity } from "../pcsat.js";
 
 const form = document.getElementById("filters");
 const $ = (id) => document.getElementById(id);
@@ -21,6 +22,12 @@ function filters() {
     out.from = from.toISOString().slice(0, 10);
   }
   return out;
+}
+
+// pCSAT does not depend on a scorecard: the version filter does not narrow it (and its API refuses it).
+function pcsatScope() {
+  const { scorecard_version: _, ...scope } = filters();
+  return scope;
 }
 
 const metrics = (name, params = {}) => api("reporting", `/v1/metrics/${name}`, { params: { ...filters(), ...params } });
@@ -209,6 +216,9 @@ async function refresh({ agentsToo = true } = {}) {
     load($("csat"), csat),
     load($("disputes"), disputes),
     load($("coaching"), coaching),
+    load($("pcsat"), () => pcsatSummary(pcsatScope())),
+    load($("pcsat-groups"), () => pcsatGroups(pcsatScope(), $("pcsat-by").value)),
+    load($("pcsat-validity"), pcsatValidity),
   ];
   if (agentsToo) jobs.push(load($("agents"), () => agents()));
   await Promise.all(jobs);
@@ -221,6 +231,7 @@ form.addEventListener("submit", (e) => {
   agentCursors = [null];
   refresh();
 });
+$("pcsat-by").addEventListener("change", () => load($("pcsat-groups"), () => pcsatGroups(pcsatScope(), $("pcsat-by").value)));
 $("agents-next").addEventListener("click", () => {
   if (!agentPage.next) return;
   agentCursors.push(agentPage.next);

@@ -29,7 +29,8 @@ Prints JSON:
   reporting (`reported`), heard by `bench.commit_observer` (a notification at commit, in a process of its
   own: no polling). `hops` splits the path at ingest's commit, the sampler's auto sample and scoring's
   review; `timeline` gives each hop's p99 per `TIMELINE_S` of acceptance (periodic work shows as a spike);
-  `observer` is that process's own CPU;
+  `observer` is that process's own CPU; `sampler_snapshots_at_s` when each sampler snapshot began, in
+  seconds from the start of the phase; `gc` each service's garbage collections (`bench.pipeline_rate.usage`);
 - raw_produce / raw_consume: aiokafka with the relay's producer settings and the consumer's fetch sizes,
   ~1 KB records, on the same broker in the same run; raw_ping_pong: one record produced and consumed
   before the next, without linger as the relay sends, the floor of one hop;
@@ -184,17 +185,42 @@ async def baselines(settings: Settings) -> dict[str, Any]:
 
 async def at_rate(p: Pipeline, conn: asyncpg.Connection, rate: float, window: float) -> dict[str, Any]:
     """The latency phase alone at a given rate, with the services' CPU and batches over it and its drain."""
-    cpu_before, batches_before = p.cpu_seconds(), await p.batch_totals()
-    async with observed(p, conn) as observer:
-        lat = await latency(p, observer, rate, window)
+    before = await p.counters()
+    began = time.time()
+    snapshots = asyncio.create_task(snapshots_taken(p))
+    try:
+        async with observed(p, conn) as observer:
+            lat = await latency(p, observer, rate, window)
+    finally:
+        snapshots.cancel()
+    lat["sampler_snapshots_at_s"] = sorted(round(t - began, 1) for t in await snapshots if t > began)
     await drained(p, 600)
     await stored_all(p, conn, "lat-", lat["conversations"])
-    services = await usage(p, cpu_before, batches_before, lat["conversations"])
+    services = await usage(p, before, lat["conversations"])
     return {
         **lat,
         **services,
         "cpu_ms_per_conversation": {**lat["cpu_ms_per_conversation"], **services["cpu_ms_per_conversation"]},
     }
+
+
+async def snapshots_taken(p: Pipeline) -> set[float]:
+    """Until cancelled: when each sampler snapshot began (its transaction's start, epoch s), polled every
+    0.5 s, so the timeline's spikes can be laid beside them."""
+    taken: set[float] = set()
+    conn = await asyncpg.connect(p.base.asyncpg_dsn)
+    try:
+        while True:
+            at = await conn.fetchval(
+                f'SELECT extract(epoch FROM taken_at)::float8 FROM "{p.schema("sampler")}".snapshot_mark'
+            )
+            if at is not None:
+                taken.add(at)
+            await asyncio.sleep(0.5)
+    except asyncio.CancelledError:
+        return taken
+    finally:
+        await conn.close()
 
 
 async def fixed(window: float, rate: float, idle_n: int, prefill: int) -> dict[str, Any]:

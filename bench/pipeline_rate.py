@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.pipeline_stack import SERVICES, Pipeline, drained, post
+from bench.pipeline_stack import SERVICES, Counters, Pipeline, drained, post
 from tests.integration.conftest_ingest import star_stream, take
 
 # Requests of a few conversations cost ingest several times more per conversation than larger ones: at
@@ -174,7 +174,7 @@ async def sustained(
     rate = held or rate  # nothing held: the lowest rate the search reached
     windows = []
     for n in range(tries):
-        cpu_before, batches_before = p.cpu_seconds(), await p.batch_totals()
+        before = await p.counters()
         window_figures = await held_window(p, f"window{n}", rate, window)
         windows.append(window_figures)
         if window_figures["held"] or n == tries - 1:
@@ -186,7 +186,7 @@ async def sustained(
         "held": window_figures["held"],
         "probes": probes,
         "windows": windows,
-        **await usage(p, cpu_before, batches_before, window_figures["conversations"]),
+        **await usage(p, before, window_figures["conversations"]),
     }
 
 
@@ -199,17 +199,13 @@ async def stored_all(p: Pipeline, conn: asyncpg.Connection, prefix: str, n_conv:
         raise RuntimeError(f"ingest answered {n_conv} accepted but stored {stored} conversations")
 
 
-async def usage(
-    p: Pipeline,
-    cpu_before: dict[str, float],
-    batches_before: dict[str, tuple[float, float, float]],
-    n_conv: int,
-) -> dict[str, Any]:
-    """Each process's CPU and each consumer's batches since `cpu_before` / `batches_before`."""
-    cpu = {name: used - cpu_before[name] for name, used in p.cpu_seconds().items()}
+async def usage(p: Pipeline, before: Counters, n_conv: int) -> dict[str, Any]:
+    """Each process's CPU, each consumer's batches and each service's garbage collections since `before`."""
+    after = await p.counters()
+    cpu = {name: used - before.cpu[name] for name, used in after.cpu.items()}
     batches = {
-        name: [after - before for after, before in zip(totals, batches_before[name], strict=True)]
-        for name, totals in (await p.batch_totals()).items()
+        name: [a - b for a, b in zip(totals, before.batches[name], strict=True)]
+        for name, totals in after.batches.items()
     }
     return {
         # What each process spent per conversation over the window and its drain (`bench` is the load
@@ -225,5 +221,25 @@ async def usage(
             name: {"n": int(n), "mean_records": round(records / n, 1), "mean_ms": round(1000 * secs / n, 1)}
             for name, (n, records, secs) in batches.items()
             if n
+        },
+        # Each service's cyclic collections over that window, by generation: how many, their total time and
+        # how many held the process longer than 10, 50 and 100 ms (every record in flight waits them out).
+        "gc": {
+            name: {
+                gen: {
+                    "n": int(found.get("count", 0) - was.get("count", 0)),
+                    "total_ms": round(1000 * (found.get("sum", 0) - was.get("sum", 0)), 1),
+                    **{
+                        f"over_{ms}ms": int(
+                            found.get(f"over_{ms / 1000:g}", 0) - was.get(f"over_{ms / 1000:g}", 0)
+                        )
+                        for ms in (10, 50, 100)
+                    },
+                }
+                for gen, found in gens.items()
+                if (was := before.gc[name].get(gen, {})) is not None
+                and found.get("count", 0) > was.get("count", 0)
+            }
+            for name, gens in after.gc.items()
         },
     }

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,6 +35,43 @@ from tests.integration.live_service import LiveService
 
 SERVICES = ("ingest", "sampler", "scoring", "coaching", "reporting")
 TENANT = "bench"
+
+
+def _batch_totals(name: str, text: str) -> tuple[float, float, float]:
+    found = dict.fromkeys(("batch_size_count", "batch_size_sum", "batch_seconds_sum"), 0.0)
+    for line in text.splitlines():
+        metric, _, value = line.partition(f'{{service="{name}"}} ')
+        if value and metric.removeprefix("qa_consumer_") in found:
+            found[metric.removeprefix("qa_consumer_")] = float(value)
+    return found["batch_size_count"], found["batch_size_sum"], found["batch_seconds_sum"]
+
+
+_GC_SAMPLE = re.compile(
+    r'^qa_gc_pause_seconds_(count|sum|bucket)\{(?:generation="(\d)"(?:,le="([^"]+)")?)\} (\S+)$'
+)
+
+
+def _gc_totals(text: str) -> dict[str, dict[str, float]]:
+    gens: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if m := _GC_SAMPLE.match(line):
+            kind, gen, le, value = m.groups()
+            found = gens.setdefault(f"gen{gen}", {})
+            if kind != "bucket":
+                found[kind] = float(value)
+            elif le != "+Inf":
+                found[f"over_{float(le):g}"] = -float(value)  # cumulative: count - this = the longer ones
+    for found in gens.values():
+        for key in [k for k in found if k.startswith("over_")]:
+            found[key] += found.get("count", 0.0)
+    return gens
+
+
+@dataclass
+class Counters:
+    cpu: dict[str, float]
+    batches: dict[str, tuple[float, float, float]]
+    gc: dict[str, dict[str, dict[str, float]]]
 
 
 class Pipeline:
@@ -106,23 +145,19 @@ class Pipeline:
         used["bench"] = t.user + t.system
         return used
 
-    async def batch_totals(self) -> dict[str, tuple[float, float, float]]:
-        """Per service from its /metrics: (batches, records, seconds) its consumer has committed so far."""
-        totals = {}
+    async def metrics(self) -> dict[str, str]:
+        """Each service's /metrics text."""
         async with httpx.AsyncClient(timeout=10) as client:
-            for name, svc in self.live.items():
-                text = (await client.get(f"{svc.url}/metrics")).text
-                found = dict.fromkeys(("batch_size_count", "batch_size_sum", "batch_seconds_sum"), 0.0)
-                for line in text.splitlines():
-                    metric, _, value = line.partition(f'{{service="{name}"}} ')
-                    if value and metric.removeprefix("qa_consumer_") in found:
-                        found[metric.removeprefix("qa_consumer_")] = float(value)
-                totals[name] = (
-                    found["batch_size_count"],
-                    found["batch_size_sum"],
-                    found["batch_seconds_sum"],
-                )
-        return totals
+            return {name: (await client.get(f"{svc.url}/metrics")).text for name, svc in self.live.items()}
+
+    async def counters(self) -> Counters:
+        """What `bench.pipeline_rate.usage` subtracts to give a window's CPU, batches and collections."""
+        texts = await self.metrics()
+        return Counters(
+            self.cpu_seconds(),
+            {name: _batch_totals(name, text) for name, text in texts.items()},
+            {name: _gc_totals(text) for name, text in texts.items()},
+        )
 
     def alive(self) -> None:
         for svc in self.live.values():

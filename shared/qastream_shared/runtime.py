@@ -22,6 +22,7 @@ from sqlalchemy import MetaData, Table, text
 from qastream_shared import api_contract, http, telemetry
 from qastream_shared.admission import Admission, TenantLookup
 from qastream_shared.auth import KeyCache
+from qastream_shared.collector import time_collections
 from qastream_shared.consumer import BatchConsumer
 from qastream_shared.db import create_engine, reader_factory, session_factory
 from qastream_shared.directory import OwnTenants, TenantDirectory
@@ -114,6 +115,7 @@ class ServiceRuntime:
         self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self, *, consume: bool = True) -> None:
+        time_collections()
         if self.settings.migrate_on_start:
             await prepare(self.spec, self.settings)
         self._relay_task = self._spawn(self.relay.run(self._relay_stop), "relay")

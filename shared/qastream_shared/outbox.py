@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 PUBLISHED = Counter("qa_outbox_published_total", "Outbox rows published to Kafka", ["service"])
 # For records without a key (a dead letter of a keyless record): any partition, as send() would pick.
 _PARTITIONER = DefaultPartitioner()
+# How long a caught-up relay waits for a NOTIFY before it looks anyway: longer once a scan found nothing.
+IDLE_POLL_S, BUSY_POLL_S = 0.5, 0.05
 PENDING = Gauge("qa_outbox_pending", "Outbox rows waiting to be published at the last poll", ["service"])
 
 
@@ -206,6 +208,11 @@ class OutboxRelay:
         in_flight: _Batch | None = None
         after = 0  # cursor past the rows in flight, which are still in the outbox
         while True:
+            if after == 0:
+                # Before the scan's select, not after it: a NOTIFY that lands while the scan publishes and
+                # deletes is for rows the select may have missed, and it must wake the next scan at once.
+                # Cleared after the scan, it was lost, and those rows waited out the poll below.
+                self._wake.clear()
             batch = await self._send_batch(conn, producer, after)
             if in_flight is not None:
                 await self._delete(conn, in_flight)
@@ -224,10 +231,9 @@ class OutboxRelay:
                 after = 0
                 continue
             after = 0
-            self._wake.clear()
-            # The NOTIFY could have landed between the select and the clear; the timeout bounds it.
+            # The poll only bounds a lost notification (the listening connection replaced, say).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5 if not batch.ids else 0.05)
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S if not batch.ids else BUSY_POLL_S)
             if datetime.now(UTC) - last_purge > timedelta(minutes=5):
                 # Rows a release before the delete-on-publish one marked sent (`published_at`) instead.
                 await conn.execute("DELETE FROM outbox WHERE published_at < now() - interval '1 hour'")

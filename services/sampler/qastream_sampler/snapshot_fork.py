@@ -9,7 +9,8 @@ with a status; the parent's consumer goes on with the next batch at once, and it
 
 The child touches nothing of the parent's but the state: it runs a fresh event loop and engine, leaves the
 parent's sockets and connections alone, never collects garbage (a collection would copy the parent's pages),
-and exits with `os._exit`, so no finaliser or exit handler of the parent's runs in it.
+runs at the lowest CPU priority, and exits with `os._exit`, so no finaliser or exit handler of the parent's
+runs in it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from qastream_sampler.store import SamplerStore
 
 WRITTEN, SUPERSEDED, FAILED = 0, 3, 1  # the child's exit statuses
+LOWEST_PRIORITY = 19  # the child's niceness
 
 
 def start(store: SamplerStore, settings: Settings, schema: str) -> int:
@@ -52,6 +54,9 @@ def start(store: SamplerStore, settings: Settings, schema: str) -> int:
 
 def _detach() -> None:
     gc.disable()
+    # No record waits on the snapshot, while every record waits on the consumers: the child's seconds of
+    # encoding take the cores only when the services leave them idle, not a share beside them.
+    os.setpriority(os.PRIO_PROCESS, 0, LOWEST_PRIORITY)
     # The parent's event loop wakes on signals through this fd: a signal to the child must not reach it.
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT):

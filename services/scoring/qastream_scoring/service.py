@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
-from sqlalchemy import Text, and_, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from qastream_scoring.autoqa.pipeline import AutoReview
@@ -21,6 +20,7 @@ from qastream_scoring.default_scorecard import DEFAULT_SCORECARD_ID, default_sco
 from qastream_scoring.tables import conversations, reviews, scorecards, scoring_settings
 from qastream_scoring.validation import next_version
 from qastream_shared.conversation import Conversation
+from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
     Envelope,
     PredictedCsat,
@@ -36,21 +36,32 @@ from qastream_shared.topics import REVIEWS, SCORECARDS
 from qastream_shared.unit_of_work import UnitOfWork
 
 SOURCE = "scoring"
-# Batch inserts run as executemany of one statement, compiled once: a multi-row .values() is compiled
-# again for every batch, which cost more than scoring when a batch holds hundreds of reviews.
-_INSERT_CONVERSATIONS = pg_insert(conversations).on_conflict_do_nothing()
-# The JSONB columns arrive as JSON text from pydantic's serializer and are cast in SQL, rather than
-# dumped to Python objects and re-encoded by the stdlib json module in SQLAlchemy's bind processor.
-_INSERT_REVIEWS = (
-    pg_insert(reviews)
-    .values(
-        ratings=cast(bindparam("ratings", type_=Text), JSONB),
-        scorer_versions=cast(bindparam("scorer_versions", type_=Text), JSONB),
-        pcsat=cast(bindparam("pcsat", type_=Text), JSONB),
-    )
-    .on_conflict_do_nothing()
-    .returning(reviews.c.review_id)
+# Batch inserts are one statement of arrays (db.array_insert), whatever the batch size: an executemany
+# bound and converted every row in Python, and with RETURNING SQLAlchemy sent a multi-row VALUES, a new
+# statement to compile, prepare and plan for every batch size. The JSONB columns arrive as JSON text from
+# pydantic's serializer or orjson and are cast in SQL.
+_CONVERSATION_COLUMNS = ("tenant_id", "conversation_id", "body", "ended_at")
+_INSERT_CONVERSATIONS = array_insert(conversations, _CONVERSATION_COLUMNS)
+_REVIEW_COLUMNS = (
+    "review_id",
+    "tenant_id",
+    "conversation_id",
+    "kind",
+    "scorecard_id",
+    "scorecard_version",
+    "scorer_versions",
+    "ratings",
+    "score",
+    "auto_failed",
+    "passed",
+    "agent_id",
+    "team",
+    "channel",
+    "inclusion_probability",
+    "pcsat",
+    "submitted_at",
 )
+_INSERT_REVIEWS = array_insert(reviews, _REVIEW_COLUMNS, suffix="ON CONFLICT DO NOTHING RETURNING review_id")
 _RATINGS = TypeAdapter(list[Rating])
 # Published versions are immutable, so a parsed copy can be shared by every batch that uses it.
 _PARSED: dict[tuple[str, str, int], Scorecard] = {}
@@ -248,7 +259,7 @@ async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conve
         }
         for c in convs
     }
-    await uow.session.execute(_INSERT_CONVERSATIONS, list(rows.values()))
+    await uow.session.execute(_INSERT_CONVERSATIONS, array_params(_CONVERSATION_COLUMNS, list(rows.values())))
 
 
 async def auto_reviews(
@@ -309,8 +320,11 @@ async def auto_reviews(
         }
     if not rows:
         return 0
-    inserted = (await uow.session.execute(_INSERT_REVIEWS, list(rows.values()))).scalars().all()
-    for rid in inserted:
+    params = array_params(_REVIEW_COLUMNS, list(rows.values()))
+    inserted = set((await uow.session.execute(_INSERT_REVIEWS, params)).scalars())
+    for rid in rows:  # published in the batch's order
+        if rid not in inserted:
+            continue
         ev = events[rid]
         cause = causes[rid]
         key = conversation_key(tenant_id, ev.conversation_id)

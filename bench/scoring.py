@@ -44,7 +44,7 @@ from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare
 from qastream_scoring.autoqa.resolution import CUES
 from qastream_scoring.autoqa.sentiment import empathic
 from qastream_scoring.autoqa.spelling import misspelled
-from qastream_scoring.autoqa.vader import compound
+from qastream_scoring.autoqa.vader import clear_verdicts, compound
 from qastream_scoring.autoqa_runner import AutoQARunner
 from qastream_scoring.default_scorecard import default_scorecard
 from qastream_scoring.pcsat import current as pcsat_model
@@ -75,10 +75,11 @@ def conversations(n: int) -> list[Conversation]:
 
 
 def cold_text_caches() -> None:
-    """Empties the per-text caches (VADER, cue matches, spelling) so that each in-process pass starts as a fresh
-    service process does: else the pass without pCSAT warms them for the pass with it."""
+    """Empties the per-text caches (VADER and its verdicts, cue matches, spelling) so that each in-process pass
+    starts as a fresh service process does: else the pass without pCSAT warms them for the pass with it."""
     for cached in (compound, empathic, misspelled, *(cue.matches for cue in CUES)):
         cached.cache_clear()
+    clear_verdicts()
 
 
 def pure_rate(convs: list[Conversation], pcsat: bool) -> dict[str, Any]:

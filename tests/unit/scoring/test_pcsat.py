@@ -163,3 +163,29 @@ def test_sharing_the_view_with_pcsat_leaves_every_rating_as_it_was() -> None:
         alone = score_conversation(conv, card)
         assert (shared.ratings, shared.result) == (alone.ratings, alone.result), conv.conversation_id
         assert shared.pcsat == current().predict(conv)
+
+
+def test_the_tone_signal_is_the_sentiment_scorers_agent_tone_on_every_star_conversation() -> None:
+    """pCSAT reads tone from the scorer's per-view result, without its quotes: the same fraction and turns as
+    the sentiment scorer's finding with customer_weight 0."""
+    from qastream_scoring.autoqa.base import ConversationView
+    from qastream_scoring.autoqa.sentiment import SentimentScorer
+    from qastream_scoring.pcsat.signals import signals
+    from qastream_shared.scorecard import Scale, ScaleKind
+
+    if not STAR.exists():
+        pytest.skip(f"{STAR} is not here")
+    scorer = SentimentScorer()
+    params = scorer.parse({"customer_weight": 0}, Scale(kind=ScaleKind.five_point))
+    with STAR.open("rb") as fh:
+        convs = [c for c in parse_star(fh) if isinstance(c, Conversation)]
+    differ = []
+    for conv in convs:
+        view = ConversationView(conv)
+        if not (view.agent and view.customer):
+            continue
+        finding = scorer.score(ConversationView(conv), params)
+        tone = signals(view)["agent_tone"]
+        if (tone.value, tone.turns) != (finding.fraction, tuple(e.turn for e in finding.evidence)):
+            differ.append(conv.conversation_id)
+    assert not differ, differ[:5]

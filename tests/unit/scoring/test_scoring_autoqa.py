@@ -302,3 +302,29 @@ def test_conduct_hits_are_capped_and_na_without_exchange() -> None:
         0.4
     )
     assert run(ConductScorer(), convo(("customer", "Hello?"))).fraction is None
+
+
+def test_a_view_scores_equal_params_once_and_different_params_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ConversationView.finding` reuses a finding for params equal to earlier ones (another object, as pCSAT's
+    are to the scorecard's), also when asked again, and never for params that differ."""
+    scored: list[Any] = []
+    real = ResolutionScorer.score
+
+    def counted(self: ResolutionScorer, view: ConversationView, parsed: Any) -> Finding:
+        scored.append(parsed)
+        return real(self, view, parsed)
+
+    monkeypatch.setattr(ResolutionScorer, "score", counted)
+    scorer = ResolutionScorer()
+    view = ConversationView(BAD)
+    first = view.finding(scorer, scorer.parse({"check": "resolved"}, BIN))
+    for _ in range(2):
+        assert view.finding(scorer, scorer.parse({"check": "resolved"}, BIN)) is first
+    assert len(scored) == 1
+    view.finding(scorer, scorer.parse({"check": "corrections"}, BIN))
+    view.finding(scorer, scorer.parse({"check": "resolved", "tail": 3}, BIN))
+    assert [p.model_dump() for p in scored] == [
+        {"check": "resolved", "tail": 2},
+        {"check": "corrections", "tail": 2},
+        {"check": "resolved", "tail": 3},
+    ]

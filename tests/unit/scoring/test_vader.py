@@ -100,9 +100,32 @@ def test_the_gate_keeps_texts_with_nothing_negative_from_being_scored(
         return reference(text)
 
     monkeypatch.setattr(vader, "compound", counted)
+    vader.clear_verdicts()
     for text in ("Thanks, great, see you at 10:30", "Room 86B is booked", "It is 86 and I am John."):
         below(ConversationView(convo(("customer", text), ("agent", "ok"))), 0, -0.3)
     assert scored == ["It is 86 and I am John."]
+
+
+def test_a_repeated_text_is_judged_once_whatever_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agent macros repeat across conversations: the gate and the compound run once per text, and the verdict
+    answers every threshold."""
+    gated: list[str] = []
+    gate = vader._gate()
+
+    class Counted:
+        def may_be_negative(self, text: str, lower: str, runs: list[str]) -> bool:
+            gated.append(text)
+            return gate.may_be_negative(text, lower, runs)
+
+    monkeypatch.setattr(vader, "_gate", Counted)
+    vader.clear_verdicts()
+    texts = ["I can't help you, sorry.", "Thanks, all done.", "This is not good"]
+    for _ in range(3):
+        for text in texts:
+            view = ConversationView(convo(("customer", text), ("agent", "ok")))
+            for threshold in (0.0, -0.3, -0.6):
+                assert below(view, 0, threshold) is (reference(text) < threshold), (text, threshold)
+    assert gated == texts
 
 
 def star() -> list[Conversation]:

@@ -30,6 +30,22 @@ class Finding:
     note: str | None = None
 
 
+# params == other for pairs of parsed params seen before, both held so their ids stay theirs: parsed params
+# are immutable, and comparing pydantic models field by field cost more than the lookup, on every conversation
+# (pCSAT asks for findings with its own params objects, equal to the scorecard's).
+_EQUAL: dict[tuple[int, int], tuple[Any, Any, bool]] = {}
+_EQUAL_MAX = 4096
+
+
+def _equal(params: Any, other: Any) -> bool:
+    known = _EQUAL.get((id(params), id(other)))
+    if known is None:
+        if len(_EQUAL) >= _EQUAL_MAX:
+            _EQUAL.clear()
+        known = _EQUAL[id(params), id(other)] = (params, other, params == other)
+    return known[2]
+
+
 def na(reason: str) -> Finding:
     return Finding(fraction=None, confidence=1.0, note=reason)
 
@@ -71,7 +87,7 @@ class ConversationView:
             if params is parsed:
                 return found
         for params, found in seen:
-            if params == parsed:
+            if _equal(params, parsed):
                 return found
         found = scorer.score(self, parsed)
         seen.append((parsed, found))

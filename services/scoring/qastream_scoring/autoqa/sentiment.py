@@ -99,14 +99,22 @@ class SentimentScorer:
             parts.append((w, mood))
             evidence += mood_evidence
         if w < 1:
-            tone, tone_evidence = _agent_tone(view, parsed)
+            tone, tone_evidence = agent_tone(view, parsed)
             parts.append((1 - w, tone))
             evidence += tone_evidence
         fraction = sum(wt * s for wt, s in parts) / sum(wt for wt, _ in parts)
         return Finding(fraction, 0.6, tuple(view.evidence(i) for i in dict.fromkeys(evidence)))
 
 
-def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float, list[int]]:
+def agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float, tuple[int, ...]]:
+    """The agent part of the score and its evidence turns, each once; needs an agent turn and a customer turn.
+    Computed once per view and the params it reads: pCSAT takes its tone signal from here, without the
+    scorer's quotes."""
+    key = ("agent_tone", parsed.rude_below, parsed.rude_penalty, parsed.empathy_bonus)
+    return view.memo(key, lambda: _agent_tone(view, parsed))
+
+
+def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float, tuple[int, ...]]:
     tone = 1.0
     evidence: list[int] = []
     upset_at: int | None = None  # the customer turn still waiting for an empathic answer
@@ -132,4 +140,4 @@ def _agent_tone(view: ConversationView, parsed: SentimentParams) -> tuple[float,
             evidence.append(upset_at)
             upset_at = None
     tone += parsed.empathy_bonus * (min(answered, 2) - min(missed, 2))
-    return clamp(tone), evidence[:4]
+    return clamp(tone), tuple(dict.fromkeys(evidence[:4]))

@@ -259,10 +259,27 @@ def _vader_tokens(text: str) -> list[str]:
     return out
 
 
+# Each text's verdict: its compound where the gate cannot rule out a negative one, else None (≥ 0). Keyed by
+# the text alone (the gate's lowercased text and words are functions of it), so a repeated text, an agent macro
+# above all, costs one lookup; filled from the view's own lowercased text and words. Emptied when full.
+_VERDICTS: dict[str, float | None] = {}
+_VERDICTS_MAX = 65536
+_UNSEEN = float("nan")  # no verdict yet: a sentinel no verdict is (compared by identity)
+
+
 def below(view: ConversationView, turn: int, threshold: float) -> bool:
     """The turn's compound < threshold (≤ 0), scoring it only where the gate (on the words the view already
     holds) cannot rule it out."""
     text = view.texts[turn]
-    if text.isascii() and not _gate().may_be_negative(text, view.lower[turn], view.words[turn]):
-        return False
-    return compound(text) < threshold
+    score = _VERDICTS.get(text, _UNSEEN)
+    if score is _UNSEEN:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        may = not text.isascii() or _gate().may_be_negative(text, view.lower[turn], view.words[turn])
+        score = _VERDICTS[text] = compound(text) if may else None
+    return score is not None and score < threshold
+
+
+def clear_verdicts() -> None:
+    """Forgets every text's verdict (bench.scoring starts each in-process pass cold, as a new process)."""
+    _VERDICTS.clear()

@@ -82,24 +82,21 @@ class PcsatModel:
         except Exception as exc:  # a scorer bug leaves this review without pCSAT, as it leaves a category N/A
             return self._none(f"no signals: {type(exc).__name__}: {exc}"[:500])
         cues: list[dict[str, Any]] = []
+        effects: list[float] = []
+        center, scale = self.center, self.scale
         for name, coefficient in self.coefficients.items():
-            sig = found[name]
-            value = sig.value
-            z = 0.0 if value is None else (value - self.center[name]) / self.scale[name]
-            cues.append(
-                {
-                    "name": name,
-                    "value": None if value is None else round(value, 4),
-                    "effect": round(coefficient * z, 4),
-                    "turns": sig.turns,
-                    "note": sig.note,
-                }
-            )
-        risk = self.intercept + sum(c["effect"] for c in cues)
-        p = round(self.calibrated(risk), 4)
-        cues.sort(key=lambda c: (-abs(c["effect"]), c["name"]))
-        turns = dict.fromkeys(t for c in cues[:EVIDENCE_CUES] if c["effect"] for t in c["turns"])
-        evidence = [view.evidence(t) for t in list(turns)[:EVIDENCE_TURNS]]
+            value, turns, note = found[name]
+            if value is None:
+                effect = round(coefficient * 0.0, 4)
+            else:
+                effect = round(coefficient * ((value - center[name]) / scale[name]), 4)
+                value = round(value, 4)
+            effects.append(effect)
+            cues.append({"name": name, "value": value, "effect": effect, "turns": turns, "note": note})
+        p = round(self.calibrated(self.intercept + sum(effects)), 4)
+        cues.sort(key=_strongest)
+        quoted = dict.fromkeys(t for c in cues[:EVIDENCE_CUES] if c["effect"] for t in c["turns"])
+        evidence = [view.evidence(t) for t in list(quoted)[:EVIDENCE_TURNS]]
         return {
             "model_version": self.version,
             "predicted": round(1 + 4 * (1 - p), 2),
@@ -129,6 +126,10 @@ class PcsatModel:
             return ps[-1]
         x0, x1 = xs[k - 1], xs[k]
         return ps[k - 1] + (ps[k] - ps[k - 1]) * (risk - x0) / (x1 - x0)
+
+
+def _strongest(cue: dict[str, Any]) -> tuple[float, str]:
+    return -abs(cue["effect"]), cue["name"]
 
 
 @cache

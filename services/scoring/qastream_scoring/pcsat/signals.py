@@ -17,12 +17,12 @@ conversation id, a template name or a domain word: only the turns' text, roles a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from qastream_scoring.autoqa.base import ConversationView, Scorer
 from qastream_scoring.autoqa.conduct import ConductScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer, outcome_cues
-from qastream_scoring.autoqa.sentiment import SentimentScorer, customer_mood
+from qastream_scoring.autoqa.sentiment import SentimentScorer, agent_tone, customer_mood
 from qastream_scoring.autoqa.timing import TimingScorer, customer_waits
 from qastream_shared.events import Evidence
 from qastream_shared.scorecard import Scale, ScaleKind
@@ -49,8 +49,7 @@ _TONE = _SENTIMENT.parse({"customer_weight": 0.0}, _SCALE)
 SCORERS: tuple[Scorer, ...] = (_RESOLUTION, _CONDUCT, _SENTIMENT, TimingScorer())
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(NamedTuple):  # a tuple: nine are built per prediction, and a frozen dataclass builds slower
     value: float | None
     turns: tuple[int, ...] = ()
     note: str | None = None
@@ -66,7 +65,7 @@ def signals(view: ConversationView) -> dict[str, Signal]:
     cues = outcome_cues(view, _RESOLVED.tail)
     resolved = view.finding(_RESOLUTION, _RESOLVED)
     conduct = view.finding(_CONDUCT, _CONDUCT_PARAMS)
-    tone = view.finding(_SENTIMENT, _TONE)
+    tone, tone_turns = agent_tone(view, _TONE)
     wait, waited = _mean_wait(view)
     handle = view.conversation.handle_seconds()
     return {
@@ -79,7 +78,7 @@ def signals(view: ConversationView) -> dict[str, Signal]:
         "bad_news": Signal(len(cues.unable) / len(view.agent), tuple(cues.unable[-2:])),
         "resolved": _of(resolved.fraction, resolved.evidence),
         "conduct": Signal(conduct.fraction, tuple(e.turn for e in conduct.evidence), conduct.note),
-        "agent_tone": _of(tone.fraction, tone.evidence),
+        "agent_tone": Signal(tone, tone_turns),
         "wait": Signal(None if wait is None else math.log1p(wait), waited),
         "handle": Signal(None if handle is None else math.log1p(handle)),
     }

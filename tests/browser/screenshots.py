@@ -32,6 +32,22 @@ def bounds(scale: dict[str, Any]) -> tuple[int, int]:
     return 1, int(scale["kind"][0])
 
 
+SURVEYED = 7  # one conversation in seven answers the survey, about the reach of a real CSAT survey
+
+
+def survey_answer(labels: dict[str, Any]) -> int | None:
+    """A CSAT answer that follows what the STAR customer said after the chat (STAR has no CSAT): 1 when
+    the task was not done and the agent not calm and helpful, 2 for one of them, else 4, or 5 if they
+    enjoyed it; none when they said neither."""
+    answers = [labels.get("user_says_task_done"), labels.get("user_says_agent_calm_helpful")]
+    if all(a is None for a in answers):
+        return None
+    misses = sum(a is False for a in answers)
+    if misses:
+        return 3 - misses
+    return 5 if labels.get("user_says_enjoyed_task") else 4
+
+
 async def prepare(s: pipeline.LiveStack, n: int) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=60) as http:
 
@@ -51,6 +67,9 @@ async def prepare(s: pipeline.LiveStack, n: int) -> dict[str, Any]:
         await call("POST", "coaching", "/v1/rules", json=rule)
         agents = {f"agent-{i}": "team-a" if i % 2 else "team-b" for i in range(1, 9)}
         conversations = pipeline.star(n, agents=agents)
+        for i, c in enumerate(conversations):
+            if i % SURVEYED == 0:
+                c["csat"] = survey_answer(c["metadata"]["labels"])
         await pipeline.ingest(s, conversations)
 
         async def scored() -> bool:
@@ -148,6 +167,10 @@ def photograph(s: pipeline.LiveStack, facts: dict[str, Any]) -> None:
                 page.get_by_role("button", name="Save as a new version").click()
                 page.wait_for_selector("#plan-problems .error")
             page.screenshot(path=str(DOCS / f"{name}.png"), full_page=name != "dashboard")
+            if name.endswith("dashboard"):  # the pCSAT card sits below the first screen
+                page.locator("#pcsat-h").locator("xpath=..").screenshot(
+                    path=str(DOCS / f"{name.replace('dashboard', 'pcsat')}.png")
+                )
             session.close()
         session = Session(browser, s, "reviewer")
         page = session.sign_in()

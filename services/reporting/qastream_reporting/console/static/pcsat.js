@@ -18,7 +18,7 @@ function agreement(a) {
     return h("p", {}, "Too few conversations have both a prediction and a survey answer (n = ", n, ") to say how far pCSAT and survey CSAT agree.");
   }
   return h("p", {}, "Agreement with the survey: Spearman's ρ = ", h("span", { "data-metric": "pcsat_rho" }, num(a.rho)), " over n = ", n,
-    ` conversations with both a prediction and an answer (p = ${num(a.p_value, 3)}).`);
+    ` conversations with both a prediction and an answer (${a.p_value < 0.001 ? "p < 0.001" : `p = ${num(a.p_value, 3)}`}).`);
 }
 
 // The scope's pCSAT, survey CSAT, survey coverage and their agreement.
@@ -59,7 +59,7 @@ export async function pcsatGroups(params, by, caption) {
   const rows = await allPages("reporting", "/v1/metrics/pcsat", { ...params, group_by: by }, MAX_GROUPS);
   if (!rows.length) return empty("No conversations in this range yet.");
   const flat = rows.map((r) => ({ ...r, rho: r.agreement.rho, pairs: r.agreement.n }));
-  return table(caption || `pCSAT beside survey CSAT per ${GROUPINGS[by]}`, [FIRST[by], ...COLUMNS], flat);
+  return h("div", { class: "pcsat-groups" }, table(caption || `pCSAT beside survey CSAT per ${GROUPINGS[by]}`, [FIRST[by], ...COLUMNS], flat));
 }
 
 // The model document changes with a deploy, not with the figures: asked once per page.
@@ -108,7 +108,7 @@ export async function pcsatValidity() {
   h("div", {},
     h("figure", { class: "reliability-figure" },
       reliabilityChart(`Reliability of pCSAT on the ${half} half: predicted against observed share dissatisfied, per bin; the table below gives the same figures`,
-        points, "predicted chance of dissatisfied", "share that were"),
+        points, "predicted chance dissatisfied", "share dissatisfied"),
       h("figcaption", { class: "hint", "data-metric": "pcsat_reading" }, top
         ? `How to read it: of the ${int(top.n)} conversations predicted ${range(top)} likely dissatisfied (${pct(top.mean_predicted, 0)} on average), ${pct(top.observed, 0)} were. Dots on the diagonal came true as often as predicted; bins without conversations are left out.`
         : "No bin holds a conversation.")),

@@ -1,9 +1,8 @@
 """Transactional outbox: events are rows written in the same transaction as the effects that caused them.
 
-The relay publishes the rows in id order with an idempotent, acks=all producer and deletes them once the
-broker has acknowledged them. One relay per schema is active at a time (a Postgres advisory lock), which
-keeps per-key order when a service runs several replicas. A crash between publish and delete re-sends rows:
-consumers dedupe by ce_id.
+The relay publishes unsent rows in id order with an idempotent, acks=all producer and marks them sent.
+One relay per schema is active at a time (a Postgres advisory lock), which keeps per-key order when a
+service runs several replicas. A crash between publish and mark re-sends rows: consumers dedupe by ce_id.
 """
 
 from __future__ import annotations
@@ -148,7 +147,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 
 class OutboxRelay:
-    """Publishes one schema's outbox. Safe to SIGKILL at any moment: rows not yet deleted are sent again."""
+    """Publishes one schema's outbox. Safe to SIGKILL at any moment: unmarked rows are sent again."""
 
     def __init__(self, settings: Settings, schema: str, service: str) -> None:
         self.settings = settings
@@ -167,7 +166,7 @@ class OutboxRelay:
                 await self._run_leader(stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
                 # Database or broker away, or a send failed: start over with a fresh connection and
-                # producer; nothing is lost because unacknowledged rows stay in the outbox.
+                # producer; nothing is lost because unacknowledged rows stay unmarked.
                 log.warning("outbox relay: %r; retrying", exc)
             except Exception:
                 # Anything else is a bug, but a relay that stops leaves the outbox unpublished for good
@@ -203,10 +202,10 @@ class OutboxRelay:
         self, conn: asyncpg.Connection, producer: AIOKafkaProducer, stop: asyncio.Event
     ) -> None:
         """Pipelined: batch k+1 is selected and handed to the producer while batch k's acks are awaited,
-        and batch k is deleted while batch k+1 is in flight, so the database and the broker work at once."""
+        and batch k is marked while batch k+1 is in flight, so the database and the broker work at once."""
         last_purge = datetime.now(UTC)
         in_flight: _Batch | None = None
-        after = 0  # cursor past the rows in flight, which are still in the outbox
+        after = 0  # cursor past the rows in flight, which are still unmarked
         while True:
             if after == 0:
                 # Before the scan's select, not after it: a NOTIFY that lands while the scan publishes and
@@ -215,7 +214,7 @@ class OutboxRelay:
                 self._wake.clear()
             batch = await self._send_batch(conn, producer, after)
             if in_flight is not None:
-                await self._delete(conn, in_flight)
+                await self._mark(conn, in_flight)
             in_flight = batch if batch.ids else None
             if len(batch.ids) == self.settings.relay_batch_size:
                 after = batch.ids[-1]
@@ -223,11 +222,11 @@ class OutboxRelay:
             # Caught up. Drain, and scan from the start again: a row with a lower id whose transaction
             # committed after our select would otherwise be skipped by the cursor.
             if in_flight is not None:
-                await self._delete(conn, in_flight)
+                await self._mark(conn, in_flight)
                 in_flight = None
             if stop.is_set():
                 if after == 0:
-                    return  # drained: every row committed before the stop is published and deleted
+                    return  # drained: every row committed before the stop is published and marked
                 after = 0
                 continue
             after = 0
@@ -235,7 +234,6 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S if not batch.ids else BUSY_POLL_S)
             if datetime.now(UTC) - last_purge > timedelta(minutes=5):
-                # Rows a release before the delete-on-publish one marked sent (`published_at`) instead.
                 await conn.execute("DELETE FROM outbox WHERE published_at < now() - interval '1 hour'")
                 last_purge = datetime.now(UTC)
 
@@ -272,14 +270,12 @@ class OutboxRelay:
             batch.acks.append(await producer.send_batch(builder, topic, partition=partition))
         return batch
 
-    async def _delete(self, conn: asyncpg.Connection, batch: _Batch) -> None:
-        # A failed send raises here, before deleting: the leader restarts and the rows are sent again.
+    async def _mark(self, conn: asyncpg.Connection, batch: _Batch) -> None:
+        # A failed send raises here, before marking: the leader restarts and the rows are sent again.
         # Awaited one by one: most are done by now, and gather() would wrap each in a callback.
         for ack in batch.acks:
             await ack
-        # Deleted, not marked: an UPDATE wrote a second version of every row (its partial index keeps it off
-        # the HOT path) and left the first for a purge an hour later; a DELETE only stamps the row dead.
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", batch.ids)
+        await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", batch.ids)
         self.published += len(batch.ids)
         PUBLISHED.labels(self.service).inc(len(batch.ids))
 

@@ -62,8 +62,6 @@ def add_platform_tables(metadata: MetaData) -> dict[str, Table]:
         # JSON written by orjson (outbox.pack_headers): cheaper than JSONB through the driver's json module.
         Column("headers", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        # The relay deletes a row once the broker has it; only releases before that marked rows sent here,
-        # so the relay skips rows with it set and purges them after an hour.
         Column("published_at", DateTime(timezone=True), nullable=True),
         Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     )

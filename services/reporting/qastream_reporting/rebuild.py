@@ -6,7 +6,7 @@ takes the swap lock: live batches hold it shared around each transaction (SwapGu
 it exclusively waits for the batch in flight and holds the next one. The fresh schema then catches up with
 what was committed meanwhile, and one transaction renames live → old and fresh → live. Live batches resume
 against the new tables (their search path names the schema), where the inbox makes anything the rebuild
-already projected a no-op. Dead letters were published by live already: the fresh outbox is emptied.
+already projected a no-op. Dead letters were published by live already: the fresh outbox is marked sent.
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ async def rebuild(
                 if before_swap is not None:
                     await before_swap(live, fresh)
                 async with admin.begin() as tx:
-                    await tx.execute(text(f'DELETE FROM "{fresh}".outbox'))
+                    await tx.execute(
+                        text(f'UPDATE "{fresh}".outbox SET published_at = now() WHERE published_at IS NULL')
+                    )
                     old = check_schema(f"{live[:40]}_old_{uuid.uuid4().hex[:8]}")
                     await tx.execute(text(f'ALTER SCHEMA "{live}" RENAME TO "{old}"'))
                     await tx.execute(text(f'ALTER SCHEMA "{fresh}" RENAME TO "{live}"'))

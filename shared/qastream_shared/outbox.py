@@ -209,7 +209,7 @@ class OutboxRelay:
         while True:
             if after == 0:
                 # Before the scan's select, not after it: a NOTIFY that lands while the scan publishes and
-                # deletes is for rows the select may have missed, and it must wake the next scan at once.
+                # marks is for rows the select may have missed, and it must wake the next scan at once.
                 # Cleared after the scan, it was lost, and those rows waited out the poll below.
                 self._wake.clear()
             batch = await self._send_batch(conn, producer, after)

@@ -26,38 +26,38 @@ async def commit_row(runtime: ServiceRuntime, settings: Settings, cid: str) -> N
 
 
 async def left(runtime: ServiceRuntime) -> int:
-    """Rows not yet published (the relay deletes a row once the broker has acknowledged it)."""
+    """Rows not yet published (the relay marks a row once the broker has acknowledged it)."""
     async with runtime.readers() as s:
-        return int(await s.scalar(text("SELECT count(*) FROM outbox")) or 0)
+        return int(await s.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) or 0)
 
 
-async def test_a_notify_while_the_relay_deletes_the_rows_before_wakes_it_again(
+async def test_a_notify_while_the_relay_marks_the_rows_before_wakes_it_again(
     probe: ServiceRuntime, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No poll to fall back on: only a NOTIFY wakes the relay here.
     monkeypatch.setattr(outbox, "IDLE_POLL_S", 3600.0)
     monkeypatch.setattr(outbox, "BUSY_POLL_S", 3600.0)
     relay = OutboxRelay(settings, probe.schema, "probe")
-    delete = relay._delete
-    deletes = 0
+    mark = relay._mark
+    marks = 0
 
     async def woken() -> bool:
         return relay._wake.is_set()
 
-    async def delete_while_the_next_row_commits(conn: Any, batch: Any) -> None:
-        nonlocal deletes
-        deletes += 1
-        if deletes == 1:
+    async def mark_while_the_next_row_commits(conn: Any, batch: Any) -> None:
+        nonlocal marks
+        marks += 1
+        if marks == 1:
             # The second row commits after the scan's select found the first, and its NOTIFY arrives while
-            # the first is being deleted, before the relay is caught up and waits.
+            # the first is being marked, before the relay is caught up and waits.
             await commit_row(probe, settings, "second")
             await eventually(woken, within=30)
-        await delete(conn, batch)
+        await mark(conn, batch)
 
     async def both_published() -> bool:
-        return deletes == 2 and await left(probe) == 0
+        return marks == 2 and await left(probe) == 0
 
-    monkeypatch.setattr(relay, "_delete", delete_while_the_next_row_commits)
+    monkeypatch.setattr(relay, "_mark", mark_while_the_next_row_commits)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:

@@ -279,6 +279,34 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     s.close()
 
 
+def test_dashboard_filters_go_only_to_the_figures_they_narrow(live: LiveStack, chrome: Browser) -> None:
+    """A scorecard version and a channel narrow the QA figures; CSAT, pCSAT, disputes and coaching are not kept
+    per version (disputes and coaching not per channel either), so they stay whole, and the page says so,
+    where their APIs would refuse the filter and the cards would show errors."""
+    s = Session(chrome, live, "lead")
+    s.sign_in()
+    page = s.open("/dashboard")
+    version = str(api(live, "scoring", "/v1/scorecards")[0]["version"])
+    page.fill("#f-version", version)
+    page.select_option("#f-channel", "chat")
+    drawn = int(page.evaluate("Number(document.body.dataset.loaded || 0)"))
+    page.click("#filters button[type=submit]")
+    s.loaded(drawn + 1)
+    expect(page.locator("main .error:not([hidden])")).to_have_count(0)
+    note = page.locator("#filters-note")
+    expect(note).to_contain_text(
+        "The scorecard version filter does not apply to coverage and CSAT, QA score vs CSAT"
+    )
+    expect(note).to_contain_text("The channel filter does not apply to disputes, coaching")
+    scope = {**dashboard_filters(), "channel": "chat"}
+    q = api(live, "reporting", "/v1/metrics/quality", scorecard_version=version, **scope)["items"][0]
+    c = api(live, "reporting", "/v1/metrics/customer", **scope)["items"][0]
+    expect(page.locator("[data-metric=iqs]")).to_have_text(pct(q["iqs"]))
+    expect(page.locator("[data-metric=coverage_manual]")).to_have_text(pct(c["coverage_manual"]))
+    assert not s.errors, s.errors
+    s.close()
+
+
 def test_dashboard_pcsat_equals_the_apis_beside_its_validity(live: LiveStack, chrome: Browser) -> None:
     s = Session(chrome, live, "lead")
     s.sign_in()

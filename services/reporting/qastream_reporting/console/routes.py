@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -118,9 +118,28 @@ async def sign_in_page(request: Request) -> Response:
     return _render(request, "signin.html", await _signed_in(request), "signin")
 
 
+METRICS = "/v1/metrics/"
+
+
+def metric_filters(app: FastAPI) -> dict[str, list[str]]:
+    """Each metric's query parameters as the reporting API declares them, so the dashboard sends a metric only
+    the filters it takes (the API refuses the others: a figure not kept per scorecard version is not
+    narrowed by one) and says which figures a filter leaves as they are."""
+    found: dict[str, list[str]] | None = getattr(app.state, "metric_filters", None)
+    if found is None:
+        found = app.state.metric_filters = {
+            path.removeprefix(METRICS): sorted(
+                p["name"] for p in op["get"].get("parameters", []) if p["in"] == "query"
+            )
+            for path, op in app.openapi()["paths"].items()
+            if path.startswith(METRICS) and "get" in op
+        }
+    return found
+
+
 @router.get("/dashboard")
 async def dashboard(request: Request) -> Response:
-    return await _page(request, "dashboard")
+    return await _page(request, "dashboard", metric_filters=metric_filters(request.app))
 
 
 @router.get("/agents/{agent_id}")

@@ -1,5 +1,5 @@
 import {
-  allPages, api, barChart, categoriesNamed, empty, errorBox, fill, h, int, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
+  allPages, api, config, barChart, categoriesNamed, empty, errorBox, fill, h, int, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
 } from "../console.js";
 import { pcsatGroups, pcsatSummary, pcsatValidity } from "../pcsat.js";
 
@@ -24,13 +24,27 @@ function filters() {
   return out;
 }
 
-// pCSAT does not depend on a scorecard: the version filter does not narrow it (and its API refuses it).
-function pcsatScope() {
-  const { scorecard_version: _, ...scope } = filters();
-  return scope;
+// A metric gets the filters its API takes (config.metric_filters, from the API's own declaration): CSAT,
+// pCSAT, disputes and coaching are not kept per scorecard version (nor disputes and coaching per channel).
+function filtersOf(name) {
+  const takes = new Set(config.metric_filters[name] || []);
+  return Object.fromEntries(Object.entries(filters()).filter(([key]) => takes.has(key)));
 }
 
-const metrics = (name, params = {}) => api("reporting", `/v1/metrics/${name}`, { params: { ...filters(), ...params } });
+const metrics = (name, params = {}) => api("reporting", `/v1/metrics/${name}`, { params: { ...filtersOf(name), ...params } });
+const SHOWN = { quality: "IQS and pass rate", customer: "coverage and CSAT", "csat-correlation": "QA score vs CSAT", pcsat: "pCSAT", disputes: "disputes", coaching: "coaching" };
+
+// Which figures a filter the user set does not narrow, in words beside the filters.
+function showUnfiltered() {
+  const notes = Object.keys(filters()).filter((key) => key !== "from").map((key) => {
+    const whole = Object.keys(SHOWN).filter((name) => !(config.metric_filters[name] || []).includes(key));
+    const what = key.replaceAll("_", " ");
+    return whole.length ? `The ${what} filter does not apply to ${whole.map((name) => SHOWN[name]).join(", ")}: those figures cover every ${what}.` : null;
+  }).filter(Boolean);
+  const note = $("filters-note");
+  note.hidden = !notes.length;
+  fill(note, notes.join(" "));
+}
 const one = (page) => (page.items && page.items[0]) || null;
 
 let lastFreshness = null;
@@ -107,8 +121,8 @@ const MAX_AGENTS_PLOTTED = 2000;
 async function csat() {
   const [corr, byAgentQ, byAgentC] = await Promise.all([
     metrics("csat-correlation"),
-    allPages("reporting", "/v1/metrics/quality", { ...filters(), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
-    allPages("reporting", "/v1/metrics/customer", { ...filters(), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
+    allPages("reporting", "/v1/metrics/quality", { ...filtersOf("quality"), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
+    allPages("reporting", "/v1/metrics/customer", { ...filtersOf("customer"), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
   ]);
   const r = one(corr) || {};
   const csatOf = new Map(byAgentC.filter((x) => x.csat !== null).map((x) => [x.agent_id, x.csat]));
@@ -208,6 +222,7 @@ const passMarkKnown = loadPassMark();
 // other calls queue beside the three the headline needs on a busy server, and the first meaningful paint
 // waits for them (profiled with bench.console at 1,000,000 reviews).
 async function refresh({ agentsToo = true } = {}) {
+  showUnfiltered();
   await load($("headline-stats"), async () => { await headline(); });
   const jobs = [
     load($("trend"), trend),
@@ -216,8 +231,8 @@ async function refresh({ agentsToo = true } = {}) {
     load($("csat"), csat),
     load($("disputes"), disputes),
     load($("coaching"), coaching),
-    load($("pcsat"), () => pcsatSummary(pcsatScope())),
-    load($("pcsat-groups"), () => pcsatGroups(pcsatScope(), $("pcsat-by").value)),
+    load($("pcsat"), () => pcsatSummary(filtersOf("pcsat"))),
+    load($("pcsat-groups"), () => pcsatGroups(filtersOf("pcsat"), $("pcsat-by").value)),
     load($("pcsat-validity"), pcsatValidity),
   ];
   if (agentsToo) jobs.push(load($("agents"), () => agents()));
@@ -231,7 +246,7 @@ form.addEventListener("submit", (e) => {
   agentCursors = [null];
   refresh();
 });
-$("pcsat-by").addEventListener("change", () => load($("pcsat-groups"), () => pcsatGroups(pcsatScope(), $("pcsat-by").value)));
+$("pcsat-by").addEventListener("change", () => load($("pcsat-groups"), () => pcsatGroups(filtersOf("pcsat"), $("pcsat-by").value)));
 $("agents-next").addEventListener("click", () => {
   if (!agentPage.next) return;
   agentCursors.push(agentPage.next);

@@ -86,7 +86,7 @@ class PcsatModel:
         center, scale = self.center, self.scale
         for name, coefficient in self.coefficients.items():
             value, turns, note = found[name]
-            if value is None:
+            if value is None:  # an absent signal sits at the mean: no effect, signed as the coefficient is
                 effect = round(coefficient * 0.0, 4)
             else:
                 effect = round(coefficient * ((value - center[name]) / scale[name]), 4)

@@ -237,8 +237,7 @@ async def usage(p: Pipeline, before: Counters, n_conv: int) -> dict[str, Any]:
                     },
                 }
                 for gen, found in gens.items()
-                if (was := before.gc[name].get(gen, {})) is not None
-                and found.get("count", 0) > was.get("count", 0)
+                if found.get("count", 0) > (was := before.gc[name].get(gen, {})).get("count", 0)
             }
             for name, gens in after.gc.items()
         },

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.common import percentiles
 from bench.platform import servers
@@ -37,30 +38,30 @@ SERVICES = ("ingest", "sampler", "scoring", "coaching", "reporting")
 TENANT = "bench"
 
 
+def _samples(text: str) -> list[Sample]:
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def _batch_totals(name: str, text: str) -> tuple[float, float, float]:
     found = dict.fromkeys(("batch_size_count", "batch_size_sum", "batch_seconds_sum"), 0.0)
-    for line in text.splitlines():
-        metric, _, value = line.partition(f'{{service="{name}"}} ')
-        if value and metric.removeprefix("qa_consumer_") in found:
-            found[metric.removeprefix("qa_consumer_")] = float(value)
+    for sample in _samples(text):
+        metric = sample.name.removeprefix("qa_consumer_")
+        if metric in found and sample.labels == {"service": name}:
+            found[metric] = sample.value
     return found["batch_size_count"], found["batch_size_sum"], found["batch_seconds_sum"]
-
-
-_GC_SAMPLE = re.compile(
-    r'^qa_gc_pause_seconds_(count|sum|bucket)\{(?:generation="(\d)"(?:,le="([^"]+)")?)\} (\S+)$'
-)
 
 
 def _gc_totals(text: str) -> dict[str, dict[str, float]]:
     gens: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        if m := _GC_SAMPLE.match(line):
-            kind, gen, le, value = m.groups()
-            found = gens.setdefault(f"gen{gen}", {})
-            if kind != "bucket":
-                found[kind] = float(value)
-            elif le != "+Inf":
-                found[f"over_{float(le):g}"] = -float(value)  # cumulative: count - this = the longer ones
+    for sample in _samples(text):
+        kind = sample.name.removeprefix("qa_gc_pause_seconds_")
+        if kind == sample.name or kind not in ("count", "sum", "bucket"):
+            continue
+        found = gens.setdefault(f"gen{sample.labels['generation']}", {})
+        if kind != "bucket":
+            found[kind] = sample.value
+        elif sample.labels["le"] != "+Inf":
+            found[f"over_{float(sample.labels['le']):g}"] = -sample.value  # cumulative: count - this = longer
     for found in gens.values():
         for key in [k for k in found if k.startswith("over_")]:
             found[key] += found.get("count", 0.0)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.browser import PHONE, Session, serious_violations
 from tests.browser.conftest import ACME_CONVERSATIONS, OTHER_CONVERSATIONS, deadline_in
@@ -635,8 +635,46 @@ def test_signed_out_pages_send_you_to_sign_in(live: LiveStack, chrome: Browser) 
     expect(page.locator("main .error:not([hidden])")).to_contain_text("not valid")
     s.shot("signin")
     s.sign_in()
-    page.click("#sign-out")
-    page.wait_for_url(re.compile(r"/signin$"))
+    s.loaded()
     page.goto(live.console + "/dashboard")
-    assert "/signin" in page.url
+    assert "/signin" not in page.url
+    s.close()
+
+
+def await_held(page: Page, routes: list[Route]) -> None:
+    """Waits until a route handler has held a request (handlers run while playwright waits)."""
+    deadline = time.monotonic() + 30
+    while not routes:
+        assert time.monotonic() < deadline, "no request was held"
+        page.wait_for_timeout(20)
+
+
+def test_signing_out_lands_on_sign_in_even_with_requests_in_flight(live: LiveStack, chrome: Browser) -> None:
+    """A dashboard request answered 401 while signing out must not turn the sign-out's "/signin" into
+    "/signin?next=/dashboard". The test holds that request and the sign-out's DELETE, and answers the
+    first while the second is pending: the order in which the race was lost."""
+    s = Session(chrome, live, "lead")
+    page = s.sign_in()
+    s.loaded()
+    groups: list[Route] = []
+    signing_out: list[Route] = []
+    page.route(re.compile(r"/v1/metrics/pcsat\?"), lambda route: groups.append(route))
+    page.route(
+        re.compile(r"/v1/session$"),
+        lambda route: signing_out.append(route) if route.request.method == "DELETE" else route.continue_(),
+    )
+    page.select_option("#pcsat-by", "week")
+    await_held(page, groups)
+    page.click("#sign-out")
+    await_held(page, signing_out)
+    for held in groups:
+        held.fulfill(status=401, json={"detail": "no session"})
+    expect(page.locator("#pcsat-groups .error")).to_contain_text("signed out")
+    assert "/dashboard" in page.url
+    signing_out[0].continue_()
+    page.wait_for_url(re.compile(r"/signin"))
+    expect(page.locator("#signin-form")).to_be_visible()
+    assert page.url.endswith("/signin"), page.url
+    page.goto(live.console + "/dashboard")
+    assert "/signin?next=/dashboard" in page.url
     s.close()

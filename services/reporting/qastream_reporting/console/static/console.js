@@ -17,6 +17,7 @@ function cookie(name) {
   return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
 }
 
+let signingOut = false;
 const SERVICE_NAMES = { scoring: "scoring", sampler: "sampler", coaching: "coaching", reporting: "reporting", ingest: "ingest" };
 
 export function serviceUrl(service, path) {
@@ -63,7 +64,7 @@ export async function api(service, path, { method = "GET", body, params, headers
     data = null;
   }
   if (!response.ok) {
-    if (response.status === 401 && config.page !== "signin") {
+    if (response.status === 401 && config.page !== "signin" && !signingOut) {
       window.location.assign("/signin?next=" + encodeURIComponent(window.location.pathname));
     }
     let detail = (data && (data.detail || data.title)) || response.statusText || "request failed";
@@ -393,6 +394,9 @@ function wireSignOut() {
   const button = document.getElementById("sign-out");
   if (!button) return;
   button.addEventListener("click", async () => {
+    // The page's own requests still in flight come back 401 once the session is gone; their
+    // redirect to "/signin?next=<this page>" must not overtake the sign-out's plain "/signin".
+    signingOut = true;
     try {
       await api("reporting", "/v1/session", { method: "DELETE" });
     } finally {

@@ -78,14 +78,15 @@ class Settings(BaseSettings):
         le=60_000,
         description="A batch takes no more records than the consumer's recent pace processes in this time, so a backlog is worked off in batches of bounded latency (0: only the batch size bounds it). A service may set its own default.",
     )
-    # The fetcher sends no new fetch to a broker while one is pending there, so a partition whose records
-    # were just consumed waits out the other partitions' long poll before it is fetched again: this bounds
-    # an idle hop. Under load fetches return at once with data, so batching is unaffected.
+    # A fetch returns as soon as any of its partitions has a record, so this long poll adds no wait while the
+    # consumer's fetch ahead takes each fetch's records at once (every fetch then carries every partition). It
+    # only bounds how often an idle consumer asks: at 20 ms the five idle services spent ~230 ms of CPU a
+    # second on empty fetches and the broker ~115 answering them (~75 and ~27 at 500 ms).
     consumer_fetch_wait_ms: int = Field(
-        default=20,
+        default=500,
         ge=1,
         le=10_000,
-        description="Longest a fetch waits at the broker for new records (the idle hop's worst added wait).",
+        description="Longest a fetch waits at the broker for new records: how often an idle consumer polls. A record arriving ends the wait.",
     )
     consumer_max_attempts: int = Field(
         default=5,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -353,3 +354,34 @@ async def test_records_arriving_while_a_batch_runs_join_the_next_batch(settings)
         await asyncio.wait_for(task, 30)
         await runtime.engine.dispose()
     assert consumer.batches == [["a"], ["b", "c"]]
+
+
+async def test_a_trickle_on_one_partition_is_not_held_behind_the_brokers_long_poll(settings):
+    """A fetch may wait at the broker up to consumer_fetch_wait_ms for records, so an idle consumer hardly
+    polls. aiokafka sends a broker no new fetch while one is pending there: a partition left out of the
+    pending fetch (its records fetched but not yet taken) would wait that long poll out. The consumer's fetch
+    ahead takes every fetch's records at once, so each fetch carries every partition and a record arriving on
+    any of them ends the poll. Records sent one at a time on one partition, each once the one before was
+    handled, must all be handled sooner than one long poll."""
+    long_poll_s = 10
+    settings = settings.model_copy(update={"consumer_fetch_wait_ms": long_poll_s * 1000})
+    runtime = ServiceRuntime(SPEC, settings)
+    await migrate(settings, runtime.schema, SPEC.migrations)
+    await ensure_topics(settings)
+    topic = physical(CONVERSATIONS, settings)
+
+    async def handled(n: int) -> bool:
+        return await count(runtime) >= n
+
+    try:
+        async with consuming(runtime, settings) as consumer:
+            await asyncio.wait_for(consumer.ready.wait(), 60)
+            started = time.monotonic()
+            for n in range(1, 6):
+                record = encode(ingested("acme", conversation(f"trickle-{n}")))
+                await produce(settings, topic, [(b"acme:one-key", *record[1:])])
+                await eventually(lambda n=n: handled(n), within=long_poll_s)
+            took = time.monotonic() - started
+    finally:
+        await runtime.engine.dispose()
+    assert took < long_poll_s, f"5 records took {took:.1f} s: one waited out a {long_poll_s} s long poll"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -380,7 +381,7 @@ async def test_a_trickle_on_one_partition_is_not_held_behind_the_brokers_long_po
             for n in range(1, 6):
                 record = encode(ingested("acme", conversation(f"trickle-{n}")))
                 await produce(settings, topic, [(b"acme:one-key", *record[1:])])
-                await eventually(lambda n=n: handled(n), within=long_poll_s)
+                await eventually(functools.partial(handled, n), within=long_poll_s)
             took = time.monotonic() - started
     finally:
         await runtime.engine.dispose()

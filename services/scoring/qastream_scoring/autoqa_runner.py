@@ -89,8 +89,7 @@ class AutoQARunner:
         auto = score_conversation(view, prepared, settings, self.registry)
         if self.pcsat is None:
             return auto
-        pcsat, pcsat_json = self.pcsat.predict_with_json(view)
-        return replace(auto, pcsat=pcsat, pcsat_json=pcsat_json)
+        return replace(auto, pcsat_version=self.pcsat.version, pcsat_json=self.pcsat.predict_json(view))
 
     def close(self) -> None:
         if self.pool is not None:

@@ -6,6 +6,7 @@ Every function runs inside the caller's unit of work; published events go throug
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,6 @@ from qastream_shared.conversation import Conversation
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
     Envelope,
-    PredictedCsat,
     Rating,
     ReviewKind,
     ReviewSubmitted,
@@ -233,7 +233,7 @@ async def set_settings(
     )
 
 
-def review_id(tenant_id: str, conversation_id: str, auto: AutoReview, pcsat: PredictedCsat | None) -> str:
+def review_id(tenant_id: str, conversation_id: str, auto: AutoReview) -> str:
     """Deterministic: the same conversation under the same scorecard, scorers and pCSAT model is one review,
     ever; a new pCSAT model version makes `qa rescore` back-fill new reviews rather than skip them."""
     parts = [
@@ -242,8 +242,8 @@ def review_id(tenant_id: str, conversation_id: str, auto: AutoReview, pcsat: Pre
         str(auto.scorecard_version),
         orjson.dumps(auto.scorer_versions, option=orjson.OPT_SORT_KEYS).decode(),
     ]
-    if pcsat is not None:
-        parts.append(f"pcsat={pcsat.model_version}")
+    if auto.pcsat_version is not None:
+        parts.append(f"pcsat={auto.pcsat_version}")
     return deterministic_id("review", tenant_id, conversation_id, *parts)
 
 
@@ -262,6 +262,29 @@ async def store_conversations(uow: UnitOfWork, tenant_id: str, convs: list[Conve
     await uow.session.execute(_INSERT_CONVERSATIONS, array_params(_CONVERSATION_COLUMNS, list(rows.values())))
 
 
+def auto_review_event(
+    rid: str, conv: Conversation, auto: AutoReview, inclusion: float | None, now: datetime
+) -> ReviewSubmitted:
+    """The auto review's event without its pcsat, whose JSON `with_pcsat` puts into the payload."""
+    return ReviewSubmitted(
+        review_id=rid,
+        conversation_id=conv.conversation_id,
+        kind=ReviewKind.auto,
+        scorecard_id=auto.scorecard_id,
+        scorecard_version=auto.scorecard_version,
+        scorer_versions=auto.scorer_versions,
+        agent_id=conv.agent_id,
+        team=conv.team,
+        channel=conv.channel.value,
+        ratings=auto.ratings,
+        score=auto.result.score,
+        auto_failed=auto.result.auto_failed,
+        passed=auto.result.passed,
+        inclusion_probability=inclusion,
+        submitted_at=now,
+    )
+
+
 async def auto_reviews(
     uow: UnitOfWork,
     tenant_id: str,
@@ -276,29 +299,12 @@ async def auto_reviews(
     rows: dict[str, dict[str, Any]] = {}
     events: dict[str, ReviewSubmitted] = {}
     causes: dict[str, Envelope | None] = {}
+    predictions: dict[str, bytes | None] = {}
     autos = await runner.score([conv for conv, _, _ in items], card, settings)
     for (conv, inclusion, cause), auto in zip(items, autos, strict=True):
-        pcsat = auto.pcsat
-        rid = review_id(tenant_id, conv.conversation_id, auto, pcsat)
-        ev = ReviewSubmitted(
-            review_id=rid,
-            conversation_id=conv.conversation_id,
-            kind=ReviewKind.auto,
-            scorecard_id=auto.scorecard_id,
-            scorecard_version=auto.scorecard_version,
-            scorer_versions=auto.scorer_versions,
-            agent_id=conv.agent_id,
-            team=conv.team,
-            channel=conv.channel.value,
-            ratings=auto.ratings,
-            score=auto.result.score,
-            auto_failed=auto.result.auto_failed,
-            passed=auto.result.passed,
-            inclusion_probability=inclusion,
-            pcsat=pcsat,
-            submitted_at=now,
-        )
-        events[rid], causes[rid] = ev, cause
+        rid = review_id(tenant_id, conv.conversation_id, auto)
+        ev = auto_review_event(rid, conv, auto, inclusion, now)
+        events[rid], causes[rid], predictions[rid] = ev, cause, auto.pcsat_json
         rows[rid] = {
             "review_id": rid,
             "tenant_id": tenant_id,
@@ -315,7 +321,7 @@ async def auto_reviews(
             "team": conv.team,
             "channel": conv.channel.value,
             "inclusion_probability": inclusion,
-            "pcsat": auto.pcsat_json,
+            "pcsat": auto.pcsat_json.decode() if auto.pcsat_json is not None else None,
             "submitted_at": now,
         }
     if not rows:
@@ -335,8 +341,23 @@ async def auto_reviews(
                 data=ev, source=SOURCE, tenant=tenant_id, key=key, subject=ev.conversation_id, id=rid
             )
         )
+        if (prediction := predictions[rid]) is not None:
+            env = replace(env, _value=with_pcsat(env.value(), prediction))
         uow.publish(REVIEWS, env)
     return len(inserted)
+
+
+_NO_PCSAT = b',"pcsat":null,'
+
+
+def with_pcsat(payload: bytes, prediction: bytes) -> bytes:
+    """A ReviewSubmitted's JSON written without pcsat, with the prediction's JSON in its place: the bytes
+    model_dump_json writes for the event with the PredictedCsat, without building and validating that model
+    (tests/unit/scoring/test_pcsat_json.py compares them on every STAR conversation). The last match is the
+    event's own field: only comments (empty on auto reviews) and submitted_at follow it, and inside a JSON
+    string every quote is escaped, so no text can hold the pattern."""
+    at = payload.rindex(_NO_PCSAT) + len(_NO_PCSAT) - len(b"null,")
+    return payload[:at] + prediction + payload[at + len(b"null") :]
 
 
 def review_view(row: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from qastream_scoring.pcsat import current
 from qastream_scoring.pcsat.model import NO_AGENT, NO_CUSTOMER
 from qastream_scoring.pcsat.signals import scorer_versions
 from qastream_shared.conversation import Conversation
+from qastream_shared.events import PredictedCsat
 from qastream_shared.scorecard import ScoringSettings
 from qastream_shared.testing import STAR
 
@@ -162,7 +163,8 @@ def test_sharing_the_view_with_pcsat_leaves_every_rating_as_it_was() -> None:
         shared = runner.review(conv, card, ScoringSettings())
         alone = score_conversation(conv, card)
         assert (shared.ratings, shared.result) == (alone.ratings, alone.result), conv.conversation_id
-        assert shared.pcsat == current().predict(conv)
+        assert shared.pcsat_json is not None
+        assert PredictedCsat.model_validate_json(shared.pcsat_json) == current().predict(conv)
 
 
 def test_the_tone_signal_is_the_sentiment_scorers_agent_tone_on_every_star_conversation() -> None:

@@ -16,7 +16,7 @@ from qastream_scoring.autoqa.base import ConversationView, Finding, Scorer
 from qastream_scoring.autoqa.registry import DEFAULT_REGISTRY, Registry
 from qastream_scoring.engine import ReviewResult, category_score, combine, value_for_fraction
 from qastream_shared.conversation import Conversation
-from qastream_shared.events import PredictedCsat, Provenance, Rating
+from qastream_shared.events import Provenance, Rating
 from qastream_shared.scorecard import Category, Scorecard, ScoringSettings
 
 
@@ -42,8 +42,10 @@ class AutoReview:
     ratings: list[Rating]
     result: ReviewResult
     scorer_versions: dict[str, str]  # every scorer this scorecard uses → its version
-    pcsat: PredictedCsat | None = None  # set by the runner, from the same view
-    pcsat_json: str | None = None  # pcsat's model_dump_json, written once by the runner
+    # Set by the runner, from the same view: the pCSAT model's version and its prediction's JSON (as
+    # PredictedCsat.model_dump_json writes it; never built as a model on the service's path).
+    pcsat_version: str | None = None
+    pcsat_json: bytes | None = None
 
 
 def prepare(scorecard: Scorecard, registry: Registry = DEFAULT_REGISTRY) -> PreparedScorecard:

@@ -297,14 +297,12 @@ async def auto_reviews(
     """Scores each conversation, stores the reviews and publishes ReviewSubmitted; returns how many are new."""
     now = datetime.now(UTC)
     rows: dict[str, dict[str, Any]] = {}
-    events: dict[str, ReviewSubmitted] = {}
-    causes: dict[str, Envelope | None] = {}
-    predictions: dict[str, bytes | None] = {}
+    # Per review: its event (without pcsat), what caused it, and the pCSAT JSON its payload gets.
+    events: dict[str, tuple[ReviewSubmitted, Envelope | None, bytes | None]] = {}
     autos = await runner.score([conv for conv, _, _ in items], card, settings)
     for (conv, inclusion, cause), auto in zip(items, autos, strict=True):
         rid = review_id(tenant_id, conv.conversation_id, auto)
-        ev = auto_review_event(rid, conv, auto, inclusion, now)
-        events[rid], causes[rid], predictions[rid] = ev, cause, auto.pcsat_json
+        events[rid] = (auto_review_event(rid, conv, auto, inclusion, now), cause, auto.pcsat_json)
         rows[rid] = {
             "review_id": rid,
             "tenant_id": tenant_id,
@@ -331,8 +329,7 @@ async def auto_reviews(
     for rid in rows:  # published in the batch's order
         if rid not in inserted:
             continue
-        ev = events[rid]
-        cause = causes[rid]
+        ev, cause, prediction = events[rid]
         key = conversation_key(tenant_id, ev.conversation_id)
         env = (
             cause.caused(ev, SOURCE, key=key, id=rid)
@@ -341,7 +338,7 @@ async def auto_reviews(
                 data=ev, source=SOURCE, tenant=tenant_id, key=key, subject=ev.conversation_id, id=rid
             )
         )
-        if (prediction := predictions[rid]) is not None:
+        if prediction is not None:
             env = replace(env, _value=with_pcsat(env.value(), prediction))
         uow.publish(REVIEWS, env)
     return len(inserted)

@@ -15,9 +15,9 @@ STAR conversations under unique ids. Prints JSON:
   records on qa.reviews (the outbox relay's publish included); the rows already there at the first sight
   are not counted, so start-up and the first batch's cold caches stay out of the rate. Target >= 800/s.
   stored_per_s stops the clock when the table is first counted at n (counted every 0.1 s, so the clock
-  reads up to that late; the rate's clock reads the topic's end offsets every 10 ms); cpu_utilisation and cpu_ms_per_conversation are the
-  process's CPU time over the same span. Afterwards (untimed) qa.reviews must hold exactly one record per
-  conversation;
+  reads up to that late; the rate's clock reads the topic's end offsets every 10 ms); cpu_utilisation and
+  cpu_ms_per_conversation are the process's CPU time over the same span. Afterwards (untimed) qa.reviews
+  must hold exactly one record per conversation;
 - service_over_raw_consume and service_over_score_conversation: how much of each bound the service reaches.
 - without_pcsat: the same conversations through a second process with QA_PCSAT_ENABLED=false, run first in
   fresh topics and schema, and score_conversation without the pCSAT prediction: `service_with_over_without`
@@ -158,7 +158,8 @@ async def service_rate(
             await asyncio.sleep(POLL_S)
         clock.stop()
         # Every review published was stored first (its outbox row commits with it).
-        db_seconds = db_seconds or clock.seconds
+        if db_seconds is None:
+            db_seconds = clock.seconds
         cpu_after = cpu.cpu_times()
         cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
         counted = n - first

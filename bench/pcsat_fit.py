@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from scipy.stats import bootstrap, rankdata
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -57,6 +59,8 @@ WEIGHTS = [round(0.1 * k, 1) for k in range(51)]
 CALIBRATION_TAIL = 1.0  # percent of the fitting half pooled at each end of the calibration curve
 TARGET_NOT_DONE = 0.82  # issue 17's held-out target for task-not-done
 BINS = 10
+RESAMPLES = 2000  # bootstrap resamples of each interval
+INTERVAL_SEED = 17  # the intervals are part of model.json, which a refit must reproduce byte for byte
 FIT, CHECK = 0, 1
 HALF_NAMES = {FIT: "even (fitted)", CHECK: "odd (not fitted)"}
 NOT_DONE, NOT_CALM = "user_says_task_done", "user_says_agent_calm_helpful"
@@ -113,6 +117,11 @@ def dissatisfied(c: Corpus) -> np.ndarray:
     return np.where(
         (c.not_done == 1) | (c.not_calm == 1), 1, np.where((c.not_done == 0) | (c.not_calm == 0), 0, -1)
     )
+
+
+def questions(c: Corpus) -> dict[str, np.ndarray]:
+    """The two survey questions by the names the validity figures use: 1 negative, 0 positive, -1 not asked."""
+    return {"task_not_done": c.not_done, "not_calm_helpful": c.not_calm}
 
 
 def auc(y: np.ndarray, score: np.ndarray, pick: np.ndarray) -> float:
@@ -206,14 +215,54 @@ def reliability(p: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
+def rank_auc(y: np.ndarray, score: np.ndarray, axis: int = -1) -> np.ndarray:
+    """ROC AUC by ranks (Mann-Whitney, ties counted half), along `axis`: what bootstrap resamples in bulk.
+    y is 1 for a negative answer, 0 for a positive one; NaN where a resample holds only one of them."""
+    ranks = rankdata(score, axis=axis)
+    n1 = y.sum(axis=axis)
+    n0 = y.shape[axis] - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * y).sum(axis=axis) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def _interval(samples: tuple[np.ndarray, ...], statistic: Any) -> list[float] | None:
+    """A 95% BCa bootstrap interval over conversations, resampled in pairs; None where it cannot be taken
+    (a half too small to hold negatives in every resample)."""
+    found = bootstrap(
+        samples, statistic, paired=True, vectorized=True, n_resamples=RESAMPLES, batch=250,
+        random_state=np.random.default_rng(INTERVAL_SEED),
+    ).confidence_interval  # fmt: skip
+    bounds = [float(found.low), float(found.high)]
+    return [round(b, 4) for b in bounds] if all(np.isfinite(bounds)) else None
+
+
+def auc_intervals(y: np.ndarray, p: np.ndarray, review_risk: np.ndarray, pick: np.ndarray) -> dict[str, Any]:
+    """95% intervals of pCSAT's AUC, of the review score's, and of their difference on the same conversations
+    (paired: one resample feeds both, so what the two share cancels out of the difference)."""
+    m = pick & (y >= 0) & ~np.isnan(p) & ~np.isnan(review_risk)
+    y, p, r = y[m].astype(float), p[m], review_risk[m]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample: the interval says None
+        return {
+            "pcsat_ci95": _interval((y, p), rank_auc),
+            "review_score_ci95": _interval((y, r), rank_auc),
+            "difference": round(float(rank_auc(y, p) - rank_auc(y, r)), 4),
+            "difference_ci95": _interval(
+                (y, p, r), lambda y, p, r, axis=-1: rank_auc(y, p, axis) - rank_auc(y, r, axis)
+            ),
+        }
+
+
 def validity(c: Corpus, p: np.ndarray) -> dict[str, Any]:
-    """Per half: AUCs of pCSAT and of the review score, Brier score, reliability bins with their n."""
+    """Per half: AUCs of pCSAT and of the review score with 95% intervals, Brier score, reliability bins with
+    their n."""
     target = dissatisfied(c)
     review_risk = 1 - c.review_score
     out: dict[str, Any] = {}
     for half, name in HALF_NAMES.items():
         pick = c.half == half
         m = pick & (target >= 0)
+        intervals = {q: auc_intervals(y, p, review_risk, pick) for q, y in questions(c).items()}
         out[name] = {
             "fitted": half == FIT,  # readers (the console) pick the held-out half by this, not by its name
             "conversations": int(pick.sum()),
@@ -225,6 +274,7 @@ def validity(c: Corpus, p: np.ndarray) -> dict[str, Any]:
             "review_score_auc_not_calm_helpful": round(auc(c.not_calm, review_risk, pick), 4),
             "negatives_task_not_done": int((pick & (c.not_done == 1)).sum()),
             "negatives_not_calm_helpful": int((pick & (c.not_calm == 1)).sum()),
+            "auc_intervals": intervals,
             "brier": round(float(brier_score_loss(target[m], p[m])), 4),
             "brier_base_rate": round(
                 float(brier_score_loss(target[m], np.full(m.sum(), target[m].mean()))), 4

@@ -307,6 +307,14 @@ def test_dashboard_filters_go_only_to_the_figures_they_narrow(live: LiveStack, c
     s.close()
 
 
+def within(x: float, ci: list[float]) -> str:
+    return f"{fixed(x, 3)} ({fixed(ci[0], 3)}–{fixed(ci[1], 3)})"
+
+
+def signed(x: float) -> str:
+    return ("+" if x > 0 else "") + fixed(x, 3)
+
+
 def test_dashboard_pcsat_equals_the_apis_beside_its_validity(live: LiveStack, chrome: Browser) -> None:
     s = Session(chrome, live, "lead")
     s.sign_in()
@@ -352,22 +360,21 @@ def test_dashboard_pcsat_equals_the_apis_beside_its_validity(live: LiveStack, ch
         [f"n {b['n']:,}" for b in bins]
     )
     aucs = validity.locator("table").first.locator("tbody tr")
-    expect(aucs.nth(0).locator("td")).to_have_text(
-        [
-            "Task not done",
-            fixed(held["auc_task_not_done"], 3),
-            fixed(held["review_score_auc_task_not_done"], 3),
-            f"{held['negatives_task_not_done']:,}",
-        ]
-    )
-    expect(aucs.nth(1).locator("td")).to_have_text(
-        [
-            "Not calm and helpful",
-            fixed(held["auc_not_calm_helpful"], 3),
-            fixed(held["review_score_auc_not_calm_helpful"], 3),
-            f"{held['negatives_not_calm_helpful']:,}",
-        ]
-    )
+    for row, (said, q) in enumerate(
+        (("Task not done", "task_not_done"), ("Not calm and helpful", "not_calm_helpful"))
+    ):
+        ci = held["auc_intervals"][q]
+        d_lo, d_hi = ci["difference_ci95"]
+        expect(aucs.nth(row).locator("td")).to_have_text(
+            [
+                said,
+                within(held[f"auc_{q}"], ci["pcsat_ci95"]),
+                within(held[f"review_score_auc_{q}"], ci["review_score_ci95"]),
+                f"{signed(ci['difference'])} ({signed(d_lo)} to {signed(d_hi)})",
+                "pCSAT better" if d_lo > 0 else "review score better" if d_hi < 0 else "no clear difference",
+                f"{held[f'negatives_{q}']:,}",
+            ]
+        )
     expect(validity).to_contain_text(f"Brier score {fixed(held['brier'], 3)}")
     expect(validity).to_contain_text("fitted on public STAR chats, not on your conversations")
     expect(validity.locator("[data-metric=pcsat_reading]")).to_contain_text(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from bench import pcsat_fit
 from qastream_ingest.importers import parse_star
@@ -123,6 +124,57 @@ def test_beats_the_review_score_on_both_questions_in_the_held_out_half(
     review_risk = 1 - c.review_score
     for y in (c.not_done, c.not_calm):
         assert pcsat_fit.auc(y, p, pick) > pcsat_fit.auc(y, review_risk, pick)
+
+
+def test_the_published_validity_figures_are_what_the_shipped_model_gives_on_the_data(
+    held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
+) -> None:
+    """model.json's validity, intervals included, is what the API serves and the console shows."""
+    c, p, _ = held_out
+    assert pcsat_fit.validity(c, p) == current().document["validity"]
+
+
+def test_the_auc_by_ranks_is_sklearns_on_both_questions_and_halves(
+    held_out: tuple[pcsat_fit.Corpus, np.ndarray, np.ndarray],
+) -> None:
+    c, p, _ = held_out
+    for y in (c.not_done, c.not_calm):
+        for half in (pcsat_fit.FIT, pcsat_fit.CHECK):
+            m = (c.half == half) & (y >= 0)
+            for score in (p, 1 - c.review_score):  # review scores tie often: ties count half
+                expected = roc_auc_score(y[m], score[m])
+                assert float(pcsat_fit.rank_auc(y[m].astype(float), score[m])) == pytest.approx(
+                    expected, abs=1e-12
+                )
+
+
+def test_auc_intervals_cover_the_figure_and_pair_the_two_scores() -> None:
+    rng = np.random.default_rng(0)
+    n = 1500
+    y = (rng.random(n) < 0.15).astype(int)
+    strong = y + rng.normal(0, 0.8, n)
+    everyone = np.ones(n, dtype=bool)
+    beside_noise = pcsat_fit.auc_intervals(y, strong, rng.normal(0, 1, n), everyone)
+    lo, hi = beside_noise["pcsat_ci95"]
+    assert lo < pcsat_fit.auc(y, strong, everyone) < hi
+    low, high = beside_noise["review_score_ci95"]
+    assert low < 0.5 < high  # noise tells nobody apart
+    assert beside_noise["difference_ci95"][0] > 0  # so the strong score is shown better
+    # Nearly the same score: paired resamples move both alike, so the difference's interval is far narrower
+    # than either AUC's (drawn apart, each resample's two AUCs would differ by about the AUC's own spread).
+    nudged = pcsat_fit.auc_intervals(y, strong, strong + rng.normal(0, 0.05, n), everyone)
+    d_lo, d_hi = nudged["difference_ci95"]
+    assert d_lo <= nudged["difference"] <= d_hi
+    assert d_hi - d_lo < 0.2 * (hi - lo)
+
+
+def test_too_few_negatives_for_an_interval_give_none_not_a_number() -> None:
+    rng = np.random.default_rng(1)
+    y = np.zeros(40, dtype=int)
+    y[7] = 1  # most resamples hold no negative at all
+    score = rng.random(40)
+    found = pcsat_fit.auc_intervals(y, score, rng.random(40), np.ones(40, dtype=bool))
+    assert (found["pcsat_ci95"], found["review_score_ci95"], found["difference_ci95"]) == (None, None, None)
 
 
 @pytest.mark.xfail(

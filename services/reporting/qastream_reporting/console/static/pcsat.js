@@ -73,9 +73,27 @@ function modelDocument() {
 }
 
 const AUCS = [
-  ["Task not done", "auc_task_not_done", "review_score_auc_task_not_done", "negatives_task_not_done"],
-  ["Not calm and helpful", "auc_not_calm_helpful", "review_score_auc_not_calm_helpful", "negatives_not_calm_helpful"],
+  ["Task not done", "task_not_done"],
+  ["Not calm and helpful", "not_calm_helpful"],
 ];
+const signed = (x) => (x > 0 ? "+" : "") + num(x, 3);
+// A figure and its 95% interval; a model document without intervals (or too few answers for one) shows the figure.
+const within = (x, ci) => (ci ? `${num(x, 3)} (${num(ci[0], 3)}–${num(ci[1], 3)})` : num(x, 3));
+const apart = (d, ci) => (ci ? `${signed(d)} (${signed(ci[0])} to ${signed(ci[1])})` : signed(d));
+// What the difference's interval lets a reader conclude: better only where the whole interval is on one side of 0.
+const verdict = (ci) => (!ci ? "–" : ci[0] > 0 ? "pCSAT better" : ci[1] < 0 ? "review score better" : "no clear difference");
+const aucRow = (v, what, q) => {
+  const ci = (v.auc_intervals || {})[q] || {};
+  const d = ci.difference ?? v[`auc_${q}`] - v[`review_score_auc_${q}`];
+  return {
+    what,
+    pcsat: within(v[`auc_${q}`], ci.pcsat_ci95),
+    review: within(v[`review_score_auc_${q}`], ci.review_score_ci95),
+    difference: apart(d, ci.difference_ci95),
+    verdict: verdict(ci.difference_ci95),
+    n: v[`negatives_${q}`],
+  };
+};
 const range = (b) => `${pct(b.lo, 0)}–${pct(b.hi, 0)}`;
 
 // How far to trust pCSAT: the model's figures on the half of its labelled data it was not fitted on.
@@ -97,13 +115,17 @@ export async function pcsatValidity() {
       ", fitted on public STAR chats, not on your conversations. It predicts the chance a customer is ", h("em", {}, "dissatisfied"),
       ` (${doc.target.replace(/^dissatisfied:\s*/, "")}); the 1–5 figure restates that chance. The figures below are from the ${half} half: `,
       h("span", { "data-metric": "pcsat_labelled" }, int(v.labelled)), " labelled conversations it was not fitted on."),
-    h("p", {}, "How well it tells unhappy customers apart, as AUC (0.5 is chance, 1 is perfect), beside the QA review score:"),
+    h("p", {}, "How well it tells unhappy customers apart, as AUC (0.5 is chance, 1 is perfect), beside the QA review score. ",
+      "In brackets, the 95% interval: where another sample of this size would plausibly put the figure. ",
+      "The fewer customers said so, the wider it is; where the difference's interval spans 0, these conversations cannot tell the two apart."),
     table("AUC per answer", [
       { key: "what", label: "Customer said" },
-      { key: "pcsat", label: "pCSAT", numeric: true, render: (r) => num(r.pcsat, 3) },
-      { key: "review", label: "Review score", numeric: true, render: (r) => num(r.review, 3) },
+      { key: "pcsat", label: "pCSAT (95% interval)", numeric: true },
+      { key: "review", label: "Review score (95% interval)", numeric: true },
+      { key: "difference", label: "pCSAT − review score (95% interval)", numeric: true },
+      { key: "verdict", label: "On these conversations" },
       { key: "n", label: "Said so (n)", numeric: true, render: (r) => int(r.n) },
-    ], AUCS.map(([what, a, r, n]) => ({ what, pcsat: v[a], review: v[r], n: v[n] }))),
+    ], AUCS.map(([what, q]) => aucRow(v, what, q))),
     h("p", {}, `Brier score ${num(v.brier, 3)}, against ${num(v.brier_base_rate, 3)} for always predicting the base rate (${pct(v.dissatisfied_rate)} dissatisfied); lower is better.`)),
   h("div", {},
     h("figure", { class: "reliability-figure" },

@@ -65,7 +65,9 @@ def pcsat_cells(r: dict[str, Any]) -> list[str]:
         fixed(r["csat"]),
         f"{r['csat_responses']:,}",
         "–" if r["survey_coverage"] is None else fixed(100 * r["survey_coverage"], 1) + "%",
-        f"{fixed(a['rho'])} (n {a['n']:,})",
+        f"{fixed(a['rho'])} (n {a['n']:,})"
+        if a["ci_low"] is None
+        else f"{fixed(a['rho'])} ({fixed(a['ci_low'])} to {fixed(a['ci_high'])}; n {a['n']:,})",
     ]
 
 
@@ -264,6 +266,14 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     dots = page.locator("#csat svg a")
     expect(dots).to_have_count(len(plotted))
     assert sorted((d.get_attribute("href") or "").rsplit("/", 1)[1] for d in dots.all()) == plotted
+    corr = api(live, "reporting", "/v1/metrics/csat-correlation", team=team, **{"from": params["from"]})[
+        "items"
+    ][0]
+    assert corr["ci_low"] is not None, "the fixture has enough scored conversations with a survey answer"
+    expect(page.locator("[data-metric=csat_rho]")).to_contain_text(
+        f"{fixed(corr['rho'])} (95% interval {fixed(corr['ci_low'])} to {fixed(corr['ci_high'])}) "
+        f"over {corr['n']:,} conversations"
+    )
     s.shot("dashboard-filtered")
     # A live refresh redraws the chart under a keyboard user: the dot they are on keeps the focus.
     dots.first.focus()
@@ -275,6 +285,30 @@ def test_dashboard_figures_equal_the_reporting_api(live: LiveStack, chrome: Brow
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/agents/"))
     assert page.url.rsplit("/", 1)[1] in plotted
+    assert not s.errors, s.errors
+    s.close()
+
+
+def test_an_earlier_load_answering_late_never_replaces_a_later_one(live: LiveStack, chrome: Browser) -> None:
+    """A live refresh and a changed grouping both reload a panel: whichever answer comes last, the panel shows
+    the later request's (a stale one once left the pCSAT table on the previous grouping)."""
+    s = Session(chrome, live, "lead")
+    s.sign_in()
+    page = s.open("/dashboard")
+    shown = page.evaluate(
+        """async () => {
+          const { load } = await import("/static/console.js");
+          const box = document.createElement("div");
+          document.body.append(box);
+          let answer;
+          const earlier = load(box, () => new Promise((resolve) => { answer = resolve; }));
+          await load(box, async () => "later");
+          answer("earlier");
+          await earlier;
+          return [box.textContent, box.getAttribute("aria-busy")];
+        }"""
+    )
+    assert shown == ["later", None]
     assert not s.errors, s.errors
     s.close()
 
@@ -340,6 +374,9 @@ def test_dashboard_pcsat_equals_the_apis_beside_its_validity(live: LiveStack, ch
         expect(card).to_contain_text("Too few conversations have both")
     else:
         expect(card.locator("[data-metric=pcsat_rho]")).to_have_text(fixed(agreement["rho"]))
+        expect(card.locator("[data-metric=pcsat_rho_interval]")).to_have_text(
+            f"{fixed(agreement['ci_low'])} to {fixed(agreement['ci_high'])}"
+        )
     # Predicted and survey figures are styled apart.
     assert card.locator("[data-metric=pcsat]").get_attribute("class") == "predicted"
     assert card.locator("[data-metric=pcsat_csat]").get_attribute("class") == "survey"

@@ -309,7 +309,7 @@ async def _correlations(
 async def csat_correlation(
     request: Request, principal: Reader, p: Params = takes("csat_pairs", refuse=("csat", "value"))
 ) -> dict[str, Any]:
-    """Spearman's ρ (with n and p) between survey CSAT and the QA score of the same conversation
+    """Spearman's ρ (with n, p and its 95% interval `ci_low`..`ci_high`) between survey CSAT and the QA score of the same conversation
     (`measure=qa`, the human review when there is one), or the predicted CSAT (`measure=pcsat`)."""
     q = metrics_query(p, principal)
     q.filters.setdefault("measure", "qa")
@@ -333,8 +333,9 @@ async def csat_correlation(
 
 @router.get("/pcsat")
 async def pcsat(request: Request, principal: Reader, p: Params = takes("customer")) -> dict[str, Any]:
-    """Predicted CSAT beside survey CSAT per scope, their Spearman agreement, and the share of conversations
-    each covers (`pcsat_coverage`: with a prediction; `survey_coverage`: with a survey answer)."""
+    """Predicted CSAT beside survey CSAT per scope, their Spearman agreement (ρ, n, p, 95% interval), and the
+    share of conversations each covers (`pcsat_coverage`: with a prediction; `survey_coverage`: with a survey
+    answer)."""
     q = metrics_query(p, principal)
     async with _session(request) as session:
         rows = await store.aggregate(session, "customer", q, principal, cursor=p.cursor, limit=p.limit)

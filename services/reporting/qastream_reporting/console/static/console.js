@@ -146,16 +146,23 @@ export function errorBox(err) {
 }
 
 // Runs an async loader into a container: a loading note, then the content or the error in words.
+// The latest load of each container: a container loaded again (a live refresh, a changed grouping) before the
+// earlier load's answer came shows the later one only, whatever order the answers arrive in.
+const latestLoad = new WeakMap();
+
 export async function load(container, loader) {
+  const ticket = {};
+  latestLoad.set(container, ticket);
   container.setAttribute("aria-busy", "true");
+  let content;
   try {
-    const content = await loader();
-    if (content !== undefined) fill(container, content);
+    content = await loader();
   } catch (err) {
-    fill(container, errorBox(err));
-  } finally {
-    container.removeAttribute("aria-busy");
+    content = errorBox(err);
   }
+  if (latestLoad.get(container) !== ticket) return;
+  if (content !== undefined) fill(container, content);
+  container.removeAttribute("aria-busy");
 }
 
 export function pageError(err) {
@@ -170,6 +177,8 @@ export function notice(container, text) {
 
 export const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(digits)}%`);
 export const num = (x, digits = 2) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+// A correlation's 95% interval, e.g. "0.47 to 0.79" ("to", not a dash: a bound may be negative).
+export const rhoRange = (a) => `${num(a.ci_low)} to ${num(a.ci_high)}`;
 export const int = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en"));
 export const when = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" }) : "–");
 export const label = (s) => (s || "").replaceAll("_", " ");

@@ -1,7 +1,7 @@
 // pCSAT in the console (dashboard and agent pages): the predicted satisfaction beside the survey's, per
 // scope, and the model's validity. Every figure is an API's (reporting's /v1/metrics/pcsat, scoring's
 // /v1/pcsat/model); this only lays them out, keeping predicted and survey figures visibly apart.
-import { allPages, api, empty, h, int, num, pct, reliabilityChart, stat, table } from "./console.js";
+import { allPages, api, empty, h, int, num, pct, reliabilityChart, rhoRange, stat, table } from "./console.js";
 
 const PREDICTED = "pCSAT, predicted (1–5)";
 const SURVEY = "CSAT, survey (1–5)";
@@ -17,7 +17,9 @@ function agreement(a) {
   if (a.rho === null || a.rho === undefined) {
     return h("p", {}, "Too few conversations have both a prediction and a survey answer (n = ", n, ") to say how far pCSAT and survey CSAT agree.");
   }
-  return h("p", {}, "Agreement with the survey: Spearman's ρ = ", h("span", { "data-metric": "pcsat_rho" }, num(a.rho)), " over n = ", n,
+  return h("p", {}, "Agreement with the survey: Spearman's ρ = ", h("span", { "data-metric": "pcsat_rho" }, num(a.rho)),
+    a.ci_low === null || a.ci_low === undefined ? "" : [" (95% interval ", h("span", { "data-metric": "pcsat_rho_interval" }, rhoRange(a)), ")"],
+    " over n = ", n,
     ` conversations with both a prediction and an answer (${a.p_value < 0.001 ? "p < 0.001" : `p = ${num(a.p_value, 3)}`}).`);
 }
 
@@ -51,14 +53,15 @@ const COLUMNS = [
   { key: "csat", label: SURVEY, numeric: true, render: (r) => h("span", { class: "survey" }, score(r.csat)) },
   { key: "csat_responses", label: "Survey answers", numeric: true, render: (r) => int(r.csat_responses) },
   { key: "survey_coverage", label: "Survey coverage", numeric: true, render: (r) => pct(r.survey_coverage) },
-  { key: "rho", label: "Spearman ρ (n)", numeric: true, render: (r) => `${num(r.rho)} (n ${int(r.pairs)})` },
+  { key: "rho", label: "Spearman ρ (95% interval; n)", numeric: true,
+    render: (r) => (r.ci_low === null || r.ci_low === undefined ? `${num(r.rho)} (n ${int(r.pairs)})` : `${num(r.rho)} (${rhoRange(r)}; n ${int(r.pairs)})`) },
 ];
 
 // The same figures per team, agent or week (every page of them), one row per group in the API's order.
 export async function pcsatGroups(params, by, caption) {
   const rows = await allPages("reporting", "/v1/metrics/pcsat", { ...params, group_by: by }, MAX_GROUPS);
   if (!rows.length) return empty("No conversations in this range yet.");
-  const flat = rows.map((r) => ({ ...r, rho: r.agreement.rho, pairs: r.agreement.n }));
+  const flat = rows.map((r) => ({ ...r, rho: r.agreement.rho, pairs: r.agreement.n, ci_low: r.agreement.ci_low, ci_high: r.agreement.ci_high }));
   return h("div", { class: "pcsat-groups" }, table(caption || `pCSAT beside survey CSAT per ${GROUPINGS[by]}`, [FIRST[by], ...COLUMNS], flat));
 }
 

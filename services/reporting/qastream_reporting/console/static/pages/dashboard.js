@@ -1,5 +1,5 @@
 import {
-  allPages, api, config, barChart, categoriesNamed, empty, errorBox, fill, h, int, lineChart, load, num, pct, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
+  allPages, api, config, barChart, categoriesNamed, empty, errorBox, fill, h, int, lineChart, load, num, pct, rhoRange, scatter, serviceUrl, sizeBars, stat, table, markLoaded,
 } from "../console.js";
 import { pcsatGroups, pcsatSummary, pcsatValidity } from "../pcsat.js";
 
@@ -138,9 +138,9 @@ async function csat() {
   return h(
     "div",
     {},
-    h("p", {}, r.rho === null || r.rho === undefined
+    h("p", { "data-metric": "csat_rho" }, r.rho === null || r.rho === undefined
       ? "Spearman's ρ appears once conversations have both a QA score and a CSAT answer."
-      : `Spearman's ρ between a conversation's QA score and its CSAT: ${num(r.rho)} over ${int(r.n)} conversations (p = ${num(r.p_value, 3)}).`),
+      : `Spearman's ρ between a conversation's QA score and its CSAT: ${num(r.rho)}${r.ci_low === null || r.ci_low === undefined ? "" : ` (95% interval ${rhoRange(r)})`} over ${int(r.n)} conversations (p = ${num(r.p_value, 3)}).`),
     scatter("Each agent's IQS against their customers' mean CSAT", points, "IQS", "mean CSAT"),
     points.length ? h("p", { class: "hint", "data-metric": "scatter_agents" }, `${int(points.length)} ${points.length === 1 ? "agent" : "agents"} with both an IQS and CSAT answers; a dot's size grows with the agent's reviews. Select a dot to open the agent.`) : null,
   );

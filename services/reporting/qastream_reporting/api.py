@@ -309,8 +309,9 @@ async def _correlations(
 async def csat_correlation(
     request: Request, principal: Reader, p: Params = takes("csat_pairs", refuse=("csat", "value"))
 ) -> dict[str, Any]:
-    """Spearman's ρ (with n, p and its 95% interval `ci_low`..`ci_high`) between survey CSAT and the QA score of the same conversation
-    (`measure=qa`, the human review when there is one), or the predicted CSAT (`measure=pcsat`)."""
+    """Spearman's ρ (with n, p and its 95% interval `ci_low`..`ci_high`) between survey CSAT and the QA score
+    of the same conversation (`measure=qa`, the human review when there is one), or the predicted CSAT
+    (`measure=pcsat`)."""
     q = metrics_query(p, principal)
     q.filters.setdefault("measure", "qa")
     async with _session(request) as session:

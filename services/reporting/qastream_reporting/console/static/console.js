@@ -145,11 +145,11 @@ export function errorBox(err) {
   return box;
 }
 
-// Runs an async loader into a container: a loading note, then the content or the error in words.
 // The latest load of each container: a container loaded again (a live refresh, a changed grouping) before the
 // earlier load's answer came shows the later one only, whatever order the answers arrive in.
 const latestLoad = new WeakMap();
 
+// Runs an async loader into a container: a loading note, then the content or the error in words.
 export async function load(container, loader) {
   const ticket = {};
   latestLoad.set(container, ticket);
@@ -177,8 +177,9 @@ export function notice(container, text) {
 
 export const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(digits)}%`);
 export const num = (x, digits = 2) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
-// A correlation's 95% interval, e.g. "0.47 to 0.79" ("to", not a dash: a bound may be negative).
-export const rhoRange = (a) => `${num(a.ci_low)} to ${num(a.ci_high)}`;
+// A correlation's 95% interval, e.g. "0.47 to 0.79" ("to", not a dash: a bound may be negative); null where
+// the API gives none (too few pairs).
+export const rhoRange = (a) => (a.ci_low === null || a.ci_low === undefined ? null : `${num(a.ci_low)} to ${num(a.ci_high)}`);
 export const int = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en"));
 export const when = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" }) : "–");
 export const label = (s) => (s || "").replaceAll("_", " ");

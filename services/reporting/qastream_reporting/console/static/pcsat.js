@@ -17,8 +17,9 @@ function agreement(a) {
   if (a.rho === null || a.rho === undefined) {
     return h("p", {}, "Too few conversations have both a prediction and a survey answer (n = ", n, ") to say how far pCSAT and survey CSAT agree.");
   }
+  const ci = rhoRange(a);
   return h("p", {}, "Agreement with the survey: Spearman's ρ = ", h("span", { "data-metric": "pcsat_rho" }, num(a.rho)),
-    a.ci_low === null || a.ci_low === undefined ? "" : [" (95% interval ", h("span", { "data-metric": "pcsat_rho_interval" }, rhoRange(a)), ")"],
+    ci ? [" (95% interval ", h("span", { "data-metric": "pcsat_rho_interval" }, ci), ")"] : "",
     " over n = ", n,
     ` conversations with both a prediction and an answer (${a.p_value < 0.001 ? "p < 0.001" : `p = ${num(a.p_value, 3)}`}).`);
 }
@@ -54,14 +55,17 @@ const COLUMNS = [
   { key: "csat_responses", label: "Survey answers", numeric: true, render: (r) => int(r.csat_responses) },
   { key: "survey_coverage", label: "Survey coverage", numeric: true, render: (r) => pct(r.survey_coverage) },
   { key: "rho", label: "Spearman ρ (95% interval; n)", numeric: true,
-    render: (r) => (r.ci_low === null || r.ci_low === undefined ? `${num(r.rho)} (n ${int(r.pairs)})` : `${num(r.rho)} (${rhoRange(r)}; n ${int(r.pairs)})`) },
+    render: (r) => {
+      const ci = rhoRange(r.agreement);
+      return `${num(r.rho)} (${ci ? `${ci}; ` : ""}n ${int(r.pairs)})`;
+    } },
 ];
 
 // The same figures per team, agent or week (every page of them), one row per group in the API's order.
 export async function pcsatGroups(params, by, caption) {
   const rows = await allPages("reporting", "/v1/metrics/pcsat", { ...params, group_by: by }, MAX_GROUPS);
   if (!rows.length) return empty("No conversations in this range yet.");
-  const flat = rows.map((r) => ({ ...r, rho: r.agreement.rho, pairs: r.agreement.n, ci_low: r.agreement.ci_low, ci_high: r.agreement.ci_high }));
+  const flat = rows.map((r) => ({ ...r, rho: r.agreement.rho, pairs: r.agreement.n }));
   return h("div", { class: "pcsat-groups" }, table(caption || `pCSAT beside survey CSAT per ${GROUPINGS[by]}`, [FIRST[by], ...COLUMNS], flat));
 }
 

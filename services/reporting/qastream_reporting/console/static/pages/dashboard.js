@@ -125,6 +125,7 @@ async function csat() {
     allPages("reporting", "/v1/metrics/customer", { ...filtersOf("customer"), group_by: "agent_id" }, MAX_AGENTS_PLOTTED),
   ]);
   const r = one(corr) || {};
+  const ci = rhoRange(r);
   const csatOf = new Map(byAgentC.filter((x) => x.csat !== null).map((x) => [x.agent_id, x.csat]));
   const points = byAgentQ
     .filter((x) => x.iqs !== null && csatOf.has(x.agent_id))
@@ -140,7 +141,7 @@ async function csat() {
     {},
     h("p", { "data-metric": "csat_rho" }, r.rho === null || r.rho === undefined
       ? "Spearman's ρ appears once conversations have both a QA score and a CSAT answer."
-      : `Spearman's ρ between a conversation's QA score and its CSAT: ${num(r.rho)}${r.ci_low === null || r.ci_low === undefined ? "" : ` (95% interval ${rhoRange(r)})`} over ${int(r.n)} conversations (p = ${num(r.p_value, 3)}).`),
+      : `Spearman's ρ between a conversation's QA score and its CSAT: ${num(r.rho)}${ci ? ` (95% interval ${ci})` : ""} over ${int(r.n)} conversations (p = ${num(r.p_value, 3)}).`),
     scatter("Each agent's IQS against their customers' mean CSAT", points, "IQS", "mean CSAT"),
     points.length ? h("p", { class: "hint", "data-metric": "scatter_agents" }, `${int(points.length)} ${points.length === 1 ? "agent" : "agents"} with both an IQS and CSAT answers; a dot's size grows with the agent's reviews. Select a dot to open the agent.`) : null,
   );

@@ -256,7 +256,8 @@ async def add_tenant(settings: Settings, tenant: str, role: Role = Role.admin, *
 async def read_topic(
     settings: Settings, topic: str, *, expect: int, within: float = 60.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Reads a topic from the beginning until at least `expect` records arrived (or fails)."""
+    """Reads a topic from the beginning until at least `expect` records arrived, and every record after them
+    that is already there; fails, naming the count, if fewer than `expect` arrived `within` seconds."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -279,6 +280,8 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for recs in batch.values():
                 out.extend(recs)
+        if len(out) < expect:
+            raise AssertionError(f"{topic}: {len(out)} records within {within} s, expected at least {expect}")
         return out
     finally:
         await consumer.stop()

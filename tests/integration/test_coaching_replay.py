@@ -100,7 +100,7 @@ async def test_revisions_redelivery_and_replay(settings, coaching):
     assert after[bob_task] == ("open", "bob", "empathy", ["y2"], "below")
     coaching_topic = physical(COACHING, settings)
     published = [
-        decode(r.key, r.value, r.headers) for r in await read_topic(settings, coaching_topic, expect=6)
+        decode(r.key, r.value, r.headers) for r in await read_topic(settings, coaching_topic, expect=5)
     ]
     kinds = [e.type.split(".")[-2] for e in published]
     assert (kinds.count("created"), kinds.count("dismissed"), kinds.count("evidence_withdrawn")) == (3, 1, 1)

@@ -104,6 +104,9 @@ async def test_rescore_backfills_pcsat_and_replay_gives_the_same(
     assert all(1 <= p["predicted"] <= 5 and 0 <= p["p_dissatisfied"] <= 1 and p["cues"] for p in judged)
     assert len({p["p_dissatisfied"] for p in judged}) > 5  # not one number for everyone
 
+    # The stack's scoring service publishes what `qa rescore` stored (its relay reads the outbox).
+    spawn(["-m", "qastream_scoring"], {"QA_HTTP_PORT": str(free_port())})
+
     # 3. Replay: a fresh schema consumes qa.samples from offset 0, as a new release with pCSAT on.
     replay = settings.model_copy(update={"db_schema": f"{settings.db_schema}_replay"})
     port = free_port()
@@ -120,15 +123,19 @@ async def test_rescore_backfills_pcsat_and_replay_gives_the_same(
     replayed_pcsat = await eventually(replayed, within=90)
     assert replayed_pcsat == rescored
 
-    # The events on qa.reviews carry exactly what was stored.
+    # The events on qa.reviews carry exactly what was stored: the first release's reviews without pCSAT,
+    # the rescore's and the replay's with it, each once.
     records = await read_topic(settings, physical(REVIEWS, settings), expect=3 * N, within=90)
-    published: dict[str, PredictedCsat] = {}
+    assert len(records) == 3 * N
+    published: dict[str, list[PredictedCsat]] = {}
     for r in records:
         data = decode(r.key, r.value, r.headers).data
         assert isinstance(data, ReviewSubmitted)
         if data.pcsat is not None:
-            assert published.setdefault(data.conversation_id, data.pcsat) == data.pcsat
-    assert {c: p.model_dump(mode="json") for c, p in published.items()} == rescored
+            published.setdefault(data.conversation_id, []).append(data.pcsat)
+    assert {c: [p.model_dump(mode="json") for p in ps] for c, ps in published.items()} == {
+        c: [p, p] for c, p in rescored.items()
+    }
 
     # 4. The API shows each review's pCSAT and the model's validity with its n; both need a key.
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:

@@ -54,7 +54,7 @@ python_env() {
     hash -r
   fi
   uv --version
-  # Compiled at install: where PYTHONDONTWRITEBYTECODE is set (it is on our CI machines) every process would
+  # Compiled at install: where PYTHONDONTWRITEBYTECODE is set (it is on our dev machine) every process would
   # otherwise compile each module it imports, ~2 s of CPU per service start.
   uv sync --frozen --compile-bytecode
 }

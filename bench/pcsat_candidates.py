@@ -187,19 +187,22 @@ def judge(f: Fitting, task: Sequence[str], calm: Sequence[str], form: str = "sum
 
 
 def paired_difference(f: Fitting, base: list[np.ndarray], other: list[np.ndarray]) -> dict[str, Any]:
-    """Calm AUC of `other` minus `base`, mean over fold seeds, with a 95% bootstrap interval over conversations."""
-    rng = np.random.default_rng(17)
-    y, n = f.not_calm, len(f.not_calm)
-    diffs = []
-    for _ in range(400):
-        pick = rng.integers(0, n, n)
-        diffs.append(
-            np.mean(
-                [_auc(y[pick], o[pick]) - _auc(y[pick], b[pick]) for b, o in zip(base, other, strict=True)]
-            )
+    """Calm AUC of `other` minus `base`, mean over fold seeds, with the 95% interval model.json's differences
+    have (pcsat_fit.interval95: BCa, resampled in pairs over conversations)."""
+    m = f.not_calm >= 0
+    y, k = f.not_calm[m].astype(float), len(base)
+    scores = [s[m] for s in (*base, *other)]
+
+    def statistic(y: np.ndarray, *s: np.ndarray, axis: int = -1) -> np.ndarray:
+        pairs = zip(s[:k], s[k:], strict=True)
+        return np.mean(
+            [pcsat_fit.rank_auc(y, o, axis) - pcsat_fit.rank_auc(y, b, axis) for b, o in pairs], axis=0
         )
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"mean": round(float(np.mean(diffs)), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+
+    return {
+        "difference": round(float(statistic(y, *scores)), 4),
+        "ci95": pcsat_fit.interval95((y, *scores), statistic),
+    }
 
 
 def diagnose_reasked(f: Fitting, path: Path) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def rank_auc(y: np.ndarray, score: np.ndarray, axis: int = -1) -> np.ndarray:
         return ((ranks * y).sum(axis=axis) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
-def _interval(samples: tuple[np.ndarray, ...], statistic: Any) -> list[float] | None:
+def interval95(samples: tuple[np.ndarray, ...], statistic: Any) -> list[float] | None:
     """A 95% BCa bootstrap interval over conversations, resampled in pairs; None where it cannot be taken
     (a half too small to hold negatives in every resample)."""
     found = bootstrap(
@@ -244,10 +244,10 @@ def auc_intervals(y: np.ndarray, p: np.ndarray, review_risk: np.ndarray, pick: n
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample: the interval says None
         return {
-            "pcsat_ci95": _interval((y, p), rank_auc),
-            "review_score_ci95": _interval((y, r), rank_auc),
+            "pcsat_ci95": interval95((y, p), rank_auc),
+            "review_score_ci95": interval95((y, r), rank_auc),
             "difference": round(float(rank_auc(y, p) - rank_auc(y, r)), 4),
-            "difference_ci95": _interval(
+            "difference_ci95": interval95(
                 (y, p, r), lambda y, p, r, axis=-1: rank_auc(y, p, axis) - rank_auc(y, r, axis)
             ),
         }

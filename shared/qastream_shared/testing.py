@@ -85,39 +85,41 @@ async def drop_isolated(issued: list[Settings]) -> list[str]:
     connection and one topic deletion per pair of servers: a session issues hundreds of settings, and one
     engine and admin client each took a tenth of a second.
     """
-    servers: dict[tuple[str, str], list[Settings]] = {}
+    servers: dict[tuple[str, str], tuple[Settings, set[str], set[str]]] = {}
     for s in issued:
         if s.db_schema and s.topic_prefix:
-            servers.setdefault((s.database_url, s.kafka_bootstrap_servers), []).append(s)
+            _, schemas, prefixes = servers.setdefault(
+                (s.database_url, s.kafka_bootstrap_servers), (s, set(), set())
+            )
+            schemas.add(s.db_schema)
+            prefixes.add(s.topic_prefix)
     failed: list[str] = []
-    for group in servers.values():
+    for first, schemas, prefixes in servers.values():
         try:
-            await _drop_on(group)
+            await _drop_on(first, schemas, prefixes)
         except Exception as exc:  # cleanup: report and go on
-            failed.append(f"{', '.join(sorted({s.db_schema for s in group}))[:200]}: {exc!r}")
+            failed.append(f"{', '.join(sorted(schemas))[:200]}: {exc!r}")
     return failed
 
 
-async def _drop_on(group: list[Settings]) -> None:
-    """Drops the schemas and topics of settings on the same servers."""
-    first = group[0]
+async def _drop_on(first: Settings, schemas: set[str], prefixes: set[str]) -> None:
+    """Drops `schemas` (with those derived from them) and the topics under `prefixes` on `first`'s servers."""
     engine = create_engine(first, "public")
     try:
         async with engine.connect() as conn:
-            likes = sorted({s.db_schema.replace("_", r"\_") + "%" for s in group})
+            likes = sorted(schema.replace("_", r"\_") + "%" for schema in schemas)
             query = text("SELECT nspname FROM pg_namespace WHERE nspname LIKE ANY(:likes)")
             found = list((await conn.execute(query, {"likes": likes})).scalars())
         for schema in found:
             await drop_schema(engine, schema)
     finally:
         await engine.dispose()
-    prefixes = tuple({s.topic_prefix for s in group})
     admin = AIOKafkaAdminClient(bootstrap_servers=first.kafka_bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()
     try:
 
         async def listed() -> list[str]:
-            return [t for t in await admin.list_topics() if t.startswith(prefixes)]
+            return [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
 
         ours = await listed()
         if ours:

@@ -228,10 +228,12 @@ def rank_auc(y: np.ndarray, score: np.ndarray, axis: int = -1) -> np.ndarray:
 def interval95(samples: tuple[np.ndarray, ...], statistic: Any) -> list[float] | None:
     """A 95% BCa bootstrap interval over conversations, resampled in pairs; None where it cannot be taken
     (a half too small to hold negatives in every resample)."""
-    found = bootstrap(
-        samples, statistic, paired=True, vectorized=True, n_resamples=RESAMPLES, batch=250,
-        random_state=np.random.default_rng(INTERVAL_SEED),
-    ).confidence_interval  # fmt: skip
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample: the interval says None
+        found = bootstrap(
+            samples, statistic, paired=True, vectorized=True, n_resamples=RESAMPLES, batch=250,
+            random_state=np.random.default_rng(INTERVAL_SEED),
+        ).confidence_interval  # fmt: skip
     bounds = [float(found.low), float(found.high)]
     return [round(b, 4) for b in bounds] if all(np.isfinite(bounds)) else None
 
@@ -241,16 +243,14 @@ def auc_intervals(y: np.ndarray, p: np.ndarray, review_risk: np.ndarray, pick: n
     (paired: one resample feeds both, so what the two share cancels out of the difference)."""
     m = pick & (y >= 0) & ~np.isnan(p) & ~np.isnan(review_risk)
     y, p, r = y[m].astype(float), p[m], review_risk[m]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample: the interval says None
-        return {
-            "pcsat_ci95": interval95((y, p), rank_auc),
-            "review_score_ci95": interval95((y, r), rank_auc),
-            "difference": round(float(rank_auc(y, p) - rank_auc(y, r)), 4),
-            "difference_ci95": interval95(
-                (y, p, r), lambda y, p, r, axis=-1: rank_auc(y, p, axis) - rank_auc(y, r, axis)
-            ),
-        }
+    return {
+        "pcsat_ci95": interval95((y, p), rank_auc),
+        "review_score_ci95": interval95((y, r), rank_auc),
+        "difference": round(float(rank_auc(y, p) - rank_auc(y, r)), 4),
+        "difference_ci95": interval95(
+            (y, p, r), lambda y, p, r, axis=-1: rank_auc(y, p, axis) - rank_auc(y, r, axis)
+        ),
+    }
 
 
 def validity(c: Corpus, p: np.ndarray) -> dict[str, Any]:

@@ -114,12 +114,13 @@ async def _drop_on(first: Settings, schemas: set[str], prefixes: set[str]) -> No
             await drop_schema(engine, schema)
     finally:
         await engine.dispose()
+    starts = tuple(prefixes)
     admin = AIOKafkaAdminClient(bootstrap_servers=first.kafka_bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()
     try:
 
         async def listed() -> list[str]:
-            return [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+            return [t for t in await admin.list_topics() if t.startswith(starts)]
 
         ours = await listed()
         if ours:

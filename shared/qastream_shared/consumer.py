@@ -350,6 +350,7 @@ class BatchConsumer:
                 attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(items)},
             ):
                 async with self.sessions() as session, session.begin():
+                    await self._opened(session)
                     uow = UnitOfWork(session, self.settings, self.outbox, self.schema, produces=self.produces)
                     todo, fresh, dead = await self._claim_and_handle(uow, items)
         except BaseException:
@@ -372,6 +373,9 @@ class BatchConsumer:
                 if it.reason is not None and it.event_id in fresh:
                     DLQ.labels(self.service, it.reason.split(":", 1)[0][:60]).inc()
                     log.warning("dead-lettered %s: %s", it.event_id, it.reason)
+
+    async def _opened(self, session: AsyncSession) -> None:
+        """Runs first in each batch's transaction: a subclass's hook (reporting takes its swap lock here)."""
 
     def _event_spans(self, events: list[Envelope], started: int) -> None:
         """A span per event in its own trace (its traceparent), so one conversation's path through every

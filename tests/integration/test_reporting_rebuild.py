@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting.app import SPEC
 from qastream_reporting.deltas import compact
-from qastream_reporting.rebuild import rebuild
+from qastream_reporting.rebuild import rebuild, swap_key
 from qastream_reporting.tables import PROJECTED, tables
 from qastream_shared import events as ev
 from qastream_shared.db import create_engine
@@ -142,3 +143,57 @@ async def test_rebuild_equals_live_table_by_table_and_reads_keep_working(setting
         await eventually(counted, within=60)
     await engine.dispose()
     await runtime.engine.dispose()
+
+
+async def test_a_live_batch_waits_while_the_swap_lock_is_held(settings, spawn):
+    """What the swap relies on: with the lock held exclusively (as `rebuild` holds it to swap), a live batch
+    waits at its first statement, before claiming anything, and goes on once the lock is released."""
+    await ensure_topics(settings)
+    await add_tenant(settings, "acme")
+    stream = build("acme", seed=5, conversations=4)
+    await publish(settings, stream)
+    spawn(["-m", "qastream_reporting"], {"QA_HTTP_PORT": str(free_port())})
+    runtime = ServiceRuntime(SPEC, settings)
+    schema = runtime.schema
+
+    async def inbox() -> int:
+        try:
+            async with runtime.sessions() as s:
+                return int((await s.execute(text("SELECT count(*) FROM inbox"))).scalar_one())
+        except Exception:
+            return 0  # not migrated yet
+
+    first = len(stream.all())
+    await eventually(lambda: _at_least(inbox, first), within=120)
+    key = swap_key(schema)
+    # How pg_locks shows a bigint advisory key: its high and low 32 bits, unsigned.
+    high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    engine = create_engine(settings, "public", pool_size=2)
+    async with engine.connect() as lock:
+        await lock.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        await lock.commit()
+        extra = build("acme", seed=6, conversations=1)
+        await publish(settings, extra)
+
+        async def waiting() -> bool:
+            async with engine.connect() as conn:
+                found = await conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                        " AND classid = :high AND objid = :low AND objsubid = 1"
+                    ),
+                    {"high": high, "low": low},
+                )
+                return int(found.scalar_one()) > 0
+
+        await eventually(waiting, within=60)
+        assert await inbox() == first  # the waiting batch has claimed nothing
+        await lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        await lock.commit()
+    await eventually(lambda: _at_least(inbox, first + len(extra.all())), within=60)
+    await engine.dispose()
+    await runtime.engine.dispose()
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
+    return await count() >= n

@@ -2,7 +2,7 @@
 
 The fresh schema gets its own consumer group (BatchConsumer derives it from the schema), so it reads from
 the beginning while the live service keeps projecting and serving reads. Once it has caught up, the rebuild
-takes the swap lock: live batches hold it shared around each transaction (SwapGuardedConsumer), so taking
+takes the swap lock: live batches hold it shared in each transaction (SwapGuardedConsumer), so taking
 it exclusively waits for the batch in flight and holds the next one. The fresh schema then catches up with
 what was committed meanwhile, and one transaction renames live → old and fresh → live. Live batches resume
 against the new tables (their search path names the schema), where the inbox makes anything the rebuild
@@ -12,16 +12,14 @@ already projected a no-op. Dead letters were published by live already: the fres
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_reporting.deltas import compact
 from qastream_shared.consumer import BatchConsumer
@@ -39,22 +37,15 @@ def swap_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-@contextlib.asynccontextmanager
-async def swap_guard(engine: AsyncEngine, schema: str) -> AsyncIterator[None]:
-    """Held shared around each live batch, so a swap never lands in the middle of one."""
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT pg_advisory_lock_shared(:k)"), {"k": swap_key(schema)})
-        try:
-            yield
-        finally:
-            await conn.execute(text("SELECT pg_advisory_unlock_shared(:k)"), {"k": swap_key(schema)})
-            await conn.commit()
-
-
 class SwapGuardedConsumer(BatchConsumer):
-    async def _transaction(self, items: list[Any]) -> None:
-        async with swap_guard(self.sessions.kw["bind"], self.schema):
-            await super()._transaction(items)
+    async def _opened(self, session: AsyncSession) -> None:
+        """Each live batch holds the swap lock shared until its transaction ends, so a swap never lands in the
+        middle of one. Taken in the batch's own transaction: a lock on a second connection, taken and
+        released around it, cost four more round trips a batch (a tenth of an idle batch's CPU)."""
+        await session.execute(_SHARED, {"k": swap_key(self.schema)})
+
+
+_SHARED = text("SELECT pg_advisory_xact_lock_shared(:k)")
 
 
 async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:

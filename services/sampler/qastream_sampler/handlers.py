@@ -47,8 +47,7 @@ def make_handler(runtime: ServiceRuntime) -> Handler:
             if parts:
                 store.review_partitions = len(parts)
         async with store.lock:
-            await store.refresh_plans(uow.session)
-            decisions = await (store.rebuild(uow.session) if store.stale else store.tail(uow.session))
+            decisions = await store.catch_up(uow.session)
             batch: dict[tuple[str, str], Conversation] = {}
             traces: dict[tuple[str, str], str | None] = {}
             ingested: dict[tuple[str, str], bytes] = {}
@@ -155,8 +154,7 @@ async def idle_tick(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
             # The lock until the commit: a snapshot forked meanwhile would take uncommitted changes.
             async with store.lock, runtime.unit_of_work() as uow:
                 uow.on_rollback.append(lambda: setattr(store, "stale", True))
-                await store.refresh_plans(uow.session)
-                decisions = await store.tail(uow.session) + store.close_due()
+                decisions = await store.catch_up(uow.session) + store.close_due()
                 await publish(uow, decisions, {})
         except Exception as exc:  # the database may be away; the consumer path reports and retries that
             log.warning("sampler idle tick failed: %r", exc)

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qastream_sampler.decisions import Decision
@@ -35,8 +36,8 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.engine.retention import PRUNE_EVERY, horizon, past_window, prune
 from qastream_sampler.plans import AutoPolicy, parse_plan
-from qastream_sampler.snapshot_store import SNAPSHOT_EVERY, Mark, covered, covered_params, load
-from qastream_sampler.tables import auto_policies, input_heads, inputs, plans
+from qastream_sampler.snapshot_store import SNAPSHOT_EVERY, Cursors, Mark, covered, covered_params, load
+from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, snapshot_mark
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
     EVENT_TYPES,
@@ -53,6 +54,27 @@ from qastream_shared.topics import CONVERSATIONS, REGISTRY, REVIEWS, physical
 from qastream_shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+_PLANS_AT = select(plans.c.created_at).order_by(plans.c.created_at.desc()).limit(1).scalar_subquery()
+_POLICIES_AT = (
+    select(auto_policies.c.created_at).order_by(auto_policies.c.created_at.desc()).limit(1).scalar_subquery()
+)
+
+
+def _heads(column: Any) -> Any:
+    """One column of every partition's head as an array, in the key's order (the same in each)."""
+    ordered = aggregate_order_by(column, input_heads.c.topic, input_heads.c.partition)
+    return select(func.array_agg(ordered)).scalar_subquery()
+
+
+_LOOK = select(
+    _PLANS_AT.label("plans_at"),
+    _POLICIES_AT.label("policies_at"),
+    select(snapshot_mark.c.cursors).scalar_subquery().label("cursors"),
+    _heads(input_heads.c.topic).label("topics"),
+    _heads(input_heads.c.partition).label("partitions"),
+    _heads(input_heads.c.head).label("heads"),
+)
 
 
 def conversation_of(data: Event) -> str:
@@ -155,24 +177,24 @@ class SamplerStore:
                 st.put_plan(plan)
         st.auto_policy = self._policies.get(st.tenant_id, AutoPolicy())
 
-    async def refresh_plans(self, session: AsyncSession) -> None:
-        """Installs plan versions created since the last look (plans apply from the next batch on)."""
-        mark = tuple(
-            (
-                await session.execute(
-                    select(
-                        select(plans.c.created_at)
-                        .order_by(plans.c.created_at.desc())
-                        .limit(1)
-                        .scalar_subquery(),
-                        select(auto_policies.c.created_at)
-                        .order_by(auto_policies.c.created_at.desc())
-                        .limit(1)
-                        .scalar_subquery(),
-                    )
-                )
-            ).one()
-        )
+    async def catch_up(self, session: AsyncSession) -> list[tuple[str, Decision]]:
+        """What a batch or an idle tick does before applying anything: installs plan versions created since the
+        last look, then applies what other replicas recorded since our cursors (or rebuilds, when stale).
+        The newest plan and policy, the latest snapshot's cursors and every partition's head come in one
+        round trip: three reads a batch cost an idle sampler hop two more."""
+        if self.stale:
+            return await self.rebuild(session)
+        look = (await session.execute(_LOOK)).one()
+        await self.refresh_plans(session, (look.plans_at, look.policies_at))
+        latest = {(t, p): o for t, p, o in look.cursors or ()}
+        heads = zip(look.topics or (), look.partitions or (), look.heads or (), strict=True)
+        return await self.tail(session, latest, list(heads))
+
+    async def refresh_plans(self, session: AsyncSession, mark: tuple[Any, ...] | None = None) -> None:
+        """Installs plan versions created since the last look (plans apply from the next batch on); `mark`,
+        the newest plan's and policy's creation times, read here unless given."""
+        if mark is None:
+            mark = tuple((await session.execute(select(_PLANS_AT, _POLICIES_AT))).one())
         if mark == self._plans_mark:
             return
         rows = await session.execute(
@@ -336,12 +358,13 @@ class SamplerStore:
         for st in self.states.values():
             self._install(st)
 
-    async def tail(self, session: AsyncSession) -> list[tuple[str, Decision]]:
-        """Applies what other replicas committed since our cursors; rebuilds if a snapshot has compacted
-        inputs past them."""
-        if self._overtaken(await covered(session)):
+    async def tail(
+        self, session: AsyncSession, latest: Cursors, heads: list[tuple[str, int, int]]
+    ) -> list[tuple[str, Decision]]:
+        """Applies what other replicas committed since our cursors, given the latest snapshot's cursors and
+        every partition's head; rebuilds if that snapshot has compacted inputs past them."""
+        if self._overtaken(latest):
             return await self.rebuild(session)
-        heads = (await session.execute(select(input_heads))).all()
         behind = [
             (t, p, self.cursors.get((t, p), -1))
             for t, p, head in heads

@@ -77,10 +77,14 @@ class Mark:
     parked: Parked
 
 
+def cursors_of(stored: list[list[Any]] | None) -> Cursors:
+    """snapshot_mark.cursors as stored ([[topic, partition, offset], ...], or none) → Cursors."""
+    return {(t, p): o for t, p, o in stored or ()}
+
+
 async def covered(session: AsyncSession) -> Cursors:
     """The input offsets the latest snapshot covers (empty if there is none)."""
-    rows = (await session.execute(select(snapshot_mark.c.cursors))).scalar_one_or_none()
-    return {(t, p): o for t, p, o in rows or ()}
+    return cursors_of((await session.execute(select(snapshot_mark.c.cursors))).scalar_one_or_none())
 
 
 async def recorded(session: AsyncSession) -> int:
@@ -139,7 +143,7 @@ def mark_of(cursors: list[list[Any]], body: bytes) -> Mark:
     try:
         own = orjson.loads(body)
         return Mark(
-            {(t, p): o for t, p, o in cursors},
+            cursors_of(cursors),
             {p: datetime.fromisoformat(t) for p, t in own["highs"]},
             {p: datetime.fromisoformat(t) for p, t in own["review_highs"]},
             codec.when(own["pruned_to"]),

@@ -36,7 +36,15 @@ from qastream_sampler.engine import (
 )
 from qastream_sampler.engine.retention import PRUNE_EVERY, horizon, past_window, prune
 from qastream_sampler.plans import AutoPolicy, parse_plan
-from qastream_sampler.snapshot_store import SNAPSHOT_EVERY, Cursors, Mark, covered, covered_params, load
+from qastream_sampler.snapshot_store import (
+    SNAPSHOT_EVERY,
+    Cursors,
+    Mark,
+    covered,
+    covered_params,
+    cursors_of,
+    load,
+)
 from qastream_sampler.tables import auto_policies, input_heads, inputs, plans, snapshot_mark
 from qastream_shared.db import array_insert, array_params
 from qastream_shared.events import (
@@ -186,9 +194,8 @@ class SamplerStore:
             return await self.rebuild(session)
         look = (await session.execute(_LOOK)).one()
         await self.refresh_plans(session, (look.plans_at, look.policies_at))
-        latest = {(t, p): o for t, p, o in look.cursors or ()}
         heads = zip(look.topics or (), look.partitions or (), look.heads or (), strict=True)
-        return await self.tail(session, latest, list(heads))
+        return await self.tail(session, cursors_of(look.cursors), list(heads))
 
     async def refresh_plans(self, session: AsyncSession, mark: tuple[Any, ...] | None = None) -> None:
         """Installs plan versions created since the last look (plans apply from the next batch on); `mark`,

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import random
+import re
 from typing import Any
 
 import pytest
 from scoring_fixtures import card, convo
 
 from qastream_scoring.autoqa import ConversationView, Finding, Registry, default_registry, score_conversation
-from qastream_scoring.autoqa.conduct import ConductScorer
+from qastream_scoring.autoqa.base import occurs
+from qastream_scoring.autoqa.conduct import ConductScorer, jaccard
 from qastream_scoring.autoqa.phrases import PhrasesScorer
 from qastream_scoring.autoqa.resolution import ResolutionScorer
 from qastream_scoring.autoqa.sentiment import SentimentScorer
@@ -50,6 +53,28 @@ def test_phrases_required_window_and_forbidden() -> None:
     assert run(PhrasesScorer(), GOOD, required_regex=[r"thank(s| you) for contacting"]).fraction == 1.0
     forbidden = run(PhrasesScorer(), GOOD, required=["hello"], forbidden=["let me check"])
     assert forbidden.fraction == 0.0 and forbidden.evidence[0].turn == 1
+
+
+def test_a_phrase_check_answers_for_its_own_pattern_whatever_others_asked_of_the_same_text() -> None:
+    # `occurs` caches by (pattern, text): a text's answer for one pattern must never answer for another.
+    for first, then in ((["hello"], ["goodbye"]), (["goodbye"], ["hello"])):
+        assert run(PhrasesScorer(), GOOD, required=first, window="first", turns=1).fraction == (
+            1.0 if first == ["hello"] else 0.0
+        )
+        assert run(PhrasesScorer(), GOOD, required=then, window="first", turns=1).fraction == (
+            1.0 if then == ["hello"] else 0.0
+        )
+    sensitive, insensitive = re.compile("hello"), re.compile("hello", re.IGNORECASE)
+    assert occurs(insensitive, "Hello Maria") and not occurs(sensitive, "Hello Maria")
+    assert not occurs(sensitive, "Hello Maria") and occurs(insensitive, "Hello Maria")
+
+
+def test_jaccard_counts_the_union_it_does_not_build() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        a = frozenset(map(str, rng.sample(range(12), rng.randint(1, 8))))
+        b = frozenset(map(str, rng.sample(range(12), rng.randint(1, 8))))
+        assert jaccard(a, b) == len(a & b) / len(a | b)
 
 
 def test_phrases_customer_name() -> None:

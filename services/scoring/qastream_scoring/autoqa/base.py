@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -18,6 +18,37 @@ QUOTE_CHARS = 120
 T = TypeVar("T")
 _WORD = re.compile(r"[a-z']+")
 _TOKEN = re.compile(r"[a-z0-9']+")
+
+
+@lru_cache(maxsize=65536)
+def token_set(lower: str) -> frozenset[str]:
+    """A turn's distinct words and numbers. Cached by text: agent macros repeat across conversations, and a
+    frozenset can be shared by every view that holds the same text."""
+    return frozenset(_TOKEN.findall(lower))
+
+
+# Whether a tenant's pattern occurs in an agent text, keyed by the pattern's source and flags and the text: a
+# scorecard's phrase checks search every agent turn, and agent macros repeat across conversations. Keyed by the
+# source, not the compiled pattern, whose hash is its whole program. One bounded cache for every tenant's
+# patterns, emptied when full.
+_OCCURS: dict[tuple[str, int, str], bool] = {}
+_OCCURS_MAX = 65536
+
+
+def occurs(pattern: re.Pattern[str], text: str) -> bool:
+    """`pattern.search(text) is not None`, each (pattern, text) searched once."""
+    key = (pattern.pattern, pattern.flags, text)
+    hit = _OCCURS.get(key)
+    if hit is None:
+        if len(_OCCURS) >= _OCCURS_MAX:
+            _OCCURS.clear()
+        hit = _OCCURS[key] = pattern.search(text) is not None
+    return hit
+
+
+def forget_occurrences() -> None:
+    """Empties `occurs`'s cache (bench.scoring starts each in-process pass cold, as a new process)."""
+    _OCCURS.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +131,7 @@ class ConversationView:
     @cached_property
     def token_sets(self) -> list[frozenset[str]]:
         """Each turn's distinct words and numbers: what near-duplicate checks compare."""
-        return [frozenset(_TOKEN.findall(t)) for t in self.lower]
+        return list(map(token_set, self.lower))
 
     def evidence(self, turn: int) -> Evidence:
         """The turn quoted, built once per view: several categories and pCSAT quote the same turns."""

@@ -72,8 +72,10 @@ class _Hits:
     count: float
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b)
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """|a ∩ b| / |a ∪ b|, the union's size counted rather than the union built."""
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared)
 
 
 def near_repeats(view: ConversationView, turns: list[int], similarity: float, previous_only: bool) -> _Hits:
@@ -86,15 +88,13 @@ def near_repeats(view: ConversationView, turns: list[int], similarity: float, pr
         n = len(s)
         if n < 3:
             continue
-        earlier = turns[k - 1 : k] if previous_only else turns[:k]
-        # Jaccard ≤ min/max of the sizes: skip the set algebra for pairs whose sizes already rule it out.
-        if any(
-            3 <= (m := len(sets[j]))
-            and similarity * max(n, m) <= min(n, m)
-            and _jaccard(s, sets[j]) >= similarity
-            for j in earlier
-        ):
-            hits.append(i)
+        for j in turns[k - 1 : k] if previous_only else turns[:k]:
+            t = sets[j]
+            m = len(t)
+            # Jaccard ≤ min/max of the sizes: skip the set algebra for pairs whose sizes already rule it out.
+            if m >= 3 and similarity * max(n, m) <= min(n, m) and jaccard(s, t) >= similarity:
+                hits.append(i)
+                break
     return _Hits(tuple(hits), len(hits))
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na, phrase_pattern
+from qastream_scoring.autoqa.base import ConversationView, Finding, Params, na, occurs, phrase_pattern
 from qastream_shared.scorecard import Scale
 
 
@@ -87,7 +87,8 @@ class PhrasesScorer:
             return _customer_name(view)
         p = parsed.params
         if parsed.forbidden is not None:
-            hit = next((i for i in view.agent if parsed.forbidden.search(view.texts[i])), None)
+            forbidden = parsed.forbidden
+            hit = next((i for i in view.agent if occurs(forbidden, view.texts[i])), None)
             if hit is not None:
                 return Finding(0.0, 0.9, (view.evidence(hit),), "forbidden phrase")
         if not parsed.required:
@@ -99,7 +100,7 @@ class PhrasesScorer:
             window = window[-p.turns :]
         evidence = []
         for pat in parsed.required:
-            hit = next((i for i in window if pat.search(view.texts[i])), None)
+            hit = next((i for i in window if occurs(pat, view.texts[i])), None)
             if hit is not None:
                 evidence.append(view.evidence(hit))
         found = len(evidence) / len(parsed.required)

@@ -46,7 +46,7 @@ from bench.common import TINY_HELP, Stopwatch, emit, rate, ratio
 from bench.platform import BATCH, PARTITIONS, cleanup, raw_consume, servers
 from qastream_scoring.app import SPEC
 from qastream_scoring.autoqa import DEFAULT_REGISTRY, prepare
-from qastream_scoring.autoqa.base import forget_occurrences, token_set
+from qastream_scoring.autoqa.base import forget_occurrences, token_set, word_runs
 from qastream_scoring.autoqa.resolution import CUES
 from qastream_scoring.autoqa.sentiment import empathic
 from qastream_scoring.autoqa.spelling import misspelled
@@ -84,7 +84,7 @@ def conversations(n: int) -> list[Conversation]:
 def cold_text_caches() -> None:
     """Empties the per-text caches (VADER and its verdicts, cue matches, spelling) so that each in-process pass
     starts as a fresh service process does: else the pass without pCSAT warms them for the pass with it."""
-    for cached in (compound, empathic, misspelled, token_set, *(cue.matches for cue in CUES)):
+    for cached in (compound, empathic, misspelled, token_set, word_runs, *(cue.matches for cue in CUES)):
         cached.cache_clear()
     clear_verdicts()
     forget_occurrences()

@@ -113,7 +113,7 @@ def test_a_repeated_text_is_judged_once_whatever_the_threshold(monkeypatch: pyte
     gate = vader._gate()
 
     class Counted:
-        def may_be_negative(self, text: str, lower: str, runs: list[str]) -> bool:
+        def may_be_negative(self, text: str, lower: str, runs: tuple[str, ...]) -> bool:
             gated.append(text)
             return gate.may_be_negative(text, lower, runs)
 

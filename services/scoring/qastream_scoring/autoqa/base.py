@@ -21,6 +21,12 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 
 
 @lru_cache(maxsize=65536)
+def word_runs(lower: str) -> tuple[str, ...]:
+    """A turn's runs of letters and apostrophes, in order; cached by text, as `token_set` is."""
+    return tuple(_WORD.findall(lower))
+
+
+@lru_cache(maxsize=65536)
 def token_set(lower: str) -> frozenset[str]:
     """A turn's distinct words and numbers. Cached by text: agent macros repeat across conversations, and a
     frozenset can be shared by every view that holds the same text."""
@@ -125,8 +131,8 @@ class ConversationView:
         return found
 
     @cached_property
-    def words(self) -> list[list[str]]:
-        return [_WORD.findall(t) for t in self.lower]
+    def words(self) -> list[tuple[str, ...]]:
+        return list(map(word_runs, self.lower))
 
     @cached_property
     def token_sets(self) -> list[frozenset[str]]:

@@ -210,7 +210,7 @@ class _Gate:
     numbered: re.Pattern[str] | None
     digit: re.Pattern[str] | None  # None: some entry of `numbered` holds no digit, so it is always looked for
 
-    def may_be_negative(self, text: str, lower: str, runs: list[str]) -> bool:
+    def may_be_negative(self, text: str, lower: str, runs: tuple[str, ...]) -> bool:
         if "n't" in lower or not self.words.isdisjoint(runs):
             return True
         if "'" in lower and not self.words.isdisjoint(w.strip("'") for w in runs if "'" in w):

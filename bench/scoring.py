@@ -82,8 +82,9 @@ def conversations(n: int) -> list[Conversation]:
 
 
 def cold_text_caches() -> None:
-    """Empties the per-text caches (VADER and its verdicts, cue matches, spelling) so that each in-process pass
-    starts as a fresh service process does: else the pass without pCSAT warms them for the pass with it."""
+    """Empties the per-text caches (VADER and its verdicts, cue matches, spelling, word runs and token sets,
+    phrase checks) so that each in-process pass starts as a fresh service process does: else the pass without
+    pCSAT warms them for the pass with it."""
     for cached in (compound, empathic, misspelled, token_set, word_runs, *(cue.matches for cue in CUES)):
         cached.cache_clear()
     clear_verdicts()

@@ -57,13 +57,10 @@ def test_phrases_required_window_and_forbidden() -> None:
 
 def test_a_phrase_check_answers_for_its_own_pattern_whatever_others_asked_of_the_same_text() -> None:
     # `occurs` caches by (pattern, text): a text's answer for one pattern must never answer for another.
-    for first, then in ((["hello"], ["goodbye"]), (["goodbye"], ["hello"])):
-        assert run(PhrasesScorer(), GOOD, required=first, window="first", turns=1).fraction == (
-            1.0 if first == ["hello"] else 0.0
-        )
-        assert run(PhrasesScorer(), GOOD, required=then, window="first", turns=1).fraction == (
-            1.0 if then == ["hello"] else 0.0
-        )
+    hello, goodbye = (["hello"], 1.0), (["goodbye"], 0.0)  # what GOOD's first agent turn holds, and not
+    for order in ((hello, goodbye), (goodbye, hello)):
+        for required, fraction in order:
+            assert run(PhrasesScorer(), GOOD, required=required, window="first", turns=1).fraction == fraction
     sensitive, insensitive = re.compile("hello"), re.compile("hello", re.IGNORECASE)
     assert occurs(insensitive, "Hello Maria") and not occurs(sensitive, "Hello Maria")
     assert not occurs(sensitive, "Hello Maria") and occurs(insensitive, "Hello Maria")

@@ -18,7 +18,9 @@ Prints JSON:
   down until bracketed, then bisected to 10%; then the best held rate is offered for `--window` seconds (60:
   the issue's definition) and, when that does not hold, 10% less, twice at most. `per_s` is the rate of that
   held window; `cpu_ms_per_conversation` is each process's CPU over it (and its drain) per conversation
-  (`bench`: this process, the load generator), `batches` each consumer's batch count, mean size and time;
+  (`bench`: this process, the load generator; `broker`, `postgres`: theirs, when they run on this machine;
+  `machine`: every core's busy time), `machine.busy_cores` the cores busy on average, `batches` each
+  consumer's batch count, mean size and time;
 - idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline;
 - latency_at_70_percent: `--window` seconds at 70% of sustained.per_s; with `--latency-at R` the search is
   skipped and `latency_at_given_rate` is `--window` seconds at R/s instead, with each service's CPU per
@@ -34,7 +36,8 @@ Prints JSON:
 - raw_produce / raw_consume: aiokafka with the relay's producer settings and the consumer's fetch sizes,
   ~1 KB records, on the same broker in the same run; raw_ping_pong: one record produced and consumed
   before the next, without linger as the relay sends, the floor of one hop;
-- ratios: sustained over raw consume, and each latency p99 over the ping-pong p99 (hops: ingest→sampler,
+- ratios: sustained over raw consume, the cores the target rate would keep busy at the held window's cost
+  per conversation, and each latency p99 over the ping-pong p99 (hops: ingest→sampler,
   sampler→scoring, scoring→reporting).
 Targets (a quiet 2-core machine): sustained >= 1,000/s, p99 scored <= 100 ms, p99 reported <= 250 ms.
 """
@@ -277,6 +280,11 @@ async def main(
     pong_p99 = base_figures["raw_ping_pong"]["p99_ms"]
     ratios = {
         "sustained_over_raw_consume": round((sus["per_s"] or 0) / base_figures["raw_consume"]["per_s"], 4),
+        # The cores the target rate would keep busy at the held window's cost per conversation (everything
+        # on the machine: services, load, broker, database); this machine has `sustained.machine.cores`.
+        "cores_for_target_rate": round(
+            sus["cpu_ms_per_conversation"]["machine"] * TARGETS["sustained_per_s"] / 1000, 2
+        ),
         "scored_p99_over_ping_pong_p99": round(lat["scored"].get("p99_ms", 0) / pong_p99, 1),
         "reported_p99_over_ping_pong_p99": round(lat["reported"].get("p99_ms", 0) / pong_p99, 1),
     }

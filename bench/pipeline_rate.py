@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import psutil
 
 from bench.pipeline_stack import SERVICES, Counters, Pipeline, drained, post
 from tests.integration.conftest_ingest import star_stream, take
@@ -203,6 +204,7 @@ async def usage(p: Pipeline, before: Counters, n_conv: int) -> dict[str, Any]:
     """Each process's CPU, each consumer's batches and each service's garbage collections since `before`."""
     after = await p.counters()
     cpu = {name: used - before.cpu[name] for name, used in after.cpu.items()}
+    seconds = after.at - before.at
     batches = {
         name: [a - b for a, b in zip(totals, before.batches[name], strict=True)]
         for name, totals in after.batches.items()
@@ -212,10 +214,11 @@ async def usage(p: Pipeline, before: Counters, n_conv: int) -> dict[str, Any]:
         # generator and the lag sampling): on two shared cores their sum bounds the rate.
         "cpu_ms_per_conversation": {
             **{name: round(1000 * s / max(n_conv, 1), 3) for name, s in cpu.items()},
-            "services_total": round(
-                1000 * sum(s for name, s in cpu.items() if name != "bench") / max(n_conv, 1), 3
-            ),
+            "services_total": round(1000 * sum(cpu[name] for name in SERVICES) / max(n_conv, 1), 3),
         },
+        # How many of the machine's cores were busy on average (everything on it, not only these processes):
+        # `machine` ms per conversation is also the cores a rate of 1,000/s would keep busy at this cost.
+        "machine": {"cores": psutil.cpu_count(), "busy_cores": round(cpu["machine"] / seconds, 2)},
         # Each consumer's batches over that window: how far batching spread its per-batch costs.
         "batches": {
             name: {"n": int(n), "mean_records": round(records / n, 1), "mean_ms": round(1000 * secs / n, 1)}

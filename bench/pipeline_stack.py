@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -68,8 +69,43 @@ def _gc_totals(text: str) -> dict[str, dict[str, float]]:
     return gens
 
 
+def listening(address: str) -> psutil.Process | None:
+    """The process that listens at `address` (a URL, or host:port), when that is on this machine: the broker or
+    the database."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    port = parts.port
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid:
+            return psutil.Process(c.pid)
+    return None
+
+
+def postgres_cpu(postmaster: psutil.Process) -> float:
+    """The server's CPU so far: the postmaster, its reaped backends and its live ones (so a backend that exits
+    mid-window is counted once, in whichever side holds it)."""
+    t = postmaster.cpu_times()
+    used = t.user + t.system + t.children_user + t.children_system
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            c = child.cpu_times()
+            used += c.user + c.system
+    return used
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent off idle since boot (guest time is already inside user, as psutil
+    counts it for `cpu_percent`)."""
+    t = psutil.cpu_times()
+    return (
+        sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    )
+
+
 @dataclass
 class Counters:
+    at: float
     cpu: dict[str, float]
     batches: dict[str, tuple[float, float, float]]
     gc: dict[str, dict[str, dict[str, float]]]
@@ -86,6 +122,16 @@ class Pipeline:
         self.admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap_servers)
         self.ends = AIOKafkaConsumer(bootstrap_servers=base.kafka_bootstrap_servers)
         self.key = ""
+        # The broker's and the database's own processes, when they run here: their CPU is the rest of what a
+        # conversation costs this machine.
+        self.infrastructure = {
+            name: proc
+            for name, proc in (
+                ("broker", listening(base.kafka_bootstrap_servers.split(",")[0])),
+                ("postgres", listening(base.asyncpg_dsn)),
+            )
+            if proc is not None
+        }
 
     def schema(self, name: str) -> str:
         schema = self.settings[name].db_schema
@@ -136,7 +182,8 @@ class Pipeline:
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU each service process has used so far (with its reaped children: the sampler's
-        snapshot writers), and this bench process (the load)."""
+        snapshot writers), this bench process (the load), the broker and the database where they run here,
+        and the whole machine."""
         used = {}
         for name, svc in self.live.items():
             assert svc.proc is not None
@@ -144,6 +191,12 @@ class Pipeline:
             used[name] = t.user + t.system + t.children_user + t.children_system
         t = psutil.Process().cpu_times()
         used["bench"] = t.user + t.system
+        if broker := self.infrastructure.get("broker"):
+            t = broker.cpu_times()
+            used["broker"] = t.user + t.system
+        if postmaster := self.infrastructure.get("postgres"):
+            used["postgres"] = postgres_cpu(postmaster)
+        used["machine"] = machine_busy()
         return used
 
     async def metrics(self) -> dict[str, str]:
@@ -155,6 +208,7 @@ class Pipeline:
         """What `bench.pipeline_rate.usage` subtracts to give a window's CPU, batches and collections."""
         texts = await self.metrics()
         return Counters(
+            time.perf_counter(),
             self.cpu_seconds(),
             {name: _batch_totals(name, text) for name, text in texts.items()},
             {name: _gc_totals(text) for name, text in texts.items()},

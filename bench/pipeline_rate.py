@@ -219,6 +219,12 @@ async def usage(p: Pipeline, before: Counters, n_conv: int) -> dict[str, Any]:
         # How many of the machine's cores were busy on average (everything on it, not only these processes):
         # `machine` ms per conversation is also the cores a rate of 1,000/s would keep busy at this cost.
         "machine": {"cores": psutil.cpu_count(), "busy_cores": round(cpu["machine"] / seconds, 2)},
+        # What the database was asked to do per conversation, all schemas together (the bench's own
+        # queries included): its CPU above follows these.
+        "database_per_conversation": {
+            name: round((a - b) / max(n_conv, 1), 2)
+            for name, a, b in zip(("commits", "rows_written"), after.database, before.database, strict=True)
+        },
         # Each consumer's batches over that window: how far batching spread its per-batch costs.
         "batches": {
             name: {"n": int(n), "mean_records": round(records / n, 1), "mean_ms": round(1000 * secs / n, 1)}

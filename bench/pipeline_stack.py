@@ -103,10 +103,26 @@ def machine_busy() -> float:
     )
 
 
+async def database_work(dsn: str) -> tuple[int, int]:
+    """The database's commits and rows written (inserted, updated, deleted) so far. Each backend reports its
+    own at most once a second while busy (within 10 s once idle), so a minute's window is off by ~2%."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted AS written"
+            " FROM pg_stat_database WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return row["xact_commit"], row["written"]
+
+
 @dataclass
 class Counters:
     at: float
     cpu: dict[str, float]
+    database: tuple[int, int]
     batches: dict[str, tuple[float, float, float]]
     gc: dict[str, dict[str, dict[str, float]]]
 
@@ -210,6 +226,7 @@ class Pipeline:
         return Counters(
             time.perf_counter(),
             self.cpu_seconds(),
+            await database_work(self.base.asyncpg_dsn),
             {name: _batch_totals(name, text) for name, text in texts.items()},
             {name: _gc_totals(text) for name, text in texts.items()},
         )

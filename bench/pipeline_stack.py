@@ -82,12 +82,12 @@ def listening(address: str) -> psutil.Process | None:
     return None
 
 
-def postgres_cpu(postmaster: psutil.Process) -> float:
-    """The server's CPU so far: the postmaster, its reaped backends and its live ones (so a backend that exits
-    mid-window is counted once, in whichever side holds it)."""
-    t = postmaster.cpu_times()
+def cpu_with_children(server: psutil.Process) -> float:
+    """A server's CPU so far: its own, its reaped children's and its live ones' (PostgreSQL's backends), so a
+    backend that exits between two readings is counted once, on whichever side holds it then."""
+    t = server.cpu_times()
     used = t.user + t.system + t.children_user + t.children_system
-    for child in postmaster.children():
+    for child in server.children():
         with contextlib.suppress(psutil.NoSuchProcess):
             c = child.cpu_times()
             used += c.user + c.system
@@ -211,7 +211,7 @@ class Pipeline:
             t = broker.cpu_times()
             used["broker"] = t.user + t.system
         if postmaster := self.infrastructure.get("postgres"):
-            used["postgres"] = postgres_cpu(postmaster)
+            used["postgres"] = cpu_with_children(postmaster)
         used["machine"] = machine_busy()
         return used
 

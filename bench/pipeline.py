@@ -19,7 +19,8 @@ Prints JSON:
   the issue's definition) and, when that does not hold, 10% less, twice at most. `per_s` is the rate of that
   held window; `cpu_ms_per_conversation` is each process's CPU over it (and its drain) per conversation
   (`bench`: this process, the load generator; `broker`, `postgres`: theirs, when they run on this machine;
-  `machine`: every core's busy time), `machine.busy_cores` the cores busy on average, `batches` each
+  `machine`: every core's busy time), `machine.busy_cores` the cores busy on average (`stolen_cores`: taken
+  by the host for other guests, not counted as busy), `batches` each
   consumer's batch count, mean size and time;
 - idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline;
 - latency_at_70_percent: `--window` seconds at 70% of sustained.per_s; with `--latency-at R` the search is

@@ -94,13 +94,14 @@ def cpu_with_children(server: psutil.Process) -> float:
     return used
 
 
-def machine_busy() -> float:
-    """CPU seconds all cores have spent off idle since boot (guest time is already inside user, as psutil
-    counts it for `cpu_percent`)."""
+def machine_seconds() -> tuple[float, float]:
+    """CPU seconds all cores have spent on this machine's work since boot, and those the hypervisor gave to
+    other guests while this one wanted them (steal: a busy host, the noise between two runs here). Guest time
+    is already inside user, as psutil counts it for `cpu_percent`."""
     t = psutil.cpu_times()
-    return (
-        sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-    )
+    stolen = getattr(t, "steal", 0.0)
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - stolen
+    return busy - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0), stolen
 
 
 async def database_work(dsn: str) -> tuple[int, int]:
@@ -199,7 +200,7 @@ class Pipeline:
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU each service process has used so far (with its reaped children: the sampler's
         snapshot writers), this bench process (the load), the broker and the database where they run here,
-        and the whole machine."""
+        and the whole machine (`machine`, and `stolen` from it by the host)."""
         used = {}
         for name, svc in self.live.items():
             assert svc.proc is not None
@@ -212,7 +213,7 @@ class Pipeline:
             used["broker"] = t.user + t.system
         if postmaster := self.infrastructure.get("postgres"):
             used["postgres"] = cpu_with_children(postmaster)
-        used["machine"] = machine_busy()
+        used["machine"], used["stolen"] = machine_seconds()
         return used
 
     async def metrics(self) -> dict[str, str]:

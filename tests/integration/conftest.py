@@ -13,7 +13,7 @@ import pytest
 from qastream_shared.runtime import ServiceRuntime
 from qastream_shared.settings import Settings
 from qastream_shared.stack import Stack
-from qastream_shared.testing import isolated_settings, settings_env
+from qastream_shared.testing import ISSUED, isolated_settings, settings_env
 from tests.integration.probe import SPEC
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,13 +27,17 @@ def private_servers(state_dir: Path) -> Iterator[Stack]:
         mp.delenv("QA_PG_PORT", raising=False)
         mp.delenv("QA_KAFKA_PORT", raising=False)
         stack = Stack(state_dir)
+        bootstrap = None
         try:
             # start_* (unlike ensure_*) ignore DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS: always our own servers.
             stack.start_postgres()
-            stack.start_kafka()
+            bootstrap = stack.start_kafka()
             yield stack
         finally:
             stack.down()
+            # What tests made on these servers goes down with them: the session's drop has nothing to do there,
+            # and would only warn that it cannot reach them.
+            ISSUED[:] = [s for s in ISSUED if s.kafka_bootstrap_servers != bootstrap]
             if not stack.pg_home.is_relative_to(stack.state_dir):  # root's PGDATA lives under /var/tmp
                 shutil.rmtree(stack.pg_home, ignore_errors=True)
 

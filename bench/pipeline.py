@@ -20,8 +20,8 @@ Prints JSON:
   held window; `cpu_ms_per_conversation` is each process's CPU over it (and its drain) per conversation
   (`bench`: this process, the load generator; `broker`, `postgres`: theirs, when they run on this machine;
   `machine`: every core's busy time), `machine.busy_cores` the cores busy on average (`stolen_cores`: taken
-  by the host for other guests, not counted as busy), `batches` each
-  consumer's batch count, mean size and time;
+  by the host for other guests, not counted as busy), `database_per_conversation` its commits and rows
+  written, `batches` each consumer's batch count, mean size and time;
 - idle_one_at_a_time: `--idle` conversations posted one at a time on the drained pipeline;
 - latency_at_70_percent: `--window` seconds at 70% of sustained.per_s; with `--latency-at R` the search is
   skipped and `latency_at_given_rate` is `--window` seconds at R/s instead, with each service's CPU per
@@ -38,8 +38,8 @@ Prints JSON:
   ~1 KB records, on the same broker in the same run; raw_ping_pong: one record produced and consumed
   before the next, without linger as the relay sends, the floor of one hop;
 - ratios: sustained over raw consume, the cores the target rate would keep busy at the held window's cost
-  per conversation, and each latency p99 over the ping-pong p99 (hops: ingest→sampler,
-  sampler→scoring, scoring→reporting).
+  per conversation, and each latency p99 over the ping-pong p99 (hops: ingest→sampler, sampler→scoring,
+  scoring→reporting).
 Targets (a quiet 2-core machine): sustained >= 1,000/s, p99 scored <= 100 ms, p99 reported <= 250 ms.
 """
 

@@ -83,8 +83,9 @@ def listening(address: str) -> psutil.Process | None:
 
 
 def cpu_with_children(server: psutil.Process) -> float:
-    """A server's CPU so far: its own, its reaped children's and its live ones' (PostgreSQL's backends), so a
-    backend that exits between two readings is counted once, on whichever side holds it then."""
+    """A process's CPU so far: its own, its reaped children's and its live ones' (PostgreSQL's backends, the
+    sampler's snapshot writers), so a child that exits between two readings is counted once, on whichever
+    side holds it then."""
     t = server.cpu_times()
     used = t.user + t.system + t.children_user + t.children_system
     for child in server.children():
@@ -198,21 +199,17 @@ class Pipeline:
         )
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU each service process has used so far (with its reaped children: the sampler's
-        snapshot writers), this bench process (the load), the broker and the database where they run here,
-        and the whole machine (`machine`, and `stolen` from it by the host)."""
+        """User + system CPU each service process has used so far (with its children: the sampler's snapshot
+        writers), this bench process (the load), the broker and the database where they run here, and the whole
+        machine (`machine`, and `stolen` from it by the host)."""
         used = {}
         for name, svc in self.live.items():
             assert svc.proc is not None
-            t = psutil.Process(svc.proc.popen.pid).cpu_times()
-            used[name] = t.user + t.system + t.children_user + t.children_system
+            used[name] = cpu_with_children(psutil.Process(svc.proc.popen.pid))
         t = psutil.Process().cpu_times()
         used["bench"] = t.user + t.system
-        if broker := self.infrastructure.get("broker"):
-            t = broker.cpu_times()
-            used["broker"] = t.user + t.system
-        if postmaster := self.infrastructure.get("postgres"):
-            used["postgres"] = cpu_with_children(postmaster)
+        for name, server in self.infrastructure.items():
+            used[name] = cpu_with_children(server)
         used["machine"], used["stolen"] = machine_seconds()
         return used
 
